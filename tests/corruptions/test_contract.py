@@ -1,0 +1,90 @@
+"""Properties every registered objective keeps, whatever it does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import corruptions
+from corruptions import IGNORE, Op, create, get, list_objectives, make_generator
+from tests.helpers import ORDINARY, TINY, tokens
+
+NAMES = [o.name for o in list_objectives()]
+word_ids = st.sampled_from(ORDINARY)
+
+
+def run(name: str, rows: list[list[int]], seed: int, **kw: int) -> corruptions.Corrupted:
+    return create(name)(tokens(rows, **kw), TINY, make_generator(seed))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(ids=st.lists(word_ids, min_size=1, max_size=96), seed=st.integers(0, 2**32 - 1))
+def test_every_objective_keeps_the_contract(name: str, ids: list[int], seed: int) -> None:
+    rows = [ids, ids[: max(1, len(ids) // 2)]]  # two rows, the second one padded
+    batch = tokens(rows, word_every=2, sentence_every=7)
+    before = batch.ids.clone()
+    out = create(name)(batch, TINY, make_generator(seed))
+    again = create(name)(batch, TINY, make_generator(seed))
+    assert torch.equal(batch.ids, before)  # the input is never written to
+    for key, value in out.as_dict().items():
+        assert torch.equal(value, again.as_dict()[key]), key  # same seed, same output
+    assert out.input_ids.dtype == torch.long and out.labels.dtype == torch.long
+    assert out.attention_mask.dtype == torch.bool
+    assert out.input_ids.shape == out.attention_mask.shape
+    # padding is never attended to and never carries loss
+    assert (out.input_ids[~out.attention_mask] == TINY.pad).all()
+    arch = get(name).arch
+    if arch == "encoder-decoder":
+        assert out.decoder_input_ids is not None
+        assert out.decoder_input_ids.shape == out.labels.shape
+    else:
+        assert out.labels.shape == out.input_ids.shape
+        assert (out.labels[~out.attention_mask] == IGNORE).all()
+    # no special token is ever predicted
+    scored = out.labels[out.labels != IGNORE]
+    allowed = torch.tensor([TINY.eos, *TINY.sentinels])  # targets may end in </s> and hold sentinels
+    assert (~TINY.is_special(scored) | torch.isin(scored, allowed)).all()
+    if out.ops is not None:
+        assert out.ops.shape == batch.ids.shape
+        assert (out.ops[~batch.real] == int(Op.KEEP)).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_specials_in_content_are_never_touched(name: str) -> None:
+    specials = [TINY.mask, TINY.unk, TINY.bos, TINY.eos, TINY.sentinels[0]]
+    row = [11, 12, *specials, 13, 14, 15, 16] * 4
+    out = run(name, [row], 0)
+    if out.ops is not None:
+        special_at = TINY.is_special(torch.tensor(row))
+        assert (out.ops[0][special_at] == int(Op.KEEP)).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("rows", [[[42]], [[TINY.unk, TINY.mask]], [[11, 12]]])
+def test_tiny_and_all_special_rows_work(name: str, rows: list[list[int]]) -> None:
+    out = run(name, rows, 1)
+    assert out.input_ids.size(0) == 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_objective_is_documented(name: str) -> None:
+    objective = get(name)
+    assert objective.summary and objective.paper
+    for p in objective.params:
+        assert p.help, f"{name}.{p.name} needs help text"
+
+
+def test_every_family_registers_something() -> None:
+    families = {o.family for o in list_objectives()}
+    assert set(corruptions.FAMILIES) <= families
+
+
+def test_the_library_stays_pure() -> None:
+    code = "import sys, corruptions; print(sorted({'typer','rich','datasets','tokenizers'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

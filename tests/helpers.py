@@ -1,0 +1,47 @@
+"""Shared test fixtures: an odd test vocabulary and batch builders.
+
+`TINY` uses odd ids (pad 3, mask 7, sentinels mid-range and counting down), so code that assumes
+pad 0 or sentinels at the end of the vocabulary fails at once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from corruptions import Tokens, Vocab
+
+TINY = Vocab(
+    size=300,
+    pad=3,
+    unk=1,
+    bos=5,
+    eos=6,
+    mask=7,
+    sentinels=tuple(range(199, 99, -1)),  # <extra_id_0> = 199 ... <extra_id_99> = 100
+    extra={"[NLU]": 8, "[NLG]": 9, "[S2S]": 10},
+)
+FIRST_WORD_ID = 11
+LAST_WORD_ID = 99  # ordinary ids are 11..99 and 200..299
+ORDINARY = [*range(FIRST_WORD_ID, LAST_WORD_ID + 1), *range(200, 300)]
+
+
+def tokens(rows: list[list[int]], word_every: int = 0, sentence_every: int = 0) -> Tokens:
+    """A padded batch; every `word_every`-th token opens a word (0: every token), and every
+    `sentence_every`-th token opens a sentence (0: one sentence per row)."""
+    words = [[word_every == 0 or i % word_every == 0 for i in range(len(r))] for r in rows]
+    sents = [[(i % sentence_every == 0) if sentence_every else i == 0 for i in range(len(r))]
+             for r in rows]
+    return Tokens.from_lists(rows, TINY.pad, words, sents)
+
+
+def random_batch(batch: int, length: int, seed: int = 0, word_every: int = 0,
+                 sentence_every: int = 0) -> Tokens:
+    """Full rows of random ordinary ids, for statistical tests."""
+    gen = torch.Generator().manual_seed(seed)
+    pool = torch.tensor(ORDINARY)
+    ids = pool[torch.randint(0, len(pool), (batch, length), generator=gen)]
+    lengths = torch.full((batch,), length, dtype=torch.long)
+    positions = torch.arange(length).expand(batch, length)
+    words = positions % word_every == 0 if word_every else torch.ones_like(ids, dtype=torch.bool)
+    sents = (positions % sentence_every == 0) if sentence_every else positions == 0
+    return Tokens(ids, lengths, words, sents)
