@@ -1,0 +1,1 @@
+"""The `objectives` command line: data, tokenizers, rendering, models and the trainer."""

@@ -1,0 +1,3 @@
+from objectives_cli.main import run
+
+run()

@@ -1,0 +1,31 @@
+"""Entry point: import the command modules, run the app, turn user errors into one line.
+
+`ObjectivesError` becomes `error: ...` (and `hint: ...`) on stderr with its exit status; any
+other exception is a bug and keeps its traceback. A closed pipe (`| head`) ends quietly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from corruptions.errors import ObjectivesError
+
+from .app import app
+
+# command modules: importing one registers its commands on `app`
+
+
+def run() -> None:
+    """Console-script entry point (`objectives`)."""
+    try:
+        app(standalone_mode=True)
+    except ObjectivesError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
