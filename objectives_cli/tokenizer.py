@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from corruptions import Tokens, Vocab
 from corruptions.errors import DataError
@@ -117,7 +117,8 @@ def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     elif kind == "unigram":
         tok = Tokenizer(models.Unigram())
-        tok.normalizer = normalizers.NFKC()
+        tok.normalizer = normalizers.Sequence([
+            normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " ")])
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
         trainer = trainers.UnigramTrainer(
@@ -140,8 +141,9 @@ def train_tokenizer(documents: Iterable[str], kind: str = "wordpiece", vocab_siz
         raise ValueError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 20} "
                          f"({len(SPECIAL_TOKENS)} special tokens plus some text), not {vocab_size}")
     tok, trainer = _blank(kind, vocab_size - N_SENTINELS)
-    docs = list(documents)
-    tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
+    # Lines, not documents: encode_documents encodes sentences, so no piece should hold a "\n".
+    lines = [line for doc in documents for line in doc.splitlines() if line.strip()]
+    tok.train_from_iterator(lines, trainer=trainer, length=len(lines))
     if kind == "wordpiece":
         tok = _to_wordpiece(tok, vocab_size - N_SENTINELS)
     _canonicalize(tok, kind)
@@ -153,29 +155,35 @@ def _canonicalize(tok: Tokenizer, kind: str) -> None:
     """Make a trained model independent of Rust's per-process hash seeds (same corpus, same file).
 
     `tokenizers` 0.2x trains BPE deterministically, but Unigram sums its EM counts in hash-map
-    order: scores differ in the 11th digit from run to run, so equal-score pieces swap ids.
-    Scores are rounded to 1e-4 (far below any difference that matters to segmentation) and
-    pieces sorted by score, then by text, the specials kept first. (WordPiece: see
-    _to_wordpiece.)
+    order (scores differ in the 11th digit from run to run, so equal-score pieces swap ids) and
+    scores the characters it must keep by their hash-map order. Those characters all get the
+    lowest score, scores are rounded to 1e-4 (far below any difference that matters to
+    segmentation), and pieces are sorted by score, then by text, the specials kept first.
+    (WordPiece: see _to_wordpiece.)
     """
     if kind == "unigram":
-        model = json.loads(tok.to_str())["model"]
-        pieces = [(p, round(score, 4)) for p, score in model["vocab"]]
-        head, rest = pieces[: len(BASE_SPECIALS)], pieces[len(BASE_SPECIALS):]
+        pieces = json.loads(tok.to_str())["model"]["vocab"]
+        head, rest = pieces[: len(BASE_SPECIALS)], pieces[len(BASE_SPECIALS) :]
         assert [p for p, _ in head] == list(BASE_SPECIALS), "specials must come first"
+        # Characters the trainer had to keep get the lowest score plus k * 1e-4, k in hash order:
+        # all of them get the lowest score.
+        floor = min((score for _, score in rest), default=0.0)
+        slack = 1e-4 * (1 + sum(len(p) == 1 for p, _ in rest)) + 1e-9
+        rest = [(p, round(floor if len(p) == 1 and score <= floor + slack else score, 4))
+                for p, score in rest]
         rest.sort(key=lambda ps: (-ps[1], ps[0]))
-        tok.model = models.Unigram(head + rest, unk_id=BASE_SPECIALS.index("[UNK]"),
+        tok.model = models.Unigram([*map(tuple, head), *rest], unk_id=BASE_SPECIALS.index("[UNK]"),
                                    byte_fallback=False)
 
 
 def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
     """A tokenizer file; None = the default tokenizer (works offline on a fresh machine)."""
     path = DEFAULT_TOKENIZER if path is None else Path(path)
+    if not path.is_file():
+        raise DataError(f"no such tokenizer file: {path}",
+                        "train one with `objectives tokenizer train CORPUS --out FILE`")
     try:
         tok = Tokenizer.from_file(str(path))
-    except FileNotFoundError:
-        raise DataError(f"no such tokenizer file: {path}",
-                        "train one with `objectives tokenizer train CORPUS --out FILE`") from None
     except Exception as exc:  # tokenizers raises a bare Exception for bad JSON
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path} is not a tokenizer file: {first}",
