@@ -21,8 +21,10 @@ corpus's train split, shipped in objectives_cli/assets/; rebuild it with
 
 from __future__ import annotations
 
+import array
 import itertools
 import json
+import operator
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -258,12 +260,25 @@ def encode_documents(tok: Tokenizer, documents: Sequence[str]) -> list[EncodedDo
                 continue
             word_ids = enc.word_ids
             ids += sentence_ids
-            previous = [-1, *word_ids[:-1]]
-            words += [w is None or w != p for p, w in zip(previous, word_ids, strict=True)]
+            # A token opens a word when its word id differs from the previous token's.
+            words += map(operator.ne, word_ids, [-1, *word_ids])
             starts.append(True)
-            starts += [False] * (len(sentence_ids) - 1)
+            starts += _FALSE[: len(sentence_ids) - 1] if len(sentence_ids) <= len(_FALSE) else (
+                [False] * (len(sentence_ids) - 1))
         out.append(EncodedDoc(ids, words, starts))
     return out
+
+
+_FALSE = [False] * 4096
+
+
+def _flat(docs: Sequence[EncodedDoc], field: str, code: str, dtype: torch.dtype) -> torch.Tensor:
+    """One field of every document, concatenated into a 1-d tensor (via array: ~10x faster than
+    torch.tensor on a list)."""
+    values = array.array(code, itertools.chain.from_iterable(getattr(d, field) for d in docs))
+    if not values:
+        return torch.zeros(0, dtype=dtype)
+    return torch.frombuffer(values, dtype=dtype).clone()
 
 
 def batch_blocks(docs: Sequence[EncodedDoc], max_length: int, pad: int) -> Tokens:
@@ -277,19 +292,15 @@ def batch_blocks(docs: Sequence[EncodedDoc], max_length: int, pad: int) -> Token
     """
     if max_length < 1:
         raise ValueError(f"max_length must be positive, not {max_length}")
-    flat_ids = torch.tensor(list(itertools.chain.from_iterable(d.ids for d in docs)),
-                            dtype=torch.long)
-    flat_words = torch.tensor(list(itertools.chain.from_iterable(d.word_starts for d in docs)),
-                              dtype=torch.bool)
-    flat_sents = torch.tensor(list(itertools.chain.from_iterable(d.sentence_starts for d in docs)),
-                              dtype=torch.bool)
+    flat_ids = _flat(docs, "ids", "q", torch.long)
+    flat_words = _flat(docs, "word_starts", "b", torch.int8).bool()
+    flat_sents = _flat(docs, "sentence_starts", "b", torch.int8).bool()
     n = flat_ids.numel()
     if n == 0:
         empty = torch.zeros((0, 0), dtype=torch.long)
         return Tokens(empty, torch.zeros(0, dtype=torch.long), empty.bool(), empty.bool())
     # last_start[i]: the last word start at or before i (within the flat stream).
-    positions = torch.arange(n)
-    last_start = torch.where(flat_words, positions, 0).cummax(0).values.tolist()
+    last_start = torch.where(flat_words, torch.arange(n), 0).cummax(0).values
     starts: list[int] = []
     lengths: list[int] = []
     begin = 0
@@ -297,7 +308,7 @@ def batch_blocks(docs: Sequence[EncodedDoc], max_length: int, pad: int) -> Token
         end = begin + len(doc.ids)
         pos = begin
         while end - pos > max_length:
-            cut = last_start[pos + max_length]  # the word that would straddle the cut
+            cut = int(last_start[pos + max_length])  # the word that would straddle the cut
             if cut <= pos:
                 cut = pos + max_length  # one word longer than a row: cut it
             starts.append(pos)
