@@ -139,9 +139,13 @@ def train_tokenizer(documents: Iterable[str], kind: str = "wordpiece", vocab_siz
     `vocab_size` counts everything, the 108 special tokens included; a small corpus may yield
     fewer ids. The sentinels are added after training, so they are the last ids.
     """
-    if vocab_size < len(SPECIAL_TOKENS) + 20:
-        raise ValueError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 20} "
-                         f"({len(SPECIAL_TOKENS)} special tokens plus some text), not {vocab_size}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(KINDS)}")
+    least = len(SPECIAL_TOKENS) + 20 + (256 if kind == "bpe" else 0)  # bpe: all 256 bytes
+    if vocab_size < least:
+        raise ValueError(f"a {kind} vocab_size must be at least {least} ({len(SPECIAL_TOKENS)} "
+                         f"special tokens{', 256 bytes' if kind == 'bpe' else ''} and some text), "
+                         f"not {vocab_size}")
     tok, trainer = _blank(kind, vocab_size - N_SENTINELS)
     # Lines, not documents: encode_documents encodes sentences, so no piece should hold a "\n".
     lines = [line for doc in documents for line in doc.splitlines() if line.strip()]

@@ -102,7 +102,10 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="unknown tokenizer kind"):
         train_tokenizer(["some text"], "sentencepiece", 1000)
     with pytest.raises(ValueError, match="vocab_size must be at least 128"):
-        train_tokenizer(["some text"], "bpe", 127)
+        train_tokenizer(["some text"], "wordpiece", 127)
+    with pytest.raises(ValueError, match="bpe vocab_size must be at least 384"):
+        train_tokenizer(["some text"], "bpe", 383)
+    assert train_tokenizer(["some text"], "bpe", 384).get_vocab_size() <= 384
 
 
 # --- decoding and word starts --------------------------------------------------------------------
@@ -373,11 +376,22 @@ def test_train_command(tmp_path: Path) -> None:
     assert tok.model.__class__.__name__ == "Unigram"
 
 
+def test_train_command_reads_stdin(tmp_path: Path) -> None:
+    out = tmp_path / "tok.json"
+    result = CliRunner().invoke(app, ["tokenizer", "train", "-", "--kind", "bpe", "--vocab-size",
+                                      "400", "--out", str(out)],
+                                input="The cat sat. The cat ran.\n\nA dog barked at the cat.\n")
+    assert result.exit_code == 0, result.output
+    assert "on 2 documents" in result.stderr
+    assert load_tokenizer(out).get_vocab_size() <= 400
+
+
 @pytest.mark.parametrize(("args", "code"), [
     (["missing.txt"], 1),
     (["empty.txt"], 1),
     (["corpus.txt", "--kind", "sentencepiece"], 2),
     (["corpus.txt", "--vocab-size", "100"], 2),
+    (["corpus.txt", "--vocab-size", "300", "--kind", "bpe"], 2),
 ])
 def test_train_command_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str],
                               code: int) -> None:
