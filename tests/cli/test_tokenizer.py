@@ -389,6 +389,7 @@ def test_train_command_reads_stdin(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("args", "code"), [
     (["missing.txt"], 1),
     (["empty.txt"], 1),
+    (["latin1.txt"], 1),
     (["corpus.txt", "--kind", "sentencepiece"], 2),
     (["corpus.txt", "--vocab-size", "100"], 2),
     (["corpus.txt", "--vocab-size", "300", "--kind", "bpe"], 2),
@@ -397,6 +398,7 @@ def test_train_command_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, a
                               code: int) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("café au lait".encode("latin-1"))
     (tmp_path / "corpus.txt").write_text("some text here", encoding="utf-8")
     result = CliRunner().invoke(app, ["tokenizer", "train", *args, "--out", "t.json"])
     assert result.exit_code == code
