@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corruptions.errors import DataError
 from objectives_cli import corpus
@@ -194,6 +196,14 @@ def test_not_utf8_inside_a_directory_names_that_file(tmp_path: Path) -> None:
 ])
 def test_split_sentences(document: str, sentences: list[str]) -> None:
     assert split_sentences(document) == sentences
+
+
+@given(st.lists(st.sampled_from(["word", "Word", "e.g.", "x.", "end.", "Why?", "Yes!", '"q."',
+                                  "(a)", " ", "  ", "\n", "\t"]), max_size=40).map("".join))
+def test_split_sentences_keeps_every_word_in_order(document: str) -> None:
+    sentences = split_sentences(document)
+    assert " ".join(sentences).split() == document.split()
+    assert all(s and s == s.strip() and "\n" not in s for s in sentences)
 
 
 def test_split_documents_trims_lines_and_drops_empty_ones() -> None:
