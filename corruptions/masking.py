@@ -283,22 +283,28 @@ class SpanMasking:
         if self.max_pair_targets < 1:
             raise ValueError("max_pair_targets must be >= 1")
 
-    def spans(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> AnchoredSpans:
+    def spans(self, batch: Tokens, vocab: Vocab, gen: torch.Generator,
+              allowed: Tensor | None = None) -> AnchoredSpans:
         """The masked tokens, with the sampled length of every accepted span."""
-        allowed = candidates(batch, vocab)
+        if allowed is None:
+            allowed = candidates(batch, vocab)
         budget = torch.ceil(batch.lengths.double() * self.rate).long()  # no [CLS]/[SEP] here
         probs = truncated_geometric(self.geometric_p, self.span_lower, self.span_upper)
         return anchored_word_spans(allowed, word_groups(allowed, batch.word_starts), budget, probs,
                                    self.span_lower, gen)
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        chosen = self.spans(batch, vocab, gen).chosen
-        first, last = run_bounds(chosen)  # merged spans = runs of masked tokens
+        allowed = candidates(batch, vocab)
+        chosen = self.spans(batch, vocab, gen, allowed).chosen
+        framed = torch.zeros(chosen.size(0), chosen.size(1) + 2, dtype=torch.bool,
+                             device=chosen.device)
+        framed[:, 1:-1] = chosen  # (B, L + 2): the masked tokens at their input_ids index
+        first, last = run_bounds(framed)  # merged spans = runs of masked tokens
         u = rand(chosen, gen)
-        if self.replacement == "span":
-            u = u.gather(1, first.clamp(min=0))  # the draw at a span's first token decides it all
-        random_ids = unigram_tokens(batch.ids, candidates(batch, vocab), gen)
-        extras = sbo_targets(chosen, first, last, batch.lengths, self.max_pair_targets)
+        if self.replacement == "span":  # the draw at a span's first token decides it all
+            u = u.gather(1, (first[:, 1:-1] - 1).clamp(min=0))
+        random_ids = unigram_tokens(batch.ids, allowed, gen)
+        extras = sbo_targets(framed, first, last, batch.lengths, self.max_pair_targets)
         return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, self.random_replace,
                          u=u, random_ids=random_ids, extras=extras)
 
@@ -311,20 +317,21 @@ def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor
     return pool[torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device)]
 
 
-def sbo_targets(chosen: Tensor, first: Tensor, last: Tensor, lengths: Tensor, max_targets: int
+def sbo_targets(framed: Tensor, first: Tensor, last: Tensor, lengths: Tensor, max_targets: int
                 ) -> dict[str, Tensor]:
-    """SpanBERT's span-boundary targets as framed (B, L + 2) extras, -1 where none.
+    """SpanBERT's span-boundary targets, (B, L + 2) int64 each, -1 where none.
 
-    A merged span gets SBO targets only if both outside neighbours lie inside the block (the
-    reference skips spans touching either end even though [CLS]/[SEP] would be there); only its
-    first `max_targets` tokens are targets. Indices count [CLS], as in `input_ids`.
+    `framed` marks the masked tokens at their `input_ids` index ([CLS] at 0), `first`/`last` the
+    runs they form (`run_bounds`). A merged span gets SBO targets only if both outside
+    neighbours lie inside the block (the reference skips spans touching either end although
+    [CLS]/[SEP] would be there); only its first `max_targets` tokens are targets.
     """
-    offset = positions(chosen) - first
-    sbo = chosen & (first > 0) & (last < (lengths - 1).unsqueeze(1)) & (offset < max_targets)
-    # content index first - 1 is input index first (after [CLS]); last + 1 is last + 2
-    values = torch.stack([first, last + 2, offset]).masked_fill_(~sbo, -1)
-    framed = torch.nn.functional.pad(values, (1, 1), value=-1)  # [CLS] .. [SEP]: never targets
-    return {"span_left": framed[0], "span_right": framed[1], "span_offset": framed[2]}
+    offset = positions(framed) - first
+    sbo = framed & (first > 1) & (last < lengths.unsqueeze(1)) & (offset < max_targets)
+    none = torch.full_like(first, -1)
+    return {"span_left": torch.where(sbo, first - 1, none),
+            "span_right": torch.where(sbo, last + 1, none),
+            "span_offset": torch.where(sbo, offset, none)}
 
 
 @register("spanbert", arch="encoder", needs_words=True,
