@@ -6,17 +6,20 @@ Clark et al. 2020 (arXiv 2003.10555).
 
 A budget of content tokens is chosen: single tokens (bert-mlm, electra), whole words
 (whole-word) or runs of whole words (spanbert). Each chosen token becomes [MASK], a random
-token, or stays; only chosen tokens are predicted; every input is framed `[CLS] x [SEP]`.
-With words a | b c | d | e (b c is one word of two pieces):
+token, or stays; only chosen tokens are predicted. With the words a | b c | d | e ("b c" is one
+word of two pieces), one possible outcome of each:
 
-    ids         a   b       c       d       e
-    bert-mlm    [CLS] a  [MASK]  c       q   e  [SEP]   b masked, d random (q), c untouched
-    labels        -   -    b     -       d   -    -
-    whole-word  [CLS] a  [MASK]  c       d   e  [SEP]   both pieces of "b c" chosen, one draw
-    labels        -   -    b     c       -   -    -     each (c came out unchanged)
-    spanbert    [CLS] a  [MASK] [MASK] [MASK] e [SEP]   a 2-word span "b c d", one draw for all;
-    labels        -   -    b     c       d   -    -     SBO: predict b, c, d from a, e + offset
-    electra     [CLS] a  [MASK]  c       d   e  [SEP]   85% [MASK], 15% unchanged, no random
+    ids          a     b       c       d      e
+    bert-mlm     a   [MASK]    c       q      e     b masked, d replaced by a random q
+      labels     -     b       -       d      -
+    whole-word   a   [MASK]    c       d      e     both pieces of "b c" predicted, each
+      labels     -     b       c       -      -     with its own draw (c stayed)
+    spanbert     a   [MASK]  [MASK]  [MASK]   e     one span of 2 words ("b c", "d"), one
+      labels     -     b       c       d      -     draw for all; SBO predicts b c d from a, e
+    electra      a   [MASK]    c       d      e     85% [MASK], 15% unchanged, never random
+      labels     -     b       c       -      -
+
+Every input is framed `[CLS] x [SEP]`; labels there are ignored.
 """
 
 from __future__ import annotations
@@ -357,20 +360,23 @@ class ElectraMasking:
 
     mask_prob: float = param(0.15, "share of real tokens (incl. [CLS]/[SEP]) chosen (mask_prob)")
     mask_replace: float = param(0.85, "share of chosen tokens replaced by [MASK]; the rest stay")
-    max_predictions: int = param(
-        0, "cap N on chosen tokens (0: int((mask_prob + 0.005) x framed batch width), the "
-        "reference's max_predictions_per_seq)")
+    max_seq_length: int = param(
+        512, "the model's sequence length incl. [CLS]/[SEP] (or the batch's, if longer): caps "
+        "the chosen tokens at N = int((mask_prob + 0.005) x it), the reference's "
+        "max_predictions_per_seq (79 at 512; it only binds for short configurations)")
     with_replacement: bool = param(
         False, "draw the k positions with replacement, as the reference does (~7% duplicates, "
         "electra #41); default: without, the fix #41 recommends")
 
     def __post_init__(self) -> None:
-        check_mlm(self.mask_prob, self.mask_replace, 0.0, self.max_predictions)
+        check_mlm(self.mask_prob, self.mask_replace, 0.0, 0)
+        if self.max_seq_length < 1:
+            raise ValueError("max_seq_length must be >= 1")
 
     def choose(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Tensor:
         """(B, L) bool: the positions the generator predicts."""
         allowed = candidates(batch, vocab)
-        cap = self.max_predictions or int((self.mask_prob + 0.005) * (batch.ids.size(1) + 2))
+        cap = int((self.mask_prob + 0.005) * max(self.max_seq_length, batch.ids.size(1) + 2))
         # max(1, min(N, round(#real x p))) as pretrain_helpers.mask, #real counting [CLS]/[SEP]
         k = round_half_even((batch.lengths + 2).double() * self.mask_prob).clamp(max=cap)
         k = k.clamp(min=1)

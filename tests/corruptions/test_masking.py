@@ -172,7 +172,7 @@ def test_reproducible_and_input_untouched(name: str) -> None:
     ("whole-word", {"mask_replace": 0.95, "random_replace": 0.1}),
     ("spanbert", {"geometric_p": 0.0}), ("spanbert", {"span_lower": 3, "span_upper": 2}),
     ("spanbert", {"replacement": "token"}), ("spanbert", {"max_pair_targets": 0}),
-    ("electra", {"mask_prob": 1.5}), ("electra", {"max_predictions": -1}),
+    ("electra", {"mask_prob": 1.5}), ("electra", {"max_seq_length": 0}),
 ])
 def test_bad_parameters_are_rejected(name: str, bad: dict[str, object]) -> None:
     from corruptions import InvalidParameter
@@ -485,13 +485,14 @@ def test_spanbert_short_rows_and_one_word() -> None:
 def test_electra_budget_and_no_random_ids() -> None:
     lengths = list(range(1, 601))
     out = create("electra")(full_rows(lengths), TINY, make_generator(0))
-    cap = int((0.15 + 0.005) * 602)  # max_predictions_per_seq of the framed width
-    expected = [max(1, min(cap, round(0.15 * (n + 2)))) for n in lengths]
-    assert (out.labels != IGNORE).sum(1).tolist() == expected
+    assert (out.labels != IGNORE).sum(1).tolist() == [max(1, round(0.15 * (n + 2)))
+                                                       for n in lengths]
     assert out.ops is not None
     assert not (out.ops == int(Op.RANDOM)).any()
-    capped = create("electra", max_predictions=3)(full_rows([100]), TINY, make_generator(0))
-    assert (capped.labels != IGNORE).sum().item() == 3
+    # max(1, min(N, round(0.15 x 12))): N = int(0.155 x 12) = 1 binds at max_seq_length 12
+    short = [(create("electra", max_seq_length=m)(full_rows([10]), TINY, make_generator(0))
+              .labels != IGNORE).sum().item() for m in (12, 512)]
+    assert short == [1, 2]
 
 
 def test_electra_statistics_on_the_corpus() -> None:
