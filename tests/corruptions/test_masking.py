@@ -24,12 +24,7 @@ from corruptions._spans import (
     word_groups,
 )
 from corruptions.masking import SpanMasking, whole_words
-from tests.helpers import ORDINARY, TINY, tokens
-
-try:  # the default corpus arrives with the data layer; until then a synthetic stand-in
-    from tests.helpers import corpus_tokens, corpus_vocab  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    corpus_tokens = corpus_vocab = None
+from tests.helpers import ORDINARY, TINY, corpus_tokens, corpus_vocab, tokens
 
 NAMES = ("bert-mlm", "whole-word", "spanbert", "electra")
 GEOMETRIC_02 = [0.2241, 0.1792, 0.1434, 0.1147, 0.0918, 0.0734, 0.0587, 0.0470, 0.0376, 0.0301]
@@ -53,9 +48,7 @@ def synthetic(n_tokens: int, length: int = 512, seed: int = 0) -> Tokens:
 
 def corpus(n_tokens: int = 200_000) -> tuple[Tokens, Vocab]:
     """At least `n_tokens` tokens of the default corpus (rows of <= 512) and its vocabulary."""
-    if corpus_tokens is not None:
-        return corpus_tokens(n_tokens, 512), corpus_vocab()
-    return synthetic(n_tokens), TINY
+    return corpus_tokens(n_tokens, 512), corpus_vocab()
 
 
 def seeds(n: int) -> list[torch.Generator]:
@@ -511,7 +504,7 @@ def test_electra_statistics_on_the_corpus() -> None:
 def test_electra_with_replacement_keeps_fewer_distinct_positions() -> None:
     """§4.9: 128-token sequences (126 content), k = 19 draws with replacement -> 17.65 distinct
     on average, 0.140 of the candidates (± 0.002)."""
-    batch = synthetic(1_000_000, length=126)
+    batch = synthetic(250_000, length=126)
     out = create("electra", with_replacement=True)(batch, TINY, make_generator(0))
     chosen = out.labels != IGNORE
     expected = 1 - (1 - 1 / 126) ** 19  # distinct positions / candidates
