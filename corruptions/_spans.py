@@ -195,10 +195,10 @@ def _accept_in_order(first: Tensor, span: Tensor, n_words: Tensor, rejected: Ten
     words = words.masked_fill_(outside, width)  # the spare column
     draw = torch.arange(k, device=first.device)
     index = draw.view(1, k, 1).expand_as(words).reshape(batch, -1)
+    live = words if not bool(rejected.any()) else words.masked_fill(rejected.unsqueeze(2), width)
     while True:
         owner = torch.full((batch, width + 1), k, dtype=torch.long, device=first.device)
-        owner.scatter_reduce_(1, words.masked_fill(rejected.unsqueeze(2), width).view(batch, -1),
-                              index, "amin")
+        owner.scatter_reduce_(1, live.view(batch, -1), index, "amin")
         lowest = owner.gather(1, first)  # (B, K) lowest alive draw covering the anchor word
         alive = ~rejected
         accepted = alive & (lowest == draw)
@@ -206,3 +206,4 @@ def _accept_in_order(first: Tensor, span: Tensor, n_words: Tensor, rejected: Ten
         if not bool(blocked.any()):
             return accepted, owner
         rejected = rejected | blocked
+        live = words.masked_fill(rejected.unsqueeze(2), width)
