@@ -22,8 +22,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._ops import rand
-
 NO_KEY = 2**62  # sort key of a token that may not be chosen
 
 
@@ -69,11 +67,14 @@ def choose_ngrams(allowed: Tensor, word_starts: Tensor | None, budget: Tensor,
         opens = allowed & (word_starts | after_gap)
     word = torch.where(allowed, opens.long().cumsum(1) - 1, width)  # (B, L) word index; width: none
 
+    # one draw per unit slot: low 31 bits pick its size, high 31 bits its priority
+    draw = torch.randint(0, 2**62, (n_rows, width + 1), generator=gen, device=device)
+    low = draw & (2**31 - 1)
+
     # tile words into units: unit k covers words [start[k], start[k] + sizes[k])
-    u = rand(allowed, gen)
     sizes = torch.ones_like(word)
     for bound in torch.tensor(probs, dtype=torch.float64).cumsum(0)[:-1].tolist():
-        sizes += u >= bound
+        sizes += low[:, :width] >= round(bound * 2**31)
     if len(probs) > 1:
         start = (sizes.cumsum(1) - sizes).clamp(max=width)
         opens_unit = torch.zeros((n_rows, width + 1), dtype=torch.bool, device=device)
@@ -81,8 +82,7 @@ def choose_ngrams(allowed: Tensor, word_starts: Tensor | None, budget: Tensor,
     else:
         unit = word
 
-    priority = torch.randint(0, 2**31, (n_rows, width + 1), generator=gen, device=device)
-    key = (priority.gather(1, unit) * (width + 1) + word).masked_fill(~allowed, NO_KEY)
+    key = ((draw >> 31).gather(1, unit) * (width + 1) + word).masked_fill(~allowed, NO_KEY)
     k_max = max(1, min(width, int(budget.max()) if budget.numel() else 1))
     smallest = key.topk(k_max, dim=1, largest=False).values  # (B, k_max), ascending
     reach = smallest.gather(1, (budget - 1).clamp(min=0, max=k_max - 1).unsqueeze(1))  # (B, 1)

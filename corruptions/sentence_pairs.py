@@ -84,7 +84,7 @@ def _fitted(batch: Tokens, vocab: Vocab, a: tuple[Tensor, Tensor, Tensor],
              torch.where(swap, b[2], a[2]))
     second = (torch.where(swap, a[0], b[0]), torch.where(swap, a[1], b[1]),
               torch.where(swap, a[2], b[2]))
-    return assemble(batch.ids, first, second, vocab)
+    return assemble(batch.ids, batch.lengths, first, second, vocab)
 
 
 @dataclass(frozen=True)
@@ -122,13 +122,13 @@ class NextSentence:
                  torch.where(label, length, batch.lengths - a_end))
         pair = _fitted(batch, vocab, (own, torch.zeros_like(a_end), a_end), b,
                        torch.zeros_like(label), gen)
-        allowed = pair.real & ~vocab.is_special(pair.ids)
+        allowed = pair.plain
         budget = _budget(pair, self.rate, self.max_predictions)
         chosen = choose_ngrams(allowed, None, budget, (1.0,), gen).chosen  # choose_k, via topk
         input_ids, labels, ops = mlm_on_pair(pair, vocab, chosen, gen, self.mask_replace,
                                              self.random_replace, self.exclude_special_random)
         extras = {"token_type_ids": pair.token_type_ids, "next_sentence_label": label.long()}
-        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch, vocab),
+        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch),
                              extras)
 
 
@@ -176,7 +176,7 @@ class SentenceOrder:
         else:
             label = swap
         pair = _fitted(batch, vocab, (own, torch.zeros_like(a_end), a_end), b, swap, gen)
-        allowed = pair.real & ~vocab.is_special(pair.ids)
+        allowed = pair.plain
         words = pair_word_starts(batch, pair, self.whole_word)
         budget = _budget(pair, self.rate, self.max_predictions)
         chosen = choose_ngrams(allowed, words, budget, size_probs(self.ngram, self.favor_shorter),
@@ -186,7 +186,7 @@ class SentenceOrder:
         ops = ops.masked_fill(swap.unsqueeze(1) & pair.content & (ops == int(Op.KEEP)),
                               int(Op.MOVED))
         extras = {"token_type_ids": pair.token_type_ids, "sentence_order_label": label.long()}
-        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch, vocab),
+        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch),
                              extras)
 
 

@@ -125,10 +125,10 @@ class UniLMMasking:
         own = torch.arange(batch.ids.size(0), device=batch.ids.device)
         a_end = split_points(sentences_of(batch), batch.lengths, gen, split_single=True)
         mode = self.draw_modes(batch.ids.size(0), gen, batch.ids.device)
-        pair = assemble(batch.ids, (own, torch.zeros_like(a_end), a_end),
+        pair = assemble(batch.ids, batch.lengths, (own, torch.zeros_like(a_end), a_end),
                         (own, a_end, batch.lengths - a_end), vocab)
         s2s = (mode == SEQ2SEQ).unsqueeze(1)
-        content = pair.real & ~vocab.is_special(pair.ids)
+        content = pair.plain
         final_sep = positions(pair.ids) == (pair.lengths - 1).unsqueeze(1)
         target = pair.token_type_ids.bool() & (content | final_sep)
         allowed = torch.where(s2s, target, content)
@@ -145,7 +145,7 @@ class UniLMMasking:
                              torch.where(mode == BIDIRECTIONAL, pair.lengths, 0))
         extras = {"attention_mode": mode, "token_type_ids": self._types(pair, mode),
                   "prefix_lengths": prefix}
-        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch, vocab),
+        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch),
                              extras)
 
     def _types(self, pair: Pair, mode: Tensor) -> Tensor:
