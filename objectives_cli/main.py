@@ -14,6 +14,7 @@ from corruptions.errors import ObjectivesError
 from .app import app
 
 # command modules: importing one registers its commands on `app`
+from . import tokenizer_commands  # noqa: F401
 
 
 def run() -> None:
