@@ -26,7 +26,8 @@ def unique_batch(n_rows: int, width: int, seed: int, p_sentence: float = 0.1,
     real = pos < lengths.unsqueeze(1)
     ids = (FIRST + torch.arange(n_rows).unsqueeze(1) * width + pos).masked_fill(~real, BIG.pad)
     sents = ((torch.rand(n_rows, width, generator=gen) < p_sentence) | (pos == 0)) & real
-    words = ((torch.rand(n_rows, width, generator=gen) < p_word) | sents) & real  # sentences open words
+    # a sentence start opens a word, as in real text
+    words = ((torch.rand(n_rows, width, generator=gen) < p_word) | sents) & real
     return Tokens(ids, lengths, words, sents)
 
 

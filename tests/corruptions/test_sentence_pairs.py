@@ -18,7 +18,7 @@ from tests.corruptions._sentences import (
     sentence_batch,
     unique_batch,
 )
-from tests.helpers import TINY, tokens
+from tests.helpers import TINY, corpus_tokens, corpus_vocab, tokens
 
 WIDTH = 48
 
@@ -93,7 +93,8 @@ def test_nsp_pairs_are_true_continuations_or_other_rows(seed: int) -> None:
         if label == 0:  # B starts right after A, both whole sentences, nothing cut
             assert len(starts) >= 2
             a_end = len(a)
-            assert where_a[0][1] == 0 and a_end in starts
+            assert where_a[0][1] == 0
+            assert a_end in starts
             assert [decode(t, WIDTH) for t in b] == [(row, p) for p in range(a_end, n)]
         else:  # B: a contiguous run of another row
             assert b
@@ -102,7 +103,8 @@ def test_nsp_pairs_are_true_continuations_or_other_rows(seed: int) -> None:
             assert other != row
             assert where_b == [(other, where_b[0][1] + i) for i in range(len(b))]
             if len(starts) >= 2 and len(a) + len(b) < max(n, 2):  # nothing cut from A
-                assert where_a[0][1] == 0 and len(a) in starts
+                assert where_a[0][1] == 0
+                assert len(a) in starts
 
 
 def test_nsp_random_b_starts_at_a_sentence_when_not_cut_from_the_front() -> None:
@@ -129,7 +131,9 @@ def test_nsp_layout_and_segment_ids() -> None:
         a, b = segments(out, row)
         ids = originals(out)[row]
         assert total == len(a) + len(b) + 3
-        assert ids[0] == BIG.bos and ids[len(a) + 1] == BIG.eos and ids[total - 1] == BIG.eos
+        assert ids[0] == BIG.bos
+        assert ids[len(a) + 1] == BIG.eos
+        assert ids[total - 1] == BIG.eos
         assert types[row].tolist() == [0] * (len(a) + 2) + [1] * (len(b) + 1) + [0] * (
             types.size(1) - total)
         assert (out.input_ids[row, total:] == BIG.pad).all()
@@ -147,15 +151,17 @@ def test_nsp_mlm_budget_is_berts_on_the_whole_pair() -> None:
     assert torch.equal((capped.labels != IGNORE).sum(1), expected.clamp(max=2))
 
 
-def test_nsp_mlm_replacement_split() -> None:
-    batch = sentence_batch(2_000, 128, seed=2, p_sentence=0.05)
-    out = create("nsp")(batch, TINY, make_generator(2))
+def test_nsp_mlm_on_the_corpus() -> None:
+    batch, vocab = corpus_tokens(), corpus_vocab()
+    out = create("nsp")(batch, vocab, make_generator(0))
     chosen = out.labels != IGNORE
-    n = int(chosen.sum())
-    assert n > 35_000
-    assert abs(float((out.input_ids[chosen] == TINY.mask).double().mean()) - 0.8) < 0.01
+    total = out.attention_mask.sum(1).double()
+    assert torch.equal(chosen.sum(1), torch.round(total * 0.15).clamp(min=1).long())
+    assert int(chosen.sum()) > 25_000
+    assert not vocab.is_special(out.labels[chosen]).any()
+    assert abs(float((out.input_ids[chosen] == vocab.mask).double().mean()) - 0.8) < 0.012
     kept = float((out.input_ids[chosen] == out.labels[chosen]).double().mean())
-    assert abs(kept - (0.1 + 0.1 / TINY.size)) < 0.008
+    assert abs(kept - (0.1 + 0.1 / vocab.size)) < 0.01
 
 
 def test_nsp_single_row_batch_never_draws_from_itself() -> None:
@@ -166,7 +172,9 @@ def test_nsp_single_row_batch_never_draws_from_itself() -> None:
             out = create("nsp")(batch, TINY, make_generator(seed))
             assert out.extras["next_sentence_label"].tolist() == [0]
             a, b = segments(out, 0)
-            assert a and b and a + b == ids  # split at a sentence (or any token if only one)
+            assert a
+            assert b
+            assert a + b == ids
             if sentence_every:
                 assert len(a) % sentence_every == 0
 
@@ -188,7 +196,8 @@ def test_nsp_edge_rows() -> None:
     assert out.extras["next_sentence_label"].tolist()[0] == 1  # one sentence: always random
     for row in range(3):
         a, b = segments(out, row)
-        assert a and b
+        assert a
+        assert b
 
 
 # ---------------------------------------------------------------- SOP
@@ -217,7 +226,8 @@ def test_sop_swaps_exactly(seed: int) -> None:
             continue
         text = [(row, p) for p in range(n)]
         if label == 0:
-            assert where == text and len(first) in starts
+            assert where == text
+            assert len(first) in starts
         else:  # the second segment's text comes first in the document
             swapped += 1
             assert where == text[len(second):] + text[: len(second)]
@@ -291,23 +301,35 @@ def unit_sizes(allowed, words, budget, probs, seed: int) -> torch.Tensor:
     return counts
 
 
-def test_ngram_sizes_follow_one_over_n() -> None:
-    batch = sentence_batch(200, 512, seed=11, p_sentence=0.05, p_word=0.75)
-    allowed = torch.ones_like(batch.ids, dtype=torch.bool)
+def test_ngram_sizes_follow_one_over_n_on_the_corpus() -> None:
+    batch, vocab = corpus_tokens(), corpus_vocab()
+    allowed, rows = batch.real & ~vocab.is_special(batch.ids), batch.ids.size(0)
+    probs = size_probs(3, True)
     # not budget-limited: every unit is taken, so the sizes are the drawn ones
-    everything = unit_sizes(allowed, batch.word_starts, torch.full((200,), 512),
-                            size_probs(3, True), 11)
-    # at 15% of 512 (not ALBERT's cap of 20): the units taken whole before the budget is
-    # reached; the one that reaches it is size-biased, so the rest lean ~0.01 to shorter ones
-    at_15 = unit_sizes(allowed, batch.word_starts, torch.full((200,), 77), size_probs(3, True), 12)
-    assert everything.sum() > 45_000 and at_15.sum() > 6_000
-    for counts, tolerance in ((everything, 0.01), (at_15, 0.02)):
+    everything = unit_sizes(allowed, batch.word_starts, torch.full((rows,), 512), probs, 11)
+    # at 15% of 512 (not ALBERT's cap of 20), the units taken whole before the budget is
+    # reached; the one that reaches it is size-biased, so these lean slightly to short ones
+    at_15 = unit_sizes(allowed, batch.word_starts, torch.full((rows,), 77), probs, 12)
+    assert everything.sum() > 100_000
+    assert at_15.sum() > 20_000
+    for counts, tolerance in ((everything, 0.01), (at_15, 0.015)):
         shares = (counts.double() / counts.sum()).tolist()
-        for share, expected in zip(shares, (6 / 11, 3 / 11, 2 / 11)):
+        for share, expected in zip(shares, (6 / 11, 3 / 11, 2 / 11), strict=True):
             assert abs(share - expected) < tolerance
-    uniform = unit_sizes(allowed, batch.word_starts, torch.full((200,), 512),
+    uniform = unit_sizes(allowed, batch.word_starts, torch.full((rows,), 512),
                          size_probs(3, False), 13)
     assert abs(float(uniform[2]) / float(uniform.sum()) - 1 / 3) < 0.01
+
+
+def test_sop_on_the_corpus_predicts_at_most_20() -> None:
+    batch, vocab = corpus_tokens(), corpus_vocab()
+    out = create("sop")(batch, vocab, make_generator(1))
+    chosen = (out.labels != IGNORE).sum(1)
+    budget = torch.round(out.attention_mask.sum(1).double() * 0.15).clamp(min=1, max=20).long()
+    assert (chosen <= budget).all()
+    assert float(chosen.sum()) > 0.97 * float(budget.sum())  # whole words rarely leave a gap
+    assert abs(float((out.input_ids[out.labels != IGNORE] == vocab.mask).double().mean())
+               - 0.8) < 0.02
 
 
 def test_ngram_choice_hits_the_budget_exactly_with_token_words() -> None:
