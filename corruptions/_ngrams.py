@@ -30,8 +30,13 @@ class NgramChoice:
     """Chosen tokens and the units they belong to."""
 
     chosen: Tensor  # (B, L) bool
-    unit: Tensor  # (B, L) int64: unit index of each chosen token, -1 elsewhere
+    units: Tensor  # (B, L) int64: the unit of each allowed token (meaningless elsewhere)
     unit_words: Tensor  # (B, L) int64: words in unit k as tiled (before any budget cut)
+
+    @property
+    def unit(self) -> Tensor:
+        """(B, L) int64: unit index of each chosen token, -1 elsewhere."""
+        return torch.where(self.chosen, self.units, -1)
 
 
 def size_probs(max_n: int, favor_shorter: bool) -> tuple[float, ...]:
@@ -65,27 +70,27 @@ def choose_ngrams(allowed: Tensor, word_starts: Tensor | None, budget: Tensor,
         after_gap = torch.ones_like(allowed)
         after_gap[:, 1:] = ~allowed[:, :-1]
         opens = allowed & (word_starts | after_gap)
-    word = torch.where(allowed, opens.long().cumsum(1) - 1, width)  # (B, L) word index; width: none
+    word = (opens.long().cumsum(1) - 1).clamp_(min=0)  # (B, L) word index (where allowed)
 
     # one draw per unit slot: low 31 bits pick its size, high 31 bits its priority
     draw = torch.randint(0, 2**62, (n_rows, width + 1), generator=gen, device=device)
-    low = draw & (2**31 - 1)
 
     # tile words into units: unit k covers words [start[k], start[k] + sizes[k])
     sizes = torch.ones_like(word)
-    for bound in torch.tensor(probs, dtype=torch.float64).cumsum(0)[:-1].tolist():
-        sizes += low[:, :width] >= round(bound * 2**31)
     if len(probs) > 1:
+        low = draw[:, :width] & (2**31 - 1)
+        for bound in torch.tensor(probs, dtype=torch.float64).cumsum(0)[:-1].tolist():
+            sizes += low >= round(bound * 2**31)
         start = (sizes.cumsum(1) - sizes).clamp(max=width)
         opens_unit = torch.zeros((n_rows, width + 1), dtype=torch.bool, device=device)
         unit = (opens_unit.scatter_(1, start, True).cumsum(1) - 1).gather(1, word)
     else:
         unit = word
 
-    key = ((draw >> 31).gather(1, unit) * (width + 1) + word).masked_fill(~allowed, NO_KEY)
+    key = (draw >> 31).gather(1, unit) * (width + 1) + word + (~allowed) * NO_KEY
     k_max = max(1, min(width, int(budget.max()) if budget.numel() else 1))
     smallest = key.topk(k_max, dim=1, largest=False).values  # (B, k_max), ascending
     reach = smallest.gather(1, (budget - 1).clamp(min=0, max=k_max - 1).unsqueeze(1))  # (B, 1)
     fits = (key <= reach).sum(1, keepdim=True) <= budget.unsqueeze(1)
     chosen = allowed & ((key < reach) | ((key == reach) & fits))
-    return NgramChoice(chosen, torch.where(chosen, unit, -1), sizes)
+    return NgramChoice(chosen, unit, sizes)

@@ -117,7 +117,7 @@ class Pair:
     first_len: Tensor  # (B,) int64: tokens of the first segment
     token_type_ids: Tensor  # (B, W) int64: 0 through the first [SEP], 1 after, 0 on padding
     content: Tensor  # (B, W) bool: a token copied from a source row (not a special added here)
-    source: Tensor  # (B, W) int64: row * L + position of each content token in the source, 0 else
+    source: Tensor  # (B, W) int64: row * L + position of content tokens; B * L + *_AT elsewhere
     plain: Tensor  # (B, W) bool: content that is not a special id (what MLM may choose)
     ordinary: Tensor  # (B, L) bool: real, non-special tokens of the source rows
 
@@ -127,34 +127,37 @@ class Pair:
         return positions(self.ids) < self.lengths.unsqueeze(1)
 
 
-def take(values: Tensor, index: Tensor) -> Tensor:
-    """`values.flatten()[index]` as a gather (several times faster than indexing on CPU)."""
-    if not values.numel():
-        return torch.zeros(index.shape, dtype=values.dtype, device=values.device)
-    return values.reshape(-1).gather(0, index.reshape(-1)).view(index.shape)
+PAD_AT, SEP_AT, CLS_AT = 0, 1, 2  # Pair.source past the source rows: which special goes there
+
+
+def take(values: Tensor, index: Tensor, tail: tuple[int | bool, ...]) -> Tensor:
+    """`cat(values.flatten(), tail)[index]`, as one gather (much faster than indexing on CPU)."""
+    extra = torch.tensor(tail, dtype=values.dtype, device=values.device)
+    table = torch.cat([values.reshape(-1), extra])
+    return table.gather(0, index.reshape(-1)).view(index.shape)
 
 
 def assemble(ids: Tensor, lengths: Tensor, first: tuple[Tensor, Tensor, Tensor],
              second: tuple[Tensor, Tensor, Tensor], vocab: Vocab) -> Pair:
     """Lay out `[CLS] first [SEP] second [SEP]`; each segment is (row, start, length) per row,
     gathered from `ids` (B, L) with `lengths` real tokens, so a segment may come from another
-    row."""
+    row. The specials and the padding are gathered too, from three entries past the rows."""
     (row1, start1, len1), (row2, start2, len2) = first, second
     width = ids.size(1)
     total = len1 + len2 + 3
     col = torch.arange(int(total.max()) if total.numel() else 3, device=ids.device).unsqueeze(0)
     l1, end = len1.unsqueeze(1), total.unsqueeze(1) - 1
     in_first = (col >= 1) & (col <= l1)
-    content = in_first | ((col >= l1 + 2) & (col < end))
+    content = in_first | ((col > l1 + 1) & (col < end))
+    special = ids.numel() + PAD_AT + (SEP_AT - PAD_AT) * ((col == l1 + 1) | (col == end)) + (
+        CLS_AT - PAD_AT) * (col == 0)
     source = torch.where(in_first, (row1 * width + start1 - 1).unsqueeze(1),
                          (row2 * width + start2).unsqueeze(1) - l1 - 2) + col
-    source = source.masked_fill(~content, 0)
-    out = take(ids, source).masked_fill(~content, vocab.pad)
+    source = torch.where(content, source, special)
+    out = take(ids, source, (vocab.pad, vocab.eos, vocab.bos))
     ordinary = (positions(ids) < lengths.unsqueeze(1)) & ~vocab.is_special(ids)
-    out = out.masked_fill((col == l1 + 1) | (col == end), vocab.eos)
-    out[:, 0] = vocab.bos
     types = ((col > l1 + 1) & (col <= end)).long()
-    plain = take(ordinary, source) & content
+    plain = take(ordinary, source, (False, False, False))
     return Pair(out, total, len1, types, content, source, plain, ordinary)
 
 
@@ -177,9 +180,8 @@ def source_ops(pair: Pair, pair_ops: Tensor, batch: Tokens) -> Tensor:
     its pair position; a real token it does not hold (truncated, or dropped for a random B) gets
     `Op.DELETE`, except special ids, which stay `Op.KEEP` as every objective leaves them."""
     n_rows, width = batch.ids.shape
-    ops = torch.full((n_rows * width + 1,), int(Op.KEEP), dtype=torch.int8,
-                     device=batch.ids.device)
-    ops[:-1].masked_fill_(pair.ordinary.reshape(-1), int(Op.DELETE))
+    ops = torch.zeros(n_rows * width + 1, dtype=torch.int8, device=batch.ids.device)  # Op.KEEP
+    ops[:-1] = pair.ordinary.reshape(-1).to(torch.int8) * int(Op.DELETE)
     start = (torch.arange(n_rows, device=batch.ids.device) * width).unsqueeze(1)
     own = pair.content & (pair.source >= start) & (pair.source < start + width)
     ops.scatter_(0, torch.where(own, pair.source, n_rows * width).reshape(-1), pair_ops.reshape(-1))
@@ -191,4 +193,4 @@ def pair_word_starts(batch: Tokens, pair: Pair, whole_word: bool) -> Tensor | No
     unit) when `whole_word` is False or the batch has no word starts."""
     if not whole_word or batch.word_starts is None:
         return None
-    return take(batch.word_starts, pair.source) & pair.content
+    return take(batch.word_starts, pair.source, (False, False, False))
