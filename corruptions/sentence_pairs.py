@@ -78,7 +78,7 @@ def _second(batch: Tokens, sents: Sentences, a_end: Tensor, random: Tensor, gen:
     rest = (own, a_end, batch.lengths - a_end)
     if batch.ids.size(0) < 2:
         return rest
-    rows = other_rows(batch.ids.size(0), gen, batch.ids.device)
+    rows = other_rows(batch.lengths, gen)
     need = _row_budget(batch.lengths) - a_end
     start, length = segment_from(sents, rows, batch.lengths, need, gen)
     return (torch.where(random, rows, own), torch.where(random, start, a_end),
