@@ -16,7 +16,9 @@ from torch import Tensor
 from .types import IGNORE, Corrupted, Op, Tokens, Vocab
 
 
-def make_generator(seed: int, *keys: int | str, device: torch.device | str = "cpu") -> torch.Generator:
+def make_generator(
+    seed: int, *keys: int | str, device: torch.device | str = "cpu"
+) -> torch.Generator:
     """A generator seeded from `(seed, *keys)` by a stable hash (blake2b, not `hash()`).
 
     Used to derive one stream per (seed, step, micro-batch, rank) or (seed, example index) so that
@@ -145,7 +147,8 @@ def run_index(flags: Tensor) -> Tensor:
 def compact(values: Tensor, keep: Tensor, fill: int | float | bool) -> Tensor:
     """Left-align the kept entries of every row and fill the rest: (B, L) -> (B, max kept)."""
     width = int(keep.sum(1).max()) if keep.numel() else 0
-    dest = torch.where(keep, keep.long().cumsum(1) - 1, width)  # dropped entries go to a spare column
+    # kept entries go to their place, dropped ones to a spare last column
+    dest = torch.where(keep, keep.long().cumsum(1) - 1, width)
     out = values.new_full((values.size(0), width + 1), fill)
     out.scatter_(1, dest, values)
     return out[:, :width]
@@ -162,8 +165,8 @@ def frame(values: Tensor, lengths: Tensor, fill: int | bool, first: int | bool |
     width = values.size(1) + lead + int(last is not None)
     out = values.new_full((values.size(0), width), fill)
     real = length_mask(lengths, values.size(1))
-    out[:, lead : lead + values.size(1)] = torch.where(real, values, torch.tensor(fill, dtype=values.dtype,
-                                                                                 device=values.device))
+    filler = torch.tensor(fill, dtype=values.dtype, device=values.device)
+    out[:, lead : lead + values.size(1)] = torch.where(real, values, filler)
     if first is not None:
         out[:, 0] = first
     if last is not None:

@@ -108,7 +108,7 @@ def register(
             needs_sentences=needs_sentences,
             aliases=aliases,
         )
-        _ALIASES.update({alias: name for alias in aliases})
+        _ALIASES.update(dict.fromkeys(aliases, name))
         return build
 
     return decorate

@@ -136,16 +136,19 @@ class Corrupted:
 
     Shared `extras` keys (the trainer builds attention masks and heads from these):
 
-    | key | shape, dtype | meaning |
-    |---|---|---|
-    | token_type_ids | (B, S) int64 | segment A = 0, B = 1 (NSP, SOP, UniLM) |
-    | next_sentence_label | (B,) int64 | NSP: 1 = B is a random segment, 0 = the true next one |
-    | sentence_order_label | (B,) int64 | SOP: 1 = the two segments were swapped |
-    | prefix_lengths | (B,) int64 | input positions < this attend bidirectionally among themselves, the rest causally (prefix LM, UniLM seq2seq) |
-    | attention_mode | (B,) int64 | UniLM: 0 bidirectional, 1 left-to-right, 2 right-to-left, 3 seq2seq |
-    | perm_rank | (B, S) int64 | XLNet: position's place in the factorisation order; see permutation.py |
-    | span_left, span_right | (B, S) int64 | SpanBERT: input index of the outside boundary tokens of the span a predicted token lies in, -1 where no SBO target |
-    | span_offset | (B, S) int64 | SpanBERT: the token's offset inside its span (0..14), -1 where no SBO target |
+    - token_type_ids (B, S) int64: segment A = 0, B = 1 (NSP, SOP, UniLM)
+    - next_sentence_label (B,) int64: NSP: 1 = B is a random segment, 0 = the true next one
+    - sentence_order_label (B,) int64: SOP: 1 = the two segments were swapped
+    - prefix_lengths (B,) int64: input positions < this attend bidirectionally among themselves,
+      the rest causally (prefix LM, UniLM seq2seq)
+    - attention_mode (B,) int64: UniLM: 0 bidirectional, 1 left-to-right, 2 right-to-left, 3
+      seq2seq
+    - perm_rank (B, S) int64: XLNet: position's place in the factorisation order; see
+      permutation.py
+    - span_left, span_right (B, S) int64: SpanBERT: input index of the outside boundary tokens
+      of the span a predicted token lies in, -1 where no SBO target
+    - span_offset (B, S) int64: SpanBERT: the token's offset inside its span (0..14), -1 where
+      no SBO target
 
     Decoder-arch objectives are causal unless `prefix_lengths` says otherwise; labels of a
     decoder objective are aligned with `input_ids` (the model predicts labels[t] at position t-1,

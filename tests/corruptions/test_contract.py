@@ -33,7 +33,8 @@ def test_every_objective_keeps_the_contract(name: str, ids: list[int], seed: int
     assert torch.equal(batch.ids, before)  # the input is never written to
     for key, value in out.as_dict().items():
         assert torch.equal(value, again.as_dict()[key]), key  # same seed, same output
-    assert out.input_ids.dtype == torch.long and out.labels.dtype == torch.long
+    assert out.input_ids.dtype == torch.long
+    assert out.labels.dtype == torch.long
     assert out.attention_mask.dtype == torch.bool
     assert out.input_ids.shape == out.attention_mask.shape
     # padding is never attended to and never carries loss
@@ -47,7 +48,8 @@ def test_every_objective_keeps_the_contract(name: str, ids: list[int], seed: int
         assert (out.labels[~out.attention_mask] == IGNORE).all()
     # no special token is ever predicted
     scored = out.labels[out.labels != IGNORE]
-    allowed = torch.tensor([TINY.eos, *TINY.sentinels])  # targets may end in </s> and hold sentinels
+    # targets may end in </s> and hold sentinels
+    allowed = torch.tensor([TINY.eos, *TINY.sentinels])
     assert (~TINY.is_special(scored) | torch.isin(scored, allowed)).all()
     if out.ops is not None:
         assert out.ops.shape == batch.ids.shape
@@ -74,7 +76,8 @@ def test_tiny_and_all_special_rows_work(name: str, rows: list[list[int]]) -> Non
 @pytest.mark.parametrize("name", NAMES)
 def test_every_objective_is_documented(name: str) -> None:
     objective = get(name)
-    assert objective.summary and objective.paper
+    assert objective.summary
+    assert objective.paper
     for p in objective.params:
         assert p.help, f"{name}.{p.name} needs help text"
 
@@ -85,6 +88,7 @@ def test_every_family_registers_something() -> None:
 
 
 def test_the_library_stays_pure() -> None:
-    code = "import sys, corruptions; print(sorted({'typer','rich','datasets','tokenizers'} & set(sys.modules)))"
+    banned = "{'typer', 'rich', 'datasets', 'tokenizers'}"
+    code = f"import sys, corruptions; print(sorted({banned} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

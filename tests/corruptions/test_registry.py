@@ -32,4 +32,5 @@ def test_objectives_that_do_not_compose_say_so() -> None:
 
 def test_available_is_sorted_and_canonical() -> None:
     names = available()
-    assert names == sorted(names) and "mlm" not in names
+    assert names == sorted(names)
+    assert "mlm" not in names
