@@ -84,14 +84,18 @@ class Pieces:
             return raw, False
         if self.prefix and raw.startswith(self.prefix) and len(raw) > len(self.prefix):
             return raw[len(self.prefix) :], True
-        if self.start_mark:
-            text = self.tok.decode([token_id]).strip() or raw
-            return text, not raw.startswith(self.start_mark)
+        if self.start_mark:  # a lone `Ġ`/`▁` opens a word and shows nothing in running text
+            text = self.tok.decode([token_id]).strip()
+            return (text or ("" if raw == self.start_mark else raw),
+                    not raw.startswith(self.start_mark))
         return raw, False
 
     def standalone(self, token_id: int) -> str:
-        """The text of a token out of context: a continuing WordPiece keeps its `##`."""
+        """The text of a token out of context: a continuing WordPiece keeps its `##`, a lone
+        word-start marker shows itself."""
         text, glue = self.piece(token_id)
+        if not text:
+            return self.tok.id_to_token(token_id) or ""
         return self.prefix + text if glue and self.prefix else text
 
     def cells(self, ids: Sequence[int], kind: str = "keep") -> list[Cell]:
@@ -204,15 +208,18 @@ def input_cells(example: Example, pieces: Pieces) -> list[Cell]:
         if j is None:  # a source token that is not in the input
             if op != Op.MOVED:
                 for token in source[start:stop]:
-                    text, glue = pieces.piece(token)
-                    cells.append(Cell(text, "delete", glue))
+                    glue = pieces.piece(token)[1]
+                    cells.append(Cell(pieces.standalone(token) if not glue else
+                                      pieces.piece(token)[0], "delete", glue))
             continue
         # the token stands where the source token stood, so it is glued as that one was
         glue = pieces.piece(source[start])[1]
-        text = pieces.standalone(inputs[j]) if inputs[j] != source[start] else pieces.piece(
-            inputs[j])[0]
+        kind = KIND_OF_OP.get(op, "keep")
+        text = pieces.piece(inputs[j])[0]
+        if inputs[j] != source[start] or (not text and kind != "keep"):
+            text = pieces.standalone(inputs[j])
         hidden = pieces.text(source[start:stop]) if op == Op.SPAN else ""
-        cells.append(Cell(text, KIND_OF_OP.get(op, "keep"), glue, hidden))
+        cells.append(Cell(text, kind, glue, hidden))
     return cells
 
 
