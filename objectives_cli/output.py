@@ -18,6 +18,7 @@ Plain-text markers (the same information as the colours):
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ from .views import Cell, View
 
 WIDTH = 80  # views never need more columns than this
 LABEL_WIDTH = 11  # the label column of a view, its gap included
+FACT_WIDTH = 14  # the label column of describe's facts
 
 MARKS = {  # kind: (before, after, legend); the text is the token itself where both are empty
     "mask": ("", "", "[MASK] masked"),
@@ -209,9 +211,10 @@ def wrap_items(label: str, items: list[str], sep: str = " · ") -> str:
     return "\n".join(lines)
 
 
-def wrap(label: str, text: str) -> str:
-    wrapper = textwrap.TextWrapper(width=WIDTH, initial_indent=label.ljust(LABEL_WIDTH),
-                                   subsequent_indent=" " * LABEL_WIDTH, break_on_hyphens=False)
+def wrap(label: str, text: str, label_width: int = LABEL_WIDTH) -> str:
+    """`label` in a column of its own, `text` wrapped beside it."""
+    wrapper = textwrap.TextWrapper(width=WIDTH, initial_indent=label.ljust(label_width),
+                                   subsequent_indent=" " * label_width, break_on_hyphens=False)
     return "\n".join(wrapper.wrap(text or "(empty)"))
 
 
@@ -299,7 +302,7 @@ def print_description(objective: Objective, examples: Sequence[View], rich: bool
     ]
     if objective.aliases:
         facts.insert(0, ("aliases", ", ".join(objective.aliases)))
-    more = objective.description.split("\n", 1)[1].strip() if "\n" in objective.description else ""
+    more = inspect.cleandoc(objective.description).partition("\n")[2].strip()
     if rich:
         describe_rich(objective, facts, more, examples)
     else:
@@ -313,9 +316,9 @@ def yes(flag: bool) -> str:
 def describe_plain(objective: Objective, facts: list[tuple[str, str]], more: str,
                    examples: Sequence[View]) -> str:
     out = [textwrap.fill(f"{objective.name}: {objective.summary}", WIDTH), ""]
-    out += [wrap(label, text) for label, text in facts]
+    out += [wrap(label, text, FACT_WIDTH) for label, text in facts]
     if more:
-        out += ["", *(textwrap.fill(p, WIDTH) for p in textwrap.dedent(more).split("\n\n"))]
+        out += ["", *(textwrap.fill(p, WIDTH) for p in more.split("\n\n"))]
     out += ["", "parameters (--param NAME=VALUE)"]
     for p in objective.params:
         out.append(f"  {p.name} = {format_value(p.default)}")
@@ -332,14 +335,15 @@ def describe_rich(objective: Objective, facts: list[tuple[str, str]], more: str,
     console = stdout_console()
     console.print(Text.assemble((objective.name, "bold"), ": ", objective.summary))
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="bold", width=LABEL_WIDTH + 1, no_wrap=True)
+    grid.add_column(style="bold", width=FACT_WIDTH - 1, no_wrap=True)
     grid.add_column(overflow="fold")
     for label, text in facts:
         grid.add_row(label, text)
     console.print(grid)
     if more:
         console.print()
-        console.print(Text(textwrap.dedent(more)))
+        for paragraph in more.split("\n\n"):
+            console.print(Text(" ".join(paragraph.split())))
     table = Table("parameter", "default", "help", title="parameters (--param NAME=VALUE)",
                   title_justify="left", header_style="bold")
     for p in objective.params:
