@@ -142,7 +142,7 @@ def runs(cells: Sequence[Cell]) -> Iterator[tuple[str, list[Cell]]]:
     """Consecutive cells of one kind; spans, masks and specials stay one cell per run."""
     for kind, group in groupby(cells, key=lambda c: c.kind):
         members = list(group)
-        if kind in ("span", "mask", "special", "keep"):
+        if kind in ("span", "mask", "special", "keep") or any(c.hidden for c in members):
             yield from ((kind, [c]) for c in members)
         else:
             yield kind, members
@@ -154,7 +154,7 @@ def plain_cells(cells: Sequence[Cell]) -> str:
     for kind, members in runs(cells):
         before, after, _ = MARKS.get(kind, ("", "", ""))
         inner = "".join(("" if c.glue or i == 0 else " ") + c.text for i, c in enumerate(members))
-        hidden = f"⟦{members[0].hidden}⟧" if kind == "span" else ""
+        hidden = f"⟦{members[0].hidden}⟧" if members[0].hidden else ""
         out.append(("" if members[0].glue or not out else " ") + before + inner + after + hidden)
     return "".join(out)
 
@@ -167,7 +167,7 @@ def rich_cells(cells: Sequence[Cell]) -> Text:
             text.append(" ")
         inner = "".join(("" if c.glue or i == 0 else " ") + c.text for i, c in enumerate(members))
         text.append(inner, style=STYLES.get(kind, ""))
-        if kind == "span":
+        if members[0].hidden:
             text.append(f"⟦{members[0].hidden}⟧", style="dim magenta")
     return text
 
@@ -248,8 +248,11 @@ def print_views(views: Iterable[View], objective: str, rich: bool) -> None:
 # ---- list and describe ----------------------------------------------------------------------
 
 
-def key_defaults(objective: Objective, n: int = 3) -> str:
-    return " ".join(f"{p.name}={format_value(p.default)}" for p in objective.params[:n])
+def key_defaults(objective: Objective, n: int = 3, longest: int = 24) -> str:
+    """The first `n` parameters as name=value, long values shortened."""
+    values = ((p.name, format_value(p.default)) for p in objective.params[:n])
+    return " ".join(f"{k}={v if len(v) <= longest else v[: longest - 1] + '…'}"
+                    for k, v in values)
 
 
 def format_value(value: Any) -> str:
@@ -321,7 +324,8 @@ def describe_plain(objective: Objective, facts: list[tuple[str, str]], more: str
         out += ["", *(textwrap.fill(p, WIDTH) for p in more.split("\n\n"))]
     out += ["", "parameters (--param NAME=VALUE)"]
     for p in objective.params:
-        out.append(f"  {p.name} = {format_value(p.default)}")
+        out.append(textwrap.fill(f"  {p.name} = {format_value(p.default)}", WIDTH,
+                                 subsequent_indent="      ", break_on_hyphens=False))
         out.append(textwrap.fill(p.help, WIDTH, initial_indent="      ",
                                  subsequent_indent="      "))
     if not objective.params:
