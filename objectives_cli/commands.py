@@ -178,8 +178,7 @@ def corrupt(
         limit = None if fmt is CorruptFormat.jsonl else SHOW_LIMIT
     overrides = parse_params(param or [])
     corruption = corruptions.create(objective, **overrides)
-    name = "+".join(corruptions.get(part.strip()).name for part in objective.split("+"))
-    params = {p.name: p.default for p in params_of(corruption)} or overrides
+    name, params = resolved(objective, overrides)
     tok = load_tokenizer(tokenizer)
     vocab = vocab_of(tok)
     documents = read_documents(path if path is not None else data)
@@ -191,6 +190,18 @@ def corrupt(
         pieces = views.Pieces(tok, vocab)
         output.print_views((views.build(e, pieces) for e in examples), name,
                            fmt is CorruptFormat.show and output.use_rich())
+
+
+def resolved(objective: str, overrides: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The canonical name and every parameter's value, of each part of an `a+b` composition."""
+    names, params = [], {}
+    for part in objective.split("+"):
+        found = corruptions.get(part.strip())
+        mine = {p.name for p in found.params}
+        built = corruptions.create(found.name, **{k: v for k, v in overrides.items() if k in mine})
+        names.append(found.name)
+        params.update({p.name: p.default for p in params_of(built)})
+    return "+".join(names), params
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
