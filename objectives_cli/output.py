@@ -88,6 +88,13 @@ def use_rich() -> bool:
     return console.is_terminal and not console.no_color
 
 
+def print_error(message: str, hint: str | None = None) -> None:
+    """A user error as main.run prints one: `error: ...` and maybe `hint: ...` on stderr."""
+    print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
 # ---- JSON ---------------------------------------------------------------------------------
 
 

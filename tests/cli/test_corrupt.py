@@ -135,7 +135,7 @@ def test_every_objective_renders_in_every_format(name: str) -> None:
 def test_any_tokenizer_kind_renders(kind: str, tmp_path: Path) -> None:
     documents = read_documents(INPUT)
     path = tmp_path / "tok.json"
-    train_tokenizer(documents, kind, 300).save(str(path))
+    train_tokenizer(documents, kind, 400).save(str(path))
     args = ["-o", "bert-mlm", "--tokenizer", str(path), "--max-length", "32", str(INPUT)]
     text = invoke("corrupt", "--format", "text", "--limit", "0", *args)
     assert text.code == 0, text.stderr
