@@ -57,3 +57,12 @@ def test_readme_shows_real_output() -> None:
     assert runs
     for stdin, args, shown in runs:
         assert invoke(*args, stdin=stdin).stdout == shown, " ".join(args)
+
+
+def test_jsonl_doc_example_is_real() -> None:
+    doc = (ROOT / "docs" / "jsonl.md").read_text()
+    shown = re.search(r"```json\n(.*?)\n```", doc, re.DOTALL)
+    assert shown is not None
+    run = invoke("corrupt", "-o", "bert-mlm", "--format", "jsonl", "--param", "rate=0.3", "-",
+                 stdin="The cat sat on the mat.\n")
+    assert run.stdout == shown.group(1) + "\n"
