@@ -27,6 +27,7 @@ KINDS = ("mask", "random", "predict", "delete", "span", "moved", "context", "ins
 CHANGED = {int(op) for op in Op} - {int(Op.KEEP), int(Op.CONTEXT)}  # what counts as corrupted
 ATTENTION_MODES = {0: "bidirectional", 1: "left-to-right", 2: "right-to-left", 3: "seq2seq"}
 INFINITY = float("inf")
+LABEL_MAX = 10  # a longer extras key does not fit the label column; it goes under "extra"
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Cell:
     text: str
     kind: str  # "keep" or one of KINDS
     glue: bool = False  # no space before it (a word piece that continues a word)
-    hidden: str = ""  # span cells: the source text the span token stands for
+    hidden: str = ""  # a token that stands for a span: the source text of that span
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,12 @@ class Pieces:
         self.prefix = getattr(tok.model, "continuing_subword_prefix", None) or ""
         marks = {piece[:1] for piece in tok.get_vocab()}
         self.start_mark = "Ġ" if "Ġ" in marks else "▁" if "▁" in marks else ""
+        assert vocab.special is not None
+        self._special = set(vocab.special.nonzero().flatten().tolist())
         self._cache: dict[int, tuple[str, bool]] = {}
 
     def special(self, token_id: int) -> bool:
-        assert self.vocab.special is not None
-        return 0 <= token_id < self.vocab.size and bool(self.vocab.special[token_id])
+        return token_id in self._special
 
     def piece(self, token_id: int) -> tuple[str, bool]:
         """(text, continues the previous word)."""
@@ -319,7 +321,7 @@ def extra_lines(example: Example, pieces: Pieces) -> list[tuple[str, str]]:
     for key in sorted(set(x) - shown):  # the objective's own keys, as they are
         text = str(x[key])
         text = text if len(text) <= 200 else text[:199] + "…"
-        lines.append((key, text) if len(key) < 10 else ("extra", f"{key}: {text}"))
+        lines.append((key, text) if len(key) < LABEL_MAX else ("extra", f"{key}: {text}"))
     return lines
 
 
@@ -377,7 +379,6 @@ def build(example: Example, pieces: Pieces) -> View:
         summary=summary(example),
         kinds=[k for k in KINDS if k in present],
     )
-
 
 
 def sample(name: str, tok: tokenizers.Tokenizer, vocab: Vocab) -> list[View]:
