@@ -12,7 +12,10 @@ import sys
 from corruptions.errors import ObjectivesError
 
 # command modules: importing one registers its commands on `app`
-from . import tokenizer_commands  # noqa: F401
+from . import (
+    commands,  # noqa: F401
+    tokenizer_commands,  # noqa: F401
+)
 from .app import app
 
 
