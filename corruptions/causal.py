@@ -69,7 +69,7 @@ class PrefixLM:
         split = torch.maximum(split, batch.lengths.clamp(max=1))  # n = 1: the token is the prefix
         ids, lengths, predicted = lm_rows(batch, vocab, self.append_eos)
         in_prefix = positions(ids) < split.unsqueeze(1)
-        out = lm_batch(batch, ids, lengths, predicted & ~in_prefix, context=in_prefix)
+        out = lm_batch(batch, ids, lengths, predicted & ~in_prefix, context=predicted & in_prefix)
         return Corrupted(out.input_ids, out.attention_mask, out.labels, ops=out.ops,
                          extras={"prefix_lengths": split})
 
@@ -132,8 +132,9 @@ def prefix_seq2seq(ids: Tensor, lengths: Tensor, split: Tensor, vocab: Vocab,
 
 def prefix_ops(real: Tensor, suffix: Tensor, special: Tensor) -> Tensor:
     """(B, L) int8: CONTEXT on the prefix, PREDICT on the suffix, KEEP on specials and padding."""
-    context = (real & ~suffix).to(torch.int8) * int(Op.CONTEXT)
-    return context + (suffix & ~special).to(torch.int8) * int(Op.PREDICT)
+    ordinary = real & ~special
+    context = (ordinary & ~suffix).to(torch.int8) * int(Op.CONTEXT)
+    return context + (ordinary & suffix).to(torch.int8) * int(Op.PREDICT)
 
 
 @register("clm", arch="decoder", paper="Radford et al. 2019 (GPT-2); Brown et al. 2020, "
