@@ -116,6 +116,13 @@ def span_counts(lengths: Tensor, density: float | Tensor, mean_span: float | Ten
     return work, n_noise, n_spans
 
 
+def span_count(length: int, density: float, mean_span: float) -> int:
+    """`span_counts` for one row length, in plain Python (the same half-to-even rounding)."""
+    work = max(length, 2)
+    n_noise = min(max(round(work * density), 1), work - 1)
+    return max(1, round(min(n_noise, work - n_noise) / mean_span))
+
+
 def random_composition(totals: Tensor, parts: Tensor, gen: torch.Generator) -> Tensor:
     """Uniformly random compositions of `totals[b]` into `parts[b]` positive parts, per row.
 
@@ -132,10 +139,12 @@ def random_composition(totals: Tensor, parts: Tensor, gen: torch.Generator) -> T
         return totals.unsqueeze(1).expand(n_rows, width).contiguous()
     # parts - 1 of the totals - 1 gaps, uniformly = the top random scores among valid gaps; every
     # row takes exactly width - 1 by adding width - parts forced picks that stand for "no cut"
-    scores = torch.rand((n_rows, n_gaps), generator=gen, device=totals.device)
-    scores.masked_fill_(positions(scores) >= (totals - 1).unsqueeze(1), -1.0)
+    top = 2**31 - 1  # int32 scores: topk runs faster on them than on floats
+    scores = torch.randint(0, top, (n_rows, n_gaps), generator=gen, device=totals.device,
+                           dtype=torch.int32)
+    scores.masked_fill_(positions(scores) >= (totals - 1).unsqueeze(1), -1)
     forced = torch.arange(width - 1, device=totals.device) < (width - parts).unsqueeze(1)
-    scores = torch.cat([scores, forced.float() * 3.0 - 1.0], dim=1)
+    scores = torch.cat([scores, torch.where(forced, top, -1).int()], dim=1)
     picked = scores.topk(width - 1, dim=1, sorted=False).indices
     cuts = torch.where(picked < n_gaps, picked + 1, totals.unsqueeze(1)).sort(dim=1).values
     return torch.cat([cuts, totals.unsqueeze(1)], dim=1)
