@@ -229,8 +229,8 @@ def denoise(
     else:
         first = first if sentinels else torch.zeros_like(first)
         use = torch.full_like(lengths, int(sentinels))
-    noise_no = noise.long().cumsum(1)  # inclusive counts up to each position
-    run_no = first.long().cumsum(1)
+    noise_no = noise.cumsum(1)  # int64, inclusive counts up to each position
+    run_no = first.cumsum(1)
     n_noise, n_runs = noise_no[:, -1], run_no[:, -1]
     ends_clean = ~noise.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
     trailing = use * (ends_clean | (lengths == 0)).long()  # T5's sentinel for a last clean run

@@ -6,7 +6,7 @@ denoiser's mode opens the input:
 
     ids      a  b  c  d  e  f  g  h
     R        input  [NLU] a  b  <0>  e  f  <1>  </s>     labels  <0> c  d  <1> g  h  </s>
-    X        input  [NLG] a  <0>  h  <1> </s>            labels  <0> b  c  d  e  f  <1>  ...
+    X        input  [NLG] a  <0>  g  <1> </s>            labels  <0> b  c  d  e  f  <1>  h  </s>
     S        input  [S2S] a  b  c  </s>                  labels  d  e  f  g  h  </s>
 
 Default denoisers (index = extras['denoiser']): 0 R(μ3, r.15), 1 R(μ8, r.15), 2 X(μ3, r.5),
