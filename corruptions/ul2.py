@@ -16,7 +16,7 @@ Reference choices (the sources disagree, reference §5 #12/#13):
 * Rates: 40% R split evenly, 40% X split evenly, 20% S, as the public ports that cite the paper;
   seqio's `ul2_objective` defaults to uniform rates (set `rates` to seven equal numbers for that).
 * S: the appendix code's uniform split (suffix share r = 0.5); some summaries of the paper give
-  S with r = 0.25 (a 75% prefix): set the S entry's rate to 0.25 for that.
+  S with r = 0.25 (a 75% prefix): set the S entry's density to 0.25 for that.
 * Paradigm tokens: the released 20B checkpoint's [NLU] / [NLG] / [S2S] (HF card, after the R/S
   swap fix); the paper writes [R] / [X] / [S]. They are looked up in `vocab.extra`.
 * seqio cuts raw pieces per denoiser (568, 588, 766, 908, 600, 1006 tokens) so that every input
