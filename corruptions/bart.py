@@ -70,37 +70,46 @@ class _Doc:
     ids: Tensor  # (B, W) int64
     lengths: Tensor  # (B,) int64
     origin: Tensor  # (B, W) int64: source position of the token, -1 for inserted tokens / padding
-    word_starts: Tensor  # (B, W) bool
-    sentence_starts: Tensor  # (B, W) bool
-    special: Tensor  # (B, W) bool: a special id of the content (never noised)
     ops: Tensor  # (B, L) int8 Op codes on the SOURCE positions
+    source: Tokens  # the clean batch
+    protected: Tensor  # (B, L) bool: special ids of the clean content, never noised
 
     @staticmethod
     def start(batch: Tokens, vocab: Vocab) -> _Doc:
         real = batch.real
-        ones = torch.ones_like(real)
         return _Doc(
             ids=batch.ids,
             lengths=batch.lengths,
-            origin=torch.where(real, positions(batch.ids).expand_as(batch.ids), -1),
-            word_starts=(ones if batch.word_starts is None else batch.word_starts) & real,
-            sentence_starts=(real & (positions(real) == 0) if batch.sentence_starts is None
-                             else batch.sentence_starts & real),
-            special=vocab.is_special(batch.ids) & real,
+            origin=torch.where(real, positions(real), -1),
             ops=torch.zeros_like(batch.ids, dtype=torch.int8),
+            source=batch,
+            protected=vocab.is_special(batch.ids) & real,
         )
 
     @property
     def real(self) -> Tensor:
         return length_mask(self.lengths, self.ids.size(1))
 
+    def carried(self, flags: Tensor | None, default: bool = False) -> Tensor:
+        """A (B, L) flag of the source tokens, seen at the current positions (B, W); inserted
+        tokens and padding get False; `flags` None means `default` for every source token."""
+        present = self.origin >= 0
+        if flags is None:
+            return present if default else torch.zeros_like(present)
+        return flags.gather(1, self.origin.clamp(min=0)) & present
+
     def reorder(self, index: Tensor) -> _Doc:
-        """Gather every per-token tensor along `index` (B, W): a permutation of each row."""
-        return replace(self, **{name: getattr(self, name).gather(1, index) for name in
-                                ("ids", "origin", "word_starts", "sentence_starts", "special")})
+        """The tokens in a new order: position j takes the token at index[b, j]."""
+        return replace(self, ids=self.ids.gather(1, index), origin=self.origin.gather(1, index))
+
+    def keep_only(self, keep: Tensor) -> _Doc:
+        """Delete the tokens where `keep` is False and left-align what is left."""
+        return replace(self, ids=compact(self.ids, keep, 0), lengths=keep.sum(1),
+                       origin=compact(self.origin, keep, -1))
 
     def mark(self, at: Tensor, op: Tensor | int, only_kept: bool = False) -> _Doc:
-        """Record `op` (scalar or (B, W)) for the source tokens at current positions `at` (B, W)."""
+        """Record `op` (scalar or (B, W)) for the source tokens at current positions `at`;
+        `only_kept` leaves tokens that already have an op alone."""
         at = at & (self.origin >= 0)
         dest = torch.where(at, self.origin, self.ops.size(1))  # others go to a spare column
         ops = torch.cat([self.ops, self.ops.new_zeros(self.ops.size(0), 1)], dim=1)
@@ -108,8 +117,7 @@ class _Doc:
         if only_kept:
             current = ops.gather(1, dest)
             value = torch.where(current == int(Op.KEEP), value, current)
-        ops.scatter_(1, dest, value)
-        return replace(self, ops=ops[:, :-1])
+        return replace(self, ops=ops.scatter_(1, dest, value)[:, :-1])
 
 
 def _pick(allowed: Tensor, k: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -118,9 +126,8 @@ def _pick(allowed: Tensor, k: Tensor, gen: torch.Generator) -> tuple[Tensor, Ten
     Returns:
         (idx, valid), both (B, K) with K = max k: idx[b, j] is a position where valid[b, j].
     """
-    width = allowed.size(1)
     k = torch.minimum(k, allowed.sum(1))
-    top = min(int(k.max()) if k.numel() else 0, width)
+    top = min(int(k.max()) if k.numel() else 0, allowed.size(1))
     scores = torch.rand(allowed.shape, generator=gen, device=allowed.device)
     scores = scores.masked_fill(~allowed, 2.0)
     idx = scores.topk(top, dim=1, largest=False).indices  # sorted: a random order of the chosen
@@ -133,37 +140,20 @@ def _budget(count: Tensor, rate: float) -> Tensor:
     return torch.ceil(count.float() * rate).long()
 
 
-def _scatter_flags(shape: torch.Size, idx: Tensor, valid: Tensor) -> Tensor:
-    """(B, W) bool, True at idx[b, j] where valid[b, j]."""
-    out = torch.zeros(shape[0], shape[1] + 1, dtype=torch.bool, device=idx.device)
-    out.scatter_(1, torch.where(valid, idx, shape[1]), True)
-    return out[:, :-1]
+def _put(target: Tensor, idx: Tensor, valid: Tensor, values: Tensor | int | bool) -> Tensor:
+    """A copy of `target` (B, W) with values written at idx[b, j] where valid[b, j]."""
+    spare = target.size(1)
+    out = torch.cat([target, target.new_zeros(target.size(0), 1)], dim=1)
+    values = torch.as_tensor(values, dtype=target.dtype, device=target.device).expand(idx.shape)
+    return out.scatter_(1, torch.where(valid, idx, spare), values)[:, :-1]
 
 
-def _replace_at(doc: _Doc, idx: Tensor, valid: Tensor, mask_random: float, vocab: Vocab,
-                gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Write <mask> (a random id with prob `mask_random`) at idx where valid.
-
-    Returns (ids, is_random) with is_random (B, K) per picked position."""
+def _masks(idx: Tensor, valid: Tensor, mask_random: float, vocab: Vocab, gen: torch.Generator
+           ) -> tuple[Tensor, Tensor]:
+    """(ids, is_random) for picked positions: <mask>, or a random id with prob `mask_random`
+    (drawn from the whole vocabulary, as fairseq)."""
     is_random = valid & (torch.rand(idx.shape, generator=gen, device=idx.device) < mask_random)
-    fill = torch.where(is_random, random_tokens(idx, vocab, gen), vocab.mask)
-    spare = doc.ids.size(1)
-    ids = torch.cat([doc.ids, doc.ids.new_zeros(doc.ids.size(0), 1)], dim=1)
-    ids.scatter_(1, torch.where(valid, idx, spare), fill)
-    return ids[:, :-1], is_random
-
-
-def _keep_only(doc: _Doc, keep: Tensor) -> _Doc:
-    """Delete the tokens where `keep` is False and left-align what is left."""
-    return replace(
-        doc,
-        ids=compact(doc.ids, keep, 0),
-        lengths=keep.sum(1),
-        origin=compact(doc.origin, keep, -1),
-        word_starts=compact(doc.word_starts, keep, False),
-        sentence_starts=compact(doc.sentence_starts, keep, False),
-        special=compact(doc.special, keep, False),
-    )
+    return torch.where(is_random, random_tokens(idx, vocab, gen), vocab.mask), is_random
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +162,7 @@ def _keep_only(doc: _Doc, keep: Tensor) -> _Doc:
 
 def _subword_pick(doc: _Doc, rate: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """ceil(rate x ordinary tokens) distinct ordinary tokens per row (fairseq: subword)."""
-    ordinary = doc.real & ~doc.special
+    ordinary = doc.real & ~doc.carried(doc.protected)
     return _pick(ordinary, _budget(ordinary.sum(1), rate), gen)
 
 
@@ -191,6 +181,14 @@ def poisson_cdf(lam: float) -> list[float]:
     return cdf
 
 
+def poisson_draws(shape: tuple[int, int], lam: float, gen: torch.Generator,
+                  device: torch.device | str = "cpu") -> Tensor:
+    """i.i.d. span lengths from fairseq's truncated Poisson table (inverse CDF), int64."""
+    cdf = torch.tensor(poisson_cdf(lam), dtype=torch.float64, device=device)
+    u = torch.rand(shape, generator=gen, device=device, dtype=torch.float64)
+    return torch.searchsorted(cdf, u, right=True).clamp(max=cdf.numel() - 1)
+
+
 def span_lengths(budget: Tensor, lam: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """Poisson span lengths per row until their sum reaches `budget`, the last one trimmed.
 
@@ -201,14 +199,12 @@ def span_lengths(budget: Tensor, lam: float, gen: torch.Generator) -> tuple[Tens
     Returns:
         (lengths, used): (B, K) int64 and bool; sum(lengths[used]) == budget per row.
     """
-    device = budget.device
-    cdf = torch.tensor(poisson_cdf(lam), dtype=torch.float64, device=device)
-    width = max(int(budget.max()) if budget.numel() else 0, 1)
+    most = int(budget.max()) if budget.numel() else 0
+    width = math.ceil(most / lam * 1.25) + 8  # enough draws for nearly every row in one round
     draws: list[Tensor] = []
     total = torch.zeros_like(budget)
-    while True:  # one round almost always (width = the largest budget, as fairseq draws)
-        u = torch.rand((budget.size(0), width), generator=gen, device=device, dtype=torch.float64)
-        draws.append(torch.searchsorted(cdf, u, right=True).clamp(max=cdf.numel() - 1))
+    while True:
+        draws.append(poisson_draws((budget.size(0), width), lam, gen, budget.device))
         total = total + draws[-1].sum(1)
         if not bool((total < budget).any()):
             break
@@ -222,17 +218,35 @@ def span_lengths(budget: Tensor, lam: float, gen: torch.Generator) -> tuple[Tens
     return lengths.masked_fill(~used, 0), used
 
 
-def _words(doc: _Doc) -> tuple[Tensor, Tensor]:
-    """Word structure with specials as walls: (word index per token, is a word start).
+def _words(doc: _Doc) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Word structure with specials as walls: (word index per token, ordinary word starts,
+    special flags or None when the batch has none).
 
     A special token is a word of its own and the token after it opens a word; the first token of
     a row opens a word even if the data layer says it continues one (a block cut inside a word).
     """
     real = doc.real
-    after_special = torch.zeros_like(doc.special)
-    after_special[:, 1:] = doc.special[:, :-1]
-    starts = (doc.word_starts | doc.special | after_special | (positions(real) == 0)) & real
-    return starts.long().cumsum(1) - 1, starts
+    starts = doc.carried(doc.source.word_starts, default=True) | (positions(real) == 0)
+    special = doc.carried(doc.protected) if bool(doc.protected.any()) else None
+    if special is not None:
+        after = torch.zeros_like(special)
+        after[:, 1:] = special[:, :-1]
+        starts = starts | special | after
+    starts = starts & real
+    ordinary = starts if special is None else starts & ~special
+    return starts.long().cumsum(1) - 1, ordinary, special
+
+
+def _walls(doc: _Doc, word: Tensor, special: Tensor | None, idx: Tensor) -> Tensor:
+    """Word index of the first wall at or after each picked position: the next special token,
+    else the end of the row (as fairseq's </s>)."""
+    n_words = word.gather(1, (doc.lengths - 1).clamp(min=0).unsqueeze(1)) + 1
+    if special is None:
+        return n_words.expand_as(idx)
+    width = word.size(1)
+    nxt = torch.where(special, positions(word), width).flip(1).cummin(1).values.flip(1)
+    nxt = nxt.gather(1, idx)
+    return torch.where(nxt < width, word.gather(1, nxt.clamp(max=width - 1)), n_words)
 
 
 def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: Vocab,
@@ -244,38 +258,31 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     earlier (overlaps are not merged: the reference deletes the later start); every other covered
     token is deleted. Returns the noised doc and the number of masks to insert per row.
     """
-    real, width = doc.real, doc.ids.size(1)
-    word, starts = _words(doc)
-    ordinary_starts = starts & ~doc.special
-    budget = _budget(ordinary_starts.sum(1), rate)
+    real = doc.real
+    word, ordinary, special = _words(doc)
+    budget = _budget(ordinary.sum(1), rate)
     lengths, used = span_lengths(budget, lam, gen)
     nonzero = used & (lengths > 0)
     n_insert = (used & (lengths == 0)).sum(1)
-    span_len = compact(lengths, nonzero, 0)  # (B, S)
-    idx, valid = _pick(ordinary_starts, nonzero.sum(1), gen)
-    span_len = span_len[:, : idx.size(1)]
+    idx, valid = _pick(ordinary, nonzero.sum(1), gen)
+    span_len = compact(lengths, nonzero, 0)[:, : idx.size(1)]  # paired with the random starts
     first = word.gather(1, idx)
-    # the first wall (special token, or the end of the row) at or after each start, in words
-    wall_pos = torch.where(doc.special, positions(real), width).flip(1).cummin(1).values.flip(1)
-    wall_pos = wall_pos.gather(1, idx)
-    n_words = starts.sum(1, keepdim=True)
-    wall = torch.where(wall_pos < width, word.gather(1, wall_pos.clamp(max=width - 1)), n_words)
-    last = torch.minimum(first + span_len, wall)  # exclusive
-    # how many spans cover each word: +1 at its first word, -1 after its last (a difference array)
-    spare = width + 1
-    cover = torch.zeros(doc.ids.size(0), width + 2, dtype=torch.long, device=doc.ids.device)
+    last = torch.minimum(first + span_len, _walls(doc, word, special, idx))  # exclusive
+    # how many spans cover each word: +1 at a span's first word, -1 after its last
+    width = word.size(1)
+    cover = torch.zeros(word.size(0), width + 2, dtype=torch.long, device=word.device)
+    spare = torch.full_like(first, width + 1)
     cover.scatter_add_(1, torch.where(valid, first, spare), valid.long())
     cover.scatter_add_(1, torch.where(valid, last, spare), -valid.long())
     cover = cover.cumsum(1)
     covered = (cover.gather(1, word.clamp(min=0)) > 0) & real
-    head = valid & (cover.gather(1, first) == 1)  # covered by its own span only
-    ids, is_random = _replace_at(doc, idx, head, mask_random, vocab, gen)
-    ops = torch.full_like(doc.ids, int(Op.SPAN), dtype=torch.int8)
-    ops = torch.where(_scatter_flags(ops.shape, idx, head & ~is_random), int(Op.MASK), ops)
-    ops = torch.where(_scatter_flags(ops.shape, idx, head & is_random), int(Op.RANDOM), ops)
-    doc = replace(doc, ids=ids).mark(covered, ops.to(torch.int8))
-    keep = real & (~covered | _scatter_flags(covered.shape, idx, head))
-    return _keep_only(doc, keep), n_insert
+    head = valid & (cover.gather(1, first) == 1)  # covered by its own span only: keeps a <mask>
+    fill, is_random = _masks(idx, head, mask_random, vocab, gen)
+    ops = torch.full(word.shape, int(Op.SPAN), dtype=torch.int8, device=word.device)
+    ops = _put(ops, idx, head, torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
+    doc = replace(doc, ids=_put(doc.ids, idx, head, fill)).mark(covered, ops)
+    keep = real & (~covered | _put(torch.zeros_like(real), idx, head, True))
+    return doc.keep_only(keep), n_insert
 
 
 def _insert(doc: _Doc, n_insert: Tensor, mask_random: float, vocab: Vocab,
@@ -286,28 +293,22 @@ def _insert(doc: _Doc, n_insert: Tensor, mask_random: float, vocab: Vocab,
     more on a float rounding error now and then)."""
     if not bool((n_insert > 0).any()):
         return doc
-    extra = int(n_insert.max())
-    width = doc.ids.size(1) + extra
+    width = doc.ids.size(1) + int(n_insert.max())
     new_len = doc.lengths + n_insert
     slots = length_mask(new_len, width)
     idx, valid = _pick(slots, n_insert, gen)
     n_random = torch.ceil(n_insert.double() * mask_random).long()
     rank = torch.arange(idx.size(1), device=idx.device).unsqueeze(0)
     fill = torch.where(rank < n_random.unsqueeze(1), random_tokens(idx, vocab, gen), vocab.mask)
-    inserted = _scatter_flags(torch.Size((idx.size(0), width)), idx, valid)
-    new_ids = torch.zeros(idx.size(0), width + 1, dtype=torch.long, device=idx.device)
-    new_ids = new_ids.scatter_(1, torch.where(valid, idx, width), fill)[:, :-1]
+    inserted = _put(torch.zeros_like(slots), idx, valid, True)
     source = ((~inserted).long().cumsum(1) - 1).clamp(0, doc.ids.size(1))  # old position
 
-    def spread(values: Tensor, new: Tensor | int | bool, pad: int | bool) -> Tensor:
-        old = torch.cat([values, values[:, :1].new_full((values.size(0), 1), pad)], dim=1)
-        return torch.where(inserted, new, old.gather(1, source)).masked_fill(~slots, pad)
+    def spread(values: Tensor, pad: int) -> Tensor:
+        old = torch.cat([values, values.new_full((values.size(0), 1), pad)], dim=1)
+        return old.gather(1, source).masked_fill(inserted | ~slots, pad)
 
-    return replace(doc, ids=spread(doc.ids, new_ids, 0), lengths=new_len,
-                   origin=spread(doc.origin, -1, -1),
-                   word_starts=spread(doc.word_starts, True, False),
-                   sentence_starts=spread(doc.sentence_starts, False, False),
-                   special=spread(doc.special, False, False))
+    return replace(doc, ids=_put(spread(doc.ids, 0), idx, valid, fill), lengths=new_len,
+                   origin=spread(doc.origin, -1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,9 +350,10 @@ def _finish(doc: _Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
     """Frame source and target as `<s> x </s>`; decoder input `</s> <s> x` (fairseq's shift)."""
     source = frame(doc.ids, doc.lengths, vocab.pad, vocab.bos, vocab.eos)
     target = frame(batch.ids, batch.lengths, vocab.pad, vocab.bos, vocab.eos)
+    ops = doc.ops.masked_fill(doc.protected | ~batch.real, int(Op.KEEP))  # specials: carried only
     out = seq2seq(source, doc.lengths + 2, target, batch.lengths + 2, vocab, start=vocab.eos,
-                  ops=doc.ops.masked_fill(~batch.real, int(Op.KEEP)))
-    unscored = frame(vocab.is_special(batch.ids), batch.lengths, True, True, False)
+                  ops=ops)
+    unscored = frame(doc.protected, batch.lengths, True, True, False)
     return replace(out, labels=out.labels.masked_fill(unscored, IGNORE))
 
 
@@ -392,7 +394,9 @@ class SentencePermutation(_Stage):
 
     def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
         real = doc.real
-        starts = doc.sentence_starts | (real & (positions(real) == 0))
+        if doc.source.sentence_starts is None:  # one sentence: nothing to permute
+            return doc
+        starts = doc.carried(doc.source.sentence_starts) | (real & (positions(real) == 0))
         sentence = (starts.long().cumsum(1) - 1).clamp(min=0)  # (B, W)
         n_sent = starts.sum(1)
         n_slots = max(int(n_sent.max()) if n_sent.numel() else 0, 1)
@@ -416,8 +420,7 @@ class SentencePermutation(_Stage):
         dest = torch.where(real, dest, pos)
         index = torch.empty_like(dest).scatter_(1, dest, pos)  # source of each output position
         moved = doc.reorder(index)
-        shifted = (index != pos) & real & ~moved.special
-        return moved.mark(shifted, int(Op.MOVED), only_kept=True)
+        return moved.mark((index != pos) & real, int(Op.MOVED), only_kept=True)
 
 
 @dataclass(frozen=True)
@@ -436,10 +439,11 @@ class TokenMasking(_Stage):
 
     def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
         idx, valid = _subword_pick(doc, self.rate, gen)
-        ids, is_random = _replace_at(doc, idx, valid, self.mask_random, vocab, gen)
-        shape = doc.ids.shape
-        ops = torch.where(_scatter_flags(shape, idx, is_random), int(Op.RANDOM), int(Op.MASK))
-        return replace(doc, ids=ids).mark(_scatter_flags(shape, idx, valid), ops.to(torch.int8))
+        fill, is_random = _masks(idx, valid, self.mask_random, vocab, gen)
+        hit = _put(torch.zeros_like(doc.ids, dtype=torch.bool), idx, valid, True)
+        ops = _put(torch.zeros_like(doc.ids, dtype=torch.int8), idx, valid,
+                   torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
+        return replace(doc, ids=_put(doc.ids, idx, valid, fill)).mark(hit, ops)
 
 
 @dataclass(frozen=True)
@@ -455,8 +459,8 @@ class TokenDeletion(_Stage):
 
     def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
         idx, valid = _subword_pick(doc, self.rate, gen)
-        cut = _scatter_flags(doc.ids.shape, idx, valid)
-        return _keep_only(doc.mark(cut, int(Op.DELETE)), doc.real & ~cut)
+        cut = _put(torch.zeros_like(doc.ids, dtype=torch.bool), idx, valid, True)
+        return doc.mark(cut, int(Op.DELETE)).keep_only(doc.real & ~cut)
 
 
 @dataclass(frozen=True)
@@ -502,7 +506,7 @@ class DocumentRotation(_Stage):
         pos = positions(doc.ids).expand_as(doc.ids)
         index = torch.where(doc.real, (pos + shift.unsqueeze(1)) % n.clamp(min=1).unsqueeze(1), pos)
         moved = doc.reorder(index)
-        turned = (shift > 0).unsqueeze(1) & moved.real & ~moved.special
+        turned = (shift > 0).unsqueeze(1) & moved.real
         return moved.mark(turned, int(Op.MOVED), only_kept=True)
 
 
