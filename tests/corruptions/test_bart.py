@@ -20,7 +20,7 @@ from corruptions.bart import (
     poisson_draws,
     span_lengths,
 )
-from tests.helpers import ORDINARY, TINY, random_batch, tokens
+from tests.helpers import ORDINARY, TINY, corpus_tokens, corpus_vocab, random_batch, tokens
 
 NAMES = ["bart-infill", "bart-mask", "bart-delete", "bart-permute", "bart-rotate", "bart"]
 word_ids = st.sampled_from(ORDINARY)
@@ -345,18 +345,25 @@ def test_invalid_parameters_are_rejected(bad: dict[str, float]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Statistics (objectives.md §4.6: lambda 3, mask 0.3, replace_length 1, mask_random 0.1,
-# every token a word start, 510-token blocks)
+# Statistics on the default corpus (objectives.md §4.6: lambda 3, mask 0.3, replace_length 1,
+# mask_random 0.1, every token a word start, blocks of <= 510 tokens that do not cross documents)
+
+
+def corpus(words: bool = False) -> Tokens:
+    batch = corpus_tokens(204_000, length=510)
+    assert int(batch.lengths.sum()) >= 200_000
+    word_starts = batch.word_starts if words else None  # None: every token opens a word
+    return Tokens(batch.ids, batch.lengths, word_starts, batch.sentence_starts)
 
 
 def infill_statistics(lam: float, seed: int) -> dict[str, float]:
-    batch = random_batch(400, 510, seed=seed)  # 204,000 tokens, every token a word
-    out = create("bart-infill", poisson_lambda=lam)(batch, TINY, make_generator(seed))
+    batch, vocab = corpus(), corpus_vocab()
+    out = create("bart-infill", poisson_lambda=lam)(batch, vocab, make_generator(seed))
     n = float(batch.lengths.sum())
-    encoder = float(out.attention_mask.sum()) - 2 * 400
-    kept = float((out.ops == int(Op.KEEP)).sum())
+    encoder = float(out.attention_mask.sum()) - 2 * batch.ids.size(0)
+    kept = float(((out.ops == int(Op.KEEP)) & batch.real).sum())
     new = encoder - kept  # masks and random tokens in the input
-    masks = float((out.input_ids == TINY.mask).sum())
+    masks = float((out.input_ids == vocab.mask).sum())
     return {"hit": (n - kept) / n, "encoder": encoder / n, "new": new / n,
             "random": (new - masks) / new}
 
@@ -376,9 +383,28 @@ def test_infilling_statistics_at_lambda_3_5() -> None:
     assert abs(stats["new"] - 0.070) < 0.003
 
 
-def test_token_masking_random_share() -> None:
-    batch = random_batch(400, 510, seed=7)
-    out = create("bart-mask")(batch, TINY, make_generator(7))
-    hit = float((out.ops != int(Op.KEEP)).sum())
-    assert hit == 400 * 153
-    assert abs(float((out.ops == int(Op.RANDOM)).sum()) / hit - 0.1) < 0.005
+def test_spans_cover_whole_corpus_words() -> None:
+    batch = corpus(words=True)
+    out = create("bart-infill")(batch, corpus_vocab(), make_generator(3))
+    hit = (out.ops != int(Op.KEEP)) & batch.real
+    assert batch.word_starts is not None
+    word = batch.word_starts.long().cumsum(1)  # word number, per row
+    key = (torch.arange(batch.ids.size(0)).unsqueeze(1) * 1000 + word)[batch.real]
+    per_word_hit = torch.zeros(int(key.max()) + 1).index_add_(0, key, hit[batch.real].float())
+    per_word_len = torch.zeros(int(key.max()) + 1).index_add_(0, key, torch.ones(key.numel()))
+    used = per_word_len > 0
+    assert ((per_word_hit == 0) | (per_word_hit == per_word_len))[used].all()
+    assert abs(float(hit.sum()) / float(batch.lengths.sum()) - 0.268) < 0.01
+
+
+def test_token_masking_and_deletion_rates() -> None:
+    batch, vocab = corpus(), corpus_vocab()
+    expected = float(torch.ceil(batch.lengths.float() * 0.3).sum())
+    out = create("bart-mask")(batch, vocab, make_generator(7))
+    assert float((out.ops != int(Op.KEEP)).sum()) == expected
+    random_share = float((out.ops == int(Op.RANDOM)).sum()) / expected
+    assert abs(random_share - 0.1) < 0.005
+    out = create("bart-delete")(batch, vocab, make_generator(7))
+    assert float((out.ops == int(Op.DELETE)).sum()) == expected
+    n_input = float(out.attention_mask.sum()) - 2 * len(out.ops)
+    assert n_input == float(batch.lengths.sum()) - expected
