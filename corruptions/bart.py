@@ -243,6 +243,27 @@ def _ends(doc: _Doc, word: Tensor | None, special: Tensor | None, idx: Tensor) -
     return torch.where(nxt < width, word.gather(1, nxt.clamp(max=width - 1)), n_words)
 
 
+def coverage(first: Tensor, last: Tensor, valid: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """How many spans cover each of `width` words, and which spans keep their <mask>.
+
+    Spans are [first, last) in words (B, S), where `valid`. A difference array (+1 at a span's
+    first word, -1 after its last) summed along the row counts the spans over every word. A
+    span keeps its <mask> when no other span covers its first word: starts are distinct words,
+    so any other span there started earlier, and fairseq's extension of that span deletes the
+    later start. Abutting spans keep a <mask> each.
+
+    Returns:
+        (cover, head): (B, width) int64 and (B, S) bool.
+    """
+    cover = torch.zeros(first.size(0), width + 2, dtype=torch.long, device=first.device)
+    spare = torch.full_like(first, width + 1)
+    cover.scatter_add_(1, torch.where(valid, first, spare), valid.long())
+    cover.scatter_add_(1, torch.where(valid, last, spare), -valid.long())
+    cover = cover.cumsum(1)
+    head = valid & (cover.gather(1, first) == 1)
+    return cover[:, :width], head
+
+
 def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: Vocab,
                 gen: torch.Generator) -> tuple[_Doc, Tensor]:
     """fairseq's span-poisson masking with replace_length 1, in words.
@@ -254,6 +275,8 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     """
     doc.untouched("text infilling")
     real, width = doc.base.real, doc.ids.size(1)
+    if width == 0:
+        return doc, doc.lengths
     word, ordinary, special = _words(doc)
     budget = _budget(ordinary.sum(1), rate)
     lengths, used = span_lengths(budget, lam, gen)
@@ -261,17 +284,11 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     n_insert = (used & (lengths == 0)).sum(1)
     idx, valid = _pick(ordinary, nonzero.sum(1), gen)
     span_len = compact(lengths, nonzero, 0)[:, : idx.size(1)]  # paired with the random starts
-    first = idx if word is None else word.gather(1, idx)
+    first = idx if word is None else word.gather(1, idx).clamp(min=0)  # (padding of empty rows)
     last = torch.minimum(first + span_len, _ends(doc, word, special, idx))  # exclusive
-    # how many spans cover each word: +1 at a span's first word, -1 after its last
-    cover = torch.zeros(real.size(0), width + 2, dtype=torch.long, device=real.device)
-    spare = torch.full_like(first, width + 1)
-    cover.scatter_add_(1, torch.where(valid, first, spare), valid.long())
-    cover.scatter_add_(1, torch.where(valid, last, spare), -valid.long())
-    cover = cover.cumsum(1)
-    covered = (cover[:, :width] if word is None else cover.gather(1, word.clamp(min=0))) > 0
+    cover, head = coverage(first, last, valid, width)
+    covered = (cover if word is None else cover.gather(1, word.clamp(min=0))) > 0
     covered &= real
-    head = valid & (cover.gather(1, first) == 1)  # covered by its own span only: keeps a <mask>
     fill, is_random = _masks(idx, head, mask_random, vocab, gen)
     ops = _put(doc.ops.masked_fill(covered, int(Op.SPAN)), idx, head,
                torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))

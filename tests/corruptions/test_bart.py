@@ -16,6 +16,7 @@ from corruptions.bart import (
     SentencePermutation,
     TextInfilling,
     compose,
+    coverage,
     poisson_cdf,
     poisson_draws,
     span_lengths,
@@ -159,6 +160,14 @@ def test_rows_without_words_are_unchanged() -> None:
                 assert content(out, 0) == rows[0]
 
 
+@pytest.mark.parametrize("name", [*NAMES, "bart-delete+bart-rotate+bart-permute"])
+def test_empty_rows_stay_empty(name: str) -> None:
+    for rows in ([[11, 12, 13], []], [[]]):
+        out = create(name)(tokens(rows, word_every=2, sentence_every=1), TINY, make_generator(0))
+        assert content(out, len(rows) - 1) == []
+        assert out.labels[len(rows) - 1, :2].tolist() == [IGNORE, TINY.eos]
+
+
 def test_one_word_rows_become_masks() -> None:
     batch = tokens([[11, 12, 13, 14, 15]], word_every=10)  # five tokens, one word
     seen = set()
@@ -168,6 +177,23 @@ def test_one_word_rows_become_masks() -> None:
         assert set(kept) == {TINY.mask}  # budget ceil(0.3) = 1 word = the whole row
         seen.add(len(kept))
     assert seen >= {1, 2}
+
+
+def test_overlapping_spans_follow_fairseq() -> None:
+    # spans [first, last) in words; fairseq extends each span over later starts, deleting them
+    first = torch.tensor([[0, 2], [0, 2], [4, 1], [3, 3]])
+    last = torch.tensor([[3, 5], [2, 4], [6, 2], [5, 5]])
+    valid = torch.tensor([[True, True], [True, True], [True, True], [True, False]])
+    cover, head = coverage(first, last, valid, 7)
+    assert (cover > 0).tolist() == [
+        [True, True, True, True, True, False, False],  # overlapping: one run...
+        [True, True, True, True, False, False, False],  # abutting: one run...
+        [False, True, False, False, True, True, False],
+        [False, False, False, True, True, False, False],
+    ]
+    assert head.tolist() == [[True, False],  # ...with one <mask>
+                             [True, True],  # ...with two
+                             [True, True], [True, False]]
 
 
 def test_poisson_table_matches_fairseq() -> None:
