@@ -41,7 +41,7 @@ def is_subsequence(small: list[int], big: list[int]) -> bool:
 
 
 def distinct_rows(n_rows: int, length: int, seed: int = 0) -> list[list[int]]:
-    """Rows of distinct ordinary ids, so every token can be followed by its value."""
+    """Rows of distinct ordinary ids, so every token can be traced by its value."""
     gen = torch.Generator().manual_seed(seed)
     pool = torch.tensor(ORDINARY)
     return [pool[torch.randperm(len(ORDINARY), generator=gen)[:length]].tolist()
@@ -82,7 +82,7 @@ def test_specials_in_content_are_walls_and_not_scored() -> None:
             assert (out.ops[0][special] == int(Op.KEEP)).all()
             assert (out.labels[0, 1:-1][special] == IGNORE).all()
             kept = content(out, 0)
-            # every special survives, in its order (rotation may wrap the row around)
+            # every special survives (permutation and rotation may move it)
             found = [t for t in kept if t in {TINY.unk, TINY.sentinels[3]}]
             assert sorted(found) == sorted(t for t in row if t in {TINY.unk, TINY.sentinels[3]})
 
