@@ -30,8 +30,9 @@ Adaptations, since the zoo has no Transformer-XL memory (objectives.md §4.4):
   tokens are identified by position, not by id, so a [SEP] inside the text is plain context.
 * N-grams may cover the functional tokens or special ids inside the text (both count as word
   starts, like the reference's `<...>` pieces); such positions are dropped, and the random fill
-  draws only from predictable content, so every row gets exactly min(goal, predictable) targets
-  (the reference tops up marks from every position and then drops functional ones: <= 85 targets).
+  draws only from predictable content, so with piece n-grams every row gets exactly
+  min(goal, predictable) targets (the reference tops up marks from every position and then drops
+  functional ones: <= 85 targets; word n-grams can overshoot the goal, as noted in §4.4).
 * Special ids inside the text are plain context (rank -1), never predicted.
 """
 
