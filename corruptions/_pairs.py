@@ -37,7 +37,7 @@ def sentences_of(batch: Tokens) -> Sentences:
     count = opens.sum(1)
     # the k-th sentence opens where the running count first reaches k + 1 (L past the last one)
     k = torch.arange(1, int(count.max()) + 2 if count.numel() else 2, device=count.device)
-    starts = torch.searchsorted(opens.long().cumsum(1), k.expand(count.size(0), -1).contiguous())
+    starts = torch.searchsorted(opens.cumsum(1), k.expand(count.size(0), -1).contiguous())
     return Sentences(count, torch.minimum(starts, batch.lengths.unsqueeze(1)))
 
 
