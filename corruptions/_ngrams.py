@@ -73,7 +73,7 @@ def choose_ngrams(allowed: Tensor, word_starts: Tensor | None, budget: Tensor,
         after_gap = torch.ones_like(allowed)
         after_gap[:, 1:] = ~allowed[:, :-1]
         opens = allowed & (word_starts | after_gap)
-    word = (opens.long().cumsum(1) - 1).clamp_(min=0)  # (B, L) word index (where allowed)
+    word = opens.cumsum(1).sub_(1).clamp_(min=0)  # (B, L) int64 word index (where allowed)
 
     # one draw per unit slot: low 31 bits pick its size, high 31 bits its priority
     draw = torch.randint(0, 2**62, (n_rows, width + 1), generator=gen, device=device)
@@ -84,16 +84,19 @@ def choose_ngrams(allowed: Tensor, word_starts: Tensor | None, budget: Tensor,
         low = draw[:, :width] & (2**31 - 1)
         for bound in torch.tensor(probs, dtype=torch.float64).cumsum(0)[:-1].tolist():
             sizes += low >= round(bound * 2**31)
-        start = (sizes.cumsum(1) - sizes).clamp(max=width)
+        start = (sizes.cumsum(1) - sizes).clamp_(max=width)
         opens_unit = torch.zeros((n_rows, width + 1), dtype=torch.bool, device=device)
-        unit = (opens_unit.scatter_(1, start, True).cumsum(1) - 1).gather(1, word)
+        opens_unit.scatter_(1, start, torch.ones_like(allowed))  # a tensor source: 3x faster
+        unit = opens_unit.cumsum(1).sub_(1).gather(1, word)
     else:
         unit = word
 
-    key = (draw >> 31).gather(1, unit) * (width + 1) + word + (~allowed) * NO_KEY
+    key = (draw >> 31).gather(1, unit).mul_(width + 1).add_(word).add_(~allowed * NO_KEY)
     k_max = max(1, min(width, int(budget.max()) if budget.numel() else 1))
-    smallest = key.topk(k_max, dim=1, largest=False).values  # (B, k_max), ascending
+    # (B, k_max) ascending; sorting the k_max afterwards is much faster than topk's own sort
+    smallest = key.topk(k_max, dim=1, largest=False, sorted=False).values.sort(dim=1).values
     reach = smallest.gather(1, (budget - 1).clamp(min=0, max=k_max - 1).unsqueeze(1))  # (B, 1)
+    # the word at `reach` is taken if it fits whole: then every key up to it, else those below
     fits = (key <= reach).sum(1, keepdim=True) <= budget.unsqueeze(1)
-    chosen = allowed & ((key < reach) | ((key == reach) & fits))
+    chosen = allowed & (key <= reach - (~fits).long())
     return NgramChoice(chosen, unit, sizes)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._ops import compact, positions, rand, replace_selected
+from ._ops import positions, rand, replace_selected
 from .types import IGNORE, Op, Tokens, Vocab
 
 
@@ -31,12 +31,14 @@ def sentences_of(batch: Tokens) -> Sentences:
     Without `sentence_starts` every row is one sentence.
     """
     real = batch.real
-    first = (positions(batch.ids) == 0) & real
-    opens = first if batch.sentence_starts is None else (batch.sentence_starts & real) | first
-    at = positions(batch.ids).expand_as(batch.ids).contiguous()
-    where = compact(at, opens, batch.ids.size(1))
-    where = torch.cat([where, batch.lengths.unsqueeze(1)], dim=1)
-    return Sentences(opens.sum(1), torch.minimum(where, batch.lengths.unsqueeze(1)))
+    opens = real & (positions(batch.ids) == 0)
+    if batch.sentence_starts is not None:
+        opens |= batch.sentence_starts & real
+    count = opens.sum(1)
+    # the k-th sentence opens where the running count first reaches k + 1 (L past the last one)
+    k = torch.arange(1, int(count.max()) + 2 if count.numel() else 2, device=count.device)
+    starts = torch.searchsorted(opens.cumsum(1), k.expand(count.size(0), -1).contiguous())
+    return Sentences(count, torch.minimum(starts, batch.lengths.unsqueeze(1)))
 
 
 def split_points(sents: Sentences, lengths: Tensor, gen: torch.Generator,
@@ -159,17 +161,24 @@ def assemble(ids: Tensor, lengths: Tensor, first: tuple[Tensor, Tensor, Tensor],
     col = torch.arange(int(total.max()) if total.numel() else 3, device=ids.device).unsqueeze(0)
     l1, end = len1.unsqueeze(1), total.unsqueeze(1) - 1
     in_first = (col >= 1) & (col <= l1)
-    content = in_first | ((col > l1 + 1) & (col < end))
-    special = ids.numel() + PAD_AT + (SEP_AT - PAD_AT) * ((col == l1 + 1) | (col == end)) + (
-        CLS_AT - PAD_AT) * (col == 0)
-    source = torch.where(in_first, (row1 * width + start1 - 1).unsqueeze(1),
-                         (row2 * width + start2).unsqueeze(1) - l1 - 2) + col
+    second_on = col > l1 + 1  # the second segment and its [SEP]
+    framed = col <= end
+    content = in_first | (second_on & (col < end))
+    # past the rows: PAD_AT after the pair, SEP_AT inside it, CLS_AT at position 0
+    special = framed + (ids.numel() + (col == 0))
+    source = col + torch.where(in_first, (row1 * width + start1 - 1).unsqueeze(1),
+                               (row2 * width + start2).unsqueeze(1) - l1 - 2)
     source = torch.where(content, source, special)
     out = take(ids, source, (vocab.pad, vocab.eos, vocab.bos))
-    ordinary = (positions(ids) < lengths.unsqueeze(1)) & ~vocab.is_special(ids)
-    types = ((col > l1 + 1) & (col <= end)).long()
+    ordinary = (positions(ids) < lengths.unsqueeze(1)) & ~special_ids(vocab, ids)
     plain = take(ordinary, source, (False, False, False))
-    return Pair(out, total, len1, types, content, source, plain, ordinary)
+    return Pair(out, total, len1, (second_on & framed).long(), content, source, plain, ordinary)
+
+
+def special_ids(vocab: Vocab, ids: Tensor) -> Tensor:
+    """`vocab.is_special(ids)` as a gather (about 3x faster than indexing on CPU)."""
+    assert vocab.special is not None
+    return take(vocab.special.to(ids.device), ids, ())
 
 
 def mlm_on_pair(pair: Pair, vocab: Vocab, chosen: Tensor, gen: torch.Generator,
@@ -183,7 +192,7 @@ def mlm_on_pair(pair: Pair, vocab: Vocab, chosen: Tensor, gen: torch.Generator,
     """
     input_ids, ops = replace_selected(pair.ids, chosen, vocab, gen, mask_replace, random_replace,
                                       exclude_special_random)
-    return input_ids, pair.ids.masked_fill(~chosen, IGNORE), ops
+    return input_ids, torch.where(chosen, pair.ids, IGNORE), ops
 
 
 def source_ops(pair: Pair, pair_ops: Tensor, batch: Tokens) -> Tensor:

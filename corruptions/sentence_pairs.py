@@ -70,33 +70,27 @@ def _row_budget(lengths: Tensor) -> Tensor:
     return torch.where(lengths > 0, lengths.clamp(min=2), 0)
 
 
-def _second(batch: Tokens, sents: Sentences, a_end: Tensor, random: Tensor, gen: torch.Generator
-            ) -> tuple[Tensor, Tensor, Tensor]:
-    """(row, start, length) of B: the rest of the row after A, or where `random`, a segment of
-    another row (another document) that starts at a sentence and fills the row's budget."""
-    own = torch.arange(batch.ids.size(0), device=batch.ids.device)
-    rest = (own, a_end, batch.lengths - a_end)
-    if batch.ids.size(0) < 2:
-        return rest
-    rows = other_rows(batch.lengths, gen)
-    need = _row_budget(batch.lengths) - a_end
-    start, length = segment_from(sents, rows, batch.lengths, need, gen)
-    return (torch.where(random, rows, own), torch.where(random, start, a_end),
-            torch.where(random, length, rest[2]))
-
-
-def _fitted(batch: Tokens, vocab: Vocab, a: tuple[Tensor, Tensor, Tensor],
-            b: tuple[Tensor, Tensor, Tensor], swap: Tensor, gen: torch.Generator) -> Pair:
-    """Truncate (A, B) to each row's budget, then lay out A,B or, where `swap`, B,A."""
-    (a_row, a_start, a_len), (b_row, b_start, b_len) = a, b
-    a_front, a_back, b_front, b_back = truncate_pair(a_len, b_len, _row_budget(batch.lengths), gen)
-    a = (a_row, a_start + a_front, a_len - a_front - a_back)
-    b = (b_row, b_start + b_front, b_len - b_front - b_back)
-    first = (torch.where(swap, b[0], a[0]), torch.where(swap, b[1], a[1]),
-             torch.where(swap, b[2], a[2]))
-    second = (torch.where(swap, a[0], b[0]), torch.where(swap, a[1], b[1]),
-              torch.where(swap, a[2], b[2]))
-    return assemble(batch.ids, batch.lengths, first, second, vocab)
+def _pair(batch: Tokens, vocab: Vocab, sents: Sentences, a_end: Tensor, from_other: Tensor,
+          swap: Tensor | None, gen: torch.Generator) -> Pair:
+    """`[CLS] A [SEP] B [SEP]` per row. A is the row up to `a_end`; B the rest of the row or, where
+    `from_other`, a segment of another row (another document) that starts at a sentence and fills
+    the row's budget. Both are truncated to that budget; A and B trade places where `swap`."""
+    lengths = batch.lengths
+    own = torch.arange(lengths.size(0), device=lengths.device)
+    budget = _row_budget(lengths)
+    b_row, b_start, b_len = own, a_end, lengths - a_end
+    if lengths.size(0) >= 2:
+        rows = other_rows(lengths, gen)
+        start, length = segment_from(sents, rows, lengths, budget - a_end, gen)
+        b_row = torch.where(from_other, rows, own)
+        b_start = torch.where(from_other, start, a_end)
+        b_len = torch.where(from_other, length, b_len)
+    a_front, a_back, b_front, b_back = truncate_pair(a_end, b_len, budget, gen)
+    a = torch.stack([own, a_front, a_end - a_front - a_back])  # (row, start, length) x B
+    b = torch.stack([b_row, b_start + b_front, b_len - b_front - b_back])
+    if swap is not None:
+        a, b = torch.where(swap, b, a), torch.where(swap, a, b)
+    return assemble(batch.ids, lengths, a.unbind(), b.unbind(), vocab)
 
 
 @dataclass(frozen=True)
@@ -119,14 +113,11 @@ class NextSentence:
         _check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        own = torch.arange(batch.ids.size(0), device=batch.ids.device)
         sents = sentences_of(batch)
         alone = batch.ids.size(0) < 2  # no other document to draw B from: label 0 only
         a_end = split_points(sents, batch.lengths, gen, split_single=alone)
         label = ((sents.count < 2) | (rand(batch.lengths, gen) < self.random_next)) & (not alone)
-        b = _second(batch, sents, a_end, label, gen)
-        pair = _fitted(batch, vocab, (own, torch.zeros_like(a_end), a_end), b,
-                       torch.zeros_like(label), gen)
+        pair = _pair(batch, vocab, sents, a_end, label, None, gen)
         budget = _budget(pair, self.rate, self.max_predictions)
         # single tokens: the uniform choice of `_ops.choose_k`, with a topk instead of a sort
         chosen = choose_ngrams(pair.plain, None, budget, (1.0,), gen).chosen
@@ -164,15 +155,13 @@ class SentenceOrder:
         _check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        own = torch.arange(batch.ids.size(0), device=batch.ids.device)
         sents = sentences_of(batch)
         alone = batch.ids.size(0) < 2  # no other document: a single sentence is split in two
         a_end = split_points(sents, batch.lengths, gen, split_single=alone)
         single = (sents.count < 2) & (not alone)  # B from another document, label 1 (albert #234)
         swap = (rand(batch.lengths, gen) < self.swap) & ~single
-        b = _second(batch, sents, a_end, single, gen)
         label = swap | single
-        pair = _fitted(batch, vocab, (own, torch.zeros_like(a_end), a_end), b, swap, gen)
+        pair = _pair(batch, vocab, sents, a_end, single, swap, gen)
         words = pair_word_starts(batch, pair, self.whole_word)
         budget = _budget(pair, self.rate, self.max_predictions)
         sizes = size_probs(self.ngram, self.favor_shorter)
