@@ -170,15 +170,9 @@ def assemble(ids: Tensor, lengths: Tensor, first: tuple[Tensor, Tensor, Tensor],
                                (row2 * width + start2).unsqueeze(1) - l1 - 2)
     source = torch.where(content, source, special)
     out = take(ids, source, (vocab.pad, vocab.eos, vocab.bos))
-    ordinary = (positions(ids) < lengths.unsqueeze(1)) & ~special_ids(vocab, ids)
+    ordinary = (positions(ids) < lengths.unsqueeze(1)) & ~vocab.is_special(ids)
     plain = take(ordinary, source, (False, False, False))
     return Pair(out, total, len1, (second_on & framed).long(), content, source, plain, ordinary)
-
-
-def special_ids(vocab: Vocab, ids: Tensor) -> Tensor:
-    """`vocab.is_special(ids)` as a gather (about 3x faster than indexing on CPU)."""
-    assert vocab.special is not None
-    return take(vocab.special.to(ids.device), ids, ())
 
 
 def mlm_on_pair(pair: Pair, vocab: Vocab, chosen: Tensor, gen: torch.Generator,

@@ -70,7 +70,7 @@ class Vocab:
         assert special is not None
         if special.device != ids.device:
             special = special.to(ids.device)
-        return special[ids]
+        return special.take(ids)  # a gather: about twice as fast as special[ids] on CPU
 
     def sentinel_tensor(self, device: torch.device) -> Tensor:
         """The sentinel ids as an int64 tensor on `device` (sentinel k at index k)."""
