@@ -28,7 +28,7 @@ from corruptions.registry import params_of
 
 from . import output, views
 from .app import app
-from .data import read_documents
+from .data import read_documents, read_piped_or_default
 from .examples import corrupt_documents
 from .tokenizer import load_tokenizer, vocab_of
 
@@ -139,7 +139,8 @@ def corrupt(
     path: Annotated[str | None, typer.Argument(
         show_default=False, metavar="PATH|-",
         help="Text file (documents separated by blank lines), directory, .jsonl/.parquet with a "
-             "'text' column, hf:NAME[:CONFIG], or '-' for stdin. Default: the built-in corpus.",
+             "'text' column, hf:NAME[:CONFIG], or '-' for stdin. Default: text piped into "
+             "stdin, else the built-in corpus.",
     )] = None,
     data: Annotated[str | None, typer.Option(
         "--data", show_default=False, help="The text, as PATH (give one or the other).")] = None,
@@ -182,7 +183,8 @@ def corrupt(
     name, params = resolved(objective, overrides)
     tok = load_tokenizer(tokenizer)
     vocab = vocab_of(tok)
-    documents = read_documents(path if path is not None else data)
+    source = path if path is not None else data
+    documents = read_documents(source) if source is not None else read_piped_or_default()
     examples = corrupt_documents(corruption, tok, vocab, documents, max_length, seed,
                                  limit or None)
     if fmt is CorruptFormat.jsonl:

@@ -55,6 +55,17 @@ def read_documents(source: str | Path | None) -> list[str]:
     return _nonempty(_read_file(path), str(path), "documents are separated by blank lines")
 
 
+def read_piped_or_default() -> list[str]:
+    """What a command reads when given no source: text piped into standard input if there is
+    any (`cat notes.txt | objectives corrupt ...`), else the default corpus (train split)."""
+    stdin = sys.stdin
+    if stdin is not None and not stdin.isatty():
+        raw = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
+        if raw.strip():
+            return _nonempty(split_documents(_decode(raw, "<stdin>")), "<stdin>", "")
+    return default_corpus("train")
+
+
 def split_documents(text: str) -> list[str]:
     """Documents of a text: separated by blank lines; lines inside one are kept, trimmed."""
     docs = []

@@ -131,3 +131,18 @@ def test_help_exits_0() -> None:
     result = invoke("corrupt", "--help")
     assert result.code == 0
     assert "--objective" in result.stdout
+
+
+def test_piped_text_is_read_when_no_path_is_given() -> None:
+    text = "Cats sit on mats.\n"
+    piped = invoke("corrupt", "-o", "bert-mlm", "--format", "jsonl", stdin=text)
+    named = invoke("corrupt", "-o", "bert-mlm", "--format", "jsonl", "-", stdin=text)
+    assert piped.code == 0
+    assert piped.stdout == named.stdout
+    assert len(piped.stdout.splitlines()) == 1
+
+
+def test_no_path_and_nothing_piped_uses_the_default_corpus() -> None:
+    result = invoke("corrupt", "-o", "bert-mlm", "--format", "jsonl", "--limit", "2", stdin="")
+    assert result.code == 0
+    assert len(result.stdout.splitlines()) == 2
