@@ -6,6 +6,8 @@ pad 0 or sentinels at the end of the vocabulary fails at once.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from corruptions import Tokens, Vocab
@@ -45,3 +47,39 @@ def random_batch(batch: int, length: int, seed: int = 0, word_every: int = 0,
     words = positions % word_every == 0 if word_every else torch.ones_like(ids, dtype=torch.bool)
     sents = (positions % sentence_every == 0) if sentence_every else positions == 0
     return Tokens(ids, lengths, words, sents)
+
+
+@functools.cache
+def _encoded_corpus(split: str) -> tuple:
+    from objectives_cli.data import default_corpus
+    from objectives_cli.tokenizer import encode_documents, load_tokenizer
+
+    return tuple(encode_documents(load_tokenizer(), default_corpus(split)))  # type: ignore[arg-type]
+
+
+@functools.cache
+def corpus_tokens(n_tokens: int = 200_000, length: int = 512, split: str = "train") -> Tokens:
+    """At least n_tokens tokens of the default corpus with the default tokenizer, as full-ish
+    rows of `length` (batch_blocks of the documents, taken in order until n_tokens), cached per
+    process.
+
+    Raises ValueError when the split holds fewer tokens (the held-out split has ~10k)."""
+    from objectives_cli.tokenizer import batch_blocks
+
+    docs, total = [], 0
+    for doc in _encoded_corpus(split):
+        if total >= n_tokens:
+            break
+        docs.append(doc)
+        total += len(doc.ids)
+    if total < n_tokens:
+        raise ValueError(f"the {split} split has only {total} tokens, not {n_tokens}")
+    return batch_blocks(docs, length, corpus_vocab().pad)
+
+
+@functools.cache
+def corpus_vocab() -> Vocab:
+    """The Vocab of the default tokenizer: vocab_of(load_tokenizer())."""
+    from objectives_cli.tokenizer import load_tokenizer, vocab_of
+
+    return vocab_of(load_tokenizer())

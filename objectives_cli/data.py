@@ -1,0 +1,215 @@
+"""Documents in, documents out: read text from files, stdin or datasets, and the default corpus.
+
+A document is a string; its paragraphs and sentences are separated by line breaks, and documents
+in a plain text file are separated by blank lines (the convention of BERT's
+`create_pretraining_data.py`). `split_sentences` cuts a document into sentences, which is what
+sentence-level objectives (NSP, SOP, BART sentence permutation, MASS) need.
+
+The default corpus is real English prose that exists offline wherever Python runs: the language
+reference topics of `pydoc_data` plus the docstrings of the standard library. Docstrings are read
+from source with a small lexer (nothing is imported), cleaned and deduplicated; see `corpus.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from corruptions.errors import DataError
+
+# Extensions that are never text; anything else in a directory is tried as UTF-8.
+BINARY_SUFFIXES = frozenset({
+    ".7z", ".a", ".arrow", ".bin", ".bmp", ".bz2", ".class", ".db", ".dll", ".dylib", ".exe",
+    ".gif", ".gz", ".ico", ".jar", ".jpeg", ".jpg", ".lz4", ".mo", ".mp3", ".mp4", ".npy", ".npz",
+    ".o", ".pdf", ".pkl", ".png", ".pt", ".pth", ".pyc", ".pyd", ".pyo", ".safetensors", ".so",
+    ".sqlite", ".tar", ".tgz", ".wav", ".webp", ".whl", ".xz", ".zip", ".zst",
+})
+JSONL_SUFFIXES = frozenset({".jsonl", ".json-lines", ".ndjson"})
+
+
+def read_documents(source: str | Path | None) -> list[str]:
+    """Documents from: a text file (documents separated by blank lines), a directory of text
+    files (recursively, *.txt and other text files, sorted), '-' (stdin), a .jsonl/.json-lines
+    or .parquet file with a 'text' column, or 'hf:NAME[:CONFIG]' through datasets.load_dataset
+    (split 'train'). None = the embedded default corpus, train split. Errors raise
+    corruptions.DataError (CLI exit 1) naming the file and, for bad UTF-8, the byte offset; an
+    empty result is an error too."""
+    if source is None:
+        return default_corpus("train")
+    text = str(source)
+    if text == "-":
+        docs = split_documents(_decode(sys.stdin.buffer.read(), "<stdin>"))
+        return _nonempty(docs, "<stdin>", "pipe some text in, e.g. `echo 'the cat sat' | ...`")
+    if text.startswith("hf:"):
+        return _nonempty(_read_hf(text[3:]), text, "check the dataset has a 'text' column")
+    path = Path(text)
+    if not path.exists():
+        raise DataError(f"no such file or directory: {path}",
+                        "pass a text file, a directory, '-' for stdin, or hf:NAME")
+    if path.is_dir():
+        return _nonempty(_read_dir(path), str(path), "the directory should hold UTF-8 text files")
+    return _nonempty(_read_file(path), str(path), "documents are separated by blank lines")
+
+
+def split_documents(text: str) -> list[str]:
+    """Documents of a text: separated by blank lines; lines inside one are kept, trimmed."""
+    docs = []
+    for block in _BLANK_LINES.split(text):
+        lines = [line.strip() for line in block.splitlines()]
+        doc = "\n".join(line for line in lines if line)
+        if doc:
+            docs.append(doc)
+    return docs
+
+
+_BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
+# A sentence ends at ., ! or ? (closing quotes and brackets may follow) before whitespace, unless
+# the next word starts in lowercase ("e.g. the", "approx. value") or the word is an abbreviation.
+_SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*\s+(?=[^\s])""")
+_ABBREVIATIONS = frozenset({
+    "e.g", "i.e", "etc", "vs", "cf", "al", "approx", "no", "nos", "fig", "figs", "eq", "mr", "mrs",
+    "ms", "dr", "prof", "st", "jr", "sr", "inc", "ltd", "co",
+})
+
+
+def split_sentences(document: str) -> list[str]:
+    """Sentences of a document: split at line breaks and after sentence-final punctuation."""
+    out = []
+    for line in document.splitlines():
+        start = 0
+        for m in _SENTENCE_END.finditer(line):
+            nxt = line[m.end()]
+            if nxt.islower():
+                continue
+            word = line[start : m.start() + 1].rsplit(None, 1)[-1].rstrip(".").lower()
+            if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+                continue  # "e.g. Foo", "J. Smith"
+            sentence = line[start : m.end()].strip()
+            if sentence:
+                out.append(sentence)
+            start = m.end()
+        sentence = line[start:].strip()
+        if sentence:
+            out.append(sentence)
+    return out
+
+
+def default_corpus(split: Literal["train", "heldout"] = "train") -> list[str]:
+    """Real English prose that exists offline wherever Python runs: pydoc_data.topics plus the
+    standard library's docstrings, deduplicated (~2 MB), cached on disk after the first call,
+    with a fixed held-out split."""
+    from .corpus import corpus_split
+
+    return corpus_split(split)
+
+
+def _decode(data: bytes, name: str) -> str:
+    """UTF-8 text (a BOM is dropped); DataError naming the file and the first bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{name} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+            f"({exc.reason})",
+            "convert it, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`",
+        ) from None
+
+
+def _nonempty(docs: list[str], name: str, hint: str | None = None) -> list[str]:
+    if not docs:
+        raise DataError(f"{name} holds no text", hint)
+    return docs
+
+
+def _read_file(path: Path) -> list[str]:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".parquet":
+        return _read_parquet(path)
+    if suffixes and suffixes[-1] in JSONL_SUFFIXES:
+        return _read_jsonl(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    return split_documents(_decode(data, str(path)))
+
+
+def _text_files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts) \
+                and path.suffix.lower() not in BINARY_SUFFIXES:
+            yield path
+
+
+def _read_dir(root: Path) -> list[str]:
+    docs: list[str] = []
+    for path in _text_files(root):
+        docs.extend(_read_file(path))
+    return docs
+
+
+def _read_jsonl(path: Path) -> list[str]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    docs = []
+    for number, line in enumerate(_decode(data, str(path)).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}, line {number}: not JSON ({exc.msg})",
+                            "each line must be one JSON object with a 'text' field") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise DataError(f"{path}, line {number}: no 'text' string field",
+                            "each line must be one JSON object with a 'text' field")
+        docs.extend(split_documents(row["text"]))
+    return docs
+
+
+def _text_column(rows: object, name: str) -> list[str]:
+    """The 'text' column of an Arrow table or a datasets.Dataset, as documents."""
+    names = getattr(rows, "column_names", [])
+    if "text" not in names:
+        raise DataError(f"{name} has no 'text' column (columns: {', '.join(map(str, names))})",
+                        "the data layer reads the 'text' column")
+    column = rows["text"]  # type: ignore[index]
+    values = column.to_pylist() if hasattr(column, "to_pylist") else list(column)
+    docs = []
+    for value in values:
+        if isinstance(value, str):
+            docs.extend(split_documents(value))
+    return docs
+
+
+def _read_parquet(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise DataError(f"cannot read {path} as Parquet: {exc}") from None
+    return _text_column(table, str(path))
+
+
+def _read_hf(spec: str) -> list[str]:
+    """'NAME[:CONFIG]' through datasets.load_dataset, split 'train'."""
+    name, _, config = spec.partition(":")
+    if not name:
+        raise DataError("hf: needs a dataset name", "e.g. hf:wikitext:wikitext-2-raw-v1")
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, config or None, split="train")
+    except Exception as exc:  # network, missing dataset, bad config: all user-fixable
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot load dataset hf:{spec}: {first}",
+                        "check the name and config, and that the Hub (or its cache) is reachable"
+                        ) from None
+    return _text_column(dataset, f"hf:{spec}")

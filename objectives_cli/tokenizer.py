@@ -1,0 +1,267 @@
+"""Tokenizers (Hugging Face `tokenizers`), the `Vocab` the corruptions need, and packing.
+
+Three kinds, each set up the way its reference models are:
+
+* wordpiece: BERT. Cased (readable output; like bert-base-cased), BERT normalizer and
+  pre-tokenizer (whitespace and every punctuation character split words), `##` continuations.
+* bpe: GPT-2 / RoBERTa / BART byte-level BPE (no unknown tokens), a space before every word.
+* unigram: SentencePiece-style (T5, ALBERT, XLNet): NFKC, Metaspace `▁`, words split at spaces.
+
+Every tokenizer holds SPECIAL_TOKENS: `[PAD] [UNK] [CLS] [SEP] [MASK] [NLU] [NLG] [S2S]` as ids
+0..7, then the learned pieces, then T5's 100 sentinels as the LAST ids counting down
+(`<extra_id_0>` = V-1, as T5 and seqio). Word starts come from `Encoding.word_ids` (a token opens
+a word when its word id differs from the previous token's), so they follow each kind's own notion
+of a word without looking at `##` or `▁`. Training is deterministic: same corpus, same settings,
+same file.
+
+The default tokenizer (`load_tokenizer()`) is a cased WordPiece of 8000 ids trained on the default
+corpus's train split, shipped in objectives_cli/assets/; rebuild it with
+`python -m objectives_cli.tokenizer --rebuild-default`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from corruptions import Tokens, Vocab
+from corruptions.errors import DataError
+
+N_SENTINELS = 100
+BASE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[NLU]", "[NLG]", "[S2S]")
+SENTINELS = tuple(f"<extra_id_{k}>" for k in range(N_SENTINELS - 1, -1, -1))  # 99 ... 0
+SPECIAL_TOKENS: tuple[str, ...] = BASE_SPECIALS + SENTINELS
+KINDS = ("wordpiece", "bpe", "unigram")
+DEFAULT_TOKENIZER = Path(__file__).parent / "assets" / "wordpiece-8k.json"
+DEFAULT_VOCAB_SIZE = 8000
+
+
+def _blank(kind: str) -> tuple[Tokenizer, trainers.Trainer]:
+    """An untrained tokenizer of `kind` and its trainer (vocab size set by the caller)."""
+    specials = list(BASE_SPECIALS)
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+        tok.normalizer = normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+        trainer: trainers.Trainer = trainers.WordPieceTrainer(
+            special_tokens=specials, show_progress=False, continuing_subword_prefix="##")
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+        # ByteLevel joins the tokens into one string; Strip then drops the prefix space once.
+        tok.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Strip(" ", 1, 0)])
+        trainer = trainers.BpeTrainer(
+            special_tokens=specials, show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    elif kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.NFKC()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        trainer = trainers.UnigramTrainer(
+            special_tokens=specials, show_progress=False, unk_token="[UNK]", max_piece_length=16)
+    else:
+        raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(KINDS)}")
+    return tok, trainer
+
+
+def train_tokenizer(documents: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000
+                    ) -> Tokenizer:
+    """Train a tokenizer of `kind` (wordpiece | bpe | unigram) with every SPECIAL_TOKENS entry.
+
+    `vocab_size` counts everything, the 108 special tokens included; a small corpus may yield
+    fewer ids. The sentinels are added after training, so they are the last ids.
+    """
+    if vocab_size < len(SPECIAL_TOKENS) + 20:
+        raise ValueError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 20} "
+                         f"({len(SPECIAL_TOKENS)} special tokens plus some text), not {vocab_size}")
+    tok, trainer = _blank(kind)
+    trainer.vocab_size = vocab_size - N_SENTINELS
+    docs = list(documents)
+    tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
+    tok.add_special_tokens(list(SENTINELS))
+    return tok
+
+
+def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
+    """A tokenizer file; None = the default tokenizer (works offline on a fresh machine)."""
+    path = DEFAULT_TOKENIZER if path is None else Path(path)
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except FileNotFoundError:
+        raise DataError(f"no such tokenizer file: {path}",
+                        "train one with `objectives tokenizer train CORPUS --out FILE`") from None
+    except Exception as exc:  # tokenizers raises a bare Exception for bad JSON
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path} is not a tokenizer file: {first}",
+                        "pass a tokenizer.json written by `tokenizers` (or this tool)") from None
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+# Names that other tokenizer families use for the same roles (RoBERTa/BART, T5).
+_ROLES = {
+    "pad": ("[PAD]", "<pad>"),
+    "unk": ("[UNK]", "<unk>"),
+    "bos": ("[CLS]", "<s>", "<cls>"),
+    "eos": ("[SEP]", "</s>", "<sep>"),
+    "mask": ("[MASK]", "<mask>"),
+}
+
+
+def vocab_of(tok: Tokenizer) -> Vocab:
+    """pad, unk, bos=[CLS], eos=[SEP], mask, sentinels (<extra_id_k> at index k), extra={'[NLU]':..,
+    '[NLG]':.., '[S2S]':..}."""
+    ids = {}
+    for role, names in _ROLES.items():
+        found = [i for i in map(tok.token_to_id, names) if i is not None]
+        if not found:
+            raise DataError(f"the tokenizer has no {names[0]} token",
+                            "train one with `objectives tokenizer train CORPUS --out FILE`")
+        ids[role] = found[0]
+    sentinels = []
+    for k in itertools.count():
+        i = tok.token_to_id(f"<extra_id_{k}>")
+        if i is None:
+            break
+        sentinels.append(i)
+    extra = {name: i for name in ("[NLU]", "[NLG]", "[S2S]")
+             if (i := tok.token_to_id(name)) is not None}
+    size = tok.get_vocab_size(with_added_tokens=True)
+    special = torch.zeros(size, dtype=torch.bool)
+    marked = [*ids.values(), *sentinels, *extra.values(),
+              *(i for i, t in tok.get_added_tokens_decoder().items() if t.special and i < size)]
+    special[torch.tensor(marked, dtype=torch.long)] = True
+    return Vocab(size=size, sentinels=tuple(sentinels), extra=extra, special=special, **ids)
+
+
+@dataclass(frozen=True)
+class EncodedDoc:
+    ids: list[int]
+    word_starts: list[bool]       # from the tokenizer's word ids: same for WordPiece, BPE, Unigram
+    sentence_starts: list[bool]   # True at the first token of every sentence
+
+
+def encode_documents(tok: Tokenizer, documents: Sequence[str]) -> list[EncodedDoc]:
+    """Tokenise without adding specials (fast: encode_batch).
+
+    Each sentence (`data.split_sentences`) is encoded on its own, so its first token opens a
+    sentence and a word; sentences that yield no tokens are skipped.
+    """
+    from .data import split_sentences
+
+    per_doc = [split_sentences(d) for d in documents]
+    flat = [s for sentences in per_doc for s in sentences]
+    encodings = iter(tok.encode_batch(flat, add_special_tokens=False))
+    out = []
+    for sentences in per_doc:
+        ids: list[int] = []
+        words: list[bool] = []
+        starts: list[bool] = []
+        for enc in itertools.islice(encodings, len(sentences)):
+            sentence_ids = enc.ids
+            if not sentence_ids:
+                continue
+            word_ids = enc.word_ids
+            ids += sentence_ids
+            previous = [-1, *word_ids[:-1]]
+            words += [w is None or w != p for p, w in zip(previous, word_ids, strict=True)]
+            starts.append(True)
+            starts += [False] * (len(sentence_ids) - 1)
+        out.append(EncodedDoc(ids, words, starts))
+    return out
+
+
+def batch_blocks(docs: Sequence[EncodedDoc], max_length: int, pad: int) -> Tokens:
+    """Cut every document into consecutive chunks of <= max_length tokens (never crossing
+    documents), one padded row per chunk, word/sentence starts kept (a chunk's first token opens
+    a sentence).
+
+    A chunk that would end inside a word ends before that word instead (unless the word alone is
+    longer than max_length), so whole-word objectives never see half a word; the first token of
+    every row opens a word and a sentence. Rows are as wide as the longest chunk.
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length must be positive, not {max_length}")
+    flat_ids = torch.tensor(list(itertools.chain.from_iterable(d.ids for d in docs)),
+                            dtype=torch.long)
+    flat_words = torch.tensor(list(itertools.chain.from_iterable(d.word_starts for d in docs)),
+                              dtype=torch.bool)
+    flat_sents = torch.tensor(list(itertools.chain.from_iterable(d.sentence_starts for d in docs)),
+                              dtype=torch.bool)
+    n = flat_ids.numel()
+    if n == 0:
+        empty = torch.zeros((0, 0), dtype=torch.long)
+        return Tokens(empty, torch.zeros(0, dtype=torch.long), empty.bool(), empty.bool())
+    # last_start[i]: the last word start at or before i (within the flat stream).
+    positions = torch.arange(n)
+    last_start = torch.where(flat_words, positions, 0).cummax(0).values.tolist()
+    starts: list[int] = []
+    lengths: list[int] = []
+    begin = 0
+    for doc in docs:
+        end = begin + len(doc.ids)
+        pos = begin
+        while end - pos > max_length:
+            cut = last_start[pos + max_length]  # the word that would straddle the cut
+            if cut <= pos:
+                cut = pos + max_length  # one word longer than a row: cut it
+            starts.append(pos)
+            lengths.append(cut - pos)
+            pos = cut
+        if end > pos:
+            starts.append(pos)
+            lengths.append(end - pos)
+        begin = end
+    width = max(lengths, default=0)
+    start_t = torch.tensor(starts, dtype=torch.long)
+    length_t = torch.tensor(lengths, dtype=torch.long)
+    index = start_t.unsqueeze(1) + torch.arange(width).unsqueeze(0)  # (B, W)
+    real = torch.arange(width).unsqueeze(0) < length_t.unsqueeze(1)
+    index = torch.where(real, index, 0)
+    ids = torch.where(real, flat_ids[index], pad)
+    words = flat_words[index] & real
+    sents = flat_sents[index] & real
+    words[:, 0] |= real[:, 0]
+    sents[:, 0] |= real[:, 0]
+    return Tokens(ids, length_t, words, sents)
+
+
+def iter_words(tok: Tokenizer, text: str) -> Iterator[list[str]]:
+    """The pieces of each word of `text` (for display and tests)."""
+    enc = tok.encode(text, add_special_tokens=False)
+    pairs = zip(enc.word_ids, enc.tokens, strict=True)
+    for _, group in itertools.groupby(pairs, key=lambda p: p[0]):
+        yield [piece for _, piece in group]
+
+
+def _rebuild_default() -> None:
+    """Train the default tokenizer on the default corpus and write it to the package assets."""
+    from .data import default_corpus
+
+    tok = train_tokenizer(default_corpus("train"), "wordpiece", DEFAULT_VOCAB_SIZE)
+    DEFAULT_TOKENIZER.parent.mkdir(parents=True, exist_ok=True)
+    tok.save(str(DEFAULT_TOKENIZER), pretty=False)
+    print(f"wrote {DEFAULT_TOKENIZER} ({tok.get_vocab_size()} ids, "
+          f"{DEFAULT_TOKENIZER.stat().st_size / 1e3:.0f} kB)", file=sys.stderr)
+
+
+def _main(argv: list[str]) -> int:
+    if argv == ["--rebuild-default"]:
+        _rebuild_default()
+        return 0
+    print("usage: python -m objectives_cli.tokenizer --rebuild-default", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
