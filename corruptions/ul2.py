@@ -1,0 +1,177 @@
+"""UL2 mixture of denoisers (Tay et al. 2022, arXiv 2205.05131; seqio `ul2_objective`).
+
+Each row draws one denoiser: T5 span corruption with a (mean span, density) of its own (R:
+regular, X: extreme), or the S-denoiser, an encoder-decoder prefix LM. A paradigm token naming the
+denoiser's mode opens the input:
+
+    ids      a  b  c  d  e  f  g  h
+    R        input  [NLU] a  b  <0>  e  f  <1>  </s>     labels  <0> c  d  <1> g  h  </s>
+    X        input  [NLG] a  <0>  h  <1> </s>            labels  <0> b  c  d  e  f  <1>  ...
+    S        input  [S2S] a  b  c  </s>                  labels  d  e  f  g  h  </s>
+
+Default denoisers (index = extras['denoiser']): 0 R(μ3, r.15), 1 R(μ8, r.15), 2 X(μ3, r.5),
+3 X(μ8, r.5), 4 X(μ64, r.15), 5 X(μ64, r.5), 6 S (split uniform, T5 `prefix_lm`).
+
+Reference choices (the sources disagree, reference §5 #12/#13):
+* Rates: 40% R split evenly, 40% X split evenly, 20% S, as the public ports that cite the paper;
+  seqio's `ul2_objective` defaults to uniform rates (set `rates` to seven equal numbers for that).
+* S: the appendix code's uniform split (suffix share r = 0.5); some summaries of the paper give
+  S with r = 0.25 (a 75% prefix): set the S entry's rate to 0.25 for that.
+* Paradigm tokens: the released 20B checkpoint's [NLU] / [NLG] / [S2S] (HF card, after the R/S
+  swap fix); the paper writes [R] / [X] / [S]. They are looked up in `vocab.extra`.
+* seqio cuts raw pieces per denoiser (568, 588, 766, 908, 600, 1006 tokens) so that every input
+  fills 512; here every denoiser corrupts the row as packed, so X inputs are shorter.
+* (μ3, r.5) needs 101 sentinels from rows of 604 tokens on (T5 has 100): the batch is checked up
+  front against every span denoiser, whichever rows draw it, and raises NotEnoughSentinels;
+  `cap_spans=true` caps spans at the sentinel count instead (longer spans, same density).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .causal import prefix_seq2seq, prefix_split
+from .errors import NotEnoughSentinels, ObjectivesError
+from .registry import param, register
+from .span_corruption import check_spans, random_spans_noise_mask, sentinel_seq2seq, span_counts
+from .types import IGNORE, Corrupted, Op, Tokens, Vocab
+
+MODES = ("R", "X", "S")
+DENOISERS = (
+    ("R", 3.0, 0.15),
+    ("R", 8.0, 0.15),
+    ("X", 3.0, 0.5),
+    ("X", 8.0, 0.5),
+    ("X", 64.0, 0.15),
+    ("X", 64.0, 0.5),
+    ("S", 0.0, 0.5),
+)
+
+
+@dataclass(frozen=True)
+class MixtureOfDenoisers:
+    """Draw a denoiser per row, corrupt each group of rows at once, merge into one batch."""
+
+    denoisers: tuple[tuple[str, float, float], ...] = param(
+        DENOISERS,
+        "(mode, mean span, density) per denoiser; mode R/X = T5 span corruption, S = prefix LM "
+        "with suffix share `density` (mean span unused)",
+    )
+    rates: tuple[float, ...] = param(
+        (0.2, 0.2, 0.1, 0.1, 0.1, 0.1, 0.2),
+        "sampling weight per denoiser (normalised): 40% R, 40% X, 20% S as the public ports; "
+        "seqio's default is uniform",
+    )
+    tokens: tuple[str, ...] = param(
+        ("[NLU]", "[NLG]", "[S2S]"),
+        "paradigm token for R, X, S (names in the tokenizer; the paper's are [R], [X], [S])",
+    )
+    prompt: bool = param(True, "prepend the paradigm token to every input")
+    cap_spans: bool = param(
+        False, "cap a row's spans at the number of sentinels instead of failing on long rows"
+    )
+
+    def __post_init__(self) -> None:
+        if not self.denoisers:
+            raise ValueError("denoisers must not be empty")
+        for entry in self.denoisers:
+            if len(entry) != 3 or entry[0] not in MODES:
+                raise ValueError(f"each denoiser is (mode, mean span, density) with mode in "
+                                 f"{'/'.join(MODES)}, got {entry!r}")
+            mode, mean, density = entry
+            if mode == "S" and not 0.0 < density <= 0.5:
+                raise ValueError(f"S density (suffix share) must be in (0, 0.5], got {density}")
+            if mode != "S":
+                check_spans(float(density), float(mean))
+        if len(self.rates) != len(self.denoisers):
+            raise ValueError(f"rates needs one weight per denoiser ({len(self.denoisers)}), "
+                             f"got {len(self.rates)}")
+        if any(r < 0 for r in self.rates) or sum(self.rates) <= 0:
+            raise ValueError("rates must be >= 0 and not all 0")
+        if len(self.tokens) != len(MODES):
+            raise ValueError("tokens needs one name for each of R, X, S")
+
+    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+        device = batch.ids.device
+        leads = self.paradigm_ids(vocab)
+        n_sentinels = len(vocab.sentinels)
+        spans = [(float(m), float(r)) for mode, m, r in self.denoisers if mode != "S"]
+        if not self.cap_spans and batch.lengths.numel():
+            for mean, density in spans:
+                needed = int(span_counts(batch.lengths.max().view(1), density, mean)[2])
+                if needed > n_sentinels:
+                    raise NotEnoughSentinels(needed=needed, available=n_sentinels)
+        rates = torch.tensor(self.rates, dtype=torch.float64, device=device)
+        choice = torch.multinomial(rates, batch.ids.size(0), replacement=True, generator=gen)
+        parts = []
+        for index, (mode, mean, density) in enumerate(self.denoisers):
+            rows = (choice == index).nonzero().squeeze(1)
+            if rows.numel() == 0:
+                continue
+            ids, lengths = batch.ids[rows], batch.lengths[rows]
+            lead = leads[MODES.index(mode)]
+            if mode == "S":
+                split = prefix_split(lengths, float(density), gen)
+                parts.append((rows, prefix_seq2seq(ids, lengths, split, vocab, lead)))
+                continue
+            noise = random_spans_noise_mask(lengths, ids.size(1), float(density), float(mean),
+                                            gen, max_spans=n_sentinels if self.cap_spans else 0)
+            noise &= ~vocab.is_special(ids)
+            parts.append((rows, sentinel_seq2seq(ids, lengths, noise, vocab, lead)))
+        return merge(parts, batch, vocab, {"denoiser": choice})
+
+    def paradigm_ids(self, vocab: Vocab) -> tuple[int | None, ...]:
+        """The ids of the R, X, S paradigm tokens (None each without `prompt`)."""
+        if not self.prompt:
+            return (None, None, None)
+        missing = [t for t in self.tokens if t not in vocab.extra]
+        if missing:
+            raise ObjectivesError(
+                f"the tokenizer has no paradigm token {missing[0]} for ul2",
+                "use a tokenizer with " + ", ".join(self.tokens) + " as special tokens, set "
+                "tokens=... to ones it has, or prompt=false",
+            )
+        return tuple(vocab.extra[t] for t in self.tokens)
+
+
+def merge(parts: list[tuple[Tensor, Corrupted]], batch: Tokens, vocab: Vocab,
+          extras: dict[str, Tensor]) -> Corrupted:
+    """One padded batch from per-denoiser results on disjoint sets of rows."""
+    n_rows, device = batch.ids.size(0), batch.ids.device
+    in_width = max((p.input_ids.size(1) for _, p in parts), default=1)
+    out_width = max((p.labels.size(1) for _, p in parts), default=1)
+
+    def gather(name: str, width: int, fill: int | bool, dtype: torch.dtype) -> Tensor:
+        out = torch.full((n_rows, width), fill, dtype=dtype, device=device)
+        for rows, part in parts:
+            value = getattr(part, name)
+            out[rows, : value.size(1)] = value
+        return out
+
+    ops = torch.full(batch.ids.shape, int(Op.KEEP), dtype=torch.int8, device=device)
+    for rows, part in parts:
+        assert part.ops is not None
+        ops[rows] = part.ops
+    return Corrupted(
+        input_ids=gather("input_ids", in_width, vocab.pad, torch.long),
+        attention_mask=gather("attention_mask", in_width, False, torch.bool),
+        labels=gather("labels", out_width, IGNORE, torch.long),
+        decoder_input_ids=gather("decoder_input_ids", out_width, vocab.pad, torch.long),
+        ops=ops,
+        extras=extras,
+    )
+
+
+@register("ul2", arch="encoder-decoder", paper="Tay et al. 2022, arXiv 2205.05131")
+def ul2(**overrides: Any) -> MixtureOfDenoisers:
+    """UL2 mixture of denoisers: per row R, X (T5 spans) or S (prefix LM), paradigm token first.
+
+    R (μ3, r.15), (μ8, r.15) with [NLU]; X (μ3, r.5), (μ8, r.5), (μ64, r.15), (μ64, r.5) with
+    [NLG]; S (uniform split) with [S2S]; rates 40% R, 40% X, 20% S, split evenly.
+    extras['denoiser'] = the index of each row's denoiser in `denoisers`.
+    """
+    return MixtureOfDenoisers(**overrides)
