@@ -1,4 +1,4 @@
-"""Training batches: documents -> held-out split -> packed rows -> corrupted batches, purely by step.
+"""Training batches: documents -> held-out split -> packed rows -> corrupted batches, by step.
 
 `probe` corrupts a few packed rows once to learn what the objective does (framing, whether token
 positions survive, which extras it emits), so the trainer needs no per-objective table:
@@ -41,7 +41,9 @@ class Data:
     heldout: Corpus
 
 
-def split_heldout(documents: list[str], share: float = HELDOUT_SHARE) -> tuple[list[str], list[str]]:
+def split_heldout(
+    documents: list[str], share: float = HELDOUT_SHARE
+) -> tuple[list[str], list[str]]:
     """(train, held-out). A document is held out when the hash of its text falls in the first
     `share`, so the split stays put when documents are added or reordered. At least one document
     each way; a single document gives its last 10% of sentences."""
@@ -61,7 +63,8 @@ def split_heldout(documents: list[str], share: float = HELDOUT_SHARE) -> tuple[l
         held[-1] = True
     if all(held):
         held[0] = False
-    return ([d for d, h in zip(documents, held) if not h], [d for d, h in zip(documents, held) if h])
+    pairs = list(zip(documents, held, strict=True))
+    return [d for d, h in pairs if not h], [d for d, h in pairs if h]
 
 
 def load_data(cfg: TrainConfig, tokenizer: str | None) -> Data:
@@ -88,7 +91,9 @@ def alignment(out: Corrupted, batch: Tokens) -> int | None:
     if out.decoder_input_ids is not None or out.ops is None:
         return None
     width = batch.ids.size(1)
-    in_place = torch.isin(out.ops.long(), torch.tensor(IN_PLACE, device=out.ops.device)) & batch.real
+    in_place = (
+        torch.isin(out.ops.long(), torch.tensor(IN_PLACE, device=out.ops.device)) & batch.real
+    )
     for offset in (0, 1, 2):
         if out.input_ids.size(1) < width + offset:
             break
@@ -146,8 +151,10 @@ def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo,
         preserving = offset is not None and objective.arch != "encoder-decoder"
         packing = "documents" if preserving else "rows"
     elif packing == "documents" and offset is None:
-        raise UsageError(f"objective '{cfg.objective}' moves or inserts tokens, so documents "
-                         "cannot share a row", "use --packing rows (or concat)")
+        raise UsageError(
+            f"objective '{cfg.objective}' moves or inserts tokens, so documents cannot share a row",
+            "use --packing rows (or concat)",
+        )
 
     def constant(values: Tensor) -> int | None:
         same = values.numel() and bool((values == values[0]).all())
@@ -156,17 +163,30 @@ def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo,
     first = outs[0]
     last = first.input_ids.gather(1, (first.attention_mask.sum(1) - 1)[:, None]).squeeze(1)
     info = ObjectiveInfo(
-        name=cfg.objective, arch=objective.arch, packing=packing, offset=offset or 0,
-        frame_first=constant(first.input_ids[:, 0]), frame_last=constant(last),
-        decoder_start=(None if first.decoder_input_ids is None
-                       else int(first.decoder_input_ids[0, 0])),
-        prefix="prefix_lengths" in first.extras, electra=is_electra(cfg.objective),
+        name=cfg.objective,
+        arch=objective.arch,
+        packing=packing,
+        offset=offset or 0,
+        frame_first=constant(first.input_ids[:, 0]),
+        frame_last=constant(last),
+        decoder_start=(
+            None if first.decoder_input_ids is None else int(first.decoder_input_ids[0, 0])
+        ),
+        prefix="prefix_lengths" in first.extras,
+        electra=is_electra(cfg.objective),
     )
     return info, first
 
 
-def batch_fn(cfg: TrainConfig, blocks: Blocks, corruption: Any, vocab: Any, info: ObjectiveInfo,
-             device: torch.device, world: int) -> BatchFn:
+def batch_fn(
+    cfg: TrainConfig,
+    blocks: Blocks,
+    corruption: Any,
+    vocab: Any,
+    info: ObjectiveInfo,
+    device: torch.device,
+    world: int,
+) -> BatchFn:
     """get_batch(step, micro, rank) -> (batch on device, content tokens), pure in its arguments.
 
     Rows: one seeded permutation per epoch; step s reads rows [s*R, (s+1)*R) of the epochs laid
@@ -193,7 +213,9 @@ def batch_fn(cfg: TrainConfig, blocks: Blocks, corruption: Any, vocab: Any, info
         tokens = blocks.take(rows, vocab.pad)
         n_tokens = int(tokens.lengths.sum())
         tokens = tokens.to(device)
-        out = corruption(tokens, vocab, make_generator(cfg.seed, "train", step, shard, device=device))
+        out = corruption(
+            tokens, vocab, make_generator(cfg.seed, "train", step, shard, device=device)
+        )
         if info.packing == "documents":
             out = attach_documents(out, tokens, info.offset)
         return out, n_tokens
@@ -201,8 +223,15 @@ def batch_fn(cfg: TrainConfig, blocks: Blocks, corruption: Any, vocab: Any, info
     return get_batch
 
 
-def eval_batches(cfg: TrainConfig, blocks: Blocks, corruption: Any, vocab: Any, info: ObjectiveInfo,
-                 device: torch.device, n_batches: int | None = None) -> Iterator[Corrupted]:
+def eval_batches(
+    cfg: TrainConfig,
+    blocks: Blocks,
+    corruption: Any,
+    vocab: Any,
+    info: ObjectiveInfo,
+    device: torch.device,
+    n_batches: int | None = None,
+) -> Iterator[Corrupted]:
     """The fixed held-out batches: a seeded choice of rows, corrupted with fixed generators."""
     n = len(blocks)
     count = min(n, (n_batches or cfg.eval_batches) * cfg.batch_size)
@@ -214,4 +243,6 @@ def eval_batches(cfg: TrainConfig, blocks: Blocks, corruption: Any, vocab: Any, 
 
 
 def packed(data: Data, cfg: TrainConfig, info: ObjectiveInfo) -> tuple[Blocks, Blocks]:
-    return pack(data.train, cfg.seq_len, info.packing), pack(data.heldout, cfg.seq_len, info.packing)
+    return pack(data.train, cfg.seq_len, info.packing), pack(
+        data.heldout, cfg.seq_len, info.packing
+    )

@@ -45,15 +45,20 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
-    config = {**config, "versions": {"torch": torch.__version__, "python": platform.python_version()}}
+    config = {
+        **config,
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+    }
     write_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "config.json"
     if not path.exists():
-        raise RunError(f"{run_dir} is not a run directory (no config.json)",
-                       "pass the --out directory of an `objectives train` run")
+        raise RunError(
+            f"{run_dir} is not a run directory (no config.json)",
+            "pass the --out directory of an `objectives train` run",
+        )
     try:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError) as exc:
@@ -65,7 +70,7 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     root = Path(run_dir) / CHECKPOINTS
     found = []
     for path in root.glob(f"{PREFIX}*") if root.exists() else ():
-        suffix = path.name[len(PREFIX):]
+        suffix = path.name[len(PREFIX) :]
         if path.is_dir() and suffix.isdigit():
             found.append((int(suffix), path))
     return sorted(found)
@@ -93,15 +98,18 @@ def save(run_dir: Path, step: int, model: nn.Module, state: dict[str, Any], keep
     return final
 
 
-def read_checkpoint(path: Path, with_state: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_checkpoint(
+    path: Path, with_state: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(weights, state) of one checkpoint directory; raises if either file is damaged."""
     weights = load_file(str(path / "model.safetensors"))
     state = torch.load(path / "state.pt", weights_only=True) if with_state else {}
     return weights, state
 
 
-def load_latest(run_dir: Path, model: nn.Module, warn: Callable[[str], None],
-                with_state: bool = True) -> dict[str, Any] | None:
+def load_latest(
+    run_dir: Path, model: nn.Module, warn: Callable[[str], None], with_state: bool = True
+) -> dict[str, Any] | None:
     """Load the newest readable checkpoint into `model`; returns its state (None: no checkpoint).
 
     A damaged checkpoint is reported through `warn` and the previous one is tried.
@@ -112,12 +120,17 @@ def load_latest(run_dir: Path, model: nn.Module, warn: Callable[[str], None],
             model.load_state_dict(weights)
         except Exception as exc:  # truncated or corrupted files, or another model's weights
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            warn(f"warning: checkpoint {path.name} is damaged ({first[:200]}); trying the previous one")
+            warn(
+                f"warning: checkpoint {path.name} is damaged ({first[:200]}); "
+                "trying the previous one"
+            )
             continue
         return {**state, "step": state.get("step", step), "path": str(path)}
     if list_checkpoints(run_dir):
-        raise RunError(f"no readable checkpoint in {Path(run_dir) / CHECKPOINTS}",
-                       "every checkpoint is damaged; start a new run")
+        raise RunError(
+            f"no readable checkpoint in {Path(run_dir) / CHECKPOINTS}",
+            "every checkpoint is damaged; start a new run",
+        )
     return None
 
 
@@ -138,4 +151,8 @@ class Metrics:
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if path.exists()
+        else []
+    )

@@ -11,9 +11,9 @@ import sys
 
 from corruptions.errors import ObjectivesError
 
-from .app import app
-
 # command modules: importing one registers its commands on `app`
+from . import training_commands  # noqa: F401
+from .app import app
 
 
 def run() -> None:

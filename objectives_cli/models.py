@@ -1,4 +1,4 @@
-"""The models every objective trains: one pre-LayerNorm Transformer block, three shapes, a few heads.
+"""The models every objective trains: one pre-LayerNorm Transformer block, three shapes, heads.
 
 `Model(cfg)` is an encoder, a decoder or an encoder-decoder (the registry's `arch`) built from the
 same `Block` (pre-LN, GELU, attention through `F.scaled_dot_product_attention`), with learned or
@@ -61,6 +61,7 @@ class ModelConfig:
     generator_ratio: float = 0.25  # ELECTRA generator width / discriminator width (small, large)
     sbo_offsets: int = 15  # SpanBERT: SBO targets per span (max_pair_targets)
     sbo_dim: int = 200  # SpanBERT: width of the offset embedding (pair_positional_embedding_size)
+    cross_hide: int = -1  # MASS: encoder positions holding this id are hidden from the decoder
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -79,16 +80,25 @@ def preset(name: str, arch: str) -> dict[str, int]:
         raise ValueError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}")
     d, heads, ff, layers, per_side = PRESETS[name]
     if arch == "encoder-decoder":
-        return {"d_model": d, "n_heads": heads, "d_ff": ff, "n_layers": per_side,
-                "n_decoder_layers": per_side}
+        return {
+            "d_model": d,
+            "n_heads": heads,
+            "d_ff": ff,
+            "n_layers": per_side,
+            "n_decoder_layers": per_side,
+        }
     return {"d_model": d, "n_heads": heads, "d_ff": ff, "n_layers": layers, "n_decoder_layers": 0}
 
 
-def heads_for(arch: str, batch: Corrupted, electra: bool = False) -> dict[str, object]:
+def heads_for(
+    arch: str, batch: Corrupted, electra: bool = False, mask_id: int = -1
+) -> dict[str, object]:
     """The head fields of `ModelConfig` that a batch of this objective needs.
 
     Read from the standard `extras` keys (corruptions/types.py), so a new objective that emits
     them trains with no change here; `electra` comes from the registry (name or family).
+    A seq2seq objective that places decoder tokens (`decoder_position_ids`, MASS) also hides the
+    encoder's `mask_id` positions from cross-attention, as MASS does.
     """
     ex = batch.extras
     types = int(ex["token_type_ids"].max()) + 1 if "token_type_ids" in ex else 0
@@ -100,6 +110,7 @@ def heads_for(arch: str, batch: Corrupted, electra: bool = False) -> dict[str, o
         "classifier": classifier if encoder else "",
         "two_stream": encoder and "perm_rank" in ex,
         "electra": encoder and electra,
+        "cross_hide": mask_id if arch == "encoder-decoder" and "decoder_position_ids" in ex else -1,
     }
 
 
@@ -145,35 +156,30 @@ def self_attention_mask(attention_mask: Tensor, extras: Mapping[str, Tensor], ca
     base = lower if causal else torch.ones_like(lower)
     if prefix is not None:
         with_prefix = lower | (j.unsqueeze(0) < prefix[:, None, None])  # prefix block + causal rest
-        base = with_prefix if mode is None else torch.where(mode[:, None, None] == 3, with_prefix, base)
+        base = (
+            with_prefix
+            if mode is None
+            else torch.where(mode[:, None, None] == 3, with_prefix, base)
+        )
     if mode is not None:
         m = mode[:, None, None]
-        base = torch.where(m == 0, True, torch.where(m == 1, lower, torch.where(m == 2, upper, base)))
+        base = torch.where(
+            m == 0, True, torch.where(m == 1, lower, torch.where(m == 2, upper, base))
+        )
     allowed = base & attention_mask[:, None, :]
     if doc is not None:
         allowed = allowed & (doc[:, :, None] == doc[:, None, :])
     return _custom(allowed)
 
 
-def perm_mask_from_rank(rank: Tensor, targets: Tensor) -> Tensor:
-    """XLNet: (B, S, S) bool, True where position i may NOT attend to position j.
+def two_stream_masks(
+    attention_mask: Tensor, rank: Tensor, labels: Tensor, doc: Tensor | None
+) -> tuple[Mask, Mask]:
+    """XLNet (content, query) masks from `perm_rank`: the query stream never sees its own token,
+    the content stream re-opens the diagonal (zihangdai/xlnet `two_stream_rel_attn`)."""
+    from corruptions.permutation import perm_mask_from_rank
 
-    j is blocked for i iff j is a target or functional token (rank >= 0) and rank'(i) <= rank(j),
-    where rank'(i) = rank(i) for targets and rank(i) + 1 otherwise (a non-target sees itself;
-    plain context, rank -1, sees no target) — zihangdai/xlnet `_local_perm`.
-    """
-    seen_by = rank + (~targets).long()  # rank'(i)
-    return (rank[:, None, :] >= 0) & (seen_by[:, :, None] <= rank[:, None, :])
-
-
-def two_stream_masks(attention_mask: Tensor, rank: Tensor, targets: Tensor,
-                     doc: Tensor | None) -> tuple[Mask, Mask]:
-    """(content, query) masks: the query stream never sees its own token; content reopens it."""
-    try:  # the permutation family ships the reference version
-        from corruptions.permutation import perm_mask_from_rank as reference
-    except ImportError:
-        reference = perm_mask_from_rank
-    query = ~reference(rank, targets).bool() & attention_mask[:, None, :]
+    query = ~perm_mask_from_rank(rank, labels) & attention_mask[:, None, :]
     if doc is not None:
         query = query & (doc[:, :, None] == doc[:, None, :])
     eye = torch.eye(rank.size(1), dtype=torch.bool, device=rank.device)
@@ -196,8 +202,9 @@ def position_ids(input_ids: Tensor, doc: Tensor | None) -> Tensor:
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Mask, dropout: float) -> Tensor:
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.allowed, dropout_p=dropout,
-                                         is_causal=mask.causal)
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask.allowed, dropout_p=dropout, is_causal=mask.causal
+    )
     return out if mask.empty is None else out.masked_fill(mask.empty, 0.0)
 
 
@@ -237,8 +244,14 @@ class SelfAttention(nn.Module):
     def merge(self, x: Tensor) -> Tensor:
         return self.proj(x.transpose(1, 2).flatten(2))
 
-    def forward(self, x: Tensor, mask: Mask, rope: tuple[Tensor, Tensor] | None,
-                g: Tensor | None = None, g_mask: Mask | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        x: Tensor,
+        mask: Mask,
+        rope: tuple[Tensor, Tensor] | None,
+        g: Tensor | None = None,
+        g_mask: Mask | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
         """Self-attention of `x`; with `g` also XLNet's query stream (queries from g, keys and
         values from x, the same weights)."""
         q, k, v = (self.split(t) for t in self.qkv(x).chunk(3, dim=-1))
@@ -282,14 +295,21 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Linear(d_ff, d))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Mask, rope: tuple[Tensor, Tensor] | None,
-                memory: Tensor | None = None, memory_mask: Mask | None = None,
-                g: Tensor | None = None, g_mask: Mask | None = None
-                ) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        x: Tensor,
+        mask: Mask,
+        rope: tuple[Tensor, Tensor] | None,
+        memory: Tensor | None = None,
+        memory_mask: Mask | None = None,
+        g: Tensor | None = None,
+        g_mask: Mask | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
         a, ag = self.attn(self.ln1(x), mask, rope, None if g is None else self.ln1(g), g_mask)
         x = x + self.drop(a)
         if self.cross is not None and self.ln_cross is not None:
-            assert memory is not None and memory_mask is not None
+            assert memory is not None
+            assert memory_mask is not None
             x = x + self.drop(self.cross(self.ln_cross(x), memory, memory_mask))
         x = x + self.drop(self.mlp(self.ln2(x)))
         if g is not None and ag is not None:
@@ -301,16 +321,33 @@ class Block(nn.Module):
 class Stack(nn.Module):
     """Blocks and a final LayerNorm: an encoder (bidirectional), a decoder (causal, maybe cross)."""
 
-    def __init__(self, n_layers: int, d: int, n_heads: int, d_ff: int, dropout: float,
-                 rotary: bool, cross: bool = False) -> None:
+    def __init__(
+        self,
+        n_layers: int,
+        d: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float,
+        rotary: bool,
+        cross: bool = False,
+    ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(Block(d, n_heads, d_ff, dropout, cross) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(
+            Block(d, n_heads, d_ff, dropout, cross) for _ in range(n_layers)
+        )
         self.ln_f = nn.LayerNorm(d)
         self.rotary = Rotary(d // n_heads) if rotary else None
 
-    def forward(self, x: Tensor, mask: Mask, positions: Tensor, memory: Tensor | None = None,
-                memory_mask: Mask | None = None, g: Tensor | None = None,
-                g_mask: Mask | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        x: Tensor,
+        mask: Mask,
+        positions: Tensor,
+        memory: Tensor | None = None,
+        memory_mask: Mask | None = None,
+        g: Tensor | None = None,
+        g_mask: Mask | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
         rope = None if self.rotary is None else self.rotary(positions)
         for block in self.blocks:
             x, g = block(x, mask, rope, memory, memory_mask, g, g_mask)
@@ -323,7 +360,9 @@ class Embeddings(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.positions = nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
+        self.positions = (
+            nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
+        )
         self.types = nn.Embedding(cfg.token_types, cfg.d_model) if cfg.token_types else None
         self.drop = nn.Dropout(cfg.dropout)
         self.max_len = cfg.max_len
@@ -333,8 +372,9 @@ class Embeddings(nn.Module):
 
     def forward(self, ids: Tensor, positions: Tensor, types: Tensor | None = None) -> Tensor:
         if self.positions is not None and ids.size(1) > self.max_len:
-            raise ValueError(f"a sequence of {ids.size(1)} tokens exceeds the model's "
-                             f"{self.max_len} positions")
+            raise ValueError(
+                f"a sequence of {ids.size(1)} tokens exceeds the model's {self.max_len} positions"
+            )
         x = self.tokens(ids) + self.position(positions)
         if self.types is not None and types is not None:
             x = x + self.types(types)
@@ -363,13 +403,21 @@ class SpanBoundaryHead(nn.Module):
     def __init__(self, d: int, offsets: int, dim: int, vocab_size: int) -> None:
         super().__init__()
         self.offsets = nn.Embedding(offsets, dim)
-        self.mlp = nn.Sequential(nn.Linear(2 * d + dim, d), nn.GELU(), nn.LayerNorm(d),
-                                 nn.Linear(d, d), nn.GELU(), nn.LayerNorm(d))
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * d + dim, d),
+            nn.GELU(),
+            nn.LayerNorm(d),
+            nn.Linear(d, d),
+            nn.GELU(),
+            nn.LayerNorm(d),
+        )
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, left: Tensor, right: Tensor, offset: Tensor, table: Tensor) -> Tensor:
         offset = offset.clamp(max=self.offsets.num_embeddings - 1)
-        return F.linear(self.mlp(torch.cat([left, right, self.offsets(offset)], -1)), table, self.bias)
+        return F.linear(
+            self.mlp(torch.cat([left, right, self.offsets(offset)], -1)), table, self.bias
+        )
 
 
 class PairClassifier(nn.Module):
@@ -393,8 +441,9 @@ class Generator(nn.Module):
         heads = max(1, width // 64)
         self.width = width
         self.proj = nn.Linear(cfg.d_model, width)
-        self.stack = Stack(cfg.n_layers, width, heads, 4 * width, cfg.dropout,
-                           cfg.positions == "rotary")
+        self.stack = Stack(
+            cfg.n_layers, width, heads, 4 * width, cfg.dropout, cfg.positions == "rotary"
+        )
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -422,8 +471,14 @@ class Model(nn.Module):
         if cfg.arch == "encoder":
             self.generator = Generator(cfg) if cfg.electra else None
             self.mlm = MLMHead(self.generator.width if self.generator else d, d, cfg.vocab_size)
-            self.rtd = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1)) if cfg.electra else None
-            self.sbo = SpanBoundaryHead(d, cfg.sbo_offsets, min(cfg.sbo_dim, d), cfg.vocab_size) if cfg.sbo else None
+            self.rtd = (
+                nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1)) if cfg.electra else None
+            )
+            self.sbo = (
+                SpanBoundaryHead(d, cfg.sbo_offsets, min(cfg.sbo_dim, d), cfg.vocab_size)
+                if cfg.sbo
+                else None
+            )
             self.classifier = PairClassifier(d) if cfg.classifier else None
             self.mask_emb = nn.Parameter(torch.zeros(d)) if cfg.two_stream else None
         else:
@@ -431,7 +486,9 @@ class Model(nn.Module):
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith(("attn.proj.weight", "cross.proj.weight", "mlp.2.weight")):
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * max(1, cfg.n_layers + cfg.n_decoder_layers)))
+                nn.init.normal_(
+                    p, 0.0, 0.02 / math.sqrt(2 * max(1, cfg.n_layers + cfg.n_decoder_layers))
+                )
         if self.mask_emb_param is not None:
             nn.init.normal_(self.mask_emb_param, 0.0, 0.02)
 
@@ -480,7 +537,11 @@ class Model(nn.Module):
         """Logits and targets per loss term, at scored positions only."""
         sel = self.scored(batch)
         if self.cfg.arch == "encoder-decoder":
-            h = self.decode(batch.decoder_input_ids, *self.encode(batch))
+            h = self.decode(
+                batch.decoder_input_ids,
+                *self.encode(batch),
+                batch.extras.get("decoder_position_ids"),
+            )
             return {"lm": (self.lm_logits(h[sel["lm"]]), batch.labels[sel["lm"]])}
         if self.cfg.arch == "decoder":
             h = self.run_decoder(batch)
@@ -494,7 +555,9 @@ class Model(nn.Module):
     def lm_logits(self, h: Tensor) -> Tensor:
         return F.linear(h, self.table, self.lm_bias)
 
-    def run_encoder(self, batch: Corrupted, input_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def run_encoder(
+        self, batch: Corrupted, input_ids: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Final hidden states (h, and g: the query stream for XLNet, else h)."""
         ids = batch.input_ids if input_ids is None else input_ids
         ex = batch.extras
@@ -502,8 +565,9 @@ class Model(nn.Module):
         pos = position_ids(ids, doc)
         x = self.embed(ids, pos, ex.get("token_type_ids"))
         if self.cfg.two_stream and "perm_rank" in ex:
-            content, query = two_stream_masks(batch.attention_mask, ex["perm_rank"],
-                                              batch.labels != IGNORE, doc)
+            content, query = two_stream_masks(
+                batch.attention_mask, ex["perm_rank"], batch.labels, doc
+            )
             g0 = self.embed.drop((self.mask_emb + self.embed.position(pos)).expand_as(x))
             h, g = self.encoder(x, content, pos, g=g0, g_mask=query)
             assert g is not None
@@ -517,8 +581,12 @@ class Model(nn.Module):
         if self.sbo is not None and "sbo" in sel:
             m = sel["sbo"]
             rows = torch.arange(h.size(0), device=h.device)[:, None].expand_as(m)[m]
-            logits = self.sbo(h[rows, ex["span_left"][m]], h[rows, ex["span_right"][m]],
-                              ex["span_offset"][m], self.table)
+            logits = self.sbo(
+                h[rows, ex["span_left"][m]],
+                h[rows, ex["span_right"][m]],
+                ex["span_offset"][m],
+                self.table,
+            )
             out["sbo"] = (logits, batch.labels[m])
         if self.classifier is not None:
             for key, name in CLASSIFIER_KEYS.items():
@@ -528,7 +596,8 @@ class Model(nn.Module):
 
     def electra(self, batch: Corrupted, sel: dict[str, Tensor]) -> dict[str, Head]:
         """Generator MLM on the masked input, sample its guesses, discriminate every real token."""
-        assert self.generator is not None and self.rtd is not None
+        assert self.generator is not None
+        assert self.rtd is not None
         ex, ids, m = batch.extras, batch.input_ids, sel["mlm"]
         pos = position_ids(ids, ex.get("document_ids"))
         mask = self_attention_mask(batch.attention_mask, ex, causal=False)
@@ -544,8 +613,10 @@ class Model(nn.Module):
             replaced = fake != original  # a correct guess counts as real
         h, _ = self.encoder(self.embed(fake, pos, ex.get("token_type_ids")), mask, pos)
         real = sel["rtd"]
-        out = {"mlm": (gen_logits, batch.labels[m]),
-               "rtd": (self.rtd(h[real]).squeeze(-1), replaced[real].float())}
+        out = {
+            "mlm": (gen_logits, batch.labels[m]),
+            "rtd": (self.rtd(h[real]).squeeze(-1), replaced[real].float()),
+        }
         return out | self.extra_heads(batch, sel, h)
 
     def run_decoder(self, batch: Corrupted) -> Tensor:
@@ -560,14 +631,21 @@ class Model(nn.Module):
         ex = batch.extras
         pos = position_ids(batch.input_ids, ex.get("document_ids"))
         x = self.embed(batch.input_ids, pos, ex.get("token_type_ids"))
-        memory, _ = self.encoder(x, self_attention_mask(batch.attention_mask, ex, causal=False), pos)
+        memory, _ = self.encoder(
+            x, self_attention_mask(batch.attention_mask, ex, causal=False), pos
+        )
         visible = batch.attention_mask
-        if "encoder_visible" in ex:
-            visible = visible & ex["encoder_visible"]
+        if self.cfg.cross_hide >= 0:
+            visible = visible & (batch.input_ids != self.cfg.cross_hide)
         return memory, key_padding(visible)
 
-    def decode(self, decoder_input_ids: Tensor | None, memory: Tensor, memory_mask: Mask,
-               positions: Tensor | None = None) -> Tensor:
+    def decode(
+        self,
+        decoder_input_ids: Tensor | None,
+        memory: Tensor,
+        memory_mask: Mask,
+        positions: Tensor | None = None,
+    ) -> Tensor:
         assert decoder_input_ids is not None, "an encoder-decoder batch needs decoder_input_ids"
         pos = position_ids(decoder_input_ids, None) if positions is None else positions
         x = self.embed(decoder_input_ids, pos)

@@ -19,6 +19,7 @@ starts fresh, as `data.batch_blocks` does.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -50,33 +51,46 @@ class Corpus:
         return self.ids.numel()
 
     def to_dict(self) -> dict[str, Tensor]:
-        return {"ids": self.ids, "word_starts": self.word_starts,
-                "sentence_starts": self.sentence_starts, "offsets": self.offsets}
+        return {
+            "ids": self.ids,
+            "word_starts": self.word_starts,
+            "sentence_starts": self.sentence_starts,
+            "offsets": self.offsets,
+        }
 
     @staticmethod
     def concat(parts: Sequence[Corpus]) -> Corpus:
         sizes = torch.tensor([0] + [len(p) for p in parts[:-1]]).cumsum(0)
-        offsets = [parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, sizes)]
-        return Corpus(torch.cat([p.ids for p in parts]),
-                      torch.cat([p.word_starts for p in parts]),
-                      torch.cat([p.sentence_starts for p in parts]), torch.cat(offsets))
+        offsets = [parts[0].offsets[:1]]
+        offsets += [p.offsets[1:] + s for p, s in zip(parts, sizes, strict=True)]
+        return Corpus(
+            torch.cat([p.ids for p in parts]),
+            torch.cat([p.word_starts for p in parts]),
+            torch.cat([p.sentence_starts for p in parts]),
+            torch.cat(offsets),
+        )
 
 
 def corpus_from(docs: Iterable[object]) -> Corpus:
     """A `Corpus` from `EncodedDoc`s (ids, word_starts, sentence_starts lists); empty ones dropped."""
     docs = [d for d in docs if len(d.ids)]  # type: ignore[attr-defined]
-    lengths = torch.tensor([0] + [len(d.ids) for d in docs], dtype=torch.long)  # type: ignore[attr-defined]
+    lengths = torch.tensor([0, *(len(d.ids) for d in docs)])  # type: ignore[attr-defined]
     flat: list[int] = [i for d in docs for i in d.ids]  # type: ignore[attr-defined]
     words: list[bool] = [w for d in docs for w in d.word_starts]  # type: ignore[attr-defined]
     sents: list[bool] = [s for d in docs for s in d.sentence_starts]  # type: ignore[attr-defined]
-    return Corpus(torch.tensor(flat, dtype=torch.int32), torch.tensor(words, dtype=torch.bool),
-                  torch.tensor(sents, dtype=torch.bool), lengths.cumsum(0))
+    return Corpus(
+        torch.tensor(flat, dtype=torch.int32),
+        torch.tensor(words, dtype=torch.bool),
+        torch.tensor(sents, dtype=torch.bool),
+        lengths.cumsum(0),
+    )
 
 
 def cache_dir() -> Path:
-    """Where tokenised corpora are kept: $OBJECTIVES_CACHE or ~/.cache/objectives."""
-    root = os.environ.get("OBJECTIVES_CACHE") or Path.home() / ".cache" / "objectives"
-    return Path(root) / "encoded"
+    """Where tokenised corpora are kept: `encoded/` in the data layer's cache directory."""
+    from .corpus import cache_dir as root
+
+    return root() / "encoded"
 
 
 def corpus_key(tokenizer_json: str, documents: Sequence[str]) -> str:
@@ -99,8 +113,10 @@ def encode_corpus(tok: object, documents: Sequence[str], cache: bool = True) -> 
             return Corpus(**torch.load(path, weights_only=True))
         except Exception:  # a damaged cache file is rebuilt
             path.unlink(missing_ok=True)
-    parts = [corpus_from(encode_documents(tok, documents[i : i + ENCODE_CHUNK]))  # type: ignore[arg-type]
-             for i in range(0, len(documents), ENCODE_CHUNK)]
+    parts = [
+        corpus_from(encode_documents(tok, documents[i : i + ENCODE_CHUNK]))  # type: ignore[arg-type]
+        for i in range(0, len(documents), ENCODE_CHUNK)
+    ]
     corpus = Corpus.concat(parts) if parts else corpus_from([])
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +176,7 @@ def pack(corpus: Corpus, length: int, mode: str) -> Blocks:
         raise ValueError("block length must be >= 1")
     starts: list[int] = []
     bounds = corpus.offsets.tolist() if mode == "rows" else [0, len(corpus)]
-    for begin, end in zip(bounds[:-1], bounds[1:]):
+    for begin, end in itertools.pairwise(bounds):
         pos = begin
         while end - pos > length:
             cut = _word_start_before(corpus.word_starts, pos, pos + length)
@@ -169,7 +185,7 @@ def pack(corpus: Corpus, length: int, mode: str) -> Blocks:
         if end > pos:
             starts.append(pos)
     start_t = torch.tensor(starts, dtype=torch.long)
-    ends = torch.tensor(starts[1:] + [len(corpus)], dtype=torch.long)
+    ends = torch.tensor([*starts[1:], len(corpus)], dtype=torch.long)
     if mode == "rows":  # a row never runs past its document
         doc = torch.searchsorted(corpus.offsets, start_t, right=True) - 1
         ends = torch.minimum(ends, corpus.offsets[doc + 1])

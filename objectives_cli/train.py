@@ -17,21 +17,23 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from corruptions import Corrupted, ObjectivesError, Op, Tokens, UsageError, create, get, make_generator
+from corruptions import Corrupted, ObjectivesError, UsageError, create, make_generator
 
 from . import checkpoints
+from .batches import Data, ObjectiveInfo, batch_fn, eval_batches, load_data, packed, probe
 from .models import LOSS_WEIGHTS, Head, Model, ModelConfig, heads_for, param_counts, preset
-from .packing import PACKINGS, Blocks, Corpus, encode_corpus, pack
+from .packing import PACKINGS, Blocks
+from .progress import PlainReporter, Reporter
 
 SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -40,6 +42,10 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {  # per model preset: what "sensib
     "small": {"seq_len": 256, "batch_size": 32, "lr": 1e-3},
     "base": {"seq_len": 512, "batch_size": 32, "lr": 4e-4},
 }
+RESUMABLE = frozenset({  # settings a resumed run may change; the others would change the run
+    "steps", "budget", "device", "compile", "log_every", "eval_every", "eval_batches",
+    "save_every", "keep", "out",
+})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,16 +86,26 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.model in PRESET_DEFAULTS, f"model must be one of {', '.join(PRESET_DEFAULTS)}"),
-            (self.packing in ("auto", *PACKINGS), f"packing must be auto or one of {', '.join(PACKINGS)}"),
+            (
+                self.packing in ("auto", *PACKINGS),
+                f"packing must be auto or one of {', '.join(PACKINGS)}",
+            ),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.positions in ("learned", "rotary"), "positions must be learned or rotary"),
-            (self.seq_len >= 2 and self.batch_size >= 1 and self.grad_accum >= 1,
-             "seq_len >= 2, batch_size >= 1 and grad_accum >= 1 are needed"),
+            (
+                self.seq_len >= 2 and self.batch_size >= 1 and self.grad_accum >= 1,
+                "seq_len >= 2, batch_size >= 1 and grad_accum >= 1 are needed",
+            ),
             (self.steps >= 1 or self.budget > 0, "give steps >= 1, or a time budget"),
-            (self.lr > 0 and 0 <= self.min_lr <= 1 and self.warmup >= 0, "lr > 0, 0 <= min_lr <= 1, warmup >= 0"),
-            (self.log_every >= 1 and self.keep >= 1 and self.eval_batches >= 1,
-             "log_every, keep and eval_batches must be >= 1"),
+            (
+                self.lr > 0 and 0 <= self.min_lr <= 1 and self.warmup >= 0,
+                "lr > 0, 0 <= min_lr <= 1, warmup >= 0",
+            ),
+            (
+                self.log_every >= 1 and self.keep >= 1 and self.eval_batches >= 1,
+                "log_every, keep and eval_batches must be >= 1",
+            ),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
         ]
         for ok, message in checks:
@@ -109,17 +125,242 @@ class TrainConfig:
         return TrainConfig(**values)
 
 
-def config_for(model: str = "tiny", tokens: int = 0, world: int = 1, **settings: Any) -> TrainConfig:
+def config_for(
+    model: str = "tiny", tokens: int = 0, world: int = 1, **settings: Any
+) -> TrainConfig:
     """A `TrainConfig` with the preset's defaults for whatever `settings` leaves out.
 
     `tokens` > 0 sets steps from a token budget: tokens / (rows per step x seq_len).
     """
-    values = {**PRESET_DEFAULTS.get(model, {}), **{k: v for k, v in settings.items() if v is not None}}
+    values = {
+        **PRESET_DEFAULTS.get(model, {}),
+        **{k: v for k, v in settings.items() if v is not None},
+    }
     cfg = TrainConfig(model=model, **values)
     if tokens > 0:
         per_step = cfg.batch_size * cfg.grad_accum * world * cfg.seq_len
         cfg = replace(cfg, steps=max(1, math.ceil(tokens / per_step)))
     return cfg
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+
+def train(
+    cfg: TrainConfig, reporter: Reporter | None = None, resume: bool = False
+) -> dict[str, Any]:
+    """Train (or, with `resume`, continue) the run in `cfg.out`; returns the summary."""
+    rank, world, local_rank, started = distributed()
+    try:
+        return _train(cfg, reporter or PlainReporter(), resume, rank, world, local_rank)
+    finally:
+        if started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(
+    cfg: TrainConfig, reporter: Reporter, resume: bool, rank: int, world: int, local_rank: int
+) -> dict[str, Any]:
+    main = rank == 0
+    say = reporter.message if main else (lambda text: None)
+    run_dir = Path(cfg.out)
+    device = resolve_device(cfg.device, local_rank)
+    data, corruption, info, model_cfg = prepare(cfg, resume, rank, world)
+    torch.manual_seed(derived_seed(cfg.seed, "init"))
+    model = Model(model_cfg).to(device)
+    opt = make_optimizer(cfg, model, device)
+    step, elapsed, tokens_seen = 0, 0.0, 0
+    if resume:
+        state = checkpoints.load_latest(run_dir, model, say)
+        if state is None:
+            raise checkpoints.RunError(
+                f"{run_dir} has no checkpoint to resume from", "start it again without --resume"
+            )
+        opt.load_state_dict(state["optimizer"])
+        step, elapsed, tokens_seen = (
+            int(state["step"]),
+            float(state["elapsed"]),
+            int(state["tokens"]),
+        )
+        say(f"resuming {run_dir} at step {step} ({Path(state['path']).name})")
+    elif main:
+        start_run(cfg, data, info, model_cfg)
+    blocks = packed(data, cfg, info)
+    for line in describe(model, info, cfg, device, blocks, world):
+        say(line)
+    get_batch = batch_fn(cfg, blocks[0], corruption, data.vocab, info, device, world)
+    amp = amp_context(cfg, device)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    if cfg.compile:
+        net = torch.compile(net)  # type: ignore[assignment]
+    metrics = checkpoints.Metrics(run_dir, after_step=step) if main else None
+
+    def held_out() -> dict[str, float]:
+        batches = eval_batches(cfg, blocks[1], corruption, data.vocab, info, device)
+        return evaluate(model, batches, amp, cfg.seed)
+
+    def log_eval(result: dict[str, float]) -> None:
+        if metrics is not None:
+            metrics.write({"step": step, **{f"eval_{k}": v for k, v in result.items()}})
+
+    def save() -> None:
+        if main:
+            state = {
+                "optimizer": opt.state_dict(),
+                "elapsed": elapsed,
+                "tokens": tokens_seen,
+                "rng": torch.get_rng_state(),
+            }
+            checkpoints.save(run_dir, step, model, state, cfg.keep)
+
+    first_eval = None
+    if main and not resume:
+        first_eval = held_out()
+        log_eval(first_eval)
+    bad = torch.zeros((), dtype=torch.bool, device=device)
+    last: dict[str, Tensor] = {}
+    total = float(cfg.budget) if cfg.budget > 0 else float(cfg.steps)
+    reporter.start(total, elapsed if cfg.budget > 0 else step, "s" if cfg.budget > 0 else "steps")
+    window_tokens, window_start = 0, time.perf_counter()
+    model.train()
+    with catch_signals() as caught:
+        while True:
+            stop_signal, elapsed_all = float(bool(caught)), elapsed
+            if world > 1:  # every rank stops at the same step
+                flags = torch.tensor([stop_signal, elapsed], device=device)
+                stop_signal, elapsed_all = all_reduce(flags, world, "max").tolist()
+            done = elapsed_all >= cfg.budget if cfg.budget > 0 else step >= cfg.steps
+            if done or stop_signal:
+                break
+            tick = time.perf_counter()
+            progress = elapsed / cfg.budget if cfg.budget > 0 else step / cfg.steps
+            lr = lr_at(cfg, step, progress)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            last, n_tokens = train_step(cfg, net, model, opt, get_batch, step, rank, world, amp)
+            bad |= ~torch.isfinite(sum(last.values(), torch.zeros((), device=device)))
+            step += 1
+            tokens_seen += n_tokens
+            window_tokens += n_tokens
+            elapsed += time.perf_counter() - tick
+            should_log = step % cfg.log_every == 0 or step == cfg.steps
+            should_save = cfg.save_every > 0 and step % cfg.save_every == 0
+            if should_log or should_save:
+                check_finite(bad, step, run_dir, world)
+            row = None
+            if should_log:
+                now = time.perf_counter()
+                speed = window_tokens / max(now - window_start, 1e-9)
+                row = log_row(last, lr, step, tokens_seen, speed, world)
+                window_tokens, window_start = 0, now
+                if metrics is not None:
+                    metrics.write({**row, "elapsed": round(elapsed, 3)})
+            if main and cfg.eval_every > 0 and step % cfg.eval_every == 0:
+                log_eval(held_out())
+            if should_save:
+                save()
+            reporter.advance(elapsed if cfg.budget > 0 else step, row)
+        check_finite(bad, step, run_dir, world)
+        save()
+        if caught:
+            raise Interrupted(caught[0], step, run_dir)
+    final = held_out() if main else {}
+    log_eval(final)
+    barrier(world)
+    summary: dict[str, Any] = {
+        "steps": step,
+        "tokens": tokens_seen,
+        "seconds": round(elapsed, 1),
+        "tokens_per_s": round(tokens_seen / max(elapsed, 1e-9)),
+    }
+    if last:
+        summary["train_loss"] = round(weighted_total({k: float(v) for k, v in last.items()}), 4)
+    if first_eval is not None:
+        summary["start_eval_loss"] = round(first_eval["loss"], 4)
+    summary.update({f"eval_{k}": round(v, 4) for k, v in final.items()})
+    summary["run_dir"] = str(run_dir)
+    if main:
+        reporter.finish(summary)
+    return summary
+
+
+def check_finite(bad: Tensor, step: int, run_dir: Path, world: int) -> None:
+    """Stop when any step so far had a non-finite loss; the last checkpoint stays the good one."""
+    if bool(all_reduce(bad.float(), world, "max")):
+        saved = checkpoints.list_checkpoints(run_dir)
+        where = (
+            f"the last good checkpoint is {saved[-1][1]}" if saved else "no checkpoint was written"
+        )
+        raise NonFiniteLoss(
+            f"the loss became non-finite (inf or NaN) at or before step {step}; {where}",
+            "lower --lr, raise --warmup, or check the data; --resume continues from "
+            "the last checkpoint",
+        )
+
+
+def log_row(
+    last: dict[str, Tensor], lr: float, step: int, tokens: int, tokens_per_s: float, world: int
+) -> dict[str, float]:
+    names = sorted(last)
+    values = all_reduce(torch.stack([last[k].float() for k in names]), world).tolist()
+    means = dict(zip(names, values, strict=True))
+    row: dict[str, float] = {"step": step, "loss": weighted_total(means)}
+    row.update({f"{k}_loss": v for k, v in means.items()})
+    row.update({"lr": lr, "tokens": tokens, "tokens_per_s": tokens_per_s})
+    return row
+
+
+def train_step(
+    cfg: TrainConfig,
+    net: nn.Module,
+    model: Model,
+    opt: torch.optim.Optimizer,
+    get_batch: Any,
+    step: int,
+    rank: int,
+    world: int,
+    amp: Any,
+) -> tuple[dict[str, Tensor], int]:
+    """One optimizer step over `grad_accum` micro-batches; returns this rank's share of each
+    term's mean loss (summed over ranks when logging) and its content tokens.
+
+    Every term is normalised by its scored targets over the whole step (all micro-batches and
+    ranks), so micro-batches with more masks weigh more, as in one big batch.
+    """
+    micro = [get_batch(step, m, rank) for m in range(cfg.grad_accum)]
+    counts: dict[str, Tensor] = {}
+    for batch, _ in micro:
+        for name, chosen in model.scored(batch).items():
+            counts[name] = counts.get(name, 0) + chosen.sum()
+    names = sorted(counts)
+    local_tokens = torch.tensor(sum(n for _, n in micro), device=counts[names[0]].device)
+    totals = all_reduce(torch.stack([*(counts[k] for k in names), local_tokens]), world)
+    n_tokens = int(totals[-1]) if world > 1 else int(local_tokens)
+    total = dict(zip(names, totals[:-1].clamp(min=1), strict=True))
+    sums = {k: torch.zeros((), device=totals.device) for k in names}
+    for i, (batch, _) in enumerate(micro):
+        sync = world == 1 or i == len(micro) - 1 or not hasattr(net, "no_sync")
+        with nullcontext() if sync else net.no_sync():  # type: ignore[operator]
+            torch.manual_seed(derived_seed(cfg.seed, "step", step, i * world + rank))
+            with amp:
+                outputs = net(batch)
+            losses = term_losses(outputs)
+            loss = sum(
+                (LOSS_WEIGHTS.get(k, 1.0) * v[0] / total[k] for k, v in losses.items()),
+                torch.zeros((), device=totals.device),
+            )
+            (loss * world).backward()  # DDP averages gradients over ranks; we want their sum
+        for k, (value, _) in losses.items():
+            sums[k] += value.detach()
+    if cfg.clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return {k: sums[k] / total[k] for k in names}, n_tokens
 
 
 # --- learning rate ------------------------------------------------------------------------------
@@ -144,12 +385,16 @@ def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
 # --- losses -------------------------------------------------------------------------------------
 
 
-def term_losses(outputs: dict[str, Head], accuracy: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
+def term_losses(
+    outputs: dict[str, Head], accuracy: bool = False
+) -> dict[str, tuple[Tensor, Tensor]]:
     """Per term: (summed loss, correct predictions) — cross-entropy, or binary for (N,) logits."""
     out = {}
     for name, (logits, targets) in outputs.items():
         if logits.dim() == 1:
-            loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="sum")
+            loss = F.binary_cross_entropy_with_logits(
+                logits.float(), targets.float(), reduction="sum"
+            )
             correct = ((logits > 0) == (targets > 0.5)).sum() if accuracy else loss.new_zeros(())
         else:
             loss = F.cross_entropy(logits.float(), targets, reduction="sum")
@@ -191,53 +436,7 @@ def derived_seed(seed: int, *keys: int | str) -> int:
     return make_generator(seed, "rng", *keys).initial_seed()
 
 
-# --- running ------------------------------------------------------------------------------------
-
-
-class Reporter(Protocol):
-    """Where a run talks: messages, per-step progress, metric rows, the final summary."""
-
-    def message(self, text: str) -> None: ...
-    def start(self, total: float, done: float, unit: str) -> None: ...
-    def advance(self, done: float, row: dict[str, float] | None) -> None: ...
-    def finish(self, summary: dict[str, Any]) -> None: ...
-
-
-class PlainReporter:
-    """One line per log interval on stderr (the CLI uses a Rich progress bar on a terminal)."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-
-    def message(self, text: str) -> None:
-        if not self.quiet:
-            print(text, file=__import__("sys").stderr, flush=True)
-
-    def start(self, total: float, done: float, unit: str) -> None:
-        pass
-
-    def advance(self, done: float, row: dict[str, float] | None) -> None:
-        if row is not None:
-            self.message(format_row(row))
-
-    def finish(self, summary: dict[str, Any]) -> None:
-        self.message("  ".join(f"{k} {v}" for k, v in summary.items()))
-
-
-def format_row(row: dict[str, float]) -> str:
-    parts = []
-    for key, value in row.items():
-        if key == "step":
-            parts.append(f"step {int(value)}")
-        elif key == "lr":
-            parts.append(f"lr {value:.2e}")
-        elif key in ("tokens_per_s", "tokens"):
-            parts.append(f"{key.replace('_per_s', '/s')} {value:,.0f}")
-        elif isinstance(value, float):
-            parts.append(f"{key} {value:.4f}")
-    return "  ".join(parts)
-
-
+# --- setup ------------------------------------------------------------------------------------
 
 
 class NonFiniteLoss(ObjectivesError):
@@ -248,8 +447,10 @@ class Interrupted(ObjectivesError):
     """SIGINT/SIGTERM: a checkpoint was saved; exit status 128 + signal."""
 
     def __init__(self, signum: int, step: int, run_dir: Path) -> None:
-        super().__init__(f"interrupted at step {step}; checkpoint saved in {run_dir}",
-                         f"continue with: objectives train --resume {run_dir}")
+        super().__init__(
+            f"interrupted at step {step}; checkpoint saved in {run_dir}",
+            f"continue with: objectives train --resume {run_dir}",
+        )
         self.exit_code = 128 + signum
 
 
@@ -259,7 +460,9 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError("--device cuda was asked for but CUDA is not available", "use --device cpu")
+            raise UsageError(
+                "--device cuda was asked for but CUDA is not available", "use --device cpu"
+            )
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device
@@ -270,7 +473,9 @@ def amp_context(cfg: TrainConfig, device: torch.device) -> Any:
     precision = cfg.precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
-    return nullcontext() if precision == "fp32" else torch.autocast(device.type, dtype=torch.bfloat16)
+    return (
+        nullcontext() if precision == "fp32" else torch.autocast(device.type, dtype=torch.bfloat16)
+    )
 
 
 def distributed() -> tuple[int, int, int, bool]:
@@ -321,8 +526,10 @@ def catch_signals() -> Iterator[list[int]]:
 def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.AdamW:
     """AdamW (fused on CUDA); weight decay on matrices only."""
     params = list(model.parameters())
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     fused = {"fused": True} if device.type == "cuda" else {}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, **fused)
 
@@ -331,8 +538,9 @@ def run_config(cfg: TrainConfig, model_cfg: ModelConfig, info: ObjectiveInfo) ->
     return {"train": cfg.to_json(), "model": asdict(model_cfg), "objective": info.to_json()}
 
 
-def prepare(cfg: TrainConfig, resume: bool, rank: int, world: int, say: Callable[[str], None]
-            ) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
+def prepare(
+    cfg: TrainConfig, resume: bool, rank: int, world: int
+) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
     """Data, corruption, objective facts and model shape: probed on a fresh run, read on resume."""
     run_dir = Path(cfg.out)
     tokenizer = str(run_dir / "tokenizer.json") if resume else cfg.tokenizer
@@ -349,9 +557,13 @@ def prepare(cfg: TrainConfig, resume: bool, rank: int, world: int, say: Callable
     else:
         info, sample = probe(cfg, data, corruption)
         model_cfg = ModelConfig(
-            arch=info.arch, vocab_size=data.vocab.size, max_len=max(64, 2 * cfg.seq_len),
-            positions=cfg.positions, dropout=cfg.dropout, **preset(cfg.model, info.arch),
-            **heads_for(info.arch, sample, info.electra),  # type: ignore[arg-type]
+            arch=info.arch,
+            vocab_size=data.vocab.size,
+            max_len=max(64, 2 * cfg.seq_len),
+            positions=cfg.positions,
+            dropout=cfg.dropout,
+            **preset(cfg.model, info.arch),
+            **heads_for(info.arch, sample, info.electra, data.vocab.mask),  # type: ignore[arg-type]
         )
     return data, corruption, info, model_cfg
 
@@ -359,206 +571,38 @@ def prepare(cfg: TrainConfig, resume: bool, rank: int, world: int, say: Callable
 def start_run(cfg: TrainConfig, data: Data, info: ObjectiveInfo, model_cfg: ModelConfig) -> None:
     run_dir = Path(cfg.out)
     if checkpoints.list_checkpoints(run_dir):
-        raise UsageError(f"{run_dir} already holds a run",
-                         f"continue it with --resume {run_dir}, or pick another --out")
+        raise UsageError(
+            f"{run_dir} already holds a run",
+            f"continue it with --resume {run_dir}, or pick another --out",
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints.write_config(run_dir, run_config(cfg, model_cfg, info))
     checkpoints.write_atomic(run_dir / "tokenizer.json", data.tok.to_str())
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
 
 
-def describe(model: Model, info: ObjectiveInfo, cfg: TrainConfig, device: torch.device,
-             blocks: tuple[Blocks, Blocks], world: int) -> list[str]:
+def describe(
+    model: Model,
+    info: ObjectiveInfo,
+    cfg: TrainConfig,
+    device: torch.device,
+    blocks: tuple[Blocks, Blocks],
+    world: int,
+) -> list[str]:
     counts = param_counts(model)
     parts = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items() if k != "total")
     shape = model.cfg
-    layers = (f"{shape.n_layers}+{shape.n_decoder_layers}" if shape.arch == "encoder-decoder"
-              else str(shape.n_layers))
+    layers = (
+        f"{shape.n_layers}+{shape.n_decoder_layers}"
+        if shape.arch == "encoder-decoder"
+        else str(shape.n_layers)
+    )
     return [
-        f"objective {info.name} ({info.arch}), model {cfg.model}: {layers} layers x {shape.d_model}, "
-        f"{counts['total'] / 1e6:.2f}M parameters ({parts})",
-        f"data: {len(blocks[0]):,} train rows, {len(blocks[1]):,} held-out rows of <= {cfg.seq_len} "
-        f"tokens, packing {info.packing}; {cfg.batch_size} x {cfg.grad_accum} x {world} rows per step; "
-        f"device {device}",
+        f"objective {info.name} ({info.arch}), model {cfg.model}: {layers} layers x "
+        f"{shape.d_model}, {counts['total'] / 1e6:.2f}M parameters ({parts})",
+        f"data: {len(blocks[0]):,} train rows, {len(blocks[1]):,} held-out rows of <= "
+        f"{cfg.seq_len} tokens, packing {info.packing}; {cfg.batch_size} x {cfg.grad_accum} x "
+        f"{world} rows per step; device {device}",
     ]
 
 
-def train(cfg: TrainConfig, reporter: Reporter | None = None, resume: bool = False) -> dict[str, Any]:
-    """Train (or, with `resume`, continue) the run in `cfg.out`; returns the summary."""
-    rank, world, local_rank, started = distributed()
-    try:
-        return _train(cfg, reporter or PlainReporter(), resume, rank, world, local_rank)
-    finally:
-        if started:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
-def _train(cfg: TrainConfig, reporter: Reporter, resume: bool, rank: int, world: int,
-           local_rank: int) -> dict[str, Any]:
-    main = rank == 0
-    say = reporter.message if main else (lambda text: None)
-    run_dir = Path(cfg.out)
-    device = resolve_device(cfg.device, local_rank)
-    data, corruption, info, model_cfg = prepare(cfg, resume, rank, world, say)
-    torch.manual_seed(derived_seed(cfg.seed, "init"))
-    model = Model(model_cfg).to(device)
-    opt = make_optimizer(cfg, model, device)
-    step, elapsed, tokens_seen = 0, 0.0, 0
-    if resume:
-        state = checkpoints.load_latest(run_dir, model, say)
-        if state is None:
-            raise checkpoints.RunError(f"{run_dir} has no checkpoint to resume from",
-                                       "start it again without --resume")
-        opt.load_state_dict(state["optimizer"])
-        step, elapsed, tokens_seen = int(state["step"]), float(state["elapsed"]), int(state["tokens"])
-        say(f"resuming {run_dir} at step {step} ({Path(state['path']).name})")
-    elif main:
-        start_run(cfg, data, info, model_cfg)
-    blocks = packed(data, cfg, info)
-    for line in describe(model, info, cfg, device, blocks, world):
-        say(line)
-    get_batch = batch_fn(cfg, blocks[0], corruption, data.vocab, info, device, world)
-    amp = amp_context(cfg, device)
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    if cfg.compile:
-        net = torch.compile(net)  # type: ignore[assignment]
-    metrics = checkpoints.Metrics(run_dir, after_step=step) if main else None
-
-    def held_out() -> dict[str, float]:
-        batches = eval_batches(cfg, blocks[1], corruption, data.vocab, info, device)
-        return evaluate(model, batches, amp, cfg.seed)
-
-    def log_eval(result: dict[str, float]) -> None:
-        if metrics is not None:
-            metrics.write({"step": step, **{f"eval_{k}": v for k, v in result.items()}})
-
-    def save() -> None:
-        if main:
-            state = {"optimizer": opt.state_dict(), "elapsed": elapsed, "tokens": tokens_seen,
-                     "rng": torch.get_rng_state()}
-            checkpoints.save(run_dir, step, model, state, cfg.keep)
-
-    first_eval = None
-    if main and not resume:
-        first_eval = held_out()
-        log_eval(first_eval)
-    bad = torch.zeros((), dtype=torch.bool, device=device)
-    last: dict[str, Tensor] = {}
-    total = float(cfg.budget) if cfg.budget > 0 else float(cfg.steps)
-    reporter.start(total, elapsed if cfg.budget > 0 else step, "s" if cfg.budget > 0 else "steps")
-    window_tokens, window_start = 0, time.perf_counter()
-    model.train()
-    with catch_signals() as caught:
-        while True:
-            flags = torch.tensor([float(bool(caught)), elapsed], device=device)
-            stop_signal, elapsed_all = all_reduce(flags, world, "max").tolist()
-            done = elapsed_all >= cfg.budget if cfg.budget > 0 else step >= cfg.steps
-            if done or stop_signal:
-                break
-            tick = time.perf_counter()
-            progress = elapsed / cfg.budget if cfg.budget > 0 else step / cfg.steps
-            lr = lr_at(cfg, step, progress)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            last, n_tokens = train_step(cfg, net, model, opt, get_batch, step, rank, world, amp)
-            bad |= ~torch.isfinite(sum(last.values(), torch.zeros((), device=device)))
-            step += 1
-            tokens_seen += n_tokens
-            window_tokens += n_tokens
-            elapsed += time.perf_counter() - tick
-            should_log = step % cfg.log_every == 0 or step == cfg.steps
-            should_save = cfg.save_every > 0 and step % cfg.save_every == 0
-            if should_log or should_save:
-                check_finite(bad, step, run_dir, world)
-            row = None
-            if should_log:
-                now = time.perf_counter()
-                row = log_row(last, lr, step, tokens_seen, window_tokens / max(now - window_start, 1e-9), world)
-                window_tokens, window_start = 0, now
-                if metrics is not None:
-                    metrics.write({**row, "elapsed": round(elapsed, 3)})
-            if main and cfg.eval_every > 0 and step % cfg.eval_every == 0:
-                log_eval(held_out())
-            if should_save:
-                save()
-            reporter.advance(elapsed if cfg.budget > 0 else step, row)
-        check_finite(bad, step, run_dir, world)
-        save()
-        if caught:
-            raise Interrupted(caught[0], step, run_dir)
-    final = held_out() if main else {}
-    log_eval(final)
-    barrier(world)
-    summary: dict[str, Any] = {"steps": step, "tokens": tokens_seen, "seconds": round(elapsed, 1),
-                               "tokens_per_s": round(tokens_seen / max(elapsed, 1e-9))}
-    if last:
-        summary["train_loss"] = round(weighted_total({k: float(v) for k, v in last.items()}), 4)
-    if first_eval is not None:
-        summary["start_eval_loss"] = round(first_eval["loss"], 4)
-    summary.update({f"eval_{k}": round(v, 4) for k, v in final.items()})
-    summary["run_dir"] = str(run_dir)
-    if main:
-        reporter.finish(summary)
-    return summary
-
-
-def check_finite(bad: Tensor, step: int, run_dir: Path, world: int) -> None:
-    """Stop when any step so far had a non-finite loss; the last checkpoint stays the good one."""
-    if bool(all_reduce(bad.float(), world, "max")):
-        saved = checkpoints.list_checkpoints(run_dir)
-        where = f"the last good checkpoint is {saved[-1][1]}" if saved else "no checkpoint was written"
-        raise NonFiniteLoss(f"the loss became non-finite (inf or NaN) at or before step {step}; {where}",
-                            "lower --lr, raise --warmup, or check the data; --resume continues from "
-                            "the last checkpoint")
-
-
-def log_row(last: dict[str, Tensor], lr: float, step: int, tokens: int, tokens_per_s: float,
-            world: int) -> dict[str, float]:
-    names = sorted(last)
-    values = all_reduce(torch.stack([last[k].float() for k in names]), world).tolist()
-    means = dict(zip(names, values))
-    row: dict[str, float] = {"step": step, "loss": weighted_total(means)}
-    row.update({f"{k}_loss": v for k, v in means.items()})
-    row.update({"lr": lr, "tokens": tokens * world, "tokens_per_s": tokens_per_s * world})
-    return row
-
-
-def train_step(cfg: TrainConfig, net: nn.Module, model: Model, opt: torch.optim.Optimizer,
-               get_batch: Any, step: int, rank: int, world: int, amp: Any
-               ) -> tuple[dict[str, Tensor], int]:
-    """One optimizer step over `grad_accum` micro-batches; returns this rank's share of each
-    term's mean loss (summed over ranks when logging) and its content tokens.
-
-    Every term is normalised by its scored targets over the whole step (all micro-batches and
-    ranks), so micro-batches with more masks weigh more, as in one big batch.
-    """
-    micro = [get_batch(step, m, rank) for m in range(cfg.grad_accum)]
-    counts: dict[str, Tensor] = {}
-    for batch, _ in micro:
-        for name, chosen in model.scored(batch).items():
-            counts[name] = counts.get(name, 0) + chosen.sum()
-    names = sorted(counts)
-    totals = all_reduce(torch.stack([counts[k] for k in names]), world).clamp(min=1)
-    total = dict(zip(names, totals))
-    sums = {k: torch.zeros((), device=totals.device) for k in names}
-    for i, (batch, _) in enumerate(micro):
-        sync = world == 1 or i == len(micro) - 1 or not hasattr(net, "no_sync")
-        with nullcontext() if sync else net.no_sync():  # type: ignore[operator]
-            torch.manual_seed(derived_seed(cfg.seed, "step", step, i * world + rank))
-            with amp:
-                outputs = net(batch)
-            losses = term_losses(outputs)
-            loss = sum((LOSS_WEIGHTS.get(k, 1.0) * v[0] / total[k] for k, v in losses.items()),
-                       torch.zeros((), device=totals.device))
-            (loss * world).backward()  # DDP averages gradients over ranks; we want their sum
-        for k, (value, _) in losses.items():
-            sums[k] += value.detach()
-    if cfg.clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return {k: sums[k] / total[k] for k in names}, sum(n for _, n in micro)
