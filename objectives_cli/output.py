@@ -1,0 +1,339 @@
+"""The one place that formats: Rich on a colour terminal, plain text otherwise, JSON for machines.
+
+Rich is used only when stdout is a terminal and NO_COLOR is unset (Rich's own detection, so
+FORCE_COLOR and TTY_COMPATIBLE work too), and never for JSON or JSONL, which go straight to
+stdout. Views are at most 80 columns wide in both forms.
+
+Plain-text markers (the same information as the colours):
+
+    [MASK]        masked: the mask token stands in the input, the original is predicted
+    «x»           x is a random token put in place of the original, which is predicted
+    ⟨x⟩           x is unchanged in the input but predicted
+    ~~x~~         x was deleted: it is not in the input
+    S⟦x y⟧        the span "x y" was collapsed into the one token S (a sentinel or [MASK])
+    ↷x y↶         x y were moved (sentence permutation, rotation, swapped segments)
+    ⌈x y⌉         visible context without loss (a prefix, segment A)
+    ++x++         x was inserted: no source token accounts for it
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from itertools import groupby
+from typing import Any
+
+import tokenizers
+from rich.console import Console, Group
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+from corruptions import IGNORE, Objective
+
+from .examples import Example
+from .views import Cell, View
+
+WIDTH = 80  # views never need more columns than this
+LABEL_WIDTH = 11  # the label column of a view, its gap included
+
+MARKS = {  # kind: (before, after, legend); the text is the token itself where both are empty
+    "mask": ("", "", "[MASK] masked"),
+    "random": ("«", "»", "«x» random token"),
+    "predict": ("⟨", "⟩", "⟨x⟩ predicted, unchanged"),
+    "delete": ("~~", "~~", "~~x~~ deleted"),
+    "span": ("", "", "S⟦x⟧ span collapsed into S"),
+    "moved": ("↷", "↶", "↷x↶ moved"),
+    "context": ("⌈", "⌉", "⌈x⌉ context, no loss"),
+    "inserted": ("++", "++", "++x++ inserted"),
+}
+STYLES = {
+    "keep": "",
+    "mask": "bold white on blue",
+    "random": "bold black on yellow",
+    "predict": "bold green underline",
+    "delete": "red strike",
+    "span": "bold white on magenta",
+    "moved": "bold cyan",
+    "context": "italic blue",
+    "inserted": "bold yellow",
+    "special": "dim",
+}
+LEGEND_NAMES = {"mask": "masked", "random": "random token", "predict": "predicted, unchanged",
+                "delete": "deleted", "span": "span", "moved": "moved",
+                "context": "context, no loss", "inserted": "inserted"}
+
+
+def stdout_console() -> Console:
+    """A Console on stdout, at most 80 columns wide."""
+    console = Console(file=sys.stdout, highlight=False)
+    console.width = min(console.width, WIDTH)
+    return console
+
+
+def is_terminal() -> bool:
+    """True when stdout is a terminal (Rich's detection, FORCE_COLOR included)."""
+    return Console(file=sys.stdout).is_terminal
+
+
+def use_rich() -> bool:
+    """Rich output: stdout is a terminal and NO_COLOR is not set."""
+    console = Console(file=sys.stdout)
+    return console.is_terminal and not console.no_color
+
+
+# ---- JSON ---------------------------------------------------------------------------------
+
+
+def jsonl_row(example: Example, objective: str, params: dict[str, Any], seed: int,
+              tok: tokenizers.Tokenizer) -> dict[str, Any]:
+    """One JSONL row; the schema is documented in docs/jsonl.md."""
+    target = [t for t in example.labels if t != IGNORE]
+    row: dict[str, Any] = {
+        "objective": objective,
+        "params": params,
+        "seed": seed,
+        "index": example.index,
+        "source_ids": example.source_ids,
+        "input_ids": example.input_ids,
+        "labels": example.labels,
+    }
+    if example.decoder_input_ids is not None:
+        row["decoder_input_ids"] = example.decoder_input_ids
+    row["extras"] = example.extras
+    row["ops"] = example.ops
+    row["source"] = tok.decode(example.source_ids, skip_special_tokens=False)
+    row["input"] = tok.decode(example.input_ids, skip_special_tokens=False)
+    row["target"] = tok.decode(target, skip_special_tokens=False)
+    return row
+
+
+@contextmanager
+def until_pipe_closes() -> Iterator[None]:
+    """Stop writing, quietly and with success, when the reader goes away (`| head`)."""
+    try:
+        yield
+    except BrokenPipeError:
+        with suppress(OSError, ValueError):  # what is still buffered goes nowhere at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]]) -> None:
+    """Stream one JSON object per line to stdout."""
+    with until_pipe_closes():
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False, default=list) + "\n")
+
+
+def write_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=list) + "\n")
+
+
+# ---- views (corrupt --show / --format text, describe, docs) ---------------------------------
+
+
+def runs(cells: Sequence[Cell]) -> Iterator[tuple[str, list[Cell]]]:
+    """Consecutive cells of one kind; spans, masks and specials stay one cell per run."""
+    for kind, group in groupby(cells, key=lambda c: c.kind):
+        members = list(group)
+        if kind in ("span", "mask", "special", "keep"):
+            yield from ((kind, [c]) for c in members)
+        else:
+            yield kind, members
+
+
+def plain_cells(cells: Sequence[Cell]) -> str:
+    """Cells as text with the markers of the module docstring."""
+    out = []
+    for kind, members in runs(cells):
+        before, after, _ = MARKS.get(kind, ("", "", ""))
+        inner = "".join(("" if c.glue or i == 0 else " ") + c.text for i, c in enumerate(members))
+        hidden = f"⟦{members[0].hidden}⟧" if kind == "span" else ""
+        out.append(("" if members[0].glue or not out else " ") + before + inner + after + hidden)
+    return "".join(out)
+
+
+def rich_cells(cells: Sequence[Cell]) -> Text:
+    """Cells as styled text; spans show what they stand for in dim brackets."""
+    text = Text()
+    for kind, members in runs(cells):
+        if text and not members[0].glue:
+            text.append(" ")
+        inner = "".join(("" if c.glue or i == 0 else " ") + c.text for i, c in enumerate(members))
+        text.append(inner, style=STYLES.get(kind, ""))
+        if kind == "span":
+            text.append(f"⟦{members[0].hidden}⟧", style="dim magenta")
+    return text
+
+
+def view_lines(view: View) -> list[tuple[str, str | list[Cell]]]:
+    """The labelled lines of a view, in order; cell lists are formatted per medium."""
+    lines: list[tuple[str, str | list[Cell]]] = [("original", view.original),
+                                                 ("input", view.input)]
+    lines.append(("target", view.target_note or view.target))
+    lines.extend(view.extras)
+    lines.append(("summary", view.summary))
+    return lines
+
+
+def title(objective: str, view: View) -> str:
+    return f"{objective} · example {view.index}"
+
+
+def plain_view(view: View, objective: str) -> str:
+    """A view as plain text lines of at most 80 columns, ending in a newline."""
+    head = f"── {title(objective, view)} "
+    out = [head + "─" * max(0, WIDTH - len(head))]
+    for label, value in view_lines(view):
+        text = value if isinstance(value, str) else plain_cells(value)
+        out.append(wrap(label, text))
+    legend = " · ".join(MARKS[k][2] for k in view.kinds if k in MARKS)
+    if legend:
+        out.append(wrap("legend", legend))
+    return "\n".join(out) + "\n"
+
+
+def wrap(label: str, text: str) -> str:
+    wrapper = textwrap.TextWrapper(width=WIDTH, initial_indent=label.ljust(LABEL_WIDTH),
+                                   subsequent_indent=" " * LABEL_WIDTH, break_on_hyphens=False)
+    return "\n".join(wrapper.wrap(text or "(empty)"))
+
+
+def rich_view(view: View, objective: str) -> Group:
+    """A view as Rich renderables: a rule, a label/value grid, a legend."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", width=LABEL_WIDTH - 1, no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in view_lines(view):
+        grid.add_row(label, Text(value) if isinstance(value, str) else rich_cells(value))
+    legend = Text()
+    for kind in (k for k in view.kinds if k in LEGEND_NAMES):
+        legend.append(" " if legend else "")
+        legend.append(LEGEND_NAMES[kind], style=STYLES[kind])
+    if legend:
+        grid.add_row("legend", legend)
+    return Group(Rule(title(objective, view), align="left", characters="─"), grid)
+
+
+def print_views(views: Iterable[View], objective: str, rich: bool) -> None:
+    """Stream views to stdout, Rich or plain."""
+    console = stdout_console() if rich else None
+    with until_pipe_closes():
+        for view in views:
+            if console is not None:
+                console.print(rich_view(view, objective))
+            else:
+                sys.stdout.write(plain_view(view, objective))
+
+
+# ---- list and describe ----------------------------------------------------------------------
+
+
+def key_defaults(objective: Objective, n: int = 3) -> str:
+    return " ".join(f"{p.name}={format_value(p.default)}" for p in objective.params[:n])
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def objective_record(objective: Objective) -> dict[str, Any]:
+    """What `list --format json` says about one objective."""
+    return {
+        "name": objective.name,
+        "aliases": list(objective.aliases),
+        "family": objective.family,
+        "arch": objective.arch,
+        "summary": objective.summary,
+        "paper": objective.paper,
+        "needs_words": objective.needs_words,
+        "needs_sentences": objective.needs_sentences,
+        "params": {p.name: {"default": p.default, "type": p.kind, "help": p.help}
+                   for p in objective.params},
+    }
+
+
+def print_objectives(objectives: Sequence[Objective], rich: bool) -> None:
+    """The objectives as a table: a Rich one on a terminal, aligned columns otherwise."""
+    rows = [(o.name, o.arch, o.paper, key_defaults(o)) for o in objectives]
+    header = ("name", "architecture", "paper", "key defaults")
+    if rich:
+        table = Table(*header, header_style="bold")
+        for row in rows:
+            table.add_row(*row)
+        stdout_console().print(table)
+        return
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(3)]
+    for row in (header, *rows):
+        sys.stdout.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False))
+                         + "  " + row[3] + "\n")
+
+
+def print_description(objective: Objective, examples: Sequence[View], rich: bool) -> None:
+    """`describe`: what the objective is, its parameters and a rendered example."""
+    facts = [
+        ("architecture", f"{objective.arch} (family: {objective.family})"),
+        ("paper", objective.paper),
+        ("needs", f"word boundaries: {yes(objective.needs_words)} · "
+                  f"sentence boundaries: {yes(objective.needs_sentences)}"),
+    ]
+    if objective.aliases:
+        facts.insert(0, ("aliases", ", ".join(objective.aliases)))
+    more = objective.description.split("\n", 1)[1].strip() if "\n" in objective.description else ""
+    if rich:
+        describe_rich(objective, facts, more, examples)
+    else:
+        sys.stdout.write(describe_plain(objective, facts, more, examples))
+
+
+def yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def describe_plain(objective: Objective, facts: list[tuple[str, str]], more: str,
+                   examples: Sequence[View]) -> str:
+    out = [f"{objective.name}: {objective.summary}", ""]
+    out += [wrap(label, text) for label, text in facts]
+    if more:
+        out += ["", *(textwrap.fill(p, WIDTH) for p in textwrap.dedent(more).split("\n\n"))]
+    out += ["", "parameters (--param NAME=VALUE)"]
+    for p in objective.params:
+        out.append(f"  {p.name} = {format_value(p.default)}")
+        out.append(textwrap.fill(p.help, WIDTH, initial_indent="      ",
+                                 subsequent_indent="      "))
+    if not objective.params:
+        out.append("  none")
+    out += ["", "example (seed 0, the sample text)"]
+    return "\n".join(out) + "\n" + "".join(plain_view(v, objective.name) for v in examples)
+
+
+def describe_rich(objective: Objective, facts: list[tuple[str, str]], more: str,
+                  examples: Sequence[View]) -> None:
+    console = stdout_console()
+    console.print(Text.assemble((objective.name, "bold"), ": ", objective.summary))
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", width=LABEL_WIDTH + 1, no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, text in facts:
+        grid.add_row(label, text)
+    console.print(grid)
+    if more:
+        console.print()
+        console.print(Text(textwrap.dedent(more)))
+    table = Table("parameter", "default", "help", title="parameters (--param NAME=VALUE)",
+                  title_justify="left", header_style="bold")
+    for p in objective.params:
+        table.add_row(p.name, format_value(p.default), p.help)
+    console.print()
+    console.print(table)
+    console.print()
+    for view in examples:
+        console.print(rich_view(view, objective.name))
