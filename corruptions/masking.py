@@ -1,11 +1,22 @@
-"""BERT masked language modelling (Devlin et al. 2018, arXiv 1810.04805).
+"""Masked language modelling: BERT, whole-word masking, SpanBERT and ELECTRA's generator input.
 
-A budget of content tokens is chosen; each chosen token becomes [MASK] (80%), a random token
-(10%) or stays (10%), and only chosen tokens are predicted:
+Devlin et al. 2018 (arXiv 1810.04805); whole-word masking: google-research/bert README
+(2019-05-31) and Cui et al. 2019 (arXiv 1906.08101); Joshi et al. 2019 (arXiv 1907.10529);
+Clark et al. 2020 (arXiv 2003.10555).
 
-    ids     a  b  c  d  e
-    input   [CLS] a  [MASK]  c  q  e  [SEP]      (b masked, d replaced by a random q)
-    labels   -    -    b     -  d  -    -
+A budget of content tokens is chosen: single tokens (bert-mlm, electra), whole words
+(whole-word) or runs of whole words (spanbert). Each chosen token becomes [MASK], a random
+token, or stays; only chosen tokens are predicted; every input is framed `[CLS] x [SEP]`.
+With words a | b c | d | e (b c is one word of two pieces):
+
+    ids         a   b       c       d       e
+    bert-mlm    [CLS] a  [MASK]  c       q   e  [SEP]   b masked, d random (q), c untouched
+    labels        -   -    b     -       d   -    -
+    whole-word  [CLS] a  [MASK]  c       d   e  [SEP]   both pieces of "b c" chosen, one draw
+    labels        -   -    b     c       -   -    -     each (c came out unchanged)
+    spanbert    [CLS] a  [MASK] [MASK] [MASK] e [SEP]   a 2-word span "b c d", one draw for all;
+    labels        -   -    b     c       d   -    -     SBO: predict b, c, d from a, e + offset
+    electra     [CLS] a  [MASK]  c       d   e  [SEP]   85% [MASK], 15% unchanged, no random
 """
 
 from __future__ import annotations
@@ -14,20 +25,46 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ._ops import (
     candidates,
     choose_k,
     encoder_batch,
     frame,
+    positions,
     rand,
     replace_selected,
     round_half_even,
 )
+from ._spans import AnchoredSpans, anchored_word_spans, run_bounds, truncated_geometric, word_groups
 from .registry import param, register
 from .types import IGNORE, Corrupted, Op, Tokens, Vocab
 
 BUDGETS = ("exact", "bernoulli")
+REPLACEMENTS = ("span", "word_piece")
+
+
+def check_mlm(rate: float, mask_replace: float, random_replace: float, max_predictions: int
+              ) -> None:
+    """The checks every masking variant shares; ValueError names the bad setting."""
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"rate must be in (0, 1], got {rate}")
+    if mask_replace < 0 or random_replace < 0:
+        raise ValueError("mask_replace and random_replace must be >= 0")
+    if mask_replace + random_replace > 1.0 + 1e-9:
+        raise ValueError("mask_replace + random_replace must be <= 1")
+    if max_predictions < 0:
+        raise ValueError("max_predictions must be >= 0")
+
+
+def exact_budget(lengths: Tensor, rate: float, max_predictions: int = 0) -> Tensor:
+    """google-research/bert's per-sequence budget: min(cap, max(1, round(rate x (length + 2)))).
+
+    [CLS] and [SEP] count in the length, and `round` is half to even (0.15 x 30 = 4.5 -> 4).
+    """
+    k = round_half_even((lengths + 2).double() * rate).clamp(min=1)
+    return k.clamp(max=max_predictions) if max_predictions else k
 
 
 @dataclass(frozen=True)
@@ -48,18 +85,11 @@ class TokenMasking:
     )
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.rate <= 1.0:
-            raise ValueError(f"rate must be in (0, 1], got {self.rate}")
-        if self.mask_replace < 0 or self.random_replace < 0:
-            raise ValueError("mask_replace and random_replace must be >= 0")
-        if self.mask_replace + self.random_replace > 1.0 + 1e-9:
-            raise ValueError("mask_replace + random_replace must be <= 1")
+        check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
         if self.budget not in BUDGETS:
             raise ValueError(f"budget must be one of {', '.join(BUDGETS)}, got '{self.budget}'")
-        if self.max_predictions < 0:
-            raise ValueError("max_predictions must be >= 0")
 
-    def choose(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> torch.Tensor:
+    def choose(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Tensor:
         """(B, L) bool: the content tokens to predict."""
         allowed = candidates(batch, vocab)
         if self.budget == "bernoulli":
@@ -67,11 +97,7 @@ class TokenMasking:
             if self.max_predictions:
                 chosen = choose_k(chosen, torch.full_like(batch.lengths, self.max_predictions), gen)
             return chosen
-        # google-research/bert counts [CLS] and [SEP] in the length the budget is taken of
-        k = round_half_even((batch.lengths + 2).double() * self.rate).clamp(min=1)
-        if self.max_predictions:
-            k = k.clamp(max=self.max_predictions)
-        return choose_k(allowed, k, gen)
+        return choose_k(allowed, exact_budget(batch.lengths, self.rate, self.max_predictions), gen)
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
@@ -82,22 +108,30 @@ class TokenMasking:
 def mlm_batch(
     batch: Tokens,
     vocab: Vocab,
-    chosen: torch.Tensor,
+    chosen: Tensor,
     gen: torch.Generator,
     mask_replace: float = 0.8,
     random_replace: float = 0.1,
     exclude_special_random: bool = False,
+    u: Tensor | None = None,
+    random_ids: Tensor | None = None,
+    extras: dict[str, Tensor] | None = None,
 ) -> Corrupted:
-    """Apply 80/10/10 at `chosen`, frame as `[CLS] x [SEP]`, labels = originals at `chosen`."""
+    """Apply 80/10/10 at `chosen`, frame as `[CLS] x [SEP]`, labels = originals at `chosen`.
+
+    `u` and `random_ids` pass through to `replace_selected` (shared draws, other random sources);
+    `extras` must already be framed (indices into `input_ids`).
+    """
     ids = batch.ids
     corrupted, ops = replace_selected(ids, chosen, vocab, gen, mask_replace, random_replace,
-                                      exclude_special_random)
+                                      exclude_special_random, u=u, random_ids=random_ids)
     labels = ids.masked_fill(~chosen, IGNORE)
     return encoder_batch(
         frame(corrupted, batch.lengths, vocab.pad, vocab.bos, vocab.eos),
         batch.lengths + 2,
         frame(labels, batch.lengths, IGNORE, IGNORE, IGNORE),
         ops=ops.masked_fill(~batch.real, int(Op.KEEP)),
+        extras=extras,
     )
 
 
@@ -111,3 +145,258 @@ def bert_mlm(**overrides: Any) -> TokenMasking:
     dynamic per-token draw instead.
     """
     return TokenMasking(**overrides)
+
+
+# ---------------------------------------------------------------------------- whole-word masking
+
+
+@dataclass(frozen=True)
+class WholeWordMasking:
+    """Choose whole words up to a budget counted in pieces, then 80/10/10 per piece."""
+
+    rate: float = param(0.15, "share of pieces chosen for prediction (masked_lm_prob)")
+    mask_replace: float = param(0.8, "share of chosen pieces replaced by [MASK] (each piece draws)")
+    random_replace: float = param(0.1, "share of chosen pieces replaced by a random token")
+    max_predictions: int = param(0, "cap on chosen pieces per sequence (0: no cap)")
+    exclude_special_random: bool = param(
+        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
+    )
+
+    def __post_init__(self) -> None:
+        check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
+
+    def choose(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Tensor:
+        """(B, L) bool: every piece of the chosen words."""
+        allowed = candidates(batch, vocab)
+        starts = word_groups(allowed, batch.word_starts)
+        return whole_words(allowed, starts, exact_budget(batch.lengths, self.rate,
+                                                         self.max_predictions), gen)
+
+    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+        chosen = self.choose(batch, vocab, gen)
+        return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, self.random_replace,
+                         self.exclude_special_random)
+
+
+def whole_words(allowed: Tensor, starts: Tensor, budget: Tensor, gen: torch.Generator) -> Tensor:
+    """google-research/bert's whole-word choice, the same outcome for the same word order.
+
+    The reference shuffles the words and walks them: it stops once `budget` pieces are chosen,
+    skips a word that would overshoot and goes on with the next (shorter ones may still fit).
+    Here the words of every row are ordered by a random score, and each round takes, among the
+    words still open that fit the remaining budget, the longest prefix whose cumulative piece
+    count fits; words that no longer fit close. That is the walk exactly: a round ends where
+    the walk first skips a word, the next round resumes after it with the smaller remainder,
+    which falls by at least one per round, so rounds <= 1 + the longest word (2 or 3 in practice).
+    Only the first budget + 32 words of the order are sorted (`topk`); a row that could still
+    take one of the others after them sends the batch through a full sort of the same scores.
+
+    Args:
+        allowed: (B, L) bool, pieces that may be chosen.
+        starts: (B, L) bool, first piece of each word (`word_groups`).
+        budget: (B,) int64, pieces per row.
+    Returns:
+        (B, L) bool: all pieces of the chosen words.
+    """
+    batch, width = allowed.shape
+    word_of = (starts.long().cumsum(1) - 1).clamp(min=0)  # (B, L)
+    pieces = torch.zeros(batch, width + 1, dtype=torch.long, device=allowed.device)
+    pieces.scatter_add_(1, torch.where(allowed, word_of, width), allowed.long())
+    pieces = pieces[:, :width]  # (B, W) pieces per word, 0 past the last word
+    score = rand(pieces, gen).masked_fill(pieces == 0, 2.0)
+    n_words = int(starts.sum(1).max()) if batch else 0
+    head = min(n_words, int(budget.max()) + 32) if batch else 0
+    order = score.topk(head, dim=1, largest=False, sorted=True).indices
+    taken, left = _walk(pieces.gather(1, order), budget)
+    if head < n_words:
+        unseen_fit = (pieces.masked_fill(pieces == 0, width + 1) <= left).sum(1) - (
+            (pieces.gather(1, order) <= left).sum(1))
+        if bool((unseen_fit > 0).any()):
+            order = score.argsort(1)
+            taken, _ = _walk(pieces.gather(1, order), budget)
+    chosen_word = torch.zeros(batch, width, dtype=torch.bool, device=allowed.device)
+    chosen_word.scatter_(1, order, taken)
+    return allowed & chosen_word.gather(1, word_of)
+
+
+def _walk(size: Tensor, budget: Tensor) -> tuple[Tensor, Tensor]:
+    """The reference's walk over words of `size` pieces (B, W) in order, budget (B,) pieces.
+
+    Returns:
+        taken (B, W) bool; left (B, 1) pieces of the budget not used.
+    """
+    left = budget.unsqueeze(1).clone()
+    open_ = (size > 0) & (size <= left)
+    taken = torch.zeros_like(open_)
+    while bool(open_.any()):
+        now = open_ & ((size * open_).cumsum(1) <= left)
+        taken |= now
+        left = left - (size * now).sum(1, keepdim=True)
+        open_ = open_ & ~now & (size <= left)
+    return taken, left
+
+
+@register("whole-word", arch="encoder", needs_words=True, aliases=("wwm", "bert-wwm"),
+          paper="google-research/bert README 2019-05-31; Cui et al. 2019, arXiv 1906.08101")
+def whole_word(**overrides: Any) -> WholeWordMasking:
+    """BERT whole-word masking: whole words up to 15% of pieces; 80/10/10 drawn per piece.
+
+    Words come from `Tokens.word_starts` (any tokenizer, not '##' strings). The budget is bert's,
+    max(1, round(0.15 x pieces incl. [CLS]/[SEP])); a word that would overshoot it is skipped and
+    shorter ones still fill it, as create_pretraining_data.py --do_whole_word_mask. Each piece of
+    a chosen word draws its own fate (the README's choice; bert #910 calls it a bug).
+    """
+    return WholeWordMasking(**overrides)
+
+
+# ------------------------------------------------------------------------------------- SpanBERT
+
+
+@dataclass(frozen=True)
+class SpanMasking:
+    """Mask spans of whole words up to ceil(rate x length); one fate per span; SBO targets."""
+
+    rate: float = param(0.15, "share of each block masked: ceil(rate x length), exact (mask_ratio)")
+    geometric_p: float = param(
+        0.2, "span length in words ~ Geometric(p) clipped to [span_lower, span_upper]; 0.2 is the "
+        "published command and paper (the code's flag default is 0.3)")
+    span_lower: int = param(1, "shortest span, in words")
+    span_upper: int = param(10, "longest span, in words")
+    replacement: str = param(
+        "span", "span: one 80/10/10 draw per merged span (published command); word_piece: one "
+        "per token (the code's flag default)")
+    mask_replace: float = param(0.8, "share of masked spans written as [MASK]")
+    random_replace: float = param(
+        0.1, "share of masked spans written as random tokens, drawn from the unigram distribution "
+        "of the batch's own tokens (the reference draws from the corpus stream)")
+    max_pair_targets: int = param(15, "span-boundary (SBO) targets per span: its first N tokens")
+
+    def __post_init__(self) -> None:
+        check_mlm(self.rate, self.mask_replace, self.random_replace, 0)
+        if not 0.0 < self.geometric_p <= 1.0:
+            raise ValueError(f"geometric_p must be in (0, 1], got {self.geometric_p}")
+        if not 1 <= self.span_lower <= self.span_upper:
+            raise ValueError("need 1 <= span_lower <= span_upper")
+        if self.replacement not in REPLACEMENTS:
+            raise ValueError(f"replacement must be one of {', '.join(REPLACEMENTS)}, "
+                             f"got '{self.replacement}'")
+        if self.max_pair_targets < 1:
+            raise ValueError("max_pair_targets must be >= 1")
+
+    def spans(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> AnchoredSpans:
+        """The masked tokens, with the sampled length of every accepted span."""
+        allowed = candidates(batch, vocab)
+        budget = torch.ceil(batch.lengths.double() * self.rate).long()  # no [CLS]/[SEP] here
+        probs = truncated_geometric(self.geometric_p, self.span_lower, self.span_upper)
+        return anchored_word_spans(allowed, word_groups(allowed, batch.word_starts), budget, probs,
+                                   self.span_lower, gen)
+
+    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+        chosen = self.spans(batch, vocab, gen).chosen
+        first, last = run_bounds(chosen)  # merged spans = runs of masked tokens
+        u = rand(chosen, gen)
+        if self.replacement == "span":
+            u = u.gather(1, first.clamp(min=0))  # the draw at a span's first token decides it all
+        random_ids = unigram_tokens(batch.ids, candidates(batch, vocab), gen)
+        extras = sbo_targets(chosen, first, last, batch.lengths, self.max_pair_targets)
+        return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, self.random_replace,
+                         u=u, random_ids=random_ids, extras=extras)
+
+
+def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor:
+    """Ids shaped like `ids`, each drawn from the `allowed` tokens of the whole batch."""
+    pool = ids.masked_select(allowed)
+    if pool.numel() == 0:
+        return ids
+    return pool[torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device)]
+
+
+def sbo_targets(chosen: Tensor, first: Tensor, last: Tensor, lengths: Tensor, max_targets: int
+                ) -> dict[str, Tensor]:
+    """SpanBERT's span-boundary targets as framed (B, L + 2) extras, -1 where none.
+
+    A merged span gets SBO targets only if both outside neighbours lie inside the block (the
+    reference skips spans touching either end even though [CLS]/[SEP] would be there); only its
+    first `max_targets` tokens are targets. Indices count [CLS], as in `input_ids`.
+    """
+    offset = positions(chosen) - first
+    sbo = chosen & (first > 0) & (last < (lengths - 1).unsqueeze(1)) & (offset < max_targets)
+    # content index first - 1 is input index first (after [CLS]); last + 1 is last + 2
+    values = torch.stack([first, last + 2, offset]).masked_fill_(~sbo, -1)
+    framed = torch.nn.functional.pad(values, (1, 1), value=-1)  # [CLS] .. [SEP]: never targets
+    return {"span_left": framed[0], "span_right": framed[1], "span_offset": framed[2]}
+
+
+@register("spanbert", arch="encoder", needs_words=True,
+          paper="Joshi et al. 2019, arXiv 1907.10529")
+def spanbert(**overrides: Any) -> SpanMasking:
+    """SpanBERT: spans of whole words (geometric, mean 3.8) to 15%, one fate per span, SBO.
+
+    Defaults are the published pretraining command (geometric_p 0.2, span replacement, 15 pair
+    targets), not the code's flag defaults. Budget ceil(0.15 x block) tokens, exact; the last
+    span may stop mid-word there, as in the reference. Random replacements come from the batch's
+    own tokens (the reference: its corpus stream). Extras span_left, span_right, span_offset
+    index `input_ids` (see `Corrupted`).
+    """
+    return SpanMasking(**overrides)
+
+
+# ------------------------------------------------------------------------------- ELECTRA masking
+
+
+@dataclass(frozen=True)
+class ElectraMasking:
+    """The generator's input: k positions without replacement, 85% [MASK], 15% unchanged."""
+
+    mask_prob: float = param(0.15, "share of real tokens (incl. [CLS]/[SEP]) chosen (mask_prob)")
+    mask_replace: float = param(0.85, "share of chosen tokens replaced by [MASK]; the rest stay")
+    max_predictions: int = param(
+        0, "cap N on chosen tokens (0: int((mask_prob + 0.005) x framed batch width), the "
+        "reference's max_predictions_per_seq)")
+    with_replacement: bool = param(
+        False, "draw the k positions with replacement, as the reference does (~7% duplicates, "
+        "electra #41); default: without, the fix #41 recommends")
+
+    def __post_init__(self) -> None:
+        check_mlm(self.mask_prob, self.mask_replace, 0.0, self.max_predictions)
+
+    def choose(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Tensor:
+        """(B, L) bool: the positions the generator predicts."""
+        allowed = candidates(batch, vocab)
+        cap = self.max_predictions or int((self.mask_prob + 0.005) * (batch.ids.size(1) + 2))
+        # max(1, min(N, round(#real x p))) as pretrain_helpers.mask, #real counting [CLS]/[SEP]
+        k = round_half_even((batch.lengths + 2).double() * self.mask_prob).clamp(max=cap)
+        k = k.clamp(min=1)
+        if self.with_replacement:
+            return draw_with_replacement(allowed, k, gen)
+        return choose_k(allowed, k, gen)
+
+    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+        chosen = self.choose(batch, vocab, gen)
+        # no random replacement in ELECTRA's generator input: `ids` stand in for random ids
+        return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, 0.0, random_ids=batch.ids)
+
+
+def draw_with_replacement(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
+    """(B, L) bool: the distinct positions among k[b] uniform draws with replacement per row."""
+    n = allowed.sum(1, keepdim=True)
+    n_max = int(k.max()) if k.numel() else 0
+    u = torch.rand((allowed.size(0), n_max), generator=gen, device=allowed.device,
+                   dtype=torch.float64)
+    pick = (u * n).long().minimum(n - 1)
+    at = torch.searchsorted(allowed.long().cumsum(1), pick + 1).clamp(max=allowed.size(1) - 1)
+    valid = (torch.arange(n_max, device=allowed.device) < k.unsqueeze(1)) & (n > 0)
+    hits = torch.zeros(allowed.shape, dtype=torch.long, device=allowed.device)
+    return (hits.scatter_add_(1, at, valid.long()) > 0) & allowed
+
+
+@register("electra", arch="encoder", paper="Clark et al. 2020, arXiv 2003.10555")
+def electra(**overrides: Any) -> ElectraMasking:
+    """ELECTRA generator input: 15% of positions, 85% [MASK] / 15% unchanged, no random ids.
+
+    k = max(1, min(N, round(0.15 x real tokens incl. [CLS]/[SEP]))) positions per sequence,
+    drawn without replacement (the reference draws with replacement, ~7% duplicates; electra #41
+    suggests this fix; `with_replacement=true` restores it). Labels are the generator's MLM
+    targets; the trainer samples the generator and builds the discriminator's labels.
+    """
+    return ElectraMasking(**overrides)

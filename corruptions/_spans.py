@@ -1,0 +1,195 @@
+"""Span samplers shared by the span-based families: length distributions, word groups, runs, and
+SpanBERT's anchored word spans, all whole-batch (no loop over rows, spans or tokens).
+
+Length helpers return probability tables so that a family can show, test and sample the same
+distribution: `truncated_geometric(0.2, 1, 10)` is SpanBERT's, `poisson(3.0, 30)` BART's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ._ops import positions
+
+
+def truncated_geometric(p: float, lower: int, upper: int) -> Tensor:
+    """P(k) ∝ p·(1−p)^(k−lower) for k = lower..upper, renormalised (SpanBERT's span lengths).
+
+    Returns:
+        float64 (upper − lower + 1,) probabilities of lower, lower + 1, ..., upper.
+    """
+    k = torch.arange(upper - lower + 1, dtype=torch.float64)
+    probs = p * (1.0 - p) ** k
+    return probs / probs.sum()
+
+
+def poisson(lam: float, upper: int) -> Tensor:
+    """P(k) = λ^k e^−λ / k! for k = 0..upper, renormalised (BART's infilling span lengths).
+
+    Returns:
+        float64 (upper + 1,) probabilities of 0, 1, ..., upper.
+    """
+    k = torch.arange(upper + 1, dtype=torch.float64)
+    log_p = k * math.log(lam) - lam - torch.lgamma(k + 1)
+    probs = log_p.exp()
+    return probs / probs.sum()
+
+
+def draw_lengths(probs: Tensor, shape: tuple[int, ...], gen: torch.Generator,
+                 device: torch.device, lower: int = 0) -> Tensor:
+    """int64 lengths shaped `shape`: `lower + i` with probability `probs[i]` (inverse CDF)."""
+    cdf = probs.cumsum(0).to(device)
+    cdf[-1] = 1.0  # guard against rounding: u < 1 always lands inside the table
+    u = torch.rand(shape, generator=gen, device=device, dtype=torch.float64)
+    return torch.searchsorted(cdf, u, right=True).clamp(max=len(probs) - 1) + lower
+
+
+def word_groups(allowed: Tensor, word_starts: Tensor | None) -> Tensor:
+    """(B, L) bool: True at the first token of every word among the `allowed` tokens.
+
+    A word opens where `word_starts` says so, and also after any token that is not allowed (a
+    special or the row start), so a word never spans a special token. `word_starts=None`: every
+    token is a word.
+    """
+    if word_starts is None:
+        return allowed.clone()
+    after_gap = torch.ones_like(allowed)
+    after_gap[:, 1:] = ~allowed[:, :-1]
+    return allowed & (word_starts | after_gap)
+
+
+def run_bounds(flags: Tensor) -> tuple[Tensor, Tensor]:
+    """First and last column of the run of True each position lies in (meaningful where True).
+
+    Returns:
+        (start, end), both (B, L) int64, inclusive.
+    """
+    width = flags.size(1)
+    col = positions(flags).expand_as(flags)
+    opens = flags.clone()
+    opens[:, 1:] &= ~flags[:, :-1]
+    closes = flags.clone()
+    closes[:, :-1] &= ~flags[:, 1:]
+    start = torch.where(opens, col, -1).cummax(1).values
+    end = torch.where(closes, col, width).flip(1).cummin(1).values.flip(1)
+    return start, end
+
+
+@dataclass(frozen=True)
+class AnchoredSpans:
+    """What `anchored_word_spans` chose, plus the sampled lengths for statistics."""
+
+    chosen: Tensor  # (B, L) bool: the masked tokens, exactly `budget` per row when reachable
+    span_words: Tensor  # (B, D) int64: sampled length (words) of every draw
+    anchors: Tensor  # (B, D) int64: anchor token of every draw
+    accepted: Tensor  # (B, D) bool: the draw was made (budget not yet met) and not discarded
+    draws: Tensor  # (B,) int64: draws made until the row's budget was met (discards included)
+
+
+def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: Tensor, lower: int,
+                        gen: torch.Generator, chunk: int = 0) -> AnchoredSpans:
+    """SpanBERT's span sampler (facebookresearch/SpanBERT `PairWithSpanMaskingScheme.mask`).
+
+    The reference repeats, one draw at a time, until `budget` tokens are masked: draw a length s
+    (words) from `probs`, draw an anchor token uniformly; discard both if the anchor is already
+    masked; else mask from the start of the anchor's word on, s whole words, stopping at the row
+    end, or at the very token where the budget is met (the last span can end mid-word). Spans may
+    run into masked territory (only the anchor is checked).
+
+    Here a chunk of draws is made for all rows at once and resolved exactly as the sequential
+    loop would: a draw is accepted iff no earlier accepted draw covers its anchor word (a (K, K)
+    conflict matrix settled in a few rounds, one per link of the longest chain of conflicts);
+    every word gets the first accepted draw that covers it; a cumulative token count per draw
+    finds the draw that meets the budget, and the tokens it adds are cut in position order. Rows
+    still short after K draws (rare: K is twice the expected need) get another chunk, continuing
+    the same sequence, so the result is distributed exactly as the reference's; only the random
+    stream differs. Anchors are drawn among `allowed` tokens (the reference's blocks hold no
+    specials, so this is the same there).
+
+    Args:
+        allowed: (B, L) bool, the tokens that may be masked.
+        starts: (B, L) bool, the first token of each word (`word_groups`).
+        budget: (B,) int64 tokens to mask per row (clamped to the allowed count).
+        probs: span-length probabilities of `lower`, `lower` + 1, ... words.
+        chunk: draws per row per round; 0 = twice the expected need of the largest budget.
+    """
+    batch, width = allowed.shape
+    device = allowed.device
+    n_lens = len(probs)
+    word_of = (starts.long().cumsum(1) - 1).clamp(min=0)  # (B, L) word index of each token
+    n_words = starts.sum(1, keepdim=True)  # (B, 1)
+    n_allowed = allowed.sum(1, keepdim=True)
+    rank_of = allowed.long().cumsum(1)  # (B, L) 1-based rank among allowed tokens
+    remaining = budget.clamp(min=0).minimum(n_allowed.squeeze(1))
+    covered = torch.zeros(batch, width + 1, dtype=torch.bool, device=device)  # by word, spare col
+    chosen = torch.zeros_like(allowed)
+    mean_len = float((probs * torch.arange(lower, lower + n_lens, dtype=probs.dtype)).sum())
+    record: list[tuple[Tensor, Tensor, Tensor]] = []
+    draws = torch.zeros_like(remaining)
+    while bool((remaining > 0).any()):
+        k = chunk or max(4, math.ceil(2.0 * int(remaining.max()) / mean_len) + 4)
+        span = draw_lengths(probs, (batch, k), gen, device, lower)  # (B, K) words
+        u = torch.rand((batch, k), generator=gen, device=device, dtype=torch.float64)
+        pick = (u * n_allowed).long().minimum(n_allowed - 1)  # (B, K) rank of the anchor
+        anchor = torch.searchsorted(rank_of, pick + 1).clamp(max=width - 1)  # token index
+        first = word_of.gather(1, anchor)  # (B, K) anchor word = the span's first word
+        accepted, owner = _accept_in_order(first, span, n_words, covered.gather(1, first), width)
+        owner = owner.masked_fill(covered, -1)
+        token_owner = torch.where(allowed, owner.gather(1, word_of), k)  # (B, L)
+        # tokens each draw adds, the draw that meets the budget, and the cut inside it
+        added = torch.zeros(batch, k + 2, dtype=torch.long, device=device)
+        added.scatter_add_(1, token_owner + 1, torch.ones_like(token_owner))
+        total = added[:, 1 : k + 1].cumsum(1)  # (B, K) tokens masked after draw j
+        before = total - added[:, 1 : k + 1]
+        last = (total < remaining.unsqueeze(1)).sum(1, keepdim=True)  # (B, 1), K = not met
+        room = remaining.unsqueeze(1) - before.gather(1, last.clamp(max=k - 1))
+        in_last = (token_owner == last) & (last < k)
+        new = (token_owner >= 0) & ((token_owner < last)
+                                    | (in_last & (in_last.long().cumsum(1) <= room)))
+        reached = accepted & (before < remaining.unsqueeze(1))
+        record.append((span, anchor, reached))
+        draws += torch.where(remaining > 0, (last.squeeze(1) + 1).clamp(max=k), 0)
+        chosen |= new
+        covered |= (owner >= 0) & (owner < k)
+        remaining = remaining - new.sum(1)
+    if not record:
+        empty = torch.zeros(batch, 0, dtype=torch.long, device=device)
+        record.append((empty, empty, empty.bool()))
+    span_words, anchors, accepted = (torch.cat(parts, 1) for parts in zip(*record, strict=True))
+    return AnchoredSpans(chosen, span_words, anchors, accepted, draws)
+
+
+def _accept_in_order(first: Tensor, span: Tensor, n_words: Tensor, rejected: Tensor, width: int
+                     ) -> tuple[Tensor, Tensor]:
+    """Which draws the sequential loop accepts, and the first accepted draw covering each word.
+
+    Draw j covers words [first[j], first[j] + span[j]) (cut at the row's last word); it is
+    accepted iff it is not `rejected` up front and no earlier accepted draw covers `first[j]`.
+    Settled in rounds, each one scatter over the draws still alive: a draw whose anchor word's
+    lowest alive coverer is itself is accepted; one whose lowest alive coverer is accepted is
+    rejected. The earliest open draw is always settled, so the loop ends; in practice after two
+    or three rounds.
+
+    Returns:
+        accepted (B, K) bool; owner (B, width + 1) int64, K where no accepted draw covers a word.
+    """
+    batch, k = first.shape
+    offset = torch.arange(int(span.max()) if span.numel() else 1, device=first.device)
+    words = first.unsqueeze(2) + offset  # (B, K, longest span)
+    inside = (offset < span.unsqueeze(2)) & (words < n_words.unsqueeze(2))
+    draw = torch.arange(k, device=first.device)
+    index = draw.view(1, k, 1).expand_as(words).reshape(batch, -1)
+    while True:
+        alive = (inside & ~rejected.unsqueeze(2)).view(batch, -1)
+        owner = torch.full((batch, width + 1), k, dtype=torch.long, device=first.device)
+        owner.scatter_reduce_(1, torch.where(alive, words.view(batch, -1), width), index, "amin")
+        lowest = owner.gather(1, first)  # (B, K) lowest alive draw covering the anchor word
+        accepted = ~rejected & (lowest == draw)
+        blocked = ~rejected & (lowest < draw) & accepted.gather(1, lowest.clamp(max=k - 1))
+        if not bool(blocked.any()):
+            return accepted, owner
+        rejected = rejected | blocked
