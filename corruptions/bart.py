@@ -1,0 +1,593 @@
+"""BART noising functions (Lewis et al. 2019, arXiv 1910.13461; fairseq `denoising_dataset.py`).
+
+The encoder reads a noised document, the decoder rewrites the whole clean document:
+
+    ids      A b c . D e . F g h .                          (three sentences, every token a word)
+    permute  F g h . A b c . D e .                          bart-permute: sentences reordered
+    infill   F <mask> . A b c . <mask> <mask> e .           bart-infill: "g h" -> one <mask>, a
+                                                           zero-length span inserts a <mask>,
+                                                           "D" -> one <mask>
+    rotate   c . <mask> <mask> e . F <mask> . A b          bart-rotate: a cyclic shift
+    input    <s> c . <mask> <mask> e . F <mask> . A b </s>
+    labels   <s> A b c . D e . F g h . </s>                 (<s> carries no loss, see below)
+    decoder  </s> <s> A b c . D e . F g h .                 labels shifted behind </s>
+
+Noising functions: `bart-mask` (token masking), `bart-delete` (token deletion), `bart-infill`
+(text infilling: Poisson span lengths counted in words, one <mask> per span), `bart-permute`
+(sentence permutation), `bart-rotate` (document rotation) and `bart` (BART-large: infilling +
+permutation). They compose (`bart-infill+bart-rotate`); whatever order they are named in, they
+run in the reference's fixed order: permute -> mask / infill / delete -> insert -> rotate. The
+insertion step is the one text infilling asks for (its zero-length spans).
+
+Every noising function is a stage on a `_Doc` (content without <s>/</s>, plus where each token came
+from); `BartNoising` runs the stages and frames the result: source `<s> x </s>`, target the clean
+`<s> x </s>`, decoder input `</s> <s> x` (fairseq moves the final </s> to the front; Hugging
+Face's `decoder_start_token_id` is </s>). Labels are IGNORE at <s> (it always follows the start
+token, a free prediction the project's contract does not score) and at special tokens of the
+content.
+
+Special tokens inside the content are walls: they are never chosen, masked, deleted or covered by a
+span (a span stops in front of one, as fairseq's spans stop at </s>) and do not count in the
+budgets. Permutation and rotation carry them along with their neighbours; their ops stay KEEP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ._ops import compact, frame, length_mask, positions, random_tokens, seq2seq
+from .errors import UsageError
+from .registry import param, register
+from .types import IGNORE, Corrupted, Corruption, Op, Tokens, Vocab
+
+PAPER = "Lewis et al. 2019, arXiv 1910.13461"
+LAMBDA_HELP = (
+    "mean span length in words, Poisson(lambda) truncated where the pmf falls below 1e-7 "
+    "(paper: 3; the BART-large command in fairseq #1899 used 3.5)"
+)
+MASK_RANDOM_HELP = "share of masks that are a random token instead (BART-large command: 0.1)"
+SUBWORD_RATE_HELP = (
+    "share of tokens hit, budget ceil(rate x tokens) per document (0.3 as BART-large; the rate "
+    "behind the paper's base-size Table 1 rows is not stated)"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# The document being noised
+
+
+@dataclass(frozen=True)
+class _Doc:
+    """Documents mid-noising: content only (no <s>/</s>), each token tagged with its origin."""
+
+    ids: Tensor  # (B, W) int64
+    lengths: Tensor  # (B,) int64
+    origin: Tensor  # (B, W) int64: source position of the token, -1 for inserted tokens / padding
+    ops: Tensor  # (B, L) int8 Op codes on the SOURCE positions
+    source: Tokens  # the clean batch
+    protected: Tensor  # (B, L) bool: special ids of the clean content, never noised
+
+    @staticmethod
+    def start(batch: Tokens, vocab: Vocab) -> _Doc:
+        real = batch.real
+        return _Doc(
+            ids=batch.ids,
+            lengths=batch.lengths,
+            origin=torch.where(real, positions(real), -1),
+            ops=torch.zeros_like(batch.ids, dtype=torch.int8),
+            source=batch,
+            protected=vocab.is_special(batch.ids) & real,
+        )
+
+    @property
+    def real(self) -> Tensor:
+        return length_mask(self.lengths, self.ids.size(1))
+
+    def carried(self, flags: Tensor | None, default: bool = False) -> Tensor:
+        """A (B, L) flag of the source tokens, seen at the current positions (B, W); inserted
+        tokens and padding get False; `flags` None means `default` for every source token."""
+        present = self.origin >= 0
+        if flags is None:
+            return present if default else torch.zeros_like(present)
+        return flags.gather(1, self.origin.clamp(min=0)) & present
+
+    def reorder(self, index: Tensor) -> _Doc:
+        """The tokens in a new order: position j takes the token at index[b, j]."""
+        return replace(self, ids=self.ids.gather(1, index), origin=self.origin.gather(1, index))
+
+    def keep_only(self, keep: Tensor) -> _Doc:
+        """Delete the tokens where `keep` is False and left-align what is left."""
+        return replace(self, ids=compact(self.ids, keep, 0), lengths=keep.sum(1),
+                       origin=compact(self.origin, keep, -1))
+
+    def mark(self, at: Tensor, op: Tensor | int, only_kept: bool = False) -> _Doc:
+        """Record `op` (scalar or (B, W)) for the source tokens at current positions `at`;
+        `only_kept` leaves tokens that already have an op alone."""
+        at = at & (self.origin >= 0)
+        dest = torch.where(at, self.origin, self.ops.size(1))  # others go to a spare column
+        ops = torch.cat([self.ops, self.ops.new_zeros(self.ops.size(0), 1)], dim=1)
+        value = torch.as_tensor(op, dtype=torch.int8, device=self.ids.device).expand(at.shape)
+        if only_kept:
+            current = ops.gather(1, dest)
+            value = torch.where(current == int(Op.KEEP), value, current)
+        return replace(self, ops=ops.scatter_(1, dest, value)[:, :-1])
+
+
+def _pick(allowed: Tensor, k: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """`min(k[b], allowed[b].sum())` distinct allowed positions per row, uniformly, in random order.
+
+    Returns:
+        (idx, valid), both (B, K) with K = max k: idx[b, j] is a position where valid[b, j].
+    """
+    k = torch.minimum(k, allowed.sum(1))
+    top = min(int(k.max()) if k.numel() else 0, allowed.size(1))
+    scores = torch.rand(allowed.shape, generator=gen, device=allowed.device)
+    scores = scores.masked_fill(~allowed, 2.0)
+    idx = scores.topk(top, dim=1, largest=False).indices  # sorted: a random order of the chosen
+    valid = torch.arange(top, device=allowed.device).unsqueeze(0) < k.unsqueeze(1)
+    return idx, valid
+
+
+def _budget(count: Tensor, rate: float) -> Tensor:
+    """ceil(count x rate) in float32, as fairseq computes it on its float word-start tensor."""
+    return torch.ceil(count.float() * rate).long()
+
+
+def _put(target: Tensor, idx: Tensor, valid: Tensor, values: Tensor | int | bool) -> Tensor:
+    """A copy of `target` (B, W) with values written at idx[b, j] where valid[b, j]."""
+    spare = target.size(1)
+    out = torch.cat([target, target.new_zeros(target.size(0), 1)], dim=1)
+    values = torch.as_tensor(values, dtype=target.dtype, device=target.device).expand(idx.shape)
+    return out.scatter_(1, torch.where(valid, idx, spare), values)[:, :-1]
+
+
+def _masks(idx: Tensor, valid: Tensor, mask_random: float, vocab: Vocab, gen: torch.Generator
+           ) -> tuple[Tensor, Tensor]:
+    """(ids, is_random) for picked positions: <mask>, or a random id with prob `mask_random`
+    (drawn from the whole vocabulary, as fairseq)."""
+    is_random = valid & (torch.rand(idx.shape, generator=gen, device=idx.device) < mask_random)
+    return torch.where(is_random, random_tokens(idx, vocab, gen), vocab.mask), is_random
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared stages: choose tokens, Poisson spans, insertion
+
+
+def _subword_pick(doc: _Doc, rate: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """ceil(rate x ordinary tokens) distinct ordinary tokens per row (fairseq: subword)."""
+    ordinary = doc.real & ~doc.carried(doc.protected)
+    return _pick(ordinary, _budget(ordinary.sum(1), rate), gen)
+
+
+def poisson_cdf(lam: float) -> list[float]:
+    """CDF of Poisson(lam) truncated after the first k whose pmf is below 1e-7 (fairseq's table)."""
+    pmf, term = [], math.exp(-lam)
+    for k in range(128):
+        pmf.append(term)
+        if term < 1e-7:
+            break
+        term *= lam / (k + 1)
+    total, acc, cdf = sum(pmf), 0.0, []
+    for p in pmf:
+        acc += p
+        cdf.append(acc / total)
+    return cdf
+
+
+def poisson_draws(shape: tuple[int, int], lam: float, gen: torch.Generator,
+                  device: torch.device | str = "cpu") -> Tensor:
+    """i.i.d. span lengths from fairseq's truncated Poisson table (inverse CDF), int64."""
+    cdf = torch.tensor(poisson_cdf(lam), dtype=torch.float64, device=device)
+    u = torch.rand(shape, generator=gen, device=device, dtype=torch.float64)
+    return torch.searchsorted(cdf, u, right=True).clamp(max=cdf.numel() - 1)
+
+
+def span_lengths(budget: Tensor, lam: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Poisson span lengths per row until their sum reaches `budget`, the last one trimmed.
+
+    As fairseq: draw, append draws while the running sum is short, cut at the first index where
+    it reaches the budget and shorten that length so the total is exactly the budget. Zero lengths
+    stay in the list (they become insertions).
+
+    Returns:
+        (lengths, used): (B, K) int64 and bool; sum(lengths[used]) == budget per row.
+    """
+    most = int(budget.max()) if budget.numel() else 0
+    width = math.ceil(most / lam * 1.25) + 8  # enough draws for nearly every row in one round
+    draws: list[Tensor] = []
+    total = torch.zeros_like(budget)
+    while True:
+        draws.append(poisson_draws((budget.size(0), width), lam, gen, budget.device))
+        total = total + draws[-1].sum(1)
+        if not bool((total < budget).any()):
+            break
+    lengths = torch.cat(draws, dim=1)
+    cum = lengths.cumsum(1)
+    cut = (cum < budget.unsqueeze(1)).sum(1, keepdim=True)  # first index where the sum is reached
+    before = torch.where(cut > 0, cum.gather(1, (cut - 1).clamp(min=0)), 0)
+    col = positions(lengths)
+    lengths = torch.where(col == cut, budget.unsqueeze(1) - before, lengths)
+    used = (col <= cut) & (budget > 0).unsqueeze(1)
+    return lengths.masked_fill(~used, 0), used
+
+
+def _words(doc: _Doc) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Word structure with specials as walls: (word index per token, ordinary word starts,
+    special flags or None when the batch has none).
+
+    A special token is a word of its own and the token after it opens a word; the first token of
+    a row opens a word even if the data layer says it continues one (a block cut inside a word).
+    """
+    real = doc.real
+    starts = doc.carried(doc.source.word_starts, default=True) | (positions(real) == 0)
+    special = doc.carried(doc.protected) if bool(doc.protected.any()) else None
+    if special is not None:
+        after = torch.zeros_like(special)
+        after[:, 1:] = special[:, :-1]
+        starts = starts | special | after
+    starts = starts & real
+    ordinary = starts if special is None else starts & ~special
+    return starts.long().cumsum(1) - 1, ordinary, special
+
+
+def _walls(doc: _Doc, word: Tensor, special: Tensor | None, idx: Tensor) -> Tensor:
+    """Word index of the first wall at or after each picked position: the next special token,
+    else the end of the row (as fairseq's </s>)."""
+    n_words = word.gather(1, (doc.lengths - 1).clamp(min=0).unsqueeze(1)) + 1
+    if special is None:
+        return n_words.expand_as(idx)
+    width = word.size(1)
+    nxt = torch.where(special, positions(word), width).flip(1).cummin(1).values.flip(1)
+    nxt = nxt.gather(1, idx)
+    return torch.where(nxt < width, word.gather(1, nxt.clamp(max=width - 1)), n_words)
+
+
+def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: Vocab,
+                gen: torch.Generator) -> tuple[_Doc, Tensor]:
+    """fairseq's span-poisson masking with replace_length 1, in words.
+
+    Spans start at distinct random ordinary word starts and cover `length` words (stopping at a
+    wall). A span's first token becomes <mask> unless it lies inside another span that started
+    earlier (overlaps are not merged: the reference deletes the later start); every other covered
+    token is deleted. Returns the noised doc and the number of masks to insert per row.
+    """
+    real = doc.real
+    word, ordinary, special = _words(doc)
+    budget = _budget(ordinary.sum(1), rate)
+    lengths, used = span_lengths(budget, lam, gen)
+    nonzero = used & (lengths > 0)
+    n_insert = (used & (lengths == 0)).sum(1)
+    idx, valid = _pick(ordinary, nonzero.sum(1), gen)
+    span_len = compact(lengths, nonzero, 0)[:, : idx.size(1)]  # paired with the random starts
+    first = word.gather(1, idx)
+    last = torch.minimum(first + span_len, _walls(doc, word, special, idx))  # exclusive
+    # how many spans cover each word: +1 at a span's first word, -1 after its last
+    width = word.size(1)
+    cover = torch.zeros(word.size(0), width + 2, dtype=torch.long, device=word.device)
+    spare = torch.full_like(first, width + 1)
+    cover.scatter_add_(1, torch.where(valid, first, spare), valid.long())
+    cover.scatter_add_(1, torch.where(valid, last, spare), -valid.long())
+    cover = cover.cumsum(1)
+    covered = (cover.gather(1, word.clamp(min=0)) > 0) & real
+    head = valid & (cover.gather(1, first) == 1)  # covered by its own span only: keeps a <mask>
+    fill, is_random = _masks(idx, head, mask_random, vocab, gen)
+    ops = torch.full(word.shape, int(Op.SPAN), dtype=torch.int8, device=word.device)
+    ops = _put(ops, idx, head, torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
+    doc = replace(doc, ids=_put(doc.ids, idx, head, fill)).mark(covered, ops)
+    keep = real & (~covered | _put(torch.zeros_like(real), idx, head, True))
+    return doc.keep_only(keep), n_insert
+
+
+def _insert(doc: _Doc, n_insert: Tensor, mask_random: float, vocab: Vocab,
+            gen: torch.Generator) -> _Doc:
+    """fairseq's insertion noise: n_insert[b] new tokens at uniformly random slots of the
+    lengthened content (never before <s> or after </s>); the first ceil(n x mask_random) of them
+    random ids, the rest <mask>. Exactly n_insert tokens (fairseq's ceil(len x n/len) adds one
+    more on a float rounding error now and then)."""
+    if not bool((n_insert > 0).any()):
+        return doc
+    width = doc.ids.size(1) + int(n_insert.max())
+    new_len = doc.lengths + n_insert
+    slots = length_mask(new_len, width)
+    idx, valid = _pick(slots, n_insert, gen)
+    n_random = torch.ceil(n_insert.double() * mask_random).long()
+    rank = torch.arange(idx.size(1), device=idx.device).unsqueeze(0)
+    fill = torch.where(rank < n_random.unsqueeze(1), random_tokens(idx, vocab, gen), vocab.mask)
+    inserted = _put(torch.zeros_like(slots), idx, valid, True)
+    source = ((~inserted).long().cumsum(1) - 1).clamp(0, doc.ids.size(1))  # old position
+
+    def spread(values: Tensor, pad: int) -> Tensor:
+        old = torch.cat([values, values.new_full((values.size(0), 1), pad)], dim=1)
+        return old.gather(1, source).masked_fill(inserted | ~slots, pad)
+
+    return replace(doc, ids=_put(spread(doc.ids, 0), idx, valid, fill), lengths=new_len,
+                   origin=spread(doc.origin, -1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Composition
+
+
+def compose(parts: Sequence[Corruption]) -> BartNoising:
+    """Chain BART noising functions in the reference's order (permute, mask/infill/delete, insert,
+    rotate), whatever order they were given in; two of one kind cannot be combined."""
+    flat: list[Any] = []
+    for part in parts:
+        flat.extend(getattr(part, "parts", (part,)))
+    stages = sorted(flat, key=lambda p: p.stage)
+    for a, b in itertools.pairwise(stages):
+        if a.stage == b.stage:
+            raise UsageError(
+                f"{a.kind} and {b.kind} cannot be combined",
+                "BART applies one of each: permutation, then one of masking / deletion / "
+                "infilling, then rotation",
+            )
+    return BartNoising(tuple(stages))
+
+
+@dataclass(frozen=True)
+class BartNoising:
+    """BART noising functions in the reference's order; source and target framed `<s> x </s>`."""
+
+    parts: tuple[Any, ...] = field(default=())
+    combine: ClassVar = staticmethod(compose)
+
+    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+        doc = _Doc.start(batch, vocab)
+        for part in self.parts:
+            doc = part.apply(doc, vocab, gen)
+        return _finish(doc, batch, vocab)
+
+
+def _finish(doc: _Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
+    """Frame source and target as `<s> x </s>`; decoder input `</s> <s> x` (fairseq's shift)."""
+    source = frame(doc.ids, doc.lengths, vocab.pad, vocab.bos, vocab.eos)
+    target = frame(batch.ids, batch.lengths, vocab.pad, vocab.bos, vocab.eos)
+    ops = doc.ops.masked_fill(doc.protected | ~batch.real, int(Op.KEEP))  # specials: carried only
+    out = seq2seq(source, doc.lengths + 2, target, batch.lengths + 2, vocab, start=vocab.eos,
+                  ops=ops)
+    unscored = frame(doc.protected, batch.lengths, True, True, False)
+    return replace(out, labels=out.labels.masked_fill(unscored, IGNORE))
+
+
+class _Stage:
+    """What every noising function shares: its place in the order and how it composes."""
+
+    stage: ClassVar[int]
+    kind: ClassVar[str]
+    combine: ClassVar = staticmethod(compose)
+
+    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+        raise NotImplementedError
+
+    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+        return BartNoising((self,))(batch, vocab, gen)
+
+
+def _check_rate(name: str, value: float, low_open: bool = True) -> None:
+    ok = (0.0 < value <= 1.0) if low_open else (0.0 <= value <= 1.0)
+    if not ok:
+        raise ValueError(f"{name} must be in {'(0' if low_open else '[0'}, 1], got {value}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The noising functions
+
+
+@dataclass(frozen=True)
+class SentencePermutation(_Stage):
+    """Shuffle ceil(ratio x sentences) randomly chosen sentences among their own slots."""
+
+    stage: ClassVar[int] = 0
+    kind: ClassVar[str] = "sentence permutation"
+    permute_ratio: float = param(1.0, "share of sentences shuffled among their slots (BART: all)")
+
+    def __post_init__(self) -> None:
+        _check_rate("permute_ratio", self.permute_ratio, low_open=False)
+
+    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+        real = doc.real
+        if doc.source.sentence_starts is None:  # one sentence: nothing to permute
+            return doc
+        starts = doc.carried(doc.source.sentence_starts) | (real & (positions(real) == 0))
+        sentence = (starts.long().cumsum(1) - 1).clamp(min=0)  # (B, W)
+        n_sent = starts.sum(1)
+        n_slots = max(int(n_sent.max()) if n_sent.numel() else 0, 1)
+        # fairseq: ceil(n x 2 x p / 2) sentences, shuffled among their own slots
+        k = torch.ceil(n_sent.double() * 2 * self.permute_ratio / 2.0).long()
+        slot_ids = torch.arange(n_slots, device=real.device).unsqueeze(0)
+        chosen, valid = _pick(slot_ids < n_sent.unsqueeze(1), k, gen)  # random order
+        slots = torch.where(valid, chosen, n_slots).sort(1).values  # the same set, ascending
+        order = torch.arange(n_slots + 1, device=real.device).repeat(real.size(0), 1)  # per slot
+        order.scatter_(1, slots, torch.where(valid, chosen, n_slots))
+        order = order[:, :n_slots]
+        slot_of = torch.empty_like(order).scatter_(1, order, slot_ids.expand_as(order))
+        sent_len = torch.zeros(real.size(0), n_slots + 1, dtype=torch.long, device=real.device)
+        sent_len.scatter_add_(1, torch.where(real, sentence, n_slots), real.long())
+        sent_len = sent_len[:, :n_slots]
+        old_start = sent_len.cumsum(1) - sent_len
+        out_len = sent_len.gather(1, order)
+        new_start = (out_len.cumsum(1) - out_len).gather(1, slot_of)
+        pos = positions(real).expand_as(doc.ids)
+        dest = new_start.gather(1, sentence) + pos - old_start.gather(1, sentence)
+        dest = torch.where(real, dest, pos)
+        index = torch.empty_like(dest).scatter_(1, dest, pos)  # source of each output position
+        moved = doc.reorder(index)
+        return moved.mark((index != pos) & real, int(Op.MOVED), only_kept=True)
+
+
+@dataclass(frozen=True)
+class TokenMasking(_Stage):
+    """Replace ceil(rate x tokens) random tokens by <mask> (fairseq mask_length=subword,
+    replace_length=1)."""
+
+    stage: ClassVar[int] = 1
+    kind: ClassVar[str] = "token masking"
+    rate: float = param(0.3, SUBWORD_RATE_HELP)
+    mask_random: float = param(0.1, MASK_RANDOM_HELP)
+
+    def __post_init__(self) -> None:
+        _check_rate("rate", self.rate)
+        _check_rate("mask_random", self.mask_random, low_open=False)
+
+    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+        idx, valid = _subword_pick(doc, self.rate, gen)
+        fill, is_random = _masks(idx, valid, self.mask_random, vocab, gen)
+        hit = _put(torch.zeros_like(doc.ids, dtype=torch.bool), idx, valid, True)
+        ops = _put(torch.zeros_like(doc.ids, dtype=torch.int8), idx, valid,
+                   torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
+        return replace(doc, ids=_put(doc.ids, idx, valid, fill)).mark(hit, ops)
+
+
+@dataclass(frozen=True)
+class TokenDeletion(_Stage):
+    """Delete ceil(rate x tokens) random tokens (fairseq mask_length=subword, replace_length=0)."""
+
+    stage: ClassVar[int] = 1
+    kind: ClassVar[str] = "token deletion"
+    rate: float = param(0.3, SUBWORD_RATE_HELP)
+
+    def __post_init__(self) -> None:
+        _check_rate("rate", self.rate)
+
+    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+        idx, valid = _subword_pick(doc, self.rate, gen)
+        cut = _put(torch.zeros_like(doc.ids, dtype=torch.bool), idx, valid, True)
+        return doc.mark(cut, int(Op.DELETE)).keep_only(doc.real & ~cut)
+
+
+@dataclass(frozen=True)
+class TextInfilling(_Stage):
+    """Replace Poisson-length word spans by one <mask> each; zero-length spans insert a <mask>."""
+
+    stage: ClassVar[int] = 1
+    kind: ClassVar[str] = "text infilling"
+    rate: float = param(0.3, "share of words in spans, budget ceil(rate x words) (BART: 0.3)")
+    poisson_lambda: float = param(3.0, LAMBDA_HELP)
+    mask_random: float = param(0.1, MASK_RANDOM_HELP)
+
+    def __post_init__(self) -> None:
+        _check_rate("rate", self.rate)
+        _check_rate("mask_random", self.mask_random, low_open=False)
+        if not 0.0 < self.poisson_lambda <= 64.0:
+            raise ValueError(f"poisson_lambda must be in (0, 64], got {self.poisson_lambda}")
+
+    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+        doc, n_insert = _span_noise(doc, self.rate, self.poisson_lambda, self.mask_random, vocab,
+                                    gen)
+        return _insert(doc, n_insert, self.mask_random, vocab, gen)
+
+
+@dataclass(frozen=True)
+class DocumentRotation(_Stage):
+    """Rotate the document to start at a random token (offset uniform in 1..L-1, L with <s></s>)."""
+
+    stage: ClassVar[int] = 3
+    kind: ClassVar[str] = "document rotation"
+    rotate: float = param(1.0, "probability that a document is rotated (fairseq default 0.5, "
+                               "BART-large 0; 1 for the paper's rotation experiment)")
+
+    def __post_init__(self) -> None:
+        _check_rate("rotate", self.rotate, low_open=False)
+
+    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+        n = doc.lengths
+        draw = torch.rand((n.size(0), 2), generator=gen, device=n.device, dtype=torch.float64)
+        # fairseq: offset in {1, ..., n + 1} over <s> x </s>; offsets 1 and n + 1 keep the order
+        shift = torch.floor(draw[:, 1] * (n + 1).double()).long().clamp(max=n)
+        shift = torch.where(draw[:, 0] < self.rotate, shift % n.clamp(min=1), 0)
+        pos = positions(doc.ids).expand_as(doc.ids)
+        index = torch.where(doc.real, (pos + shift.unsqueeze(1)) % n.clamp(min=1).unsqueeze(1), pos)
+        moved = doc.reorder(index)
+        turned = (shift > 0).unsqueeze(1) & moved.real
+        return moved.mark(turned, int(Op.MOVED), only_kept=True)
+
+
+@dataclass(frozen=True)
+class Bart:
+    """BART-large's noise: sentence permutation of all sentences, then text infilling."""
+
+    rate: float = param(0.3, "share of words in spans, budget ceil(rate x words) (BART: 0.3)")
+    poisson_lambda: float = param(3.0, LAMBDA_HELP)
+    mask_random: float = param(0.1, MASK_RANDOM_HELP)
+    permute_ratio: float = param(1.0, "share of sentences shuffled among their slots (BART: all)")
+    combine: ClassVar = staticmethod(compose)
+
+    @property
+    def parts(self) -> tuple[Any, ...]:
+        return (SentencePermutation(self.permute_ratio),
+                TextInfilling(self.rate, self.poisson_lambda, self.mask_random))
+
+    def __post_init__(self) -> None:
+        _ = self.parts  # building the parts validates every value
+
+    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+        return BartNoising(self.parts)(batch, vocab, gen)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registered objectives
+
+@register("bart-infill", arch="encoder-decoder", paper=PAPER, needs_words=True)
+def bart_infill(**overrides: Any) -> TextInfilling:
+    """BART text infilling: 30% of words in Poisson(3) spans, each span one <mask>.
+
+    Budget ceil(0.3 x words) per document, span lengths counted in words (Tokens.word_starts;
+    none given: every token is a word). Span lengths are drawn until they reach the budget (the
+    last one trimmed); zero-length spans insert a <mask> (insertion noise, as fairseq; a popular
+    port drops them). Overlapping spans are not merged: a start inside an earlier span is deleted,
+    so ~26.7% of tokens are replaced or removed. 10% of masks are random tokens. lambda: the
+    paper says 3 (used here), the BART-large command used 3.5.
+    """
+    return TextInfilling(**overrides)
+
+
+@register("bart-mask", arch="encoder-decoder", paper=PAPER)
+def bart_mask(**overrides: Any) -> TokenMasking:
+    """BART token masking: 30% of tokens replaced by <mask> (10% of them by a random token)."""
+    return TokenMasking(**overrides)
+
+
+@register("bart-delete", arch="encoder-decoder", paper=PAPER)
+def bart_delete(**overrides: Any) -> TokenDeletion:
+    """BART token deletion: 30% of tokens removed; the decoder must find where."""
+    return TokenDeletion(**overrides)
+
+
+@register("bart-permute", arch="encoder-decoder", paper=PAPER, needs_sentences=True)
+def bart_permute(**overrides: Any) -> SentencePermutation:
+    """BART sentence permutation: the document's sentences in a random order.
+
+    Sentences come from Tokens.sentence_starts and move whole; with a single sentence the
+    document is unchanged.
+    """
+    return SentencePermutation(**overrides)
+
+
+@register("bart-rotate", arch="encoder-decoder", paper=PAPER)
+def bart_rotate(**overrides: Any) -> DocumentRotation:
+    """BART document rotation: the document starts at a random token and wraps around.
+
+    fairseq's offset is uniform in 1..L-1 over `<s> x </s>`, so two offsets give the identity:
+    P(unchanged) = 2/(L-1).
+    """
+    return DocumentRotation(**overrides)
+
+
+@register("bart", arch="encoder-decoder", paper=PAPER, needs_words=True, needs_sentences=True)
+def bart(**overrides: Any) -> Bart:
+    """BART-large: all sentences permuted, then text infilling of 30% of words (Poisson 3).
+
+    As the BART-large command of fairseq #1899 (mask 0.3, span-poisson, replace-length 1,
+    mask-random 0.1, permute-sentences 1, rotate 0, insert 0) except lambda: the paper's 3, where
+    the command used 3.5 (mBART's value). Noising functions compose (bart+bart-rotate) and always
+    run in the reference's order: permute, mask / infill / delete, insert, rotate.
+    """
+    return Bart(**overrides)
