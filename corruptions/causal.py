@@ -31,14 +31,15 @@ start = pad.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ._ops import compact, encoder_batch, frame, length_mask, positions, round_half_even, seq2seq
+from ._ops import encoder_batch, frame, length_mask, positions, round_half_even
 from .registry import param, register
+from .span_corruption import denoise
 from .types import IGNORE, Corrupted, Op, Tokens, Vocab
 
 
@@ -68,7 +69,7 @@ class PrefixLM:
         split = torch.maximum(split, batch.lengths.clamp(max=1))  # n = 1: the token is the prefix
         ids, lengths, predicted = lm_rows(batch, vocab, self.append_eos)
         in_prefix = positions(ids) < split.unsqueeze(1)
-        out = lm_batch(batch, ids, lengths, predicted & ~in_prefix, context=in_prefix)
+        out = lm_batch(batch, ids, lengths, predicted & ~in_prefix, context=predicted & in_prefix)
         return Corrupted(out.input_ids, out.attention_mask, out.labels, ops=out.ops,
                          extras={"prefix_lengths": split})
 
@@ -96,13 +97,13 @@ def lm_batch(batch: Tokens, ids: Tensor, lengths: Tensor, predicted: Tensor,
     return encoder_batch(ids, lengths, ids.masked_fill(~predicted, IGNORE), ops=ops)
 
 
-def prefix_split(lengths: Tensor, density: float, gen: torch.Generator) -> Tensor:
+def prefix_split(lengths: Tensor, density: float | Tensor, gen: torch.Generator) -> Tensor:
     """T5's `random_prefix_noise_mask` as a length: (B,) prefix lengths k.
 
-    k is uniform on [min(n - 1, max(1, round((1 - 2 density)(n - 1)))), n - 1]; density 0.5 gives
-    [1, n - 1]. Rows of n <= 1 get k = 0.
+    k is uniform on [min(n - 1, max(1, round((1 - 2 density)(n - 1)))), n - 1]; density (the
+    suffix share, a float or (B,) float64) 0.5 gives [1, n - 1]. Rows of n <= 1 get k = 0.
     """
-    if not 0.0 < density <= 0.5:
+    if not isinstance(density, Tensor) and not 0.0 < density <= 0.5:
         raise ValueError(f"prefix density (suffix share) must be in (0, 0.5], got {density}")
     longest = (lengths - 1).clamp(min=0)
     shortest = torch.minimum(round_half_even((1 - 2 * density) * longest.double()).clamp(min=1),
@@ -113,29 +114,27 @@ def prefix_split(lengths: Tensor, density: float, gen: torch.Generator) -> Tenso
 
 
 def prefix_seq2seq(ids: Tensor, lengths: Tensor, split: Tensor, vocab: Vocab,
-                   lead: int | None = None) -> Corrupted:
+                   lead: int | Tensor | None = None) -> Corrupted:
     """Encoder-decoder prefix LM: inputs = the first `split` tokens + EOS, targets = the rest +
     EOS (T5's `prefix_lm`: `drop_noise_tokens` / `drop_nonnoise_tokens` of a prefix mask).
 
     Args:
         ids: (B, L) clean rows; lengths: (B,) real tokens; split: (B,) prefix lengths.
-        lead: an id put before every input (UL2's [S2S]), or None.
+        lead: an id (or (B,) ids) put before every input (UL2's [S2S]), or None.
     Special ids in the suffix stay in the targets (the decoder reads them) but carry no loss.
     """
     real = length_mask(lengths, ids.size(1))
-    in_prefix = positions(ids) < split.unsqueeze(1)
-    suffix = real & ~in_prefix
-    inputs = frame(compact(ids, in_prefix & real, vocab.pad), split, vocab.pad, lead, vocab.eos)
-    suffix_lens = lengths - split
-    targets = frame(compact(ids, suffix, vocab.pad), suffix_lens, vocab.pad, None, vocab.eos)
-    out = seq2seq(inputs, split + 1 + int(lead is not None), targets, suffix_lens + 1, vocab,
-                  start=vocab.pad)
-    special = vocab.is_special(targets) & (positions(targets) < suffix_lens.unsqueeze(1))
-    predicted = suffix & ~vocab.is_special(ids)
-    ops = torch.where(predicted, int(Op.PREDICT), int(Op.KEEP))
-    ops = ops.masked_fill(in_prefix & real, int(Op.CONTEXT)).to(torch.int8)
-    return Corrupted(out.input_ids, out.attention_mask, out.labels.masked_fill(special, IGNORE),
-                     out.decoder_input_ids, ops=ops)
+    suffix = real & (positions(ids) >= split.unsqueeze(1))
+    special = vocab.is_special(ids)
+    out = denoise(ids, lengths, suffix, vocab, lead, sentinels=False, no_loss=suffix & special)
+    return replace(out, ops=prefix_ops(real, suffix, special))
+
+
+def prefix_ops(real: Tensor, suffix: Tensor, special: Tensor) -> Tensor:
+    """(B, L) int8: CONTEXT on the prefix, PREDICT on the suffix, KEEP on specials and padding."""
+    ordinary = real & ~special
+    context = (ordinary & ~suffix).to(torch.int8) * int(Op.CONTEXT)
+    return context + (ordinary & suffix).to(torch.int8) * int(Op.PREDICT)
 
 
 @register("clm", arch="decoder", paper="Radford et al. 2019 (GPT-2); Brown et al. 2020, "

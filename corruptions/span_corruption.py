@@ -36,16 +36,16 @@ Reference choices:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ._ops import compact, frame, length_mask, positions, round_half_even, run_starts, seq2seq
+from ._ops import length_mask, positions, round_half_even
 from .errors import NotEnoughSentinels
 from .registry import param, register
-from .types import Corrupted, Op, Tokens, Vocab
+from .types import IGNORE, Corrupted, Op, Tokens, Vocab
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,7 @@ class SpanCorruption:
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         noise = random_spans_noise_mask(batch.lengths, batch.ids.size(1), self.density,
                                         self.mean_span, gen, self.random_roll)
-        return sentinel_seq2seq(batch.ids, batch.lengths, noise & ~vocab.is_special(batch.ids),
-                                vocab)
+        return spans_batch(batch, noise & ~vocab.is_special(batch.ids), vocab)
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,13 @@ class IidCorruption:
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         u = torch.rand(batch.ids.shape, generator=gen, device=batch.ids.device)
         noise = (u < self.density) & batch.real & ~vocab.is_special(batch.ids)
-        return sentinel_seq2seq(batch.ids, batch.lengths, noise, vocab)
+        return spans_batch(batch, noise, vocab)
+
+
+def spans_batch(batch: Tokens, noise: Tensor, vocab: Vocab) -> Corrupted:
+    """Sentinel inputs and targets for `noise`, ops = SPAN on the cut tokens."""
+    out = denoise(batch.ids, batch.lengths, noise, vocab)
+    return replace(out, ops=noise.to(torch.int8) * int(Op.SPAN))
 
 
 def check_spans(density: float, mean_span: float) -> None:
@@ -93,11 +98,12 @@ def check_spans(density: float, mean_span: float) -> None:
         raise ValueError(f"mean_span must be >= 1 token, got {mean_span}")
 
 
-def span_counts(lengths: Tensor, density: float, mean_span: float, max_spans: int = 0
-                ) -> tuple[Tensor, Tensor, Tensor]:
+def span_counts(lengths: Tensor, density: float | Tensor, mean_span: float | Tensor,
+                max_spans: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """T5's per-row budget: (positions worked on, noise tokens, noise spans), each (B,) int64.
 
     A row of n tokens is worked on as max(n, 2) positions (the mask is truncated afterwards).
+    `density` and `mean_span` may be (B,) float64 tensors (one denoiser per row, as UL2).
     `max_spans` > 0 caps the spans (not in T5; UL2's guard against running out of sentinels).
     """
     work = lengths.clamp(min=2)
@@ -121,24 +127,25 @@ def random_composition(totals: Tensor, parts: Tensor, gen: torch.Generator) -> T
         (`totals[b]` from column parts[b] - 1 on).
     """
     n_rows, width = totals.size(0), int(parts.max()) if parts.numel() else 1
-    ends = totals.unsqueeze(1).expand(n_rows, width)
     n_gaps = int(totals.max()) - 1 if totals.numel() else 0
     if width == 1 or n_gaps <= 0:
-        return ends.contiguous()
-    # choosing parts - 1 of the totals - 1 gaps uniformly = the top scores among valid gaps
+        return totals.unsqueeze(1).expand(n_rows, width).contiguous()
+    # parts - 1 of the totals - 1 gaps, uniformly = the top random scores among valid gaps; every
+    # row takes exactly width - 1 by adding width - parts forced picks that stand for "no cut"
     scores = torch.rand((n_rows, n_gaps), generator=gen, device=totals.device)
-    scores = scores.masked_fill(positions(scores) >= (totals - 1).unsqueeze(1), -1.0)
-    gaps = scores.topk(width - 1, dim=1).indices  # (B, max parts - 1), best first
-    used = positions(gaps) < (parts - 1).unsqueeze(1)
-    cuts = torch.where(used, gaps + 1, totals.unsqueeze(1)).sort(dim=1).values
+    scores.masked_fill_(positions(scores) >= (totals - 1).unsqueeze(1), -1.0)
+    forced = torch.arange(width - 1, device=totals.device) < (width - parts).unsqueeze(1)
+    scores = torch.cat([scores, forced.float() * 3.0 - 1.0], dim=1)
+    picked = scores.topk(width - 1, dim=1, sorted=False).indices
+    cuts = torch.where(picked < n_gaps, picked + 1, totals.unsqueeze(1)).sort(dim=1).values
     return torch.cat([cuts, totals.unsqueeze(1)], dim=1)
 
 
 def random_spans_noise_mask(
     lengths: Tensor,
     width: int,
-    density: float,
-    mean_span: float,
+    density: float | Tensor,
+    mean_span: float | Tensor,
     gen: torch.Generator,
     random_roll: bool = False,
     max_spans: int = 0,
@@ -148,6 +155,7 @@ def random_spans_noise_mask(
     Args:
         lengths: (B,) int64 real tokens per row.
         width: columns of the result (>= lengths.max()).
+        density, mean_span: floats, or (B,) float64 tensors for one setting per row.
         max_spans: if > 0, the most spans a row gets (see `span_counts`).
     Returns:
         (B, width) bool, True at noise positions; False at padding. Without `random_roll` every row
@@ -172,61 +180,94 @@ def random_spans_noise_mask(
     return noise[:, :width] & length_mask(lengths, width)
 
 
-def collapse_runs(ids: Tensor, run: Tensor, keep: Tensor, fill: Tensor, pad: int
-                  ) -> tuple[Tensor, Tensor]:
-    """Replace the k-th run of True in each row of `run` by fill[k]; keep the other `keep` tokens.
+def denoise(
+    ids: Tensor,
+    lengths: Tensor,
+    noise: Tensor,
+    vocab: Vocab,
+    lead: int | Tensor | None = None,
+    sentinels: bool | Tensor = True,
+    no_loss: Tensor | None = None,
+) -> Corrupted:
+    """Inputs = the non-noise tokens, targets = the noise tokens, EOS after both; decoder start =
+    pad (seqio's `make_autoregressive_inputs`).
 
-    Args:
-        ids: (B, L) int64.
-        run: (B, L) bool, the runs to collapse (only where `keep`).
-        keep: (B, L) bool, the positions that exist (False at padding).
-        fill: (N,) int64, one id per run.
-    Returns:
-        ((B, W) ids left-aligned and padded with `pad`, (B,) lengths).
-    Raises:
-        NotEnoughSentinels: a row has more runs than `fill` has ids.
-    """
-    run = run & keep
-    first = run_starts(run)
-    needed = int(first.sum(1).max()) if first.numel() else 0
-    if needed > fill.numel():
-        raise NotEnoughSentinels(needed=needed, available=fill.numel())
-    values = ids
-    if needed:
-        k = (first.long().cumsum(1) - 1).clamp(min=0, max=fill.numel() - 1)
-        values = torch.where(first, fill[k], ids)
-    kept = keep & (~run | first)
-    return compact(values, kept, pad), kept.sum(1)
-
-
-def sentinel_seq2seq(ids: Tensor, lengths: Tensor, noise: Tensor, vocab: Vocab,
-                     lead: int | None = None) -> Corrupted:
-    """T5's `noise_span_to_unique_sentinel` (inputs) and `nonnoise_span_to_unique_sentinel`
-    (targets), EOS appended to both, decoder start = pad (`make_autoregressive_inputs`).
+    With sentinels (T5's `noise_span_to_unique_sentinel` for inputs and
+    `nonnoise_span_to_unique_sentinel` for targets) the j-th noise run becomes `<j>` in the
+    inputs and `<j>` precedes it in the targets, plus a trailing sentinel when the row ends with
+    non-noise. Without (T5's `drop_noise_tokens` / `drop_nonnoise_tokens`, the prefix LM) the
+    noise is simply moved to the targets. Every output is placed by one scatter, no compaction.
 
     Args:
         ids: (B, L) clean rows; lengths: (B,) real tokens.
-        noise: (B, L) bool, the tokens to cut (False at padding and at special ids).
-        lead: an id put before every input (UL2's paradigm token), or None.
+        noise: (B, L) bool, the tokens that go to the targets.
+        lead: an id, or (B,) ids, put before every input (UL2's paradigm token); None: nothing.
+        sentinels: whether noise runs get sentinels, for all rows or per row ((B,) bool).
+        no_loss: (B, L) bool, noise tokens that stay in the targets without loss (special ids).
+    Raises:
+        NotEnoughSentinels: a row has more runs than the vocabulary has sentinels.
     """
+    n_rows, device, pad = ids.size(0), ids.device, vocab.pad
+    if ids.size(1) == 0:
+        ids, noise = ids.new_full((n_rows, 1), pad), noise.new_zeros((n_rows, 1))
     real = length_mask(lengths, ids.size(1))
-    fill = vocab.sentinel_tensor(ids.device)
-    inputs, input_lens = collapse_runs(ids, noise, real, fill, vocab.pad)
-    # a virtual non-noise token in front makes <0> precede the first span even if a row starts
-    # with noise; otherwise it merges into the first non-noise run and changes nothing
-    ones = torch.ones_like(real[:, :1])
-    targets, target_lens = collapse_runs(
-        torch.cat([torch.full_like(ids[:, :1], vocab.pad), ids], dim=1),
-        torch.cat([ones, real & ~noise], dim=1),
-        torch.cat([ones, real], dim=1),
-        fill,
-        vocab.pad,
+    noise = noise & real
+    first = noise.clone()
+    first[:, 1:] &= ~noise[:, :-1]
+    if isinstance(sentinels, Tensor):
+        first &= sentinels.unsqueeze(1)
+        use = sentinels.long()
+    else:
+        first = first if sentinels else torch.zeros_like(first)
+        use = torch.full_like(lengths, int(sentinels))
+    noise_no = noise.long().cumsum(1)  # inclusive counts up to each position
+    run_no = first.long().cumsum(1)
+    n_noise, n_runs = noise_no[:, -1], run_no[:, -1]
+    ends_clean = ~noise.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+    trailing = use * (ends_clean | (lengths == 0)).long()  # T5's sentinel for a last clean run
+    has_lead = int(lead is not None)
+    input_lens = lengths - n_noise + n_runs + has_lead + 1
+    target_lens = n_noise + n_runs + trailing + 1
+    needed, in_width, out_width = (
+        torch.stack([(n_runs + trailing).max(), input_lens.max(), target_lens.max()]).tolist())
+    fill = vocab.sentinel_tensor(device)
+    if needed > fill.numel():
+        raise NotEnoughSentinels(needed=needed, available=fill.numel())
+    if fill.numel() == 0:
+        fill = ids.new_full((1,), pad)
+    last_fill = fill.numel() - 1
+    sentinel = fill.index_select(0, (run_no - 1).clamp(0, last_fill).flatten()).view_as(ids)
+
+    place = positions(ids) - noise_no + run_no + has_lead
+    keep = real & (~noise | first)
+    inputs = ids.new_full((n_rows, in_width + 1), pad)
+    inputs.scatter_(1, torch.where(keep, place, in_width), torch.where(first, sentinel, ids))
+    if lead is not None:
+        inputs[:, 0] = lead
+    eos = torch.full_like(lengths, vocab.eos).unsqueeze(1)
+    inputs.scatter_(1, (input_lens - 1).unsqueeze(1), eos)
+
+    place = noise_no - 1 + run_no  # where each noise token goes in the targets
+    targets = ids.new_full((n_rows, out_width + 1), pad)
+    targets.scatter_(1, torch.where(noise, place, out_width), ids)
+    targets.scatter_(1, torch.where(first, place - 1, out_width), sentinel)
+    last = fill.index_select(0, n_runs.clamp(max=last_fill))
+    targets.scatter_(1, torch.where(trailing.bool(), n_noise + n_runs, out_width).unsqueeze(1),
+                     last.unsqueeze(1))
+    targets.scatter_(1, (target_lens - 1).unsqueeze(1), eos)
+    decoder = torch.cat([torch.full_like(eos, pad), targets[:, :-1]], dim=1)
+    decoder.scatter_(1, target_lens.unsqueeze(1), torch.full_like(eos, pad))
+    labels = targets[:, :out_width].masked_fill(~length_mask(target_lens, out_width), IGNORE)
+    if no_loss is not None:
+        quiet = torch.zeros_like(targets, dtype=torch.bool)
+        quiet.scatter_(1, torch.where(noise, place, out_width), no_loss & noise)
+        labels.masked_fill_(quiet[:, :out_width], IGNORE)
+    return Corrupted(
+        input_ids=inputs[:, :in_width],
+        attention_mask=length_mask(input_lens, in_width),
+        labels=labels,
+        decoder_input_ids=decoder[:, :out_width],
     )
-    inputs = frame(inputs, input_lens, vocab.pad, lead, vocab.eos)
-    targets = frame(targets, target_lens, vocab.pad, None, vocab.eos)
-    ops = torch.where(noise & real, int(Op.SPAN), int(Op.KEEP)).to(torch.int8)
-    return seq2seq(inputs, input_lens + 1 + int(lead is not None), targets, target_lens + 1,
-                   vocab, start=vocab.pad, ops=ops)
 
 
 def random_spans_helper(

@@ -28,17 +28,18 @@ Reference choices (the sources disagree, reference §5 #12/#13):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .causal import prefix_seq2seq, prefix_split
+from ._ops import positions
+from .causal import prefix_ops, prefix_split
 from .errors import NotEnoughSentinels, ObjectivesError
 from .registry import param, register
-from .span_corruption import check_spans, random_spans_noise_mask, sentinel_seq2seq, span_counts
-from .types import IGNORE, Corrupted, Op, Tokens, Vocab
+from .span_corruption import check_spans, denoise, random_spans_noise_mask, span_counts
+from .types import Corrupted, Op, Tokens, Vocab
 
 MODES = ("R", "X", "S")
 DENOISERS = (
@@ -96,38 +97,52 @@ class MixtureOfDenoisers:
             raise ValueError("tokens needs one name for each of R, X, S")
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        device = batch.ids.device
+        ids, lengths, device = batch.ids, batch.lengths, batch.ids.device
         leads = self.paradigm_ids(vocab)
-        n_sentinels = len(vocab.sentinels)
-        spans = [(float(m), float(r)) for mode, m, r in self.denoisers if mode != "S"]
-        if not self.cap_spans and batch.lengths.numel():
-            for mean, density in spans:
-                needed = int(span_counts(batch.lengths.max().view(1), density, mean)[2])
-                if needed > n_sentinels:
-                    raise NotEnoughSentinels(needed=needed, available=n_sentinels)
+        self.check_sentinels(lengths, len(vocab.sentinels))
+        modes = torch.tensor([MODES.index(d[0]) for d in self.denoisers], device=device)
+        means = torch.tensor([max(float(d[1]), 1.0) for d in self.denoisers],
+                             dtype=torch.float64, device=device)
+        densities = torch.tensor([float(d[2]) for d in self.denoisers], dtype=torch.float64,
+                                 device=device)
         rates = torch.tensor(self.rates, dtype=torch.float64, device=device)
-        choice = torch.multinomial(rates, batch.ids.size(0), replacement=True, generator=gen)
-        parts = []
-        for index, (mode, mean, density) in enumerate(self.denoisers):
-            rows = (choice == index).nonzero().squeeze(1)
-            if rows.numel() == 0:
-                continue
-            ids, lengths = batch.ids[rows], batch.lengths[rows]
-            lead = leads[MODES.index(mode)]
-            if mode == "S":
-                split = prefix_split(lengths, float(density), gen)
-                parts.append((rows, prefix_seq2seq(ids, lengths, split, vocab, lead)))
-                continue
-            noise = random_spans_noise_mask(lengths, ids.size(1), float(density), float(mean),
-                                            gen, max_spans=n_sentinels if self.cap_spans else 0)
-            noise &= ~vocab.is_special(ids)
-            parts.append((rows, sentinel_seq2seq(ids, lengths, noise, vocab, lead)))
-        return merge(parts, batch, vocab, {"denoiser": choice})
+        choice = torch.multinomial(rates, ids.size(0), replacement=True, generator=gen)
+        is_s = modes[choice] == MODES.index("S")
+        # every row in one pass: span rows get their own (mean, density); S rows are given
+        # length 0 there (one empty span, no cost) and a prefix split instead
+        span_noise = random_spans_noise_mask(
+            lengths.masked_fill(is_s, 0), ids.size(1), densities[choice], means[choice], gen,
+            max_spans=len(vocab.sentinels) if self.cap_spans else 0)
+        split = prefix_split(lengths, densities[choice].clamp(max=0.5), gen)
+        real = batch.real
+        special = vocab.is_special(ids)
+        suffix = real & (positions(ids) >= split.unsqueeze(1)) & is_s.unsqueeze(1)
+        span_noise &= ~special
+        noise = span_noise | suffix
+        lead = None
+        if self.prompt:
+            lead = torch.tensor(leads, device=device)[modes[choice]]
+        out = denoise(ids, lengths, noise, vocab, lead, sentinels=~is_s, no_loss=suffix & special)
+        ops = torch.where(is_s.unsqueeze(1), prefix_ops(real, suffix, special),
+                          span_noise.to(torch.int8) * int(Op.SPAN))
+        return replace(out, ops=ops, extras={"denoiser": choice})
 
-    def paradigm_ids(self, vocab: Vocab) -> tuple[int | None, ...]:
-        """The ids of the R, X, S paradigm tokens (None each without `prompt`)."""
+    def check_sentinels(self, lengths: Tensor, available: int) -> None:
+        """Fail up front, whichever rows draw which denoiser, if a span denoiser can need more
+        sentinels than the vocabulary has (unless `cap_spans`)."""
+        if self.cap_spans or lengths.numel() == 0:
+            return
+        longest = lengths.max().view(1)
+        for mode, mean, density in self.denoisers:
+            if mode != "S":
+                needed = int(span_counts(longest, float(density), float(mean))[2])
+                if needed > available:
+                    raise NotEnoughSentinels(needed=needed, available=available)
+
+    def paradigm_ids(self, vocab: Vocab) -> tuple[int, ...]:
+        """The ids of the R, X, S paradigm tokens (none without `prompt`)."""
         if not self.prompt:
-            return (None, None, None)
+            return ()
         missing = [t for t in self.tokens if t not in vocab.extra]
         if missing:
             raise ObjectivesError(
@@ -136,34 +151,6 @@ class MixtureOfDenoisers:
                 "tokens=... to ones it has, or prompt=false",
             )
         return tuple(vocab.extra[t] for t in self.tokens)
-
-
-def merge(parts: list[tuple[Tensor, Corrupted]], batch: Tokens, vocab: Vocab,
-          extras: dict[str, Tensor]) -> Corrupted:
-    """One padded batch from per-denoiser results on disjoint sets of rows."""
-    n_rows, device = batch.ids.size(0), batch.ids.device
-    in_width = max((p.input_ids.size(1) for _, p in parts), default=1)
-    out_width = max((p.labels.size(1) for _, p in parts), default=1)
-
-    def gather(name: str, width: int, fill: int | bool, dtype: torch.dtype) -> Tensor:
-        out = torch.full((n_rows, width), fill, dtype=dtype, device=device)
-        for rows, part in parts:
-            value = getattr(part, name)
-            out[rows, : value.size(1)] = value
-        return out
-
-    ops = torch.full(batch.ids.shape, int(Op.KEEP), dtype=torch.int8, device=device)
-    for rows, part in parts:
-        assert part.ops is not None
-        ops[rows] = part.ops
-    return Corrupted(
-        input_ids=gather("input_ids", in_width, vocab.pad, torch.long),
-        attention_mask=gather("attention_mask", in_width, False, torch.bool),
-        labels=gather("labels", out_width, IGNORE, torch.long),
-        decoder_input_ids=gather("decoder_input_ids", out_width, vocab.pad, torch.long),
-        ops=ops,
-        extras=extras,
-    )
 
 
 @register("ul2", arch="encoder-decoder", paper="Tay et al. 2022, arXiv 2205.05131")
