@@ -136,12 +136,6 @@ def sample_ngrams(
 ) -> Tensor:
     """The n-gram phase of XLNet's `_sample_mask` for every row at once (no random fill).
 
-    The reference walks a cursor round by round. Every cursor position is visited at most once
-    (it only moves right), so drawing each round's (n, left context) per cursor POSITION instead
-    of per round gives the same distribution; the walk then is the orbit of 0 under a fixed
-    per-row jump table, found by pointer doubling (log2 of the number of rounds gathers). The goal
-    cap (n <= goal - predicted) only touches the last round, which is recomputed afterwards.
-
     Args:
         starts: (B, W) bool, the positions an n-gram may begin at (word starts).
         seg_lens: (B,) int64, the segment length of each row (positions >= it are outside).
@@ -149,6 +143,46 @@ def sample_ngrams(
         unit: "piece" counts n positions from the start, "word" counts n words.
     Returns:
         (B, W) bool, the marked positions.
+    """
+    n, u_left = draw_rounds(starts, gen, max_ngram)
+    return walk_ngrams(starts, seg_lens, goal, n, u_left, max_ngram, context, unit)
+
+
+def draw_rounds(like: Tensor, gen: torch.Generator, max_ngram: int = 5) -> tuple[Tensor, Tensor]:
+    """One round's draws per cursor position: n with P(n) ∝ 1/n on 1..max_ngram, and a uniform
+    u_left for the left context (floor(u_left x context x n)); both (B, W).
+
+    A single uniform gives both: n by its inverse CDF, u_left by rescaling it inside n's bucket.
+    """
+    weights = 1.0 / torch.arange(1, max_ngram + 1, device=like.device, dtype=torch.float64)
+    probs = weights / weights.sum()
+    lower = (probs.cumsum(0) - probs).float()
+    u = rand(like, gen)
+    bucket = torch.bucketize(u, lower[1:], right=True)
+    u_left = ((u - lower[bucket]) / probs.float()[bucket]).clamp(0.0, 1.0)
+    return bucket + 1, u_left
+
+
+def walk_ngrams(
+    starts: Tensor,
+    seg_lens: Tensor,
+    goal: Tensor,
+    n: Tensor,
+    u_left: Tensor,
+    max_ngram: int = 5,
+    context: int = 6,
+    unit: str = "piece",
+) -> Tensor:
+    """XLNet's n-gram walk, with the round at cursor position c using n[:, c] and u_left[:, c].
+
+    The reference walks a cursor round by round: draw n (capped at goal - predicted), a left
+    context l uniform on [0, context x n), begin at the first word start at or after cursor + l,
+    mark n pieces (or words), stop if that runs to the segment end, move the cursor past the
+    n-gram and the right context (context x n - l). The cursor only moves right, so every position
+    is a cursor at most once and drawing the round per cursor POSITION gives the same
+    distribution; the walk then is the orbit of 0 under a fixed per-row jump table, found by
+    pointer doubling (log2 of the number of rounds gathers). The goal cap only changes the last
+    round, which is recomputed with the capped n.
     """
     n_rows, width = starts.shape
     dev = starts.device
@@ -160,16 +194,6 @@ def sample_ngrams(
     here = torch.cat([here, here.new_full((n_rows, 1), sink)], dim=1)
     next_start = here.flip(1).cummin(1).values.flip(1)  # (B, W + 1) first start at or after p
     word_end = _word_ends(starts & inside, max_ngram) if unit == "word" else None
-
-    # one uniform per cursor position gives n (inverse CDF of P(n) ∝ 1/n) and, rescaled inside
-    # n's bucket, a second uniform for the left context
-    weights = 1.0 / torch.arange(1, max_ngram + 1, device=dev, dtype=torch.float64)
-    probs = weights / weights.sum()
-    lower = (probs.cumsum(0) - probs).float()
-    u = rand(starts, gen)
-    n = torch.bucketize(u, lower[1:], right=True)
-    u_left = ((u - lower[n]) / probs.float()[n]).clamp(0.0, 1.0)
-    n = n + 1  # (B, W) n per cursor position
 
     def round_at(cursor: Tensor, n_gram: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         ctx = context * n_gram
