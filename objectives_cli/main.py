@@ -12,8 +12,10 @@ import sys
 from corruptions.errors import ObjectivesError
 
 # command modules: importing one registers its commands on `app`
-from . import commands  # noqa: F401
-from . import training_commands  # noqa: F401
+from . import (
+    commands,  # noqa: F401
+    training_commands,  # noqa: F401
+)
 from .app import app
 
 

@@ -26,9 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 from torch import Tensor
 
 from corruptions import Tokens
+
+from .tokenizer import EncodedDoc, encode_documents
 
 PACKINGS = ("documents", "rows", "concat")
 ENCODE_CHUNK = 2000  # documents tokenised at once (bounds the Python lists encode_documents makes)
@@ -71,13 +74,13 @@ class Corpus:
         )
 
 
-def corpus_from(docs: Iterable[object]) -> Corpus:
-    """A `Corpus` from `EncodedDoc`s (ids, word_starts, sentence_starts lists); empty ones dropped."""
-    docs = [d for d in docs if len(d.ids)]  # type: ignore[attr-defined]
-    lengths = torch.tensor([0, *(len(d.ids) for d in docs)])  # type: ignore[attr-defined]
-    flat: list[int] = [i for d in docs for i in d.ids]  # type: ignore[attr-defined]
-    words: list[bool] = [w for d in docs for w in d.word_starts]  # type: ignore[attr-defined]
-    sents: list[bool] = [s for d in docs for s in d.sentence_starts]  # type: ignore[attr-defined]
+def corpus_from(docs: Iterable[EncodedDoc]) -> Corpus:
+    """A `Corpus` from encoded documents; empty ones are dropped."""
+    docs = [d for d in docs if d.ids]
+    lengths = torch.tensor([0, *(len(d.ids) for d in docs)])
+    flat = [i for d in docs for i in d.ids]
+    words = [w for d in docs for w in d.word_starts]
+    sents = [s for d in docs for s in d.sentence_starts]
     return Corpus(
         torch.tensor(flat, dtype=torch.int32),
         torch.tensor(words, dtype=torch.bool),
@@ -103,18 +106,16 @@ def corpus_key(tokenizer_json: str, documents: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def encode_corpus(tok: object, documents: Sequence[str], cache: bool = True) -> Corpus:
+def encode_corpus(tok: Tokenizer, documents: Sequence[str], cache: bool = True) -> Corpus:
     """Tokenise `documents` (in chunks), or load the result from the on-disk cache."""
-    from .tokenizer import encode_documents
-
-    path = cache_dir() / f"{corpus_key(tok.to_str(), documents)}.pt"  # type: ignore[attr-defined]
+    path = cache_dir() / f"{corpus_key(tok.to_str(), documents)}.pt"
     if cache and path.exists():
         try:
             return Corpus(**torch.load(path, weights_only=True))
         except Exception:  # a damaged cache file is rebuilt
             path.unlink(missing_ok=True)
     parts = [
-        corpus_from(encode_documents(tok, documents[i : i + ENCODE_CHUNK]))  # type: ignore[arg-type]
+        corpus_from(encode_documents(tok, documents[i : i + ENCODE_CHUNK]))
         for i in range(0, len(documents), ENCODE_CHUNK)
     ]
     corpus = Corpus.concat(parts) if parts else corpus_from([])
