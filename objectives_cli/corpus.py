@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-VERSION = 1  # bump when the cleaning changes: it names the cache file
+VERSION = 2  # bump when the cleaning changes: it names the cache file
 HELDOUT_PER_MILLE = 20  # 2% of documents, chosen by hash
 MIN_DOCUMENT_CHARS = 200  # shorter documents (a module with one one-line docstring) are dropped
 MAX_DOCUMENT_CHARS = 6000  # longer ones are cut at paragraphs (~2k tokens; a finer held-out split)
@@ -114,8 +114,9 @@ def clean_paragraphs(text: str) -> list[str]:
                  if ln.strip() and not _UNDERLINE.match(ln) and not ln.lstrip().startswith("..")]
         if not lines:
             continue
-        if any(s.startswith((">>>", "$ ", "% ")) or "::=" in s for s in map(str.strip, lines)):
-            continue  # doctests, shell sessions, grammar productions
+        if any(s.startswith((">>>", "$ ", "% ", "+-", "+=")) or "::=" in s
+               for s in map(str.strip, lines)):
+            continue  # doctests, shell sessions, tables, grammar productions
         if sum(map(_is_code, lines)) * 2 >= len(lines):
             continue
         joined: list[str] = []
@@ -129,8 +130,9 @@ def clean_paragraphs(text: str) -> list[str]:
             para = _LITERAL.sub(r'"\1"', _ROLE.sub(r'"\1"', para)).rstrip(":").strip()
             if para.endswith("::"):
                 para = para[:-1]
-            if len(_WORD.findall(para)) >= 3:
-                out.append(para)
+            words = _WORD.findall(para)
+            if len(words) >= 3 and sum(not w.isupper() for w in words) >= 0.5 * len(words):
+                out.append(para)  # prose, not a list of CONSTANT_NAMES
     return out
 
 

@@ -14,6 +14,7 @@ from corruptions.errors import ObjectivesError
 # command modules: importing one registers its commands on `app`
 from . import (
     commands,  # noqa: F401
+    tokenizer_commands,  # noqa: F401
     training_commands,  # noqa: F401
 )
 from .app import app

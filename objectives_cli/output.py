@@ -191,10 +191,22 @@ def plain_view(view: View, objective: str) -> str:
     for label, value in view_lines(view):
         text = value if isinstance(value, str) else plain_cells(value)
         out.append(wrap(label, text))
-    legend = " · ".join(MARKS[k][2] for k in view.kinds if k in MARKS)
+    legend = [MARKS[k][2] for k in view.kinds if k in MARKS]
     if legend:
-        out.append(wrap("legend", legend))
+        out.append(wrap_items("legend", legend))
     return "\n".join(out) + "\n"
+
+
+def wrap_items(label: str, items: list[str], sep: str = " · ") -> str:
+    """Like `wrap`, but breaking only between items."""
+    lines = [label.ljust(LABEL_WIDTH) + items[0]]
+    for item in items[1:]:
+        if len(lines[-1]) + len(sep) + len(item) <= WIDTH:
+            lines[-1] += sep + item
+        else:
+            lines[-1] += sep.rstrip()
+            lines.append(" " * LABEL_WIDTH + item)
+    return "\n".join(lines)
 
 
 def wrap(label: str, text: str) -> str:
@@ -300,7 +312,7 @@ def yes(flag: bool) -> str:
 
 def describe_plain(objective: Objective, facts: list[tuple[str, str]], more: str,
                    examples: Sequence[View]) -> str:
-    out = [f"{objective.name}: {objective.summary}", ""]
+    out = [textwrap.fill(f"{objective.name}: {objective.summary}", WIDTH), ""]
     out += [wrap(label, text) for label, text in facts]
     if more:
         out += ["", *(textwrap.fill(p, WIDTH) for p in textwrap.dedent(more).split("\n\n"))]

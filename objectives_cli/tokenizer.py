@@ -22,6 +22,7 @@ corpus's train split, shipped in objectives_cli/assets/; rebuild it with
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,26 +41,79 @@ SPECIAL_TOKENS: tuple[str, ...] = BASE_SPECIALS + SENTINELS
 KINDS = ("wordpiece", "bpe", "unigram")
 DEFAULT_TOKENIZER = Path(__file__).parent / "assets" / "wordpiece-8k.json"
 DEFAULT_VOCAB_SIZE = 8000
+# Characters a WordPiece or Unigram vocabulary holds whether the corpus has them or not, when the
+# vocabulary is large enough to spare the room (see _with_base_alphabet): printable ASCII, Latin-1
+# letters and signs, typographic punctuation. (Byte-level BPE has all 256 bytes anyway.)
+BASE_ALPHABET = sorted({*map(chr, range(0x21, 0x7F)), *map(chr, range(0xA1, 0x100)),
+                        *"‐–—‘’‚“”„†‡•…‰′″‹›€™−"} - {"\xad"})
 
 
-def _blank(kind: str) -> tuple[Tokenizer, trainers.Trainer]:
-    """An untrained tokenizer of `kind` and its trainer (vocab size set by the caller)."""
+def _with_base_alphabet(vocab_size: int) -> bool:
+    """True when the base alphabet (twice, for WordPiece's c and ##c) fits in an eighth of it."""
+    return 2 * len(BASE_ALPHABET) <= vocab_size // 8
+
+
+def _bert_normalizer() -> normalizers.Normalizer:
+    return normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False)
+
+
+def _to_wordpiece(bpe: Tokenizer, size: int) -> Tokenizer:
+    """A WordPiece tokenizer (BERT-style, cased) from a BPE trained on `▁`-marked words.
+
+    `tokenizers`' own WordPiece trainer numbers its `##c` alphabet in hash-map order, and merge
+    ties are broken by id, so the same corpus gives different vocabularies from run to run. A BPE
+    that sees each word as `▁word` learns the same pieces deterministically: `▁abc` becomes the
+    word-initial piece `abc`, `abc` the continuation `##abc`. Every character of the alphabet
+    gets both forms (so no word turns into [UNK] for one rare character), and so does the base
+    alphabet when the vocabulary is large enough; then the pieces follow in merge order, cut to
+    `size`.
+    """
+    learned = sorted(bpe.get_vocab(with_added_tokens=False).items(), key=lambda kv: kv[1])
+    vocab: dict[str, int] = {}
+    alphabet = {t for t, _ in learned if len(t) == 1 and t != "▁"}
+    if _with_base_alphabet(size):
+        alphabet.update(BASE_ALPHABET)
+    alphabet = sorted(alphabet)
+    pieces = [*BASE_SPECIALS, *alphabet, *("##" + c for c in alphabet)]
+    for token, _ in learned:
+        if token in BASE_SPECIALS or token == "▁":
+            continue
+        pieces.append(token[1:] if token.startswith("▁") else "##" + token)
+    for piece in pieces:
+        if len(vocab) >= size:
+            break
+        vocab.setdefault(piece, len(vocab))
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = _bert_normalizer()
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    tok.add_special_tokens(list(BASE_SPECIALS))
+    return tok
+
+
+def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
+    """An untrained tokenizer of `kind` and its trainer for `vocab_size` learned ids."""
     specials = list(BASE_SPECIALS)
     if kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-        tok.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-        trainer: trainers.Trainer = trainers.WordPieceTrainer(
-            special_tokens=specials, show_progress=False, continuing_subword_prefix="##")
+        # Trained as a BPE on marked words, then turned into WordPiece: see _to_wordpiece.
+        tok = Tokenizer(models.BPE())
+        tok.normalizer = normalizers.Sequence([normalizers.Replace("▁", " "), _bert_normalizer()])
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.BertPreTokenizer(),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=False),
+        ])
+        # WordPiece holds each character twice (c and ##c): the BPE learns more, _to_wordpiece
+        # cuts.
+        trainer: trainers.Trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size + 1000, special_tokens=specials, show_progress=False)
     elif kind == "bpe":
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
         # ByteLevel joins the tokens into one string; Strip then drops the prefix space once.
         tok.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Strip(" ", 1, 0)])
         trainer = trainers.BpeTrainer(
-            special_tokens=specials, show_progress=False,
+            vocab_size=vocab_size, special_tokens=specials, show_progress=False,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     elif kind == "unigram":
         tok = Tokenizer(models.Unigram())
@@ -67,7 +121,9 @@ def _blank(kind: str) -> tuple[Tokenizer, trainers.Trainer]:
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
         trainer = trainers.UnigramTrainer(
-            special_tokens=specials, show_progress=False, unk_token="[UNK]", max_piece_length=16)
+            vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+            unk_token="[UNK]", max_piece_length=16,
+            initial_alphabet=BASE_ALPHABET if _with_base_alphabet(vocab_size) else [])
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(KINDS)}")
     return tok, trainer
@@ -83,12 +139,33 @@ def train_tokenizer(documents: Iterable[str], kind: str = "wordpiece", vocab_siz
     if vocab_size < len(SPECIAL_TOKENS) + 20:
         raise ValueError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 20} "
                          f"({len(SPECIAL_TOKENS)} special tokens plus some text), not {vocab_size}")
-    tok, trainer = _blank(kind)
-    trainer.vocab_size = vocab_size - N_SENTINELS
+    tok, trainer = _blank(kind, vocab_size - N_SENTINELS)
     docs = list(documents)
     tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
+    if kind == "wordpiece":
+        tok = _to_wordpiece(tok, vocab_size - N_SENTINELS)
+    _canonicalize(tok, kind)
     tok.add_special_tokens(list(SENTINELS))
     return tok
+
+
+def _canonicalize(tok: Tokenizer, kind: str) -> None:
+    """Make a trained model independent of Rust's per-process hash seeds (same corpus, same file).
+
+    `tokenizers` 0.2x trains BPE deterministically, but Unigram sums its EM counts in hash-map
+    order: scores differ in the 11th digit from run to run, so equal-score pieces swap ids.
+    Scores are rounded to 1e-4 (far below any difference that matters to segmentation) and
+    pieces sorted by score, then by text, the specials kept first. (WordPiece: see
+    _to_wordpiece.)
+    """
+    if kind == "unigram":
+        model = json.loads(tok.to_str())["model"]
+        pieces = [(p, round(score, 4)) for p, score in model["vocab"]]
+        head, rest = pieces[: len(BASE_SPECIALS)], pieces[len(BASE_SPECIALS):]
+        assert [p for p, _ in head] == list(BASE_SPECIALS), "specials must come first"
+        rest.sort(key=lambda ps: (-ps[1], ps[0]))
+        tok.model = models.Unigram(head + rest, unk_id=BASE_SPECIALS.index("[UNK]"),
+                                   byte_fallback=False)
 
 
 def load_tokenizer(path: str | Path | None = None) -> Tokenizer:

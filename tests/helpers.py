@@ -49,12 +49,30 @@ def random_batch(batch: int, length: int, seed: int = 0, word_every: int = 0,
     return Tokens(ids, lengths, words, sents)
 
 
-@functools.cache
-def _encoded_corpus(split: str) -> tuple:
+_ENCODED: dict[str, list] = {}  # split -> EncodedDoc prefix of the default corpus, grown on demand
+
+
+def _encoded_prefix(split: str, n_tokens: int) -> list:
+    """The shortest prefix of the split's documents, encoded, that holds n_tokens (or all)."""
     from objectives_cli.data import default_corpus
     from objectives_cli.tokenizer import encode_documents, load_tokenizer
 
-    return tuple(encode_documents(load_tokenizer(), default_corpus(split)))  # type: ignore[arg-type]
+    done = _ENCODED.setdefault(split, [])
+    documents = default_corpus(split)  # type: ignore[arg-type]
+    total = sum(len(d.ids) for d in done)
+    step = 64
+    while total < n_tokens and len(done) < len(documents):
+        more = encode_documents(load_tokenizer(), documents[len(done) : len(done) + step])
+        done.extend(more)
+        total += sum(len(d.ids) for d in more)
+        step *= 2
+    out, total = [], 0
+    for doc in done:
+        if total >= n_tokens:
+            break
+        out.append(doc)
+        total += len(doc.ids)
+    return out
 
 
 @functools.cache
@@ -63,15 +81,11 @@ def corpus_tokens(n_tokens: int = 200_000, length: int = 512, split: str = "trai
     rows of `length` (batch_blocks of the documents, taken in order until n_tokens), cached per
     process.
 
-    Raises ValueError when the split holds fewer tokens (the held-out split has ~10k)."""
+    Raises ValueError when the split holds fewer tokens (the held-out split has ~8k)."""
     from objectives_cli.tokenizer import batch_blocks
 
-    docs, total = [], 0
-    for doc in _encoded_corpus(split):
-        if total >= n_tokens:
-            break
-        docs.append(doc)
-        total += len(doc.ids)
+    docs = _encoded_prefix(split, n_tokens)
+    total = sum(len(d.ids) for d in docs)
     if total < n_tokens:
         raise ValueError(f"the {split} split has only {total} tokens, not {n_tokens}")
     return batch_blocks(docs, length, corpus_vocab().pad)

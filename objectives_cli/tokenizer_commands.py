@@ -1,0 +1,63 @@
+"""`objectives tokenizer ...`: train a tokenizer with the project's special tokens."""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from corruptions.errors import DataError
+
+from .app import app
+
+tokenizer_app = typer.Typer(help="Train tokenizers (WordPiece, BPE, Unigram).",
+                            no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+class Kind(str, Enum):
+    wordpiece = "wordpiece"
+    bpe = "bpe"
+    unigram = "unigram"
+
+
+@tokenizer_app.command("train")
+def train(
+    corpus: Annotated[str, typer.Argument(
+        help="Text file, directory, '-' (stdin), .jsonl/.parquet with a 'text' column, "
+             "hf:NAME[:CONFIG], or 'default' for the built-in corpus.")],
+    out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False,
+                                      help="Where to write the tokenizer JSON.")],
+    kind: Annotated[Kind, typer.Option(
+        help="wordpiece: BERT (cased); bpe: byte-level, GPT-2/BART; unigram: SentencePiece-style, "
+             "T5/ALBERT.")] = Kind.wordpiece,
+    vocab_size: Annotated[int, typer.Option(
+        min=228, help="Ids in all, the 108 special tokens included.")] = 8000,
+) -> None:
+    """Train a tokenizer on CORPUS and write it to --out.
+
+    It holds [PAD] [UNK] [CLS] [SEP] [MASK] [NLU] [NLG] [S2S] as ids 0-7 and T5's <extra_id_k>
+    sentinels as the last ids (<extra_id_0> = V-1). Same corpus and settings, same file.
+
+        objectives tokenizer train notes.txt --kind unigram --vocab-size 4000 --out tok.json
+    """
+    from .data import read_documents
+    from .tokenizer import train_tokenizer
+
+    start = time.perf_counter()
+    documents = read_documents(None if corpus == "default" else corpus)
+    size = sum(map(len, documents))
+    print(f"training a {kind.value} tokenizer ({vocab_size} ids) on {len(documents)} documents "
+          f"({size / 1e6:.2f} M characters)", file=sys.stderr)
+    tok = train_tokenizer(documents, kind.value, vocab_size)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tok.save(str(out), pretty=False)
+    except OSError as exc:
+        raise DataError(f"cannot write {out}: {exc.strerror}") from None
+    print(f"wrote {out}: {tok.get_vocab_size()} ids in {time.perf_counter() - start:.1f} s",
+          file=sys.stderr)

@@ -1,0 +1,128 @@
+"""`objectives corrupt`: golden output, determinism, formats, and every registered objective."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import corruptions
+from objectives_cli.examples import BATCH
+from tests.cli.runner import GOLDEN, INPUT, invoke
+
+NAMES = [o.name for o in corruptions.list_objectives()]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+GOLDEN_ARGS = ["-o", "bert-mlm", "--max-length", "24", "--limit", "0", str(INPUT)]
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("text", "txt"), ("jsonl", "jsonl")])
+def test_golden(fmt: str, suffix: str, update_golden: bool) -> None:
+    result = invoke("corrupt", "--format", fmt, *GOLDEN_ARGS)
+    assert result.code == 0, result.stderr
+    path = GOLDEN / f"bert-mlm.{suffix}"
+    if update_golden:
+        path.write_text(result.stdout)
+    assert result.stdout == path.read_text(), "output changed; pytest --update-golden if meant"
+
+
+def test_same_input_and_seed_give_the_same_bytes_and_another_seed_does_not() -> None:
+    first = invoke("corrupt", "--format", "jsonl", *GOLDEN_ARGS).stdout
+    assert invoke("corrupt", "--format", "jsonl", *GOLDEN_ARGS).stdout == first
+    other = invoke("corrupt", "--format", "jsonl", "--seed", "1", *GOLDEN_ARGS).stdout
+    assert other != first
+
+
+@pytest.mark.parametrize("limit", [1, 3, BATCH - 1, BATCH, BATCH + 1])
+def test_example_i_does_not_depend_on_limit(limit: int) -> None:
+    args = ["corrupt", "-o", "bert-mlm", "--format", "jsonl", "--max-length", "6", str(INPUT)]
+    everything = invoke(*args).stdout.splitlines()
+    assert len(everything) > BATCH + 1  # the input spans more than one batch
+    assert invoke(*args, "--limit", str(limit)).stdout.splitlines() == everything[:limit]
+
+
+def test_jsonl_rows_have_the_documented_fields() -> None:
+    rows = jsonl(invoke("corrupt", "--format", "jsonl", *GOLDEN_ARGS).stdout)
+    assert [r["index"] for r in rows] == list(range(len(rows)))
+    for row in rows:
+        assert row["objective"] == "bert-mlm"
+        assert row["seed"] == 0
+        assert row["params"]["rate"] == 0.15
+        assert len(row["labels"]) == len(row["input_ids"])  # encoder: aligned labels
+        assert len(row["ops"]) == len(row["source_ids"]) <= 24
+        assert row["input_ids"][-1] != -100
+        assert row["source"]
+        assert row["input"]
+        assert "decoder_input_ids" not in row
+        assert row["extras"] == {}
+
+
+def test_param_and_seed_reach_the_rows() -> None:
+    rows = jsonl(invoke("corrupt", "--format", "jsonl", "--param", "rate=0.5", "--seed", "3",
+                        *GOLDEN_ARGS).stdout)
+    assert rows[0]["params"]["rate"] == 0.5
+    assert rows[0]["seed"] == 3
+    scored = sum(t != -100 for r in rows for t in r["labels"])
+    assert scored > 0.4 * sum(len(r["source_ids"]) for r in rows)
+
+
+def test_stdin_and_path_give_the_same_examples() -> None:
+    from_path = invoke("corrupt", "--format", "jsonl", *GOLDEN_ARGS).stdout
+    args = [a for a in GOLDEN_ARGS if a != str(INPUT)]
+    assert invoke("corrupt", "--format", "jsonl", *args, "-", stdin=INPUT.read_text()
+                  ).stdout == from_path
+    assert invoke("corrupt", "--format", "jsonl", *args, "--data", str(INPUT)).stdout == from_path
+
+
+def test_default_format_off_a_terminal_is_jsonl() -> None:
+    result = invoke("corrupt", "-o", "bert-mlm", "--limit", "2", str(INPUT))
+    assert len(jsonl(result.stdout)) == 2
+    assert result.stderr == ""
+
+
+def test_show_without_a_terminal_or_with_no_color_is_the_plain_text_view() -> None:
+    text = invoke("corrupt", "--format", "text", *GOLDEN_ARGS).stdout
+    assert invoke("corrupt", "--show", *GOLDEN_ARGS).stdout == text
+    forced = {"FORCE_COLOR": "1", "NO_COLOR": "1"}
+    assert invoke("corrupt", "--show", *GOLDEN_ARGS, env=forced).stdout == text
+    assert "\x1b[" not in text
+    assert "[MASK]" in text
+
+
+def test_show_on_a_terminal_is_coloured_and_fits_80_columns() -> None:
+    result = invoke("corrupt", "--show", *GOLDEN_ARGS, env={"FORCE_COLOR": "1", "COLUMNS": "200"})
+    assert result.code == 0
+    assert "\x1b[" in result.stdout
+    assert max(len(ANSI.sub("", line).rstrip()) for line in result.stdout.splitlines()) <= 80
+
+
+def test_default_limit_for_text_is_5() -> None:
+    text = invoke("corrupt", "-o", "bert-mlm", "--format", "text", "--max-length", "8",
+                  str(INPUT)).stdout
+    assert text.count("── bert-mlm · example ") == 5
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_objective_renders_in_every_format(name: str) -> None:
+    args = ["-o", name, "--max-length", "48", str(INPUT)]
+    rows = jsonl(invoke("corrupt", "--format", "jsonl", *args).stdout)
+    assert rows
+    assert [r["index"] for r in rows] == list(range(len(rows)))
+    seq2seq = corruptions.get(name).arch == "encoder-decoder"
+    for row in rows:
+        assert row["objective"] == name
+        assert row["ops"] is None or len(row["ops"]) == len(row["source_ids"])
+        if "decoder_input_ids" in row:
+            assert len(row["decoder_input_ids"]) == len(row["labels"])
+        elif not seq2seq:
+            assert len(row["labels"]) == len(row["input_ids"])
+    text = invoke("corrupt", "--format", "text", *args)
+    assert text.code == 0, text.stderr
+    assert max(len(line) for line in text.stdout.splitlines()) <= 80
+    shown = invoke("corrupt", "--show", *args, env={"FORCE_COLOR": "1", "COLUMNS": "120"})
+    assert shown.code == 0, shown.stderr
+    assert max(len(ANSI.sub("", line).rstrip()) for line in shown.stdout.splitlines()) <= 80

@@ -1,0 +1,103 @@
+"""The show/text views and JSONL rows for every `Op` and extras key (toy objectives in fakes.py),
+whatever the registry holds today."""
+
+from __future__ import annotations
+
+import io
+import re
+from contextlib import redirect_stdout
+
+import pytest
+
+from corruptions import IGNORE
+from objectives_cli import output, views
+from objectives_cli.examples import SAMPLE_DOCUMENTS, Example, corrupt_documents
+from objectives_cli.tokenizer import load_tokenizer, vocab_of
+from tests.cli.fakes import FAKES
+
+TOK = load_tokenizer()
+VOCAB = vocab_of(TOK)
+PIECES = views.Pieces(TOK, VOCAB)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def examples(name: str, max_length: int = 128) -> list[Example]:
+    return list(corrupt_documents(FAKES[name], TOK, VOCAB, SAMPLE_DOCUMENTS, max_length, 0))
+
+
+def plain(name: str) -> str:
+    return "".join(output.plain_view(views.build(e, PIECES), name) for e in examples(name))
+
+
+def test_spans_show_their_sentinel_and_what_it_stands_for() -> None:
+    example = examples("spans")[0]
+    cells = views.input_cells(example, PIECES)
+    spans = [c for c in cells if c.kind == "span"]
+    assert [c.text for c in spans] == ["<extra_id_0>", "<extra_id_1>"]
+    assert spans[0].hidden == PIECES.text(example.source_ids[2:4])
+    assert "<extra_id_0>⟦" in plain("spans")
+
+
+def test_every_token_level_op_has_its_marker() -> None:
+    text = plain("mixed")
+    for marker in ("[MASK]", "«", "⟨", "~~", "⌈", "++"):
+        assert marker in text, marker
+    assert "~~x~~ deleted" in text
+    assert "++x++ inserted" in text
+
+
+def test_deleted_tokens_appear_where_they_were_and_nowhere_in_the_input() -> None:
+    example = examples("mixed")[0]
+    cells = views.input_cells(example, PIECES)
+    deleted = [c for c in cells if c.kind == "delete"]
+    assert len(deleted) == sum(op == 4 for op in example.ops)  # Op.DELETE
+    kept = [c for c in cells if c.kind != "delete"]
+    assert len(kept) == len(example.input_ids)  # every input token shown once, in order
+
+
+def test_moved_tokens_are_marked_and_keep_the_input_order() -> None:
+    example = examples("rotate")[0]
+    cells = views.input_cells(example, PIECES)
+    assert {c.kind for c in cells} == {"moved"}
+    assert len(cells) == len(example.input_ids)
+    inputs = [line for line in plain("rotate").splitlines() if line.startswith("input")]
+    assert len(inputs) == len(SAMPLE_DOCUMENTS)
+    assert all(line.startswith("input      ↷") for line in inputs)
+
+
+def test_sentence_level_extras_are_explained() -> None:
+    text = plain("segments")
+    for label in ("paradigm", "segment A", "segment B", "NSP label", "SOP label", "mode",
+                  "order", "boundaries", "custom_key"):
+        assert re.search(rf"^{label}\s", text, re.MULTILINE), label
+    assert "1 (B is a random segment)" in text
+    assert "seq2seq" in text
+
+
+def test_language_modelling_target_is_summarised() -> None:
+    assert "every input token" in plain("causal")
+
+
+@pytest.mark.parametrize("name", sorted(FAKES))
+def test_views_fit_80_columns_plain_and_rich(name: str) -> None:
+    assert max(len(line) for line in plain(name).splitlines()) <= 80
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        output.print_views((views.build(e, PIECES) for e in examples(name)), name, rich=True)
+    assert max(len(ANSI.sub("", line).rstrip()) for line in buffer.getvalue().splitlines()) <= 80
+
+
+@pytest.mark.parametrize("name", sorted(FAKES))
+def test_rows_are_trimmed(name: str) -> None:
+    for example in examples(name, max_length=16):
+        row = output.jsonl_row(example, name, {}, 0, TOK)
+        assert VOCAB.pad not in row["input_ids"]
+        assert len(row["ops"]) == len(row["source_ids"]) <= 16
+        if "decoder_input_ids" in row:
+            assert row["labels"]
+            assert IGNORE not in row["labels"]
+            assert len(row["decoder_input_ids"]) == len(row["labels"])
+        else:
+            assert len(row["labels"]) == len(row["input_ids"])
+        for value in row["extras"].values():
+            assert isinstance(value, int) or len(value) == len(row["input_ids"])
