@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from corruptions import UsageError
-from objectives_cli import checkpoints, train as train_module
+from objectives_cli import checkpoints
+from objectives_cli import train as train_module
 from objectives_cli.train import NonFiniteLoss, train
 from tests.train.conftest import QUIET, tiny
 

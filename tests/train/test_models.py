@@ -30,7 +30,8 @@ def model(arch: str, **kw: object) -> Model:
     return Model(ModelConfig(arch=arch, vocab_size=V, **{**preset("tiny", arch), **kw})).eval()
 
 
-def batch(ids: torch.Tensor, labels: torch.Tensor | None = None, **extras: torch.Tensor) -> Corrupted:
+def batch(ids: torch.Tensor, labels: torch.Tensor | None = None, **extras: torch.Tensor
+          ) -> Corrupted:
     labels = ids.clone() if labels is None else labels
     return Corrupted(ids, torch.ones_like(ids, dtype=torch.bool), labels, extras=extras)
 
@@ -69,8 +70,8 @@ def test_prefix_attends_both_ways_and_never_sees_the_suffix() -> None:
 def test_unilm_modes() -> None:
     real = torch.ones(4, 5, dtype=torch.bool)
     modes = torch.tensor([0, 1, 2, 3])
-    mask = self_attention_mask(real, {"attention_mode": modes, "prefix_lengths": torch.full((4,), 2)},
-                               causal=False)
+    extras = {"attention_mode": modes, "prefix_lengths": torch.full((4,), 2)}
+    mask = self_attention_mask(real, extras, causal=False)
     assert mask.allowed is not None
     allowed = mask.allowed[:, 0]
     i, j = torch.arange(5)[:, None], torch.arange(5)[None, :]
@@ -83,7 +84,8 @@ def test_unilm_modes() -> None:
 
 def test_padding_rows_never_produce_nan() -> None:
     real = torch.tensor([[True, True, True, False, False]])
-    b = Corrupted(ids(5), real, torch.full((1, 5), IGNORE), extras={"attention_mode": torch.tensor([2])})
+    b = Corrupted(ids(5), real, torch.full((1, 5), IGNORE),
+                  extras={"attention_mode": torch.tensor([2])})
     h = model("encoder").run_encoder(b)[0]  # right-to-left: padding rows see nothing real
     assert torch.isfinite(h).all()
 
@@ -138,7 +140,9 @@ def test_mlm_head_runs_only_on_labelled_positions() -> None:
 def test_every_shared_extras_key_gets_its_head() -> None:
     out = FAKES["segments"](random_batch(3, 9, seed=1), TINY, make_generator(0))
     heads = heads_for("encoder", out)
-    assert heads["sbo"] and heads["two_stream"] and heads["classifier"] == "nsp"
+    assert heads["sbo"]
+    assert heads["two_stream"]
+    assert heads["classifier"] == "nsp"
     assert heads["token_types"] == 2
     m = Model(ModelConfig(arch="encoder", vocab_size=V, **preset("tiny", "encoder"), **heads))
     losses = term_losses(m(out))
@@ -166,7 +170,8 @@ def test_mass_hides_masks_from_cross_attention_and_places_decoder_tokens() -> No
     m = model("encoder-decoder", cross_hide=TINY.mask)
     _, memory_mask = m.encode(out)
     assert memory_mask.allowed is not None
-    assert torch.equal(memory_mask.allowed[:, 0, 0], out.attention_mask & (out.input_ids != TINY.mask))
+    visible = out.attention_mask & (out.input_ids != TINY.mask)
+    assert torch.equal(memory_mask.allowed[:, 0, 0], visible)
     assert torch.isfinite(term_losses(m(out))["lm"][0])
 
 
