@@ -1,0 +1,96 @@
+"""N-gram masking units, chosen for a whole batch at once (ALBERT's and UniLM's n-gram MLM).
+
+The references walk a shuffled list of positions, draw an n-gram size for each, skip n-grams that
+overlap earlier ones and stop at the budget: a sequential loop. Here each row's candidate words
+are tiled into consecutive units whose sizes are drawn i.i.d. (so units never overlap and their
+sizes follow the requested distribution exactly), the units are visited in a random order, and
+whole units are taken until the budget is reached; the unit that would overflow it keeps only its
+leading words that fit (ALBERT's fall back to a shorter n-gram). Differences from the loops: no
+overlap rejection (which biases the references slightly against long n-grams), and no search past
+the overflowing unit for a smaller one that still fits, so with multi-piece words a row can end
+up to one word short of its budget.
+
+    words        a  b  c  d  e  f  g  h          sizes drawn 2, 1, 3, 1, 1, ...
+    units       [a  b][c][d  e  f][g][h]
+    visit order  [d e f] [a b] [h] ...           budget 4 tokens: d e f, then a (b does not fit)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+NO_KEY = 2**62  # sort key of a token that may not be chosen
+
+
+@dataclass(frozen=True)
+class NgramChoice:
+    """Chosen tokens and the units they belong to."""
+
+    chosen: Tensor  # (B, L) bool
+    units: Tensor  # (B, L) int64: the unit of each allowed token (meaningless elsewhere)
+    unit_words: Tensor  # (B, L) int64: words in unit k as tiled (before any budget cut)
+
+    @property
+    def unit(self) -> Tensor:
+        """(B, L) int64: unit index of each chosen token, -1 elsewhere."""
+        return torch.where(self.chosen, self.units, -1)
+
+
+def size_probs(max_n: int, favor_shorter: bool) -> tuple[float, ...]:
+    """P(n) for n = 1..max_n: proportional to 1/n (ALBERT's favor_shorter_ngram) or uniform."""
+    weights = [1.0 / n if favor_shorter else 1.0 for n in range(1, max_n + 1)]
+    return tuple(w / sum(weights) for w in weights)
+
+
+def choose_ngrams(allowed: Tensor, word_starts: Tensor | None, budget: Tensor,
+                  probs: tuple[float, ...], gen: torch.Generator) -> NgramChoice:
+    """Choose `min(budget[b], allowed tokens)` tokens per row in whole units of 1..len(probs)
+    words (a few fewer when the word that reaches the budget does not fit whole).
+
+    Every token gets the key (priority of its unit, its word's index): the `budget` smallest keys
+    visit the units in random order and each unit word by word. One `topk` per batch finds the
+    key that reaches the budget; its word is taken if it fits whole. No full sort.
+
+    Args:
+        allowed: (B, L) bool, the tokens that may be chosen.
+        word_starts: (B, L) bool, True where a token opens a word; None: every token is a word.
+            A token right after a disallowed one always opens a word.
+        budget: (B,) int64, most tokens to choose per row.
+        probs: P(unit has n words), n = 1, 2, ...
+        gen: the random generator.
+    """
+    n_rows, width = allowed.shape
+    device = allowed.device
+    if word_starts is None:
+        opens = allowed
+    else:
+        after_gap = torch.ones_like(allowed)
+        after_gap[:, 1:] = ~allowed[:, :-1]
+        opens = allowed & (word_starts | after_gap)
+    word = (opens.long().cumsum(1) - 1).clamp_(min=0)  # (B, L) word index (where allowed)
+
+    # one draw per unit slot: low 31 bits pick its size, high 31 bits its priority
+    draw = torch.randint(0, 2**62, (n_rows, width + 1), generator=gen, device=device)
+
+    # tile words into units: unit k covers words [start[k], start[k] + sizes[k])
+    sizes = torch.ones_like(word)
+    if len(probs) > 1:
+        low = draw[:, :width] & (2**31 - 1)
+        for bound in torch.tensor(probs, dtype=torch.float64).cumsum(0)[:-1].tolist():
+            sizes += low >= round(bound * 2**31)
+        start = (sizes.cumsum(1) - sizes).clamp(max=width)
+        opens_unit = torch.zeros((n_rows, width + 1), dtype=torch.bool, device=device)
+        unit = (opens_unit.scatter_(1, start, True).cumsum(1) - 1).gather(1, word)
+    else:
+        unit = word
+
+    key = (draw >> 31).gather(1, unit) * (width + 1) + word + (~allowed) * NO_KEY
+    k_max = max(1, min(width, int(budget.max()) if budget.numel() else 1))
+    smallest = key.topk(k_max, dim=1, largest=False).values  # (B, k_max), ascending
+    reach = smallest.gather(1, (budget - 1).clamp(min=0, max=k_max - 1).unsqueeze(1))  # (B, 1)
+    fits = (key <= reach).sum(1, keepdim=True) <= budget.unsqueeze(1)
+    chosen = allowed & ((key < reach) | ((key == reach) & fits))
+    return NgramChoice(chosen, unit, sizes)

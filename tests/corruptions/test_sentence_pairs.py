@@ -1,0 +1,362 @@
+"""NSP and SOP (objectives.md §4.10, §4.11): pair layout, labels, truncation, n-gram MLM."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from corruptions import IGNORE, Op, create, make_generator
+from corruptions._ngrams import choose_ngrams, size_probs
+from corruptions._pairs import truncate_pair
+from tests.corruptions._sentences import (
+    BIG,
+    decode,
+    originals,
+    segments,
+    sentence_batch,
+    unique_batch,
+)
+from tests.helpers import TINY, corpus_tokens, corpus_vocab, tokens
+
+WIDTH = 48
+
+
+def sentence_starts(batch, row: int) -> list[int]:
+    n = int(batch.lengths[row])
+    return [p for p in range(n) if batch.sentence_starts[row, p]]
+
+
+def single_sentence_share(batch) -> float:
+    return float((batch.sentence_starts.sum(1) < 2).double().mean())
+
+
+# ---------------------------------------------------------------- truncation (bert arithmetic)
+
+
+def bert_truncate(a_len: int, b_len: int, budget: int) -> tuple[int, int]:
+    """google-research/bert's truncate_seq_pair, counting what it cuts from A and B."""
+    cut_a = cut_b = 0
+    while a_len + b_len > budget:
+        if a_len > b_len:
+            a_len, cut_a = a_len - 1, cut_a + 1
+        else:
+            b_len, cut_b = b_len - 1, cut_b + 1
+    return cut_a, cut_b
+
+
+@given(a=st.integers(0, 300), b=st.integers(0, 300), budget=st.integers(0, 400),
+       seed=st.integers(0, 2**31))
+def test_truncation_counts_are_berts(a: int, b: int, budget: int, seed: int) -> None:
+    t = torch.tensor
+    a_front, a_back, b_front, b_back = truncate_pair(t([a]), t([b]), t([budget]),
+                                                     torch.Generator().manual_seed(seed))
+    assert (int(a_front + a_back), int(b_front + b_back)) == bert_truncate(a, b, budget)
+    assert min(int(a_front), int(a_back), int(b_front), int(b_back)) >= 0
+
+
+def test_truncation_cuts_front_and_back_evenly() -> None:
+    n = 20_000
+    a_front, a_back, _, _ = truncate_pair(torch.full((n,), 100), torch.full((n,), 10),
+                                          torch.full((n,), 60), torch.Generator().manual_seed(0))
+    assert (a_front + a_back == 50).all()
+    assert abs(float(a_front.double().mean()) - 25.0) < 0.1  # Binomial(50, 0.5): sd/sqrt(n) 0.025
+
+
+# ---------------------------------------------------------------- NSP
+
+
+def test_nsp_label_rate_is_half_plus_half_the_single_sentence_share() -> None:
+    batch = sentence_batch(100_000, 8, seed=1, p_sentence=0.15)
+    q = single_sentence_share(batch)
+    assert 0.2 < q < 0.4  # the test means something only if q is far from 0 and 1
+    label = create("nsp")(batch, TINY, make_generator(0)).extras["next_sentence_label"]
+    assert abs(float(label.double().mean()) - (0.5 + 0.5 * q)) < 0.005
+    assert (label[batch.sentence_starts.sum(1) < 2] == 1).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nsp_pairs_are_true_continuations_or_other_rows(seed: int) -> None:
+    batch = unique_batch(200, WIDTH, seed)
+    out = create("nsp")(batch, BIG, make_generator(seed))
+    labels = out.extras["next_sentence_label"].tolist()
+    assert 0.3 < sum(labels) / len(labels) < 0.9
+    for row, label in enumerate(labels):
+        n, starts = int(batch.lengths[row]), sentence_starts(batch, row)
+        a, b = segments(out, row)
+        assert a  # A is never empty
+        assert len(a) + len(b) <= max(n, 2)  # the row's budget
+        where_a = [decode(t, WIDTH) for t in a]
+        assert all(r == row for r, _ in where_a)
+        assert [p for _, p in where_a] == list(range(where_a[0][1], where_a[0][1] + len(a)))
+        if label == 0:  # B starts right after A, both whole sentences, nothing cut
+            assert len(starts) >= 2
+            a_end = len(a)
+            assert where_a[0][1] == 0
+            assert a_end in starts
+            assert [decode(t, WIDTH) for t in b] == [(row, p) for p in range(a_end, n)]
+        else:  # B: a contiguous run of another row
+            assert b
+            where_b = [decode(t, WIDTH) for t in b]
+            other = where_b[0][0]
+            assert other != row
+            assert where_b == [(other, where_b[0][1] + i) for i in range(len(b))]
+            if len(starts) >= 2 and len(a) + len(b) < max(n, 2):  # nothing cut from A
+                assert where_a[0][1] == 0
+                assert len(a) in starts
+
+
+def test_nsp_random_b_starts_at_a_sentence_when_not_cut_from_the_front() -> None:
+    batch = unique_batch(300, WIDTH, seed=5, p_sentence=0.2, min_len=WIDTH // 2)
+    out = create("nsp", random_next=1.0)(batch, BIG, make_generator(5))
+    checked = 0
+    for row in range(300):
+        a, b = segments(out, row)
+        other, start = decode(b[0], WIDTH)
+        if len(a) > len(b) + 1:  # truncation only ever cut A
+            checked += 1
+            assert start in sentence_starts(batch, other)
+            end = start + len(b)  # B holds whole sentences, up to the row's end
+            assert end in sentence_starts(batch, other) or end == int(batch.lengths[other])
+    assert checked > 50
+
+
+def test_nsp_layout_and_segment_ids() -> None:
+    batch = unique_batch(64, WIDTH, seed=3)
+    out = create("nsp")(batch, BIG, make_generator(3))
+    types = out.extras["token_type_ids"]
+    for row in range(64):
+        total = int(out.attention_mask[row].sum())
+        a, b = segments(out, row)
+        ids = originals(out)[row]
+        assert total == len(a) + len(b) + 3
+        assert ids[0] == BIG.bos
+        assert ids[len(a) + 1] == BIG.eos
+        assert ids[total - 1] == BIG.eos
+        assert types[row].tolist() == [0] * (len(a) + 2) + [1] * (len(b) + 1) + [0] * (
+            types.size(1) - total)
+        assert (out.input_ids[row, total:] == BIG.pad).all()
+
+
+def test_nsp_mlm_budget_is_berts_on_the_whole_pair() -> None:
+    batch = unique_batch(200, WIDTH, seed=4)
+    out = create("nsp")(batch, BIG, make_generator(4))
+    total = out.attention_mask.sum(1).double()
+    expected = torch.round(total * 0.15).clamp(min=1).long()  # torch.round is half to even
+    assert torch.equal((out.labels != IGNORE).sum(1), expected)
+    scored = originals(out)[out.labels != IGNORE]
+    assert not BIG.is_special(scored).any()  # [CLS], [SEP] never predicted
+    capped = create("nsp", max_predictions=2)(batch, BIG, make_generator(4))
+    assert torch.equal((capped.labels != IGNORE).sum(1), expected.clamp(max=2))
+
+
+def test_nsp_mlm_on_the_corpus() -> None:
+    batch, vocab = corpus_tokens(), corpus_vocab()
+    out = create("nsp")(batch, vocab, make_generator(0))
+    chosen = out.labels != IGNORE
+    total = out.attention_mask.sum(1).double()
+    assert torch.equal(chosen.sum(1), torch.round(total * 0.15).clamp(min=1).long())
+    assert int(chosen.sum()) > 25_000
+    assert not vocab.is_special(out.labels[chosen]).any()
+    assert abs(float((out.input_ids[chosen] == vocab.mask).double().mean()) - 0.8) < 0.012
+    kept = float((out.input_ids[chosen] == out.labels[chosen]).double().mean())
+    assert abs(kept - (0.1 + 0.1 / vocab.size)) < 0.01
+
+
+def test_nsp_single_row_batch_never_draws_from_itself() -> None:
+    ids = list(range(11, 41))
+    for sentence_every in (0, 7):
+        batch = tokens([ids], sentence_every=sentence_every)
+        for seed in range(20):
+            out = create("nsp")(batch, TINY, make_generator(seed))
+            assert out.extras["next_sentence_label"].tolist() == [0]
+            a, b = segments(out, 0)
+            assert a
+            assert b
+            assert a + b == ids
+            if sentence_every:
+                assert len(a) % sentence_every == 0
+
+
+def test_nsp_ops_mark_dropped_tokens() -> None:
+    batch = unique_batch(100, WIDTH, seed=6)
+    out = create("nsp", random_next=1.0)(batch, BIG, make_generator(6))
+    for row in range(100):
+        a, _ = segments(out, row)
+        n = int(batch.lengths[row])
+        kept = {decode(t, WIDTH)[1] for t in a}
+        ops = out.ops[row, :n].tolist()
+        assert all((op == Op.DELETE) == (p not in kept) for p, op in enumerate(ops))
+
+
+def test_nsp_edge_rows() -> None:
+    batch = tokens([[42], [TINY.unk, TINY.mask], [11, 12, 13]], sentence_every=1)
+    out = create("nsp")(batch, TINY, make_generator(0))
+    assert out.extras["next_sentence_label"].tolist()[0] == 1  # one sentence: always random
+    for row in range(3):
+        a, b = segments(out, row)
+        assert a
+        assert b
+
+
+# ---------------------------------------------------------------- SOP
+
+
+def test_sop_label_rate() -> None:
+    batch = sentence_batch(100_000, 8, seed=7, p_sentence=0.15)
+    q = single_sentence_share(batch)
+    label = create("sop")(batch, TINY, make_generator(7)).extras["sentence_order_label"]
+    assert abs(float(label.double().mean()) - (0.5 * (1 - q) + q)) < 0.005
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sop_swaps_exactly(seed: int) -> None:
+    batch = unique_batch(200, WIDTH, seed)
+    out = create("sop")(batch, BIG, make_generator(seed))
+    labels = out.extras["sentence_order_label"].tolist()
+    swapped = 0
+    for row, label in enumerate(labels):
+        n, starts = int(batch.lengths[row]), sentence_starts(batch, row)
+        first, second = segments(out, row)
+        where = [decode(t, WIDTH) for t in first + second]
+        if len(starts) < 2:  # B from another document, label 1 (albert #234)
+            assert label == 1
+            assert {r for r, _ in where[len(first):]} != {row}
+            continue
+        text = [(row, p) for p in range(n)]
+        if label == 0:
+            assert where == text
+            assert len(first) in starts
+        else:  # the second segment's text comes first in the document
+            swapped += 1
+            assert where == text[len(second):] + text[: len(second)]
+            assert len(second) in starts
+    assert swapped > 40
+
+
+def test_sop_single_row_batch_swaps_halves_of_its_own_text() -> None:
+    ids = list(range(11, 31))
+    labels = []
+    for seed in range(30):
+        out = create("sop")(tokens([ids]), TINY, make_generator(seed))
+        first, second = segments(out, 0)
+        label = int(out.extras["sentence_order_label"][0])
+        labels.append(label)
+        assert (second + first if label else first + second) == ids
+    assert 0 < sum(labels) < 30
+
+
+def test_sop_mlm_is_whole_word_and_capped_at_20() -> None:
+    width = 160
+    batch = unique_batch(200, width, seed=8, p_word=0.6, min_len=100)
+    out = create("sop")(batch, BIG, make_generator(8))
+    chosen = out.labels != IGNORE
+    assert (chosen.sum(1) <= 20).all()
+    assert chosen.sum(1).double().mean() > 18  # the cap, nearly always reached at 100+ tokens
+    word_of = (batch.word_starts.long().cumsum(1) - 1).tolist()  # word index per source token
+    ids = originals(out)
+    for row in range(200):
+        held = [t for t in ids[row, : int(out.attention_mask[row].sum())].tolist()
+                if not BIG.is_special(torch.tensor(t))]
+        status: dict[tuple[int, int], set[bool]] = {}
+        picked = set(ids[row][chosen[row]].tolist())
+        for t in held:
+            r, p = decode(t, width)
+            status.setdefault((r, word_of[r][p]), set()).add(t in picked)
+        assert all(len(v) == 1 for v in status.values())  # a word is all in or all out
+
+
+def test_sop_budget_without_cap_is_15_percent() -> None:
+    batch = unique_batch(200, WIDTH, seed=9)
+    out = create("sop", max_predictions=0, whole_word=False)(batch, BIG, make_generator(9))
+    total = out.attention_mask.sum(1).double()
+    expected = torch.round(total * 0.15).clamp(min=1).long()
+    assert torch.equal((out.labels != IGNORE).sum(1), expected)
+
+
+def test_sop_swapped_tokens_are_marked_moved() -> None:
+    batch = unique_batch(100, WIDTH, seed=10)
+    out = create("sop")(batch, BIG, make_generator(10))
+    for row, label in enumerate(out.extras["sentence_order_label"].tolist()):
+        ops = out.ops[row, : int(batch.lengths[row])]
+        if label == 1 and len(sentence_starts(batch, row)) >= 2:
+            assert not (ops == Op.KEEP).any()
+            assert (ops == Op.MOVED).any()
+
+
+# ---------------------------------------------------------------- n-gram units (ALBERT)
+
+
+def unit_sizes(allowed, words, budget, probs, seed: int) -> torch.Tensor:
+    """Counts of complete chosen units by size in words (index 0 = 1 word)."""
+    choice = choose_ngrams(allowed, words, budget, probs, torch.Generator().manual_seed(seed))
+    counts = torch.zeros(len(probs), dtype=torch.long)
+    for row in range(allowed.size(0)):
+        units = choice.unit[row]
+        starts = words[row] & choice.chosen[row]
+        ids, n_words = torch.unique(units[starts], return_counts=True)
+        complete = n_words == choice.unit_words[row][ids]
+        counts += torch.bincount(n_words[complete] - 1, minlength=len(probs))[: len(probs)]
+    return counts
+
+
+def test_ngram_sizes_follow_one_over_n_on_the_corpus() -> None:
+    batch, vocab = corpus_tokens(), corpus_vocab()
+    allowed, rows = batch.real & ~vocab.is_special(batch.ids), batch.ids.size(0)
+    probs = size_probs(3, True)
+    # not budget-limited: every unit is taken, so the sizes are the drawn ones
+    everything = unit_sizes(allowed, batch.word_starts, torch.full((rows,), 512), probs, 11)
+    # at 15% of 512 (not ALBERT's cap of 20), the units taken whole before the budget is
+    # reached; the one that reaches it is size-biased, so these lean slightly to short ones
+    at_15 = unit_sizes(allowed, batch.word_starts, torch.full((rows,), 77), probs, 12)
+    assert everything.sum() > 100_000
+    assert at_15.sum() > 20_000
+    for counts, tolerance in ((everything, 0.01), (at_15, 0.015)):
+        shares = (counts.double() / counts.sum()).tolist()
+        for share, expected in zip(shares, (6 / 11, 3 / 11, 2 / 11), strict=True):
+            assert abs(share - expected) < tolerance
+    uniform = unit_sizes(allowed, batch.word_starts, torch.full((rows,), 512),
+                         size_probs(3, False), 13)
+    assert abs(float(uniform[2]) / float(uniform.sum()) - 1 / 3) < 0.01
+
+
+def test_sop_on_the_corpus_predicts_at_most_20() -> None:
+    batch, vocab = corpus_tokens(), corpus_vocab()
+    out = create("sop")(batch, vocab, make_generator(1))
+    chosen = (out.labels != IGNORE).sum(1)
+    budget = torch.round(out.attention_mask.sum(1).double() * 0.15).clamp(min=1, max=20).long()
+    assert (chosen <= budget).all()
+    assert float(chosen.sum()) > 0.97 * float(budget.sum())  # whole words rarely leave a gap
+    assert abs(float((out.input_ids[out.labels != IGNORE] == vocab.mask).double().mean())
+               - 0.8) < 0.02
+
+
+def test_ngram_choice_hits_the_budget_exactly_with_token_words() -> None:
+    gen = torch.Generator().manual_seed(12)
+    allowed = torch.rand(300, 64, generator=gen) < 0.9
+    budget = torch.randint(0, 80, (300,), generator=gen)
+    choice = choose_ngrams(allowed, None, budget, size_probs(3, True), gen)
+    assert torch.equal(choice.chosen.sum(1), torch.minimum(budget, allowed.sum(1)))
+    assert not (choice.chosen & ~allowed).any()
+
+
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 40), budget=st.integers(0, 50))
+def test_ngram_choice_takes_whole_words_within_budget(seed: int, n: int, budget: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    allowed = torch.rand(2, n, generator=gen) < 0.85
+    words = torch.rand(2, n, generator=gen) < 0.5
+    choice = choose_ngrams(allowed, words, torch.tensor([budget, budget]), (0.5, 0.3, 0.2), gen)
+    assert (choice.chosen.sum(1) <= budget).all()
+    assert not (choice.chosen & ~allowed).any()
+    for row in range(2):  # a word (run of allowed tokens from a start) is all in or all out
+        word_id = -1
+        pieces: dict[int, set[bool]] = {}
+        for p in range(n):
+            if not allowed[row, p]:
+                word_id += 1
+                continue
+            if words[row, p] or p == 0 or not allowed[row, p - 1]:
+                word_id += 1
+            pieces.setdefault(word_id, set()).add(bool(choice.chosen[row, p]))
+        assert all(len(v) == 1 for v in pieces.values())
