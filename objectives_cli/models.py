@@ -27,6 +27,7 @@ from corruptions import IGNORE, Corrupted
 ARCHS = ("encoder", "decoder", "encoder-decoder")
 POSITIONS = ("learned", "rotary")
 LOSS_WEIGHTS: Mapping[str, float] = {"rtd": 50.0}  # ELECTRA's disc_weight; every other term 1.0
+TYPE_ROWS = 8  # segment-embedding rows: UniLM's new_segment_ids use 0..5
 CLASSIFIER_KEYS = {"next_sentence_label": "nsp", "sentence_order_label": "sop"}
 
 # name -> (d_model, n_heads, d_ff, encoder/decoder layers, layers per side of an encoder-decoder)
@@ -105,7 +106,7 @@ def heads_for(
     classifier = next((name for key, name in CLASSIFIER_KEYS.items() if key in ex), "")
     encoder = arch == "encoder"
     return {
-        "token_types": max(types, 2) if types else 0,
+        "token_types": max(types, TYPE_ROWS) if types else 0,
         "sbo": encoder and "span_offset" in ex,
         "classifier": classifier if encoder else "",
         "two_stream": encoder and "perm_rank" in ex,

@@ -143,7 +143,7 @@ def test_every_shared_extras_key_gets_its_head() -> None:
     assert heads["sbo"]
     assert heads["two_stream"]
     assert heads["classifier"] == "nsp"
-    assert heads["token_types"] == 2
+    assert heads["token_types"] == 8
     m = Model(ModelConfig(arch="encoder", vocab_size=V, **preset("tiny", "encoder"), **heads))
     losses = term_losses(m(out))
     assert set(losses) == {"mlm", "sbo", "nsp"}
@@ -185,3 +185,15 @@ def test_base_preset_matches_the_reference_size(arch: str, vocab: int, max_len: 
     with torch.device("meta"):
         m = Model(ModelConfig(arch=arch, vocab_size=vocab, max_len=max_len, **preset("base", arch)))
     assert abs(param_counts(m)["total"] / expected - 1) < 0.03
+
+
+def test_unilm_masks_match_the_objectives_own_definition() -> None:
+    from corruptions.unilm import attention_mask_for
+
+    out = create("unilm")(random_batch(16, 24, sentence_every=5), TINY, make_generator(3))
+    ex = out.extras
+    mine = self_attention_mask(out.attention_mask, ex, causal=False).allowed
+    assert mine is not None
+    theirs = attention_mask_for(ex["attention_mode"], ex["prefix_lengths"], out.attention_mask)
+    real = out.attention_mask
+    assert torch.equal(mine[:, 0][real], theirs[real])  # rows of real tokens
