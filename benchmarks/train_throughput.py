@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from corruptions import IGNORE, Corrupted
 from objectives_cli.models import Model, ModelConfig, param_counts, preset
 
+
 def batch_encoder(b: int, n: int, vocab: int, gen: torch.Generator, device: str
                   ) -> tuple[Corrupted, dict[str, torch.Tensor]]:
     ids = torch.randint(10, vocab, (b, n), generator=gen)
