@@ -122,8 +122,8 @@ class ObjectiveInfo:
     arch: str  # encoder | decoder | encoder-decoder
     packing: str  # documents | rows | concat
     offset: int  # input position of source token 0 (documents packing)
-    frame_first: int | None  # the id every input starts with ([CLS], <s>), if any
-    frame_last: int | None  # the id every input ends with ([SEP], </s>), if any
+    frame_prefix: list[int]  # special ids every input starts with ([CLS], <s>)
+    frame_suffix: list[int]  # special ids every input ends with ([SEP], </s>; XLNet <sep> <cls>)
     decoder_start: int | None  # first decoder input id (seq2seq)
     prefix: bool  # emits prefix_lengths (prefix LM)
     electra: bool  # generator + discriminator
@@ -156,19 +156,14 @@ def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo,
             "use --packing rows (or concat)",
         )
 
-    def constant(values: Tensor) -> int | None:
-        same = values.numel() and bool((values == values[0]).all())
-        return int(values[0]) if same and bool(data.vocab.is_special(values[:1])[0]) else None
-
     first = outs[0]
-    last = first.input_ids.gather(1, (first.attention_mask.sum(1) - 1)[:, None]).squeeze(1)
     info = ObjectiveInfo(
         name=cfg.objective,
         arch=objective.arch,
         packing=packing,
         offset=offset or 0,
-        frame_first=constant(first.input_ids[:, 0]),
-        frame_last=constant(last),
+        frame_prefix=framing(outs, data.vocab, at_end=False),
+        frame_suffix=framing(outs, data.vocab, at_end=True),
         decoder_start=(
             None if first.decoder_input_ids is None else int(first.decoder_input_ids[0, 0])
         ),
@@ -176,6 +171,22 @@ def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo,
         electra=is_electra(cfg.objective),
     )
     return info, first
+
+
+def framing(outs: list[Corrupted], vocab: Any, at_end: bool, most: int = 3) -> list[int]:
+    """The framing ids (bos/[CLS], eos/[SEP]) that open (or close) every input of the probes."""
+    found: list[int] = []
+    for k in range(most):
+        column = []
+        for out in outs:
+            n = out.attention_mask.sum(1)
+            at = (n - 1 - k).clamp(min=0) if at_end else torch.full_like(n, k).minimum(n - 1)
+            column.append(out.input_ids.gather(1, at[:, None]).squeeze(1))
+        values = torch.cat(column)
+        if not (values == values[0]).all() or int(values[0]) not in (vocab.bos, vocab.eos):
+            break
+        found.append(int(values[0]))
+    return found[::-1] if at_end else found
 
 
 def batch_fn(

@@ -95,10 +95,11 @@ def evaluate_run(run: LoadedRun, data: str | None = None, batches: int = 50) -> 
 
 def encode_text(run: LoadedRun, text: str, frame: bool = True) -> list[int]:
     ids: list[int] = run.tok.encode(text, add_special_tokens=False).ids
-    if frame and run.info.frame_first is not None and ids[:1] != [run.info.frame_first]:
-        ids = [run.info.frame_first, *ids]
-    if frame and run.info.frame_last is not None and ids[-1:] != [run.info.frame_last]:
-        ids = [*ids, run.info.frame_last]
+    prefix, suffix = run.info.frame_prefix, run.info.frame_suffix
+    if frame and prefix and ids[: len(prefix)] != prefix:
+        ids = [*prefix, *ids]
+    if frame and suffix and ids[-len(suffix) :] != suffix:
+        ids = [*ids, *suffix]
     return ids[: run.model.cfg.max_len]
 
 
@@ -149,9 +150,7 @@ def fill_masks(run: LoadedRun, text: str, top_k: int = 5) -> dict[str, Any]:
 
 
 def decode(run: LoadedRun, ids: list[int]) -> str:
-    special = {
-        x for x in (run.info.frame_first, run.info.frame_last, run.vocab.pad) if x is not None
-    }
+    special = {*run.info.frame_prefix, *run.info.frame_suffix, run.vocab.pad}
     return str(run.tok.decode([i for i in ids if i not in special], skip_special_tokens=False))
 
 
@@ -178,8 +177,7 @@ def generate(run: LoadedRun, text: str, max_new: int = 40) -> dict[str, Any]:
             "output": decode(run, splice(ids, strip_eos(target, eos), run.vocab.sentinels)),
         }
     ids = encode_text(run, text, frame=False)
-    if run.info.frame_first is not None:
-        ids = [run.info.frame_first, *ids]
+    ids = [*run.info.frame_prefix, *ids]
     prompt = len(ids)
     for _ in range(max(0, min(max_new, model.cfg.max_len - len(ids)))):
         extras = (
