@@ -170,7 +170,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--peak-tflops", type=float, default=989.0)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"machine: {machine(args.device)}")
     print("| model | shape | batch | ours tokens/s | transformers tokens/s | ratio |"
           + (" ours MFU | transformers MFU |" if args.device == "cuda" else ""))

@@ -152,7 +152,7 @@ def train(
     """Train (or, with `resume`, continue) the run in `cfg.out`; returns the summary."""
     rank, world, local_rank, started = distributed()
     try:
-        return _train(cfg, reporter or PlainReporter(), resume, rank, world, local_rank)
+        return Trainer(cfg, reporter or PlainReporter(), resume, rank, world, local_rank).run()
     finally:
         if started:
             import torch.distributed as dist
@@ -160,132 +160,142 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(
-    cfg: TrainConfig, reporter: Reporter, resume: bool, rank: int, world: int, local_rank: int
-) -> dict[str, Any]:
-    main = rank == 0
-    say = reporter.message if main else (lambda text: None)
-    run_dir = Path(cfg.out)
-    device = resolve_device(cfg.device, local_rank)
-    data, corruption, info, model_cfg = prepare(cfg, resume, rank, world)
-    torch.manual_seed(derived_seed(cfg.seed, "init"))
-    model = Model(model_cfg).to(device)
-    opt = make_optimizer(cfg, model, device)
-    step, elapsed, tokens_seen = 0, 0.0, 0
-    if resume:
-        state = checkpoints.load_latest(run_dir, model, say)
+class Trainer:
+    """One run: set up from the config (or the run directory), then `run()` the loop."""
+
+    def __init__(self, cfg: TrainConfig, reporter: Reporter, resume: bool, rank: int, world: int,
+                 local_rank: int) -> None:
+        self.cfg, self.resume, self.rank, self.world = cfg, resume, rank, world
+        self.main = rank == 0
+        self.reporter = reporter if self.main else PlainReporter(quiet=True)  # rank 0 talks
+        self.run_dir = Path(cfg.out)
+        self.device = resolve_device(cfg.device, local_rank)
+        self.data, self.corruption, self.info, model_cfg = prepare(cfg, resume, rank, world)
+        torch.manual_seed(derived_seed(cfg.seed, "init"))
+        self.model = Model(model_cfg).to(self.device)
+        self.opt = make_optimizer(cfg, self.model, self.device)
+        self.step, self.elapsed, self.tokens = 0, 0.0, 0
+        if resume:
+            self.restore()
+        elif self.main:
+            start_run(cfg, self.data, self.info, model_cfg)
+        self.blocks = packed(self.data, cfg, self.info)
+        for line in describe(self.model, self.info, cfg, self.device, self.blocks, world):
+            self.reporter.message(line)
+        self.get_batch = batch_fn(cfg, self.blocks[0], self.corruption, self.data.vocab,
+                                  self.info, self.device, world)
+        self.amp = amp_context(cfg, self.device)
+        self.net: nn.Module = self.model
+        if world > 1:
+            self.net = nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+        if cfg.compile:
+            self.net = torch.compile(self.net)  # type: ignore[assignment]
+        self.metrics = None
+        if self.main:  # a resumed run drops what was logged after its checkpoint
+            self.metrics = checkpoints.Metrics(self.run_dir, after_step=self.step)
+
+    def restore(self) -> None:
+        state = checkpoints.load_latest(self.run_dir, self.model, self.reporter.message)
         if state is None:
-            raise checkpoints.RunError(
-                f"{run_dir} has no checkpoint to resume from", "start it again without --resume"
-            )
-        opt.load_state_dict(state["optimizer"])
-        step, elapsed, tokens_seen = (
-            int(state["step"]),
-            float(state["elapsed"]),
-            int(state["tokens"]),
-        )
-        say(f"resuming {run_dir} at step {step} ({Path(state['path']).name})")
-    elif main:
-        start_run(cfg, data, info, model_cfg)
-    blocks = packed(data, cfg, info)
-    for line in describe(model, info, cfg, device, blocks, world):
-        say(line)
-    get_batch = batch_fn(cfg, blocks[0], corruption, data.vocab, info, device, world)
-    amp = amp_context(cfg, device)
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    if cfg.compile:
-        net = torch.compile(net)  # type: ignore[assignment]
-    metrics = checkpoints.Metrics(run_dir, after_step=step) if main else None
+            raise checkpoints.RunError(f"{self.run_dir} has no checkpoint to resume from",
+                                       "start it again without --resume")
+        self.opt.load_state_dict(state["optimizer"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.tokens = int(state["tokens"])
+        self.reporter.message(f"resuming {self.run_dir} at step {self.step} "
+                              f"({Path(state['path']).name})")
 
-    def held_out() -> dict[str, float]:
-        batches = eval_batches(cfg, blocks[1], corruption, data.vocab, info, device)
-        return evaluate(model, batches, amp, cfg.seed)
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        first = self.evaluate() if self.main and not self.resume else None
+        budget = cfg.budget > 0
+        self.reporter.start(cfg.budget if budget else cfg.steps,
+                            self.elapsed if budget else self.step, "s" if budget else "steps")
+        self.bad = torch.zeros((), dtype=torch.bool, device=self.device)
+        self.last: dict[str, Tensor] = {}
+        self.window = (0, time.perf_counter())  # tokens and start of the current log interval
+        logged, clock, lr = self.step, time.perf_counter() - self.elapsed, 0.0
+        self.model.train()
+        with catch_signals() as caught:
+            while not self.stop(bool(caught)):
+                progress = self.elapsed / cfg.budget if budget else self.step / cfg.steps
+                lr = lr_at(cfg, self.step, progress)
+                for group in self.opt.param_groups:
+                    group["lr"] = lr
+                self.last, n_tokens = train_step(cfg, self.net, self.model, self.opt,
+                                                 self.get_batch, self.step, self.rank, self.world,
+                                                 self.amp)
+                self.bad |= ~torch.isfinite(torch.stack(list(self.last.values())).sum())
+                self.step += 1
+                self.tokens += n_tokens
+                self.window = (self.window[0] + n_tokens, self.window[1])
+                self.elapsed = time.perf_counter() - clock
+                row = None
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    row, logged = self.log(lr), self.step
+                if cfg.save_every > 0 and self.step % cfg.save_every == 0:
+                    self.save()
+                if self.main and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
+                    self.evaluate()
+                self.reporter.advance(self.elapsed if budget else self.step, row)
+            if self.last and logged != self.step:  # a budget or a signal ended between logs
+                self.log(lr)
+            self.save()
+            if caught:
+                raise Interrupted(caught[0], self.step, self.run_dir)
+        return self.finish(first)
 
-    def log_eval(result: dict[str, float]) -> None:
-        if metrics is not None:
-            metrics.write({"step": step, **{f"eval_{k}": v for k, v in result.items()}})
+    def stop(self, signalled: bool) -> bool:
+        """Time to stop: steps or budget done, or a signal; every rank decides alike."""
+        elapsed = self.elapsed
+        if self.world > 1:
+            flags = torch.tensor([float(signalled), elapsed], device=self.device)
+            signalled_any, elapsed = all_reduce(flags, self.world, "max").tolist()
+            signalled = bool(signalled_any)
+        done = elapsed >= self.cfg.budget if self.cfg.budget > 0 else self.step >= self.cfg.steps
+        return done or signalled
 
-    def save() -> None:
-        if main:
-            state = {
-                "optimizer": opt.state_dict(),
-                "elapsed": elapsed,
-                "tokens": tokens_seen,
-                "rng": torch.get_rng_state(),
-            }
-            checkpoints.save(run_dir, step, model, state, cfg.keep)
+    def log(self, lr: float) -> dict[str, float]:
+        check_finite(self.bad, self.step, self.run_dir, self.world)
+        now = time.perf_counter()
+        speed = self.window[0] / max(now - self.window[1], 1e-9)
+        self.window = (0, now)
+        row = log_row(self.last, lr, self.step, self.tokens, speed, self.world)
+        if self.metrics is not None:
+            self.metrics.write({**row, "elapsed": round(self.elapsed, 3)})
+        return row
 
-    first_eval = None
-    if main and not resume:
-        first_eval = held_out()
-        log_eval(first_eval)
-    bad = torch.zeros((), dtype=torch.bool, device=device)
-    last: dict[str, Tensor] = {}
-    total = float(cfg.budget) if cfg.budget > 0 else float(cfg.steps)
-    reporter.start(total, elapsed if cfg.budget > 0 else step, "s" if cfg.budget > 0 else "steps")
-    window_tokens, window_start = 0, time.perf_counter()
-    model.train()
-    with catch_signals() as caught:
-        while True:
-            stop_signal, elapsed_all = float(bool(caught)), elapsed
-            if world > 1:  # every rank stops at the same step
-                flags = torch.tensor([stop_signal, elapsed], device=device)
-                stop_signal, elapsed_all = all_reduce(flags, world, "max").tolist()
-            done = elapsed_all >= cfg.budget if cfg.budget > 0 else step >= cfg.steps
-            if done or stop_signal:
-                break
-            tick = time.perf_counter()
-            progress = elapsed / cfg.budget if cfg.budget > 0 else step / cfg.steps
-            lr = lr_at(cfg, step, progress)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            last, n_tokens = train_step(cfg, net, model, opt, get_batch, step, rank, world, amp)
-            bad |= ~torch.isfinite(sum(last.values(), torch.zeros((), device=device)))
-            step += 1
-            tokens_seen += n_tokens
-            window_tokens += n_tokens
-            elapsed += time.perf_counter() - tick
-            should_log = step % cfg.log_every == 0 or step == cfg.steps
-            should_save = cfg.save_every > 0 and step % cfg.save_every == 0
-            if should_log or should_save:
-                check_finite(bad, step, run_dir, world)
-            row = None
-            if should_log:
-                now = time.perf_counter()
-                speed = window_tokens / max(now - window_start, 1e-9)
-                row = log_row(last, lr, step, tokens_seen, speed, world)
-                window_tokens, window_start = 0, now
-                if metrics is not None:
-                    metrics.write({**row, "elapsed": round(elapsed, 3)})
-            if main and cfg.eval_every > 0 and step % cfg.eval_every == 0:
-                log_eval(held_out())
-            if should_save:
-                save()
-            reporter.advance(elapsed if cfg.budget > 0 else step, row)
-        check_finite(bad, step, run_dir, world)
-        save()
-        if caught:
-            raise Interrupted(caught[0], step, run_dir)
-    final = held_out() if main else {}
-    log_eval(final)
-    barrier(world)
-    summary: dict[str, Any] = {
-        "steps": step,
-        "tokens": tokens_seen,
-        "seconds": round(elapsed, 1),
-        "tokens_per_s": round(tokens_seen / max(elapsed, 1e-9)),
-    }
-    if last:
-        summary["train_loss"] = round(weighted_total({k: float(v) for k, v in last.items()}), 4)
-    if first_eval is not None:
-        summary["start_eval_loss"] = round(first_eval["loss"], 4)
-    summary.update({f"eval_{k}": round(v, 4) for k, v in final.items()})
-    summary["run_dir"] = str(run_dir)
-    if main:
-        reporter.finish(summary)
-    return summary
+    def save(self) -> None:
+        check_finite(self.bad, self.step, self.run_dir, self.world)
+        if self.main:
+            state = {"optimizer": self.opt.state_dict(), "elapsed": self.elapsed,
+                     "tokens": self.tokens, "rng": torch.get_rng_state()}
+            checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out figures (rank 0), written to metrics.jsonl."""
+        batches = eval_batches(self.cfg, self.blocks[1], self.corruption, self.data.vocab,
+                               self.info, self.device)
+        result = evaluate(self.model, batches, self.amp, self.cfg.seed)
+        if self.metrics is not None:
+            self.metrics.write({"step": self.step, **{f"eval_{k}": v for k, v in result.items()}})
+        return result
+
+    def finish(self, first: dict[str, float] | None) -> dict[str, Any]:
+        final = self.evaluate() if self.main else {}
+        barrier(self.world)
+        summary: dict[str, Any] = {"steps": self.step, "tokens": self.tokens,
+                                   "seconds": round(self.elapsed, 1),
+                                   "tokens_per_s": round(self.tokens / max(self.elapsed, 1e-9))}
+        if self.last:
+            means = {k: float(v) for k, v in self.last.items()}
+            summary["train_loss"] = round(weighted_total(means), 4)
+        if first is not None:
+            summary["start_eval_loss"] = round(first["loss"], 4)
+        summary.update({f"eval_{k}": round(v, 4) for k, v in final.items()})
+        summary["run_dir"] = str(self.run_dir)
+        self.reporter.finish(summary)
+        return summary
 
 
 def check_finite(bad: Tensor, step: int, run_dir: Path, world: int) -> None:

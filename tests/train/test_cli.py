@@ -120,3 +120,15 @@ def test_fill_generates(runs: dict[str, Path], name: str, kind: str) -> None:
     assert out["kind"] == kind
     assert isinstance(out["generated"], str)
     assert out["output"]
+
+
+def test_a_time_budget_stops_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "budget"
+    result = invoke("train", "-o", "clm", "--budget", "2s", "--seq-len", "32", "--batch-size", "4",
+                    "--eval-batches", "1", "--device", "cpu", "--out", str(out))
+    assert result.code == 0, result.stderr
+    state = checkpoints.list_checkpoints(out)
+    assert len(state) == 1
+    rows = [r for r in checkpoints.read_metrics(out) if "loss" in r]
+    assert rows
+    assert 2.0 <= rows[-1]["elapsed"] < 30
