@@ -187,7 +187,7 @@ class Trainer:
         self.amp = amp_context(cfg, self.device)
         self.net: nn.Module = self.model
         if world > 1:
-            self.net = nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+            self.net = nn.parallel.DistributedDataParallel(self.model)
         if cfg.compile:
             self.net = torch.compile(self.net)  # type: ignore[assignment]
         self.metrics = None
@@ -287,9 +287,10 @@ class Trainer:
         summary: dict[str, Any] = {"steps": self.step, "tokens": self.tokens,
                                    "seconds": round(self.elapsed, 1),
                                    "tokens_per_s": round(self.tokens / max(self.elapsed, 1e-9))}
-        if self.last:
-            means = {k: float(v) for k, v in self.last.items()}
-            summary["train_loss"] = round(weighted_total(means), 4)
+        if self.last:  # every rank holds its share of each term's mean
+            names = sorted(self.last)
+            shares = all_reduce(torch.stack([self.last[k] for k in names]), self.world).tolist()
+            summary["train_loss"] = round(weighted_total(dict(zip(names, shares, strict=True))), 4)
         if first is not None:
             summary["start_eval_loss"] = round(first["loss"], 4)
         summary.update({f"eval_{k}": round(v, 4) for k, v in final.items()})
