@@ -128,6 +128,8 @@ def fill_masks(run: LoadedRun, text: str, top_k: int = 5) -> dict[str, Any]:
         )
     labels = [t if t == mask else IGNORE for t in ids]
     extras: dict[str, Tensor] = {}
+    if run.model.cfg.token_types:  # one segment, as a single sentence would be
+        extras["token_type_ids"] = torch.zeros(1, len(ids), dtype=torch.long, device=run.device)
     if run.model.cfg.two_stream:  # XLNet: masks are targets, predicted left to right
         rank = [-1] * len(ids)
         for order, i in enumerate(at):
