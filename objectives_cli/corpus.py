@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-VERSION = 2  # bump when the cleaning changes: it names the cache file
+VERSION = 3  # bump when the cleaning changes: it names the cache file
 HELDOUT_PER_MILLE = 20  # 2% of documents, chosen by hash
 MIN_DOCUMENT_CHARS = 200  # shorter documents (a module with one one-line docstring) are dropped
 MAX_DOCUMENT_CHARS = 6000  # longer ones are cut at paragraphs (~2k tokens; a finer held-out split)
@@ -110,6 +110,7 @@ def clean_paragraphs(text: str) -> list[str]:
     """Prose paragraphs of a dedented docstring or help topic, each on one line."""
     out = []
     for block in re.split(r"\n[ \t]*\n", text):
+        block = _LITERAL.sub(r'"\1"', _ROLE.sub(r'"\1"', block))
         lines = [ln for ln in block.split("\n")
                  if ln.strip() and not _UNDERLINE.match(ln) and not ln.lstrip().startswith("..")]
         if not lines:
@@ -127,9 +128,7 @@ def clean_paragraphs(text: str) -> list[str]:
             else:
                 joined.append(line)
         for para in joined:
-            para = _LITERAL.sub(r'"\1"', _ROLE.sub(r'"\1"', para)).rstrip(":").strip()
-            if para.endswith("::"):
-                para = para[:-1]
+            para = para.rstrip(":").strip()  # its example block was dropped
             words = _WORD.findall(para)
             if len(words) >= 3 and sum(not w.isupper() for w in words) >= 0.5 * len(words):
                 out.append(para)  # prose, not a list of CONSTANT_NAMES

@@ -21,15 +21,17 @@ corpus's train split, shipped in objectives_cli/assets/; rebuild it with
 
 from __future__ import annotations
 
+import array
 import itertools
 import json
+import operator
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from corruptions import Tokens, Vocab
 from corruptions.errors import DataError
@@ -117,7 +119,8 @@ def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     elif kind == "unigram":
         tok = Tokenizer(models.Unigram())
-        tok.normalizer = normalizers.NFKC()
+        tok.normalizer = normalizers.Sequence([
+            normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " ")])
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
         trainer = trainers.UnigramTrainer(
@@ -136,12 +139,17 @@ def train_tokenizer(documents: Iterable[str], kind: str = "wordpiece", vocab_siz
     `vocab_size` counts everything, the 108 special tokens included; a small corpus may yield
     fewer ids. The sentinels are added after training, so they are the last ids.
     """
-    if vocab_size < len(SPECIAL_TOKENS) + 20:
-        raise ValueError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 20} "
-                         f"({len(SPECIAL_TOKENS)} special tokens plus some text), not {vocab_size}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(KINDS)}")
+    least = len(SPECIAL_TOKENS) + 20 + (256 if kind == "bpe" else 0)  # bpe: all 256 bytes
+    if vocab_size < least:
+        raise ValueError(f"a {kind} vocab_size must be at least {least} ({len(SPECIAL_TOKENS)} "
+                         f"special tokens{', 256 bytes' if kind == 'bpe' else ''} and some text), "
+                         f"not {vocab_size}")
     tok, trainer = _blank(kind, vocab_size - N_SENTINELS)
-    docs = list(documents)
-    tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
+    # Lines, not documents: encode_documents encodes sentences, so no piece should hold a "\n".
+    lines = [line for doc in documents for line in doc.splitlines() if line.strip()]
+    tok.train_from_iterator(lines, trainer=trainer, length=len(lines))
     if kind == "wordpiece":
         tok = _to_wordpiece(tok, vocab_size - N_SENTINELS)
     _canonicalize(tok, kind)
@@ -153,29 +161,35 @@ def _canonicalize(tok: Tokenizer, kind: str) -> None:
     """Make a trained model independent of Rust's per-process hash seeds (same corpus, same file).
 
     `tokenizers` 0.2x trains BPE deterministically, but Unigram sums its EM counts in hash-map
-    order: scores differ in the 11th digit from run to run, so equal-score pieces swap ids.
-    Scores are rounded to 1e-4 (far below any difference that matters to segmentation) and
-    pieces sorted by score, then by text, the specials kept first. (WordPiece: see
-    _to_wordpiece.)
+    order (scores differ in the 11th digit from run to run, so equal-score pieces swap ids) and
+    scores the characters it must keep by their hash-map order. Those characters all get the
+    lowest score, scores are rounded to 1e-4 (far below any difference that matters to
+    segmentation), and pieces are sorted by score, then by text, the specials kept first.
+    (WordPiece: see _to_wordpiece.)
     """
     if kind == "unigram":
-        model = json.loads(tok.to_str())["model"]
-        pieces = [(p, round(score, 4)) for p, score in model["vocab"]]
-        head, rest = pieces[: len(BASE_SPECIALS)], pieces[len(BASE_SPECIALS):]
+        pieces = json.loads(tok.to_str())["model"]["vocab"]
+        head, rest = pieces[: len(BASE_SPECIALS)], pieces[len(BASE_SPECIALS) :]
         assert [p for p, _ in head] == list(BASE_SPECIALS), "specials must come first"
+        # Characters the trainer had to keep get the lowest score plus k * 1e-4, k in hash order:
+        # all of them get the lowest score.
+        floor = min((score for _, score in rest), default=0.0)
+        slack = 1e-4 * (1 + sum(len(p) == 1 for p, _ in rest)) + 1e-9
+        rest = [(p, round(floor if len(p) == 1 and score <= floor + slack else score, 4))
+                for p, score in rest]
         rest.sort(key=lambda ps: (-ps[1], ps[0]))
-        tok.model = models.Unigram(head + rest, unk_id=BASE_SPECIALS.index("[UNK]"),
+        tok.model = models.Unigram([*map(tuple, head), *rest], unk_id=BASE_SPECIALS.index("[UNK]"),
                                    byte_fallback=False)
 
 
 def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
     """A tokenizer file; None = the default tokenizer (works offline on a fresh machine)."""
     path = DEFAULT_TOKENIZER if path is None else Path(path)
+    if not path.is_file():
+        raise DataError(f"no such tokenizer file: {path}",
+                        "train one with `objectives tokenizer train CORPUS --out FILE`")
     try:
         tok = Tokenizer.from_file(str(path))
-    except FileNotFoundError:
-        raise DataError(f"no such tokenizer file: {path}",
-                        "train one with `objectives tokenizer train CORPUS --out FILE`") from None
     except Exception as exc:  # tokenizers raises a bare Exception for bad JSON
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path} is not a tokenizer file: {first}",
@@ -250,12 +264,25 @@ def encode_documents(tok: Tokenizer, documents: Sequence[str]) -> list[EncodedDo
                 continue
             word_ids = enc.word_ids
             ids += sentence_ids
-            previous = [-1, *word_ids[:-1]]
-            words += [w is None or w != p for p, w in zip(previous, word_ids, strict=True)]
+            # A token opens a word when its word id differs from the previous token's.
+            words += map(operator.ne, word_ids, [-1, *word_ids])
             starts.append(True)
-            starts += [False] * (len(sentence_ids) - 1)
+            starts += _FALSE[: len(sentence_ids) - 1] if len(sentence_ids) <= len(_FALSE) else (
+                [False] * (len(sentence_ids) - 1))
         out.append(EncodedDoc(ids, words, starts))
     return out
+
+
+_FALSE = [False] * 4096
+
+
+def _flat(docs: Sequence[EncodedDoc], field: str, code: str, dtype: torch.dtype) -> torch.Tensor:
+    """One field of every document, concatenated into a 1-d tensor (via array: ~10x faster than
+    torch.tensor on a list)."""
+    values = array.array(code, itertools.chain.from_iterable(getattr(d, field) for d in docs))
+    if not values:
+        return torch.zeros(0, dtype=dtype)
+    return torch.frombuffer(values, dtype=dtype).clone()
 
 
 def batch_blocks(docs: Sequence[EncodedDoc], max_length: int, pad: int) -> Tokens:
@@ -269,19 +296,15 @@ def batch_blocks(docs: Sequence[EncodedDoc], max_length: int, pad: int) -> Token
     """
     if max_length < 1:
         raise ValueError(f"max_length must be positive, not {max_length}")
-    flat_ids = torch.tensor(list(itertools.chain.from_iterable(d.ids for d in docs)),
-                            dtype=torch.long)
-    flat_words = torch.tensor(list(itertools.chain.from_iterable(d.word_starts for d in docs)),
-                              dtype=torch.bool)
-    flat_sents = torch.tensor(list(itertools.chain.from_iterable(d.sentence_starts for d in docs)),
-                              dtype=torch.bool)
+    flat_ids = _flat(docs, "ids", "q", torch.long)
+    flat_words = _flat(docs, "word_starts", "b", torch.int8).bool()
+    flat_sents = _flat(docs, "sentence_starts", "b", torch.int8).bool()
     n = flat_ids.numel()
     if n == 0:
         empty = torch.zeros((0, 0), dtype=torch.long)
         return Tokens(empty, torch.zeros(0, dtype=torch.long), empty.bool(), empty.bool())
     # last_start[i]: the last word start at or before i (within the flat stream).
-    positions = torch.arange(n)
-    last_start = torch.where(flat_words, positions, 0).cummax(0).values.tolist()
+    last_start = torch.where(flat_words, torch.arange(n), 0).cummax(0).values
     starts: list[int] = []
     lengths: list[int] = []
     begin = 0
@@ -289,7 +312,7 @@ def batch_blocks(docs: Sequence[EncodedDoc], max_length: int, pad: int) -> Token
         end = begin + len(doc.ids)
         pos = begin
         while end - pos > max_length:
-            cut = last_start[pos + max_length]  # the word that would straddle the cut
+            cut = int(last_start[pos + max_length])  # the word that would straddle the cut
             if cut <= pos:
                 cut = pos + max_length  # one word longer than a row: cut it
             starts.append(pos)

@@ -53,7 +53,10 @@ def train(
     size = sum(map(len, documents))
     print(f"training a {kind.value} tokenizer ({vocab_size} ids) on {len(documents)} documents "
           f"({size / 1e6:.2f} M characters)", file=sys.stderr)
-    tok = train_tokenizer(documents, kind.value, vocab_size)
+    try:
+        tok = train_tokenizer(documents, kind.value, vocab_size)
+    except ValueError as exc:  # a vocabulary too small for the kind
+        raise typer.BadParameter(str(exc), param_hint="--vocab-size") from None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tok.save(str(out), pretty=False)

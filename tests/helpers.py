@@ -81,7 +81,7 @@ def corpus_tokens(n_tokens: int = 200_000, length: int = 512, split: str = "trai
     rows of `length` (batch_blocks of the documents, taken in order until n_tokens), cached per
     process.
 
-    Raises ValueError when the split holds fewer tokens (the held-out split has ~8k)."""
+    Raises ValueError when the split holds fewer tokens (the held-out split has ~10k)."""
     from objectives_cli.tokenizer import batch_blocks
 
     docs = _encoded_prefix(split, n_tokens)
