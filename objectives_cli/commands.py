@@ -8,6 +8,8 @@ errors exit 1 (see main.py).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
@@ -45,32 +47,31 @@ class ListFormat(str, Enum):
 
 
 class OneLineUsageErrors(TyperGroup):
-    """Turn Click's usage errors (several lines with the usage) into `corruptions.UsageError`,
-    which main.run prints as `error: ...` and `hint: ...` and exits 2."""
+    """Click's usage errors (bad option, missing argument, bad value) as one `error:` line and
+    one `hint:` line on stderr, exit status 2, instead of Click's usage block. Done here rather
+    than in main.run so that `CliRunner().invoke(app, ...)` sees the same status."""
 
     def make_context(self, info_name: str | None, args: list[str],
                      parent: typer.Context | None = None, **extra: Any) -> typer.Context:
-        try:
+        with one_line_usage_errors():
             return super().make_context(info_name, args, parent=parent, **extra)
-        except NoArgsIsHelpError:
-            raise
-        except UsageError as exc:
-            raise one_line(exc) from None
 
     def invoke(self, ctx: typer.Context) -> Any:
-        try:
+        with one_line_usage_errors():
             return super().invoke(ctx)
-        except NoArgsIsHelpError:
-            raise
-        except UsageError as exc:
-            raise one_line(exc) from None
 
 
-def one_line(exc: UsageError) -> corruptions.UsageError:
-    message = " ".join(exc.format_message().split()).rstrip(".")
-    command = exc.ctx.command_path if exc.ctx is not None else "objectives"
-    return corruptions.UsageError(message[:1].lower() + message[1:],
-                                  f"see '{command} --help'")
+@contextmanager
+def one_line_usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except NoArgsIsHelpError:  # `objectives` alone prints the help
+        raise
+    except UsageError as exc:
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        command = exc.ctx.command_path if exc.ctx is not None else "objectives"
+        output.print_error(message[:1].lower() + message[1:], f"see '{command} --help'")
+        raise typer.Exit(2) from None
 
 
 def version() -> str:
@@ -178,8 +179,7 @@ def corrupt(
         limit = None if fmt is CorruptFormat.jsonl else SHOW_LIMIT
     overrides = parse_params(param or [])
     corruption = corruptions.create(objective, **overrides)
-    name = "+".join(corruptions.get(part.strip()).name for part in objective.split("+"))
-    params = {p.name: p.default for p in params_of(corruption)} or overrides
+    name, params = resolved(objective, overrides)
     tok = load_tokenizer(tokenizer)
     vocab = vocab_of(tok)
     documents = read_documents(path if path is not None else data)
@@ -191,6 +191,18 @@ def corrupt(
         pieces = views.Pieces(tok, vocab)
         output.print_views((views.build(e, pieces) for e in examples), name,
                            fmt is CorruptFormat.show and output.use_rich())
+
+
+def resolved(objective: str, overrides: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The canonical name and every parameter's value, of each part of an `a+b` composition."""
+    names, params = [], {}
+    for part in objective.split("+"):
+        found = corruptions.get(part.strip())
+        mine = {p.name for p in found.params}
+        built = corruptions.create(found.name, **{k: v for k, v in overrides.items() if k in mine})
+        names.append(found.name)
+        params.update({p.name: p.default for p in params_of(built)})
+    return "+".join(names), params
 
 
 def parse_params(items: list[str]) -> dict[str, str]:

@@ -10,8 +10,8 @@ tests/cli/test_docs.py fails until the pages are regenerated.
 
 from __future__ import annotations
 
+import inspect
 import sys
-import textwrap
 from pathlib import Path
 
 import tokenizers
@@ -34,10 +34,10 @@ def cell(text: str) -> str:
 
 def objective_page(objective: Objective, tok: tokenizers.Tokenizer, vocab: Vocab) -> str:
     name = objective.name
-    summary, _, more = objective.description.partition("\n")
+    summary, _, more = inspect.cleandoc(objective.description).partition("\n")
     lines = [f"# {name}", "", NOTE, "", summary.strip(), ""]
     if more.strip():
-        lines += [textwrap.dedent(more).strip(), ""]
+        lines += [more.strip(), ""]
     facts = [("architecture", objective.arch),
              ("family", f"`{objective.family}` (corruptions/{objective.family}.py)"),
              ("paper", objective.paper),

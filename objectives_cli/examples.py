@@ -92,12 +92,8 @@ def batches(chunks: Iterable[Tokens], size: int = BATCH) -> Iterator[Tokens]:
 def concat(parts: list[Tokens]) -> Tokens:
     if len(parts) == 1:
         return parts[0]
-
-    def cat(name: str) -> torch.Tensor | None:
-        values = [getattr(p, name) for p in parts]
-        return None if any(v is None for v in values) else torch.cat(values)
-
-    return Tokens(*(cat(n) for n in ("ids", "lengths", "word_starts", "sentence_starts")))
+    columns = zip(*(p._tensors() for p in parts), strict=True)
+    return Tokens(*(None if any(t is None for t in c) else torch.cat(c) for c in columns))
 
 
 def take(batch: Tokens, start: int, stop: int) -> Tokens:
@@ -132,7 +128,7 @@ def unbatch(batch: Tokens, out: Corrupted, first_index: int) -> Iterator[Example
     input_lens = out.attention_mask.sum(1).tolist()
     if out.decoder_input_ids is not None:  # the target runs to its last scored token
         scored = out.labels != IGNORE
-        last = torch.where(scored, torch.arange(scored.size(1)) + 1, 0)
+        last = torch.where(scored, torch.arange(scored.size(1), device=scored.device) + 1, 0)
         target_lens = last.max(1).values.tolist() if scored.size(1) else [0] * len(input_lens)
     else:
         target_lens = input_lens

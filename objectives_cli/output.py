@@ -18,6 +18,7 @@ Plain-text markers (the same information as the colours):
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ from .views import Cell, View
 
 WIDTH = 80  # views never need more columns than this
 LABEL_WIDTH = 11  # the label column of a view, its gap included
+FACT_WIDTH = 14  # the label column of describe's facts
 
 MARKS = {  # kind: (before, after, legend); the text is the token itself where both are empty
     "mask": ("", "", "[MASK] masked"),
@@ -84,6 +86,13 @@ def use_rich() -> bool:
     """Rich output: stdout is a terminal and NO_COLOR is not set."""
     console = Console(file=sys.stdout)
     return console.is_terminal and not console.no_color
+
+
+def print_error(message: str, hint: str | None = None) -> None:
+    """A user error as main.run prints one: `error: ...` and maybe `hint: ...` on stderr."""
+    print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
 
 
 # ---- JSON ---------------------------------------------------------------------------------
@@ -140,7 +149,7 @@ def runs(cells: Sequence[Cell]) -> Iterator[tuple[str, list[Cell]]]:
     """Consecutive cells of one kind; spans, masks and specials stay one cell per run."""
     for kind, group in groupby(cells, key=lambda c: c.kind):
         members = list(group)
-        if kind in ("span", "mask", "special", "keep"):
+        if kind in ("span", "mask", "special", "keep") or any(c.hidden for c in members):
             yield from ((kind, [c]) for c in members)
         else:
             yield kind, members
@@ -152,7 +161,7 @@ def plain_cells(cells: Sequence[Cell]) -> str:
     for kind, members in runs(cells):
         before, after, _ = MARKS.get(kind, ("", "", ""))
         inner = "".join(("" if c.glue or i == 0 else " ") + c.text for i, c in enumerate(members))
-        hidden = f"⟦{members[0].hidden}⟧" if kind == "span" else ""
+        hidden = f"⟦{members[0].hidden}⟧" if members[0].hidden else ""
         out.append(("" if members[0].glue or not out else " ") + before + inner + after + hidden)
     return "".join(out)
 
@@ -165,7 +174,7 @@ def rich_cells(cells: Sequence[Cell]) -> Text:
             text.append(" ")
         inner = "".join(("" if c.glue or i == 0 else " ") + c.text for i, c in enumerate(members))
         text.append(inner, style=STYLES.get(kind, ""))
-        if kind == "span":
+        if members[0].hidden:
             text.append(f"⟦{members[0].hidden}⟧", style="dim magenta")
     return text
 
@@ -209,9 +218,10 @@ def wrap_items(label: str, items: list[str], sep: str = " · ") -> str:
     return "\n".join(lines)
 
 
-def wrap(label: str, text: str) -> str:
-    wrapper = textwrap.TextWrapper(width=WIDTH, initial_indent=label.ljust(LABEL_WIDTH),
-                                   subsequent_indent=" " * LABEL_WIDTH, break_on_hyphens=False)
+def wrap(label: str, text: str, label_width: int = LABEL_WIDTH) -> str:
+    """`label` in a column of its own, `text` wrapped beside it."""
+    wrapper = textwrap.TextWrapper(width=WIDTH, initial_indent=label.ljust(label_width),
+                                   subsequent_indent=" " * label_width, break_on_hyphens=False)
     return "\n".join(wrapper.wrap(text or "(empty)"))
 
 
@@ -245,8 +255,11 @@ def print_views(views: Iterable[View], objective: str, rich: bool) -> None:
 # ---- list and describe ----------------------------------------------------------------------
 
 
-def key_defaults(objective: Objective, n: int = 3) -> str:
-    return " ".join(f"{p.name}={format_value(p.default)}" for p in objective.params[:n])
+def key_defaults(objective: Objective, n: int = 3, longest: int = 24) -> str:
+    """The first `n` parameters as name=value, long values shortened."""
+    values = ((p.name, format_value(p.default)) for p in objective.params[:n])
+    return " ".join(f"{k}={v if len(v) <= longest else v[: longest - 1] + '…'}"
+                    for k, v in values)
 
 
 def format_value(value: Any) -> str:
@@ -299,7 +312,7 @@ def print_description(objective: Objective, examples: Sequence[View], rich: bool
     ]
     if objective.aliases:
         facts.insert(0, ("aliases", ", ".join(objective.aliases)))
-    more = objective.description.split("\n", 1)[1].strip() if "\n" in objective.description else ""
+    more = inspect.cleandoc(objective.description).partition("\n")[2].strip()
     if rich:
         describe_rich(objective, facts, more, examples)
     else:
@@ -313,12 +326,13 @@ def yes(flag: bool) -> str:
 def describe_plain(objective: Objective, facts: list[tuple[str, str]], more: str,
                    examples: Sequence[View]) -> str:
     out = [textwrap.fill(f"{objective.name}: {objective.summary}", WIDTH), ""]
-    out += [wrap(label, text) for label, text in facts]
+    out += [wrap(label, text, FACT_WIDTH) for label, text in facts]
     if more:
-        out += ["", *(textwrap.fill(p, WIDTH) for p in textwrap.dedent(more).split("\n\n"))]
+        out += ["", *(textwrap.fill(p, WIDTH) for p in more.split("\n\n"))]
     out += ["", "parameters (--param NAME=VALUE)"]
     for p in objective.params:
-        out.append(f"  {p.name} = {format_value(p.default)}")
+        out.append(textwrap.fill(f"  {p.name} = {format_value(p.default)}", WIDTH,
+                                 subsequent_indent="      ", break_on_hyphens=False))
         out.append(textwrap.fill(p.help, WIDTH, initial_indent="      ",
                                  subsequent_indent="      "))
     if not objective.params:
@@ -332,14 +346,15 @@ def describe_rich(objective: Objective, facts: list[tuple[str, str]], more: str,
     console = stdout_console()
     console.print(Text.assemble((objective.name, "bold"), ": ", objective.summary))
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(style="bold", width=LABEL_WIDTH + 1, no_wrap=True)
+    grid.add_column(style="bold", width=FACT_WIDTH - 1, no_wrap=True)
     grid.add_column(overflow="fold")
     for label, text in facts:
         grid.add_row(label, text)
     console.print(grid)
     if more:
         console.print()
-        console.print(Text(textwrap.dedent(more)))
+        for paragraph in more.split("\n\n"):
+            console.print(Text(" ".join(paragraph.split())))
     table = Table("parameter", "default", "help", title="parameters (--param NAME=VALUE)",
                   title_justify="left", header_style="bold")
     for p in objective.params:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import tokenizers
 
@@ -26,6 +27,7 @@ KINDS = ("mask", "random", "predict", "delete", "span", "moved", "context", "ins
 CHANGED = {int(op) for op in Op} - {int(Op.KEEP), int(Op.CONTEXT)}  # what counts as corrupted
 ATTENTION_MODES = {0: "bidirectional", 1: "left-to-right", 2: "right-to-left", 3: "seq2seq"}
 INFINITY = float("inf")
+LABEL_MAX = 10  # a longer extras key does not fit the label column; it goes under "extra"
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Cell:
     text: str
     kind: str  # "keep" or one of KINDS
     glue: bool = False  # no space before it (a word piece that continues a word)
-    hidden: str = ""  # span cells: the source text the span token stands for
+    hidden: str = ""  # a token that stands for a span: the source text of that span
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,12 @@ class Pieces:
         self.prefix = getattr(tok.model, "continuing_subword_prefix", None) or ""
         marks = {piece[:1] for piece in tok.get_vocab()}
         self.start_mark = "Ġ" if "Ġ" in marks else "▁" if "▁" in marks else ""
+        assert vocab.special is not None
+        self._special = set(vocab.special.nonzero().flatten().tolist())
         self._cache: dict[int, tuple[str, bool]] = {}
 
     def special(self, token_id: int) -> bool:
-        assert self.vocab.special is not None
-        return 0 <= token_id < self.vocab.size and bool(self.vocab.special[token_id])
+        return token_id in self._special
 
     def piece(self, token_id: int) -> tuple[str, bool]:
         """(text, continues the previous word)."""
@@ -84,14 +87,18 @@ class Pieces:
             return raw, False
         if self.prefix and raw.startswith(self.prefix) and len(raw) > len(self.prefix):
             return raw[len(self.prefix) :], True
-        if self.start_mark:
-            text = self.tok.decode([token_id]).strip() or raw
-            return text, not raw.startswith(self.start_mark)
+        if self.start_mark:  # a lone `Ġ`/`▁` opens a word and shows nothing in running text
+            text = self.tok.decode([token_id]).strip()
+            return (text or ("" if raw == self.start_mark else raw),
+                    not raw.startswith(self.start_mark))
         return raw, False
 
     def standalone(self, token_id: int) -> str:
-        """The text of a token out of context: a continuing WordPiece keeps its `##`."""
+        """The text of a token out of context: a continuing WordPiece keeps its `##`, a lone
+        word-start marker shows itself."""
         text, glue = self.piece(token_id)
+        if not text:
+            return self.tok.id_to_token(token_id) or ""
         return self.prefix + text if glue and self.prefix else text
 
     def cells(self, ids: Sequence[int], kind: str = "keep") -> list[Cell]:
@@ -117,68 +124,107 @@ def join(cells: Sequence[Cell]) -> str:
     return "".join(("" if c.glue or i == 0 else " ") + c.text for i, c in enumerate(cells))
 
 
-def elements(ops: Sequence[int]) -> list[tuple[int, int, int]]:
-    """The source as the alignment sees it: (op, start, stop); a SPAN run is one element."""
-    out: list[tuple[int, int, int]] = []
+class Element(NamedTuple):
+    """A piece of the source as the alignment sees it: one token, or a span of tokens that
+    one input token stands for."""
+
+    op: int
+    start: int
+    stop: int
+    head: int  # the source position whose op this is
+
+
+HEADS = (Op.MASK, Op.RANDOM)
+
+
+def elements(ops: Sequence[int]) -> list[Element]:
+    """One element per source token, except that a run of SPAN tokens is one element, joined to
+    the MASK or RANDOM token right before or after it if there is one (BART marks a span's one
+    <mask> that way; T5's sentinels are SPAN runs alone)."""
+    out: list[Element] = []
     for i, op in enumerate(ops):
-        if op == Op.SPAN and out and out[-1][0] == Op.SPAN and out[-1][2] == i:
-            out[-1] = (op, out[-1][1], i + 1)
+        last = out[-1] if out else None
+        if op == Op.SPAN and last is not None and last.stop == i and (
+                last.op == Op.SPAN or (last.op in HEADS and last.head == last.start)):
+            out[-1] = last._replace(stop=i + 1)
+        elif op in HEADS and last is not None and last.op == Op.SPAN:
+            out[-1] = Element(op, last.start, i + 1, i)
         else:
-            out.append((op, i, i + 1))
+            out.append(Element(op, i, i + 1, i))
     return out
 
 
 class Aligner:
     """Edit-distance alignment of source elements with input tokens, costs from the ops."""
 
-    def __init__(self, pieces: Pieces, source: Sequence[int], inputs: Sequence[int]) -> None:
-        self.pieces, self.source, self.inputs = pieces, source, inputs
+    def __init__(self, pieces: Pieces, source: Sequence[int]) -> None:
+        self.pieces, self.source = pieces, source
+        vocab = pieces.vocab
+        self.stand_ins = {vocab.mask, *vocab.sentinels}  # what a span collapses into
 
-    def match(self, op: int, start: int, token: int) -> float:
-        if op in (Op.KEEP, Op.PREDICT, Op.CONTEXT, Op.MOVED):
-            return 0.0 if token == self.source[start] else INFINITY
-        if op == Op.MASK:
-            return 0.0 if token == self.pieces.vocab.mask else 1.5
-        if op == Op.RANDOM:
+    def match(self, e: Element, token: int) -> float:
+        if e.op in (Op.KEEP, Op.PREDICT, Op.CONTEXT, Op.MOVED):
+            return 0.0 if token == self.source[e.head] else INFINITY
+        if e.op == Op.MASK:  # never framing: skipping and inserting (2) is cheaper
+            return 0.0 if token == self.pieces.vocab.mask else (
+                2.5 if self.pieces.special(token) else 1.5)
+        if e.op == Op.RANDOM:
             return 0.5 if self.pieces.special(token) else 0.0
-        if op == Op.SPAN:
-            return 0.0 if self.pieces.special(token) else 1.5
+        if e.op == Op.SPAN:  # a sentinel or mask rather than framing such as </s>
+            return 0.0 if token in self.stand_ins else 0.25 if self.pieces.special(token) else 1.5
         return INFINITY  # DELETE and unknown codes never match
 
     @staticmethod
-    def skip(op: int) -> float:
-        return 0.0 if op in (Op.DELETE, Op.MOVED) else 1.0
+    def skip(e: Element) -> float:
+        return 0.0 if e.op in (Op.DELETE, Op.MOVED) else 1.0
 
-    def align(self, elems: Sequence[tuple[int, int, int]]) -> list[tuple[int | None, int | None]]:
+    def align(self, elems: Sequence[Element], inputs: Sequence[int], free_skips: bool = False
+              ) -> list[tuple[int | None, int | None]]:
         """Pairs (element index or None, input index or None) in display order."""
-        n, m = len(elems), len(self.inputs)
+        n, m = len(elems), len(inputs)
+        skips = [0.0 if free_skips else self.skip(e) for e in elems]
         cost = [[0.0] * (m + 1) for _ in range(n + 1)]
-        for j in range(1, m + 1):
-            cost[0][j] = float(j)
+        cost[0] = [float(j) for j in range(m + 1)]
         for i in range(1, n + 1):
-            op, start, _ = elems[i - 1]
-            skip = self.skip(op)
+            e, skip = elems[i - 1], skips[i - 1]
             row, above = cost[i], cost[i - 1]
             row[0] = above[0] + skip
             for j in range(1, m + 1):
-                row[j] = min(above[j - 1] + self.match(op, start, self.inputs[j - 1]),
-                             above[j] + skip, row[j - 1] + 1.0)
+                row[j] = min(above[j - 1] + self.match(e, inputs[j - 1]), above[j] + skip,
+                             row[j - 1] + 1.0)
         pairs: list[tuple[int | None, int | None]] = []
         i, j = n, m
         while i or j:
-            if i and j:
-                op, start, _ = elems[i - 1]
-                if cost[i][j] == cost[i - 1][j - 1] + self.match(op, start, self.inputs[j - 1]):
-                    pairs.append((i - 1, j - 1))
-                    i, j = i - 1, j - 1
-                    continue
-            if i and cost[i][j] == cost[i - 1][j] + self.skip(elems[i - 1][0]):
+            if i and j and cost[i][j] == cost[i - 1][j - 1] + self.match(elems[i - 1],
+                                                                        inputs[j - 1]):
+                pairs.append((i - 1, j - 1))
+                i, j = i - 1, j - 1
+            elif i and cost[i][j] == cost[i - 1][j] + skips[i - 1]:
                 pairs.append((i - 1, None))
                 i -= 1
             else:
                 pairs.append((None, j - 1))
                 j -= 1
         return pairs[::-1]
+
+    def align_moved(self, elems: Sequence[Element], inputs: Sequence[int], rounds: int = 3
+                    ) -> list[tuple[int | None, int | None]]:
+        """`align`, then pair what is left over again, a few times: moved text cannot all be
+        in order, and each round picks up another block of it (with the masks inside it)."""
+        pairs = self.align(elems, inputs)
+        for _ in range(rounds):
+            left_e = [e for e, j in pairs if j is None and elems[e].op != Op.DELETE]
+            left_j = [j for e, j in pairs if e is None]
+            found = {left_e[a]: left_j[b] for a, b in self.align(
+                [elems[e] for e in left_e], [inputs[j] for j in left_j], free_skips=True)
+                if a is not None and b is not None
+                and self.match(elems[left_e[a]], inputs[left_j[b]]) < 1.0}
+            if not found:
+                break
+            at_input = {j: e for e, j in found.items()}
+            pairs = [(at_input[j], j) if e is None and j in at_input else (e, j)
+                     for e, j in pairs if not (j is None and e in found)]
+        return pairs
 
 
 def input_cells(example: Example, pieces: Pieces) -> list[Cell]:
@@ -190,7 +236,9 @@ def input_cells(example: Example, pieces: Pieces) -> list[Cell]:
     elems = elements(example.ops)
     any_moved = Op.MOVED in example.ops
     cells = []
-    for e, j in Aligner(pieces, source, inputs).align(elems):
+    aligner = Aligner(pieces, source)
+    pairs = (aligner.align_moved if any_moved else aligner.align)(elems, inputs)
+    for e, j in pairs:
         if e is None:  # an input token no source token accounts for
             assert j is not None
             text, glue = pieces.piece(inputs[j])
@@ -200,19 +248,22 @@ def input_cells(example: Example, pieces: Pieces) -> list[Cell]:
             else:
                 cells.append(Cell(pieces.standalone(inputs[j]), "inserted"))
             continue
-        op, start, stop = elems[e]
+        op, start, stop, head = elems[e]
         if j is None:  # a source token that is not in the input
             if op != Op.MOVED:
                 for token in source[start:stop]:
-                    text, glue = pieces.piece(token)
-                    cells.append(Cell(text, "delete", glue))
+                    glue = pieces.piece(token)[1]
+                    cells.append(Cell(pieces.standalone(token) if not glue else
+                                      pieces.piece(token)[0], "delete", glue))
             continue
         # the token stands where the source token stood, so it is glued as that one was
         glue = pieces.piece(source[start])[1]
-        text = pieces.standalone(inputs[j]) if inputs[j] != source[start] else pieces.piece(
-            inputs[j])[0]
-        hidden = pieces.text(source[start:stop]) if op == Op.SPAN else ""
-        cells.append(Cell(text, KIND_OF_OP.get(op, "keep"), glue, hidden))
+        kind = KIND_OF_OP.get(op, "keep")
+        text = pieces.piece(inputs[j])[0]
+        if inputs[j] != source[head] or (not text and kind != "keep"):
+            text = pieces.standalone(inputs[j])
+        hidden = pieces.text(source[start:stop]) if op == Op.SPAN or stop - start > 1 else ""
+        cells.append(Cell(text, kind, glue, hidden))
     return cells
 
 
@@ -256,18 +307,21 @@ def extra_lines(example: Example, pieces: Pieces) -> list[tuple[str, str]]:
         lines.append(("SOP label", f"{x['sentence_order_label']} ({meaning})"))
     if "attention_mode" in x:
         lines.append(("mode", ATTENTION_MODES.get(x["attention_mode"], str(x["attention_mode"]))))
-    if "prefix_lengths" in x:
-        lines.append(("prefix", f"the first {x['prefix_lengths']} input tokens see each other; "
-                                "the rest attend causally"))
+    if "prefix_lengths" in x and x.get("attention_mode", 3) == 3:  # other modes say it all
+        n = x["prefix_lengths"]
+        lines.append(("prefix", "none: every input token attends causally" if n <= 0 else
+                      "all input tokens see each other" if n >= len(inputs) else
+                      f"the first {n} input tokens see each other; the rest attend causally"))
     if "perm_rank" in x:
         lines.append(("order", factorisation_order(example, pieces)))
     if "span_offset" in x and "span_left" in x and "span_right" in x:
         lines.append(("boundaries", boundaries(example, pieces)))
     shown = {"token_type_ids", "next_sentence_label", "sentence_order_label", "attention_mode",
              "prefix_lengths", "perm_rank", "span_left", "span_right", "span_offset"}
-    for key in sorted(set(x) - shown):
+    for key in sorted(set(x) - shown):  # the objective's own keys, as they are
         text = str(x[key])
-        lines.append((key, text if len(text) <= 200 else text[:199] + "…"))
+        text = text if len(text) <= 200 else text[:199] + "…"
+        lines.append((key, text) if len(key) < LABEL_MAX else ("extra", f"{key}: {text}"))
     return lines
 
 
@@ -314,6 +368,7 @@ def build(example: Example, pieces: Pieces) -> View:
     cells = input_cells(example, pieces)
     target_cells, note = target(example, pieces)
     present = {c.kind for c in cells} | {c.kind for c in target_cells}
+    present |= {"span" for c in cells if c.hidden}
     return View(
         index=example.index,
         original=pieces.tok.decode(example.source_ids, skip_special_tokens=False),
@@ -324,7 +379,6 @@ def build(example: Example, pieces: Pieces) -> View:
         summary=summary(example),
         kinds=[k for k in KINDS if k in present],
     )
-
 
 
 def sample(name: str, tok: tokenizers.Tokenizer, vocab: Vocab) -> list[View]:

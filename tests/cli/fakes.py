@@ -102,8 +102,18 @@ def segments(row: list[int], vocab: Vocab, draw: int) -> Row:
     right = [5 if o >= 0 else -1 for o in offset]
     extras = {"token_type_ids": types, "next_sentence_label": 1, "sentence_order_label": 0,
               "attention_mode": 3, "perm_rank": rank, "span_left": left, "span_right": right,
-              "span_offset": offset, "custom_key": 7}
+              "span_offset": offset, "custom": 7, "a_long_custom_key": [1, 2]}
     return inp, labels, None, ops, extras
+
+
+def infill(row: list[int], vocab: Vocab, draw: int) -> Row:
+    """BART-like: a span's first token holds the <mask> (MASK) and the rest is gone (SPAN);
+    a second span becomes one random token (RANDOM + SPAN); no sentinels."""
+    ops = [int(Op.KEEP)] * len(row)
+    ops[1:4] = [int(Op.MASK), int(Op.SPAN), int(Op.SPAN)]
+    ops[6:8] = [int(Op.RANDOM), int(Op.SPAN)]
+    inp = [vocab.bos, row[0], vocab.mask, *row[4:6], 13, *row[8:], vocab.eos]
+    return inp, [], [vocab.bos, *row, vocab.eos], ops, {}
 
 
 def causal(row: list[int], vocab: Vocab, draw: int) -> Row:
@@ -117,4 +127,5 @@ FAKES = {
     "rotate": batched(rotate, seq2seq=True),
     "segments": batched(segments),
     "causal": batched(causal),
+    "infill": batched(infill, seq2seq=True),
 }

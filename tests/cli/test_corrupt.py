@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 import corruptions
+from objectives_cli.data import read_documents
 from objectives_cli.examples import BATCH
+from objectives_cli.tokenizer import train_tokenizer
 from tests.cli.runner import GOLDEN, INPUT, invoke
 
 NAMES = [o.name for o in corruptions.list_objectives()]
@@ -126,3 +129,19 @@ def test_every_objective_renders_in_every_format(name: str) -> None:
     shown = invoke("corrupt", "--show", *args, env={"FORCE_COLOR": "1", "COLUMNS": "120"})
     assert shown.code == 0, shown.stderr
     assert max(len(ANSI.sub("", line).rstrip()) for line in shown.stdout.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram"])
+def test_any_tokenizer_kind_renders(kind: str, tmp_path: Path) -> None:
+    documents = read_documents(INPUT)
+    path = tmp_path / "tok.json"
+    train_tokenizer(documents, kind, 400).save(str(path))
+    args = ["-o", "bert-mlm", "--tokenizer", str(path), "--max-length", "32", str(INPUT)]
+    text = invoke("corrupt", "--format", "text", "--limit", "0", *args)
+    assert text.code == 0, text.stderr
+    assert max(len(line) for line in text.stdout.splitlines()) <= 80
+    inputs = [line for line in text.stdout.splitlines() if line.startswith("input")]
+    assert not any(re.search(r"[Ġ▁]\w", line) for line in inputs)  # a lone marker may show
+    rows = jsonl(invoke("corrupt", "--format", "jsonl", *args).stdout)
+    assert re.sub(r"\s", "", "".join(r["source"] for r in rows)) == re.sub(r"\s", "", "".join(
+        documents))

@@ -3,6 +3,10 @@ what `objectives corrupt --format text` prints for the sample text."""
 
 from __future__ import annotations
 
+import re
+import shlex
+from pathlib import Path
+
 import pytest
 
 import corruptions
@@ -11,6 +15,7 @@ from objectives_cli.examples import SAMPLE_DOCUMENTS
 from tests.cli.runner import invoke
 
 NAMES = [o.name for o in corruptions.list_objectives()]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generated_pages_are_up_to_date() -> None:
@@ -32,3 +37,32 @@ def test_docs_index_links_every_objective_page() -> None:
     index = (docgen.DOCS / "index.md").read_text()
     for name in NAMES:
         assert f"]({name}.md)" in index
+
+
+def readme_runs() -> list[tuple[str, list[str], str]]:
+    """(stdin, args, shown output) of every `$ echo ... | objectives corrupt ...` in README.md
+    that needs no file of its own."""
+    blocks = re.findall(r"```text\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    runs = []
+    for block in blocks:
+        for command, shown in re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", block, re.MULTILINE):
+            echo, _, rest = command.partition(" | objectives ")
+            if echo.startswith("echo ") and "--tokenizer" not in rest:
+                runs.append((shlex.split(echo)[1] + "\n", shlex.split(rest), shown))
+    return runs
+
+
+def test_readme_shows_real_output() -> None:
+    runs = readme_runs()
+    assert runs
+    for stdin, args, shown in runs:
+        assert invoke(*args, stdin=stdin).stdout == shown, " ".join(args)
+
+
+def test_jsonl_doc_example_is_real() -> None:
+    doc = (ROOT / "docs" / "jsonl.md").read_text()
+    shown = re.search(r"```json\n(.*?)\n```", doc, re.DOTALL)
+    assert shown is not None
+    run = invoke("corrupt", "-o", "bert-mlm", "--format", "jsonl", "--param", "rate=0.3", "-",
+                 stdin="The cat sat on the mat.\n")
+    assert run.stdout == shown.group(1) + "\n"

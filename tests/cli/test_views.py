@@ -68,10 +68,21 @@ def test_moved_tokens_are_marked_and_keep_the_input_order() -> None:
 def test_sentence_level_extras_are_explained() -> None:
     text = plain("segments")
     for label in ("paradigm", "segment A", "segment B", "NSP label", "SOP label", "mode",
-                  "order", "boundaries", "custom_key"):
+                  "order", "boundaries", "custom"):
         assert re.search(rf"^{label}\s", text, re.MULTILINE), label
+    assert "extra      a_long_custom_key: [1, 2, -1" in text  # long keys go under "extra"
     assert "1 (B is a random segment)" in text
     assert "seq2seq" in text
+
+
+def test_a_mask_or_random_token_at_the_head_of_a_span_stands_for_the_whole_span() -> None:
+    example = examples("infill")[0]
+    cells = [c for c in views.input_cells(example, PIECES) if c.hidden]
+    assert [c.kind for c in cells] == ["mask", "random"]
+    assert cells[0].text == "[MASK]"
+    assert cells[0].hidden == PIECES.text(example.source_ids[1:4])
+    assert cells[1].hidden == PIECES.text(example.source_ids[6:8])
+    assert "legend     [MASK] masked · «x» random token · S⟦x⟧ span" in plain("infill")
 
 
 def test_language_modelling_target_is_summarised() -> None:
