@@ -100,15 +100,15 @@ def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: 
     end, or at the very token where the budget is met (the last span can end mid-word). Spans may
     run into masked territory (only the anchor is checked).
 
-    Here a chunk of draws is made for all rows at once and resolved exactly as the sequential
-    loop would: a draw is accepted iff no earlier accepted draw covers its anchor word (a (K, K)
-    conflict matrix settled in a few rounds, one per link of the longest chain of conflicts);
-    every word gets the first accepted draw that covers it; a cumulative token count per draw
-    finds the draw that meets the budget, and the tokens it adds are cut in position order. Rows
-    still short after K draws (rare: K is twice the expected need) get another chunk, continuing
-    the same sequence, so the result is distributed exactly as the reference's; only the random
-    stream differs. Anchors are drawn among `allowed` tokens (the reference's blocks hold no
-    specials, so this is the same there).
+    Here a chunk of K draws is made for all rows at once and resolved exactly as the sequential
+    loop would: a draw is accepted iff no earlier accepted draw covers its anchor word (settled
+    in a few rounds of one scatter each, see `_accept_in_order`); every word gets the first
+    accepted draw that covers it; a cumulative token count per draw finds the draw that meets
+    the budget, and the tokens it adds are cut in position order. Rows still short after K draws
+    (rare: K is twice the expected need) get another chunk, continuing the same sequence, so the
+    result is distributed exactly as the reference's (the tests replay the draws through the
+    reference loop); only the random stream differs. Anchors are drawn among `allowed` tokens
+    (the reference's blocks hold no specials, so this is the same there).
 
     Args:
         allowed: (B, L) bool, the tokens that may be masked.
@@ -119,43 +119,54 @@ def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: 
     """
     batch, width = allowed.shape
     device = allowed.device
-    n_lens = len(probs)
-    word_of = (starts.long().cumsum(1) - 1).clamp(min=0)  # (B, L) word index of each token
-    n_words = starts.sum(1, keepdim=True)  # (B, 1)
-    n_allowed = allowed.sum(1, keepdim=True)
-    rank_of = allowed.long().cumsum(1)  # (B, L) 1-based rank among allowed tokens
-    remaining = budget.clamp(min=0).minimum(n_allowed.squeeze(1))
-    covered = torch.zeros(batch, width + 1, dtype=torch.bool, device=device)  # by word, spare col
+    longest = lower + len(probs) - 1
+    word_of = starts.cumsum(1) - 1  # (B, L) word index of each token (-1 before the first)
+    n_words = word_of[:, -1:] + 1  # (B, 1)
+    word_of = word_of.clamp(min=0)
+    not_allowed = ~allowed
+    rank = allowed.cumsum(1) - 1  # (B, L) rank among allowed tokens
+    n_allowed = rank[:, -1:] + 1  # (B, 1)
+    position_of = torch.zeros(batch, width + 1, dtype=torch.long, device=device)  # by rank
+    position_of.scatter_(1, rank.masked_fill_(not_allowed, width), positions(allowed)
+                         .expand(batch, width))  # (not allowed -> the spare column, never read)
+    ones = torch.ones_like(word_of)
+    remaining = budget.minimum(n_allowed.squeeze(1)).clamp(min=0)
+    mean_len = float((probs * torch.arange(lower, longest + 1, dtype=probs.dtype)).sum())
+    covered: Tensor | None = None  # (B, L + 1) bool by word: masked by an earlier chunk
     chosen = torch.zeros_like(allowed)
-    mean_len = float((probs * torch.arange(lower, lower + n_lens, dtype=probs.dtype)).sum())
     record: list[tuple[Tensor, Tensor, Tensor]] = []
     draws = torch.zeros_like(remaining)
-    while bool((remaining > 0).any()):
+    busy = bool((remaining > 0).any()) if width else False
+    while busy:
         k = chunk or max(4, math.ceil(2.0 * int(remaining.max()) / mean_len) + 4)
         span = draw_lengths(probs, (batch, k), gen, device, lower)  # (B, K) words
         u = torch.rand((batch, k), generator=gen, device=device, dtype=torch.float64)
-        pick = (u * n_allowed).long().minimum(n_allowed - 1)  # (B, K) rank of the anchor
-        anchor = torch.searchsorted(rank_of, pick + 1).clamp(max=width - 1)  # token index
+        pick = (u * n_allowed).long().minimum(n_allowed - 1).clamp(min=0)  # (B, K) rank
+        anchor = position_of.gather(1, pick)  # (B, K) token index of the anchor
         first = word_of.gather(1, anchor)  # (B, K) anchor word = the span's first word
-        accepted, owner = _accept_in_order(first, span, n_words, covered.gather(1, first), width)
-        owner = owner.masked_fill(covered, -1)
-        token_owner = torch.where(allowed, owner.gather(1, word_of), k)  # (B, L)
+        rejected = (covered.gather(1, first) if covered is not None
+                    else torch.zeros_like(first, dtype=torch.bool))
+        accepted, owner = _accept_in_order(first, span, n_words, rejected, width, longest)
+        if covered is not None:
+            owner = owner.masked_fill(covered, k + 1)  # K: nobody's, K + 1: an earlier chunk's
+        token_owner = owner.gather(1, word_of).masked_fill_(not_allowed, k)  # (B, L)
         # tokens each draw adds, the draw that meets the budget, and the cut inside it
         added = torch.zeros(batch, k + 2, dtype=torch.long, device=device)
-        added.scatter_add_(1, token_owner + 1, torch.ones_like(token_owner))
-        total = added[:, 1 : k + 1].cumsum(1)  # (B, K) tokens masked after draw j
-        before = total - added[:, 1 : k + 1]
+        added = added.scatter_add_(1, token_owner, ones)[:, :k]
+        total = added.cumsum(1)  # (B, K) tokens masked after draw j
+        before = total - added
         last = (total < remaining.unsqueeze(1)).sum(1, keepdim=True)  # (B, 1), K = not met
         room = remaining.unsqueeze(1) - before.gather(1, last.clamp(max=k - 1))
-        in_last = (token_owner == last) & (last < k)
-        new = (token_owner >= 0) & ((token_owner < last)
-                                    | (in_last & (in_last.long().cumsum(1) <= room)))
-        reached = accepted & (before < remaining.unsqueeze(1))
-        record.append((span, anchor, reached))
+        room = room.masked_fill(last == k, 0)  # not met: every accepted draw counts in full
+        in_last = token_owner == last
+        new = (token_owner < last) | (in_last & (in_last.cumsum(1) <= room))
+        record.append((span, anchor, accepted & (before < remaining.unsqueeze(1))))
         draws += torch.where(remaining > 0, (last.squeeze(1) + 1).clamp(max=k), 0)
         chosen |= new
-        covered |= (owner >= 0) & (owner < k)
         remaining = remaining - new.sum(1)
+        busy = bool((remaining > 0).any())
+        if busy:
+            covered = owner < k if covered is None else covered | (owner < k)
     if not record:
         empty = torch.zeros(batch, 0, dtype=torch.long, device=device)
         record.append((empty, empty, empty.bool()))
@@ -163,8 +174,8 @@ def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: 
     return AnchoredSpans(chosen, span_words, anchors, accepted, draws)
 
 
-def _accept_in_order(first: Tensor, span: Tensor, n_words: Tensor, rejected: Tensor, width: int
-                     ) -> tuple[Tensor, Tensor]:
+def _accept_in_order(first: Tensor, span: Tensor, n_words: Tensor, rejected: Tensor, width: int,
+                     longest: int) -> tuple[Tensor, Tensor]:
     """Which draws the sequential loop accepts, and the first accepted draw covering each word.
 
     Draw j covers words [first[j], first[j] + span[j]) (cut at the row's last word); it is
@@ -178,18 +189,21 @@ def _accept_in_order(first: Tensor, span: Tensor, n_words: Tensor, rejected: Ten
         accepted (B, K) bool; owner (B, width + 1) int64, K where no accepted draw covers a word.
     """
     batch, k = first.shape
-    offset = torch.arange(int(span.max()) if span.numel() else 1, device=first.device)
-    words = first.unsqueeze(2) + offset  # (B, K, longest span)
-    inside = (offset < span.unsqueeze(2)) & (words < n_words.unsqueeze(2))
+    offset = torch.arange(longest, device=first.device)
+    words = first.unsqueeze(2) + offset  # (B, K, longest)
+    outside = (offset >= span.unsqueeze(2)) | (words >= n_words.unsqueeze(2))
+    words = words.masked_fill_(outside, width)  # the spare column
     draw = torch.arange(k, device=first.device)
     index = draw.view(1, k, 1).expand_as(words).reshape(batch, -1)
+    live = words if not bool(rejected.any()) else words.masked_fill(rejected.unsqueeze(2), width)
     while True:
-        alive = (inside & ~rejected.unsqueeze(2)).view(batch, -1)
         owner = torch.full((batch, width + 1), k, dtype=torch.long, device=first.device)
-        owner.scatter_reduce_(1, torch.where(alive, words.view(batch, -1), width), index, "amin")
+        owner.scatter_reduce_(1, live.view(batch, -1), index, "amin")
         lowest = owner.gather(1, first)  # (B, K) lowest alive draw covering the anchor word
-        accepted = ~rejected & (lowest == draw)
-        blocked = ~rejected & (lowest < draw) & accepted.gather(1, lowest.clamp(max=k - 1))
+        alive = ~rejected
+        accepted = alive & (lowest == draw)
+        blocked = alive & (lowest < draw) & accepted.gather(1, lowest.clamp(max=k - 1))
         if not bool(blocked.any()):
             return accepted, owner
         rejected = rejected | blocked
+        live = words.masked_fill(rejected.unsqueeze(2), width)

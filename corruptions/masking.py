@@ -6,17 +6,20 @@ Clark et al. 2020 (arXiv 2003.10555).
 
 A budget of content tokens is chosen: single tokens (bert-mlm, electra), whole words
 (whole-word) or runs of whole words (spanbert). Each chosen token becomes [MASK], a random
-token, or stays; only chosen tokens are predicted; every input is framed `[CLS] x [SEP]`.
-With words a | b c | d | e (b c is one word of two pieces):
+token, or stays; only chosen tokens are predicted. With the words a | b c | d | e ("b c" is one
+word of two pieces), one possible outcome of each:
 
-    ids         a   b       c       d       e
-    bert-mlm    [CLS] a  [MASK]  c       q   e  [SEP]   b masked, d random (q), c untouched
-    labels        -   -    b     -       d   -    -
-    whole-word  [CLS] a  [MASK]  c       d   e  [SEP]   both pieces of "b c" chosen, one draw
-    labels        -   -    b     c       -   -    -     each (c came out unchanged)
-    spanbert    [CLS] a  [MASK] [MASK] [MASK] e [SEP]   a 2-word span "b c d", one draw for all;
-    labels        -   -    b     c       d   -    -     SBO: predict b, c, d from a, e + offset
-    electra     [CLS] a  [MASK]  c       d   e  [SEP]   85% [MASK], 15% unchanged, no random
+    ids          a     b       c       d      e
+    bert-mlm     a   [MASK]    c       q      e     b masked, d replaced by a random q
+      labels     -     b       -       d      -
+    whole-word   a   [MASK]    c       d      e     both pieces of "b c" predicted, each
+      labels     -     b       c       -      -     with its own draw (c stayed)
+    spanbert     a   [MASK]  [MASK]  [MASK]   e     one span of 2 words ("b c", "d"), one
+      labels     -     b       c       d      -     draw for all; SBO predicts b c d from a, e
+    electra      a   [MASK]    c       d      e     85% [MASK], 15% unchanged, never random
+      labels     -     b       c       -      -
+
+Every input is framed `[CLS] x [SEP]`; labels there are ignored.
 """
 
 from __future__ import annotations
@@ -283,22 +286,28 @@ class SpanMasking:
         if self.max_pair_targets < 1:
             raise ValueError("max_pair_targets must be >= 1")
 
-    def spans(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> AnchoredSpans:
+    def spans(self, batch: Tokens, vocab: Vocab, gen: torch.Generator,
+              allowed: Tensor | None = None) -> AnchoredSpans:
         """The masked tokens, with the sampled length of every accepted span."""
-        allowed = candidates(batch, vocab)
+        if allowed is None:
+            allowed = candidates(batch, vocab)
         budget = torch.ceil(batch.lengths.double() * self.rate).long()  # no [CLS]/[SEP] here
         probs = truncated_geometric(self.geometric_p, self.span_lower, self.span_upper)
         return anchored_word_spans(allowed, word_groups(allowed, batch.word_starts), budget, probs,
                                    self.span_lower, gen)
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        chosen = self.spans(batch, vocab, gen).chosen
-        first, last = run_bounds(chosen)  # merged spans = runs of masked tokens
+        allowed = candidates(batch, vocab)
+        chosen = self.spans(batch, vocab, gen, allowed).chosen
+        framed = torch.zeros(chosen.size(0), chosen.size(1) + 2, dtype=torch.bool,
+                             device=chosen.device)
+        framed[:, 1:-1] = chosen  # (B, L + 2): the masked tokens at their input_ids index
+        first, last = run_bounds(framed)  # merged spans = runs of masked tokens
         u = rand(chosen, gen)
-        if self.replacement == "span":
-            u = u.gather(1, first.clamp(min=0))  # the draw at a span's first token decides it all
-        random_ids = unigram_tokens(batch.ids, candidates(batch, vocab), gen)
-        extras = sbo_targets(chosen, first, last, batch.lengths, self.max_pair_targets)
+        if self.replacement == "span":  # the draw at a span's first token decides it all
+            u = u.gather(1, (first[:, 1:-1] - 1).clamp(min=0))
+        random_ids = unigram_tokens(batch.ids, allowed, gen)
+        extras = sbo_targets(framed, first, last, batch.lengths, self.max_pair_targets)
         return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, self.random_replace,
                          u=u, random_ids=random_ids, extras=extras)
 
@@ -311,20 +320,21 @@ def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor
     return pool[torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device)]
 
 
-def sbo_targets(chosen: Tensor, first: Tensor, last: Tensor, lengths: Tensor, max_targets: int
+def sbo_targets(framed: Tensor, first: Tensor, last: Tensor, lengths: Tensor, max_targets: int
                 ) -> dict[str, Tensor]:
-    """SpanBERT's span-boundary targets as framed (B, L + 2) extras, -1 where none.
+    """SpanBERT's span-boundary targets, (B, L + 2) int64 each, -1 where none.
 
-    A merged span gets SBO targets only if both outside neighbours lie inside the block (the
-    reference skips spans touching either end even though [CLS]/[SEP] would be there); only its
-    first `max_targets` tokens are targets. Indices count [CLS], as in `input_ids`.
+    `framed` marks the masked tokens at their `input_ids` index ([CLS] at 0), `first`/`last` the
+    runs they form (`run_bounds`). A merged span gets SBO targets only if both outside
+    neighbours lie inside the block (the reference skips spans touching either end although
+    [CLS]/[SEP] would be there); only its first `max_targets` tokens are targets.
     """
-    offset = positions(chosen) - first
-    sbo = chosen & (first > 0) & (last < (lengths - 1).unsqueeze(1)) & (offset < max_targets)
-    # content index first - 1 is input index first (after [CLS]); last + 1 is last + 2
-    values = torch.stack([first, last + 2, offset]).masked_fill_(~sbo, -1)
-    framed = torch.nn.functional.pad(values, (1, 1), value=-1)  # [CLS] .. [SEP]: never targets
-    return {"span_left": framed[0], "span_right": framed[1], "span_offset": framed[2]}
+    offset = positions(framed) - first
+    sbo = framed & (first > 1) & (last < lengths.unsqueeze(1)) & (offset < max_targets)
+    none = torch.full_like(first, -1)
+    return {"span_left": torch.where(sbo, first - 1, none),
+            "span_right": torch.where(sbo, last + 1, none),
+            "span_offset": torch.where(sbo, offset, none)}
 
 
 @register("spanbert", arch="encoder", needs_words=True,
@@ -350,20 +360,23 @@ class ElectraMasking:
 
     mask_prob: float = param(0.15, "share of real tokens (incl. [CLS]/[SEP]) chosen (mask_prob)")
     mask_replace: float = param(0.85, "share of chosen tokens replaced by [MASK]; the rest stay")
-    max_predictions: int = param(
-        0, "cap N on chosen tokens (0: int((mask_prob + 0.005) x framed batch width), the "
-        "reference's max_predictions_per_seq)")
+    max_seq_length: int = param(
+        512, "the model's sequence length incl. [CLS]/[SEP] (or the batch's, if longer): caps "
+        "the chosen tokens at N = int((mask_prob + 0.005) x it), the reference's "
+        "max_predictions_per_seq (79 at 512; it only binds for short configurations)")
     with_replacement: bool = param(
         False, "draw the k positions with replacement, as the reference does (~7% duplicates, "
         "electra #41); default: without, the fix #41 recommends")
 
     def __post_init__(self) -> None:
-        check_mlm(self.mask_prob, self.mask_replace, 0.0, self.max_predictions)
+        check_mlm(self.mask_prob, self.mask_replace, 0.0, 0)
+        if self.max_seq_length < 1:
+            raise ValueError("max_seq_length must be >= 1")
 
     def choose(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Tensor:
         """(B, L) bool: the positions the generator predicts."""
         allowed = candidates(batch, vocab)
-        cap = self.max_predictions or int((self.mask_prob + 0.005) * (batch.ids.size(1) + 2))
+        cap = int((self.mask_prob + 0.005) * max(self.max_seq_length, batch.ids.size(1) + 2))
         # max(1, min(N, round(#real x p))) as pretrain_helpers.mask, #real counting [CLS]/[SEP]
         k = round_half_even((batch.lengths + 2).double() * self.mask_prob).clamp(max=cap)
         k = k.clamp(min=1)
