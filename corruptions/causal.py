@@ -90,10 +90,10 @@ def lm_batch(batch: Tokens, ids: Tensor, lengths: Tensor, predicted: Tensor,
              context: Tensor | None) -> Corrupted:
     """A decoder `Corrupted`: labels = ids where `predicted`, ops on the source positions."""
     width = batch.ids.size(1)
-    source_predicted = predicted[:, :width] & batch.real
-    ops = torch.where(source_predicted, int(Op.PREDICT), int(Op.KEEP)).to(torch.int8)
-    if context is not None:
-        ops = ops.masked_fill(context[:, :width] & batch.real, int(Op.CONTEXT))
+    real = batch.real
+    ops = (predicted[:, :width] & real).to(torch.int8) * int(Op.PREDICT)
+    if context is not None:  # disjoint from `predicted`
+        ops += (context[:, :width] & real).to(torch.int8) * int(Op.CONTEXT)
     return encoder_batch(ids, lengths, ids.masked_fill(~predicted, IGNORE), ops=ops)
 
 

@@ -116,6 +116,13 @@ def span_counts(lengths: Tensor, density: float | Tensor, mean_span: float | Ten
     return work, n_noise, n_spans
 
 
+def span_count(length: int, density: float, mean_span: float) -> int:
+    """`span_counts` for one row length, in plain Python (the same half-to-even rounding)."""
+    work = max(length, 2)
+    n_noise = min(max(round(work * density), 1), work - 1)
+    return max(1, round(min(n_noise, work - n_noise) / mean_span))
+
+
 def random_composition(totals: Tensor, parts: Tensor, gen: torch.Generator) -> Tensor:
     """Uniformly random compositions of `totals[b]` into `parts[b]` positive parts, per row.
 
@@ -132,10 +139,12 @@ def random_composition(totals: Tensor, parts: Tensor, gen: torch.Generator) -> T
         return totals.unsqueeze(1).expand(n_rows, width).contiguous()
     # parts - 1 of the totals - 1 gaps, uniformly = the top random scores among valid gaps; every
     # row takes exactly width - 1 by adding width - parts forced picks that stand for "no cut"
-    scores = torch.rand((n_rows, n_gaps), generator=gen, device=totals.device)
-    scores.masked_fill_(positions(scores) >= (totals - 1).unsqueeze(1), -1.0)
+    top = 2**31 - 1  # int32 scores: topk runs faster on them than on floats
+    scores = torch.randint(0, top, (n_rows, n_gaps), generator=gen, device=totals.device,
+                           dtype=torch.int32)
+    scores.masked_fill_(positions(scores) >= (totals - 1).unsqueeze(1), -1)
     forced = torch.arange(width - 1, device=totals.device) < (width - parts).unsqueeze(1)
-    scores = torch.cat([scores, forced.float() * 3.0 - 1.0], dim=1)
+    scores = torch.cat([scores, torch.where(forced, top, -1).int()], dim=1)
     picked = scores.topk(width - 1, dim=1, sorted=False).indices
     cuts = torch.where(picked < n_gaps, picked + 1, totals.unsqueeze(1)).sort(dim=1).values
     return torch.cat([cuts, totals.unsqueeze(1)], dim=1)
@@ -207,36 +216,30 @@ def denoise(
     Raises:
         NotEnoughSentinels: a row has more runs than the vocabulary has sentinels.
     """
-    n_rows, device, pad = ids.size(0), ids.device, vocab.pad
+    n_rows, pad = ids.size(0), vocab.pad
     if ids.size(1) == 0:
         ids, noise = ids.new_full((n_rows, 1), pad), noise.new_zeros((n_rows, 1))
     real = length_mask(lengths, ids.size(1))
     noise = noise & real
-    first = noise.clone()
+    first = noise.clone()  # the first token of each noise run that gets a sentinel
     first[:, 1:] &= ~noise[:, :-1]
-    if isinstance(sentinels, Tensor):
-        first &= sentinels.unsqueeze(1)
-        use = sentinels.long()
-    else:
-        first = first if sentinels else torch.zeros_like(first)
-        use = torch.full_like(lengths, int(sentinels))
-    noise_no = noise.long().cumsum(1)  # inclusive counts up to each position
-    run_no = first.long().cumsum(1)
+    use = torch.as_tensor(sentinels, device=ids.device).expand(n_rows)
+    first &= use.unsqueeze(1)
+    noise_no, run_no = noise.cumsum(1), first.cumsum(1)  # int64, inclusive counts
     n_noise, n_runs = noise_no[:, -1], run_no[:, -1]
     ends_clean = ~noise.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
-    trailing = use * (ends_clean | (lengths == 0)).long()  # T5's sentinel for a last clean run
+    trailing = use & (ends_clean | (lengths == 0))  # T5's sentinel after a last clean run
     has_lead = int(lead is not None)
     input_lens = lengths - n_noise + n_runs + has_lead + 1
     target_lens = n_noise + n_runs + trailing + 1
     needed, in_width, out_width = (
         torch.stack([(n_runs + trailing).max(), input_lens.max(), target_lens.max()]).tolist())
-    fill = vocab.sentinel_tensor(device)
+    fill = vocab.sentinel_tensor(ids.device)
     if needed > fill.numel():
         raise NotEnoughSentinels(needed=needed, available=fill.numel())
-    if fill.numel() == 0:
-        fill = ids.new_full((1,), pad)
-    last_fill = fill.numel() - 1
-    sentinel = fill.index_select(0, (run_no - 1).clamp(0, last_fill).flatten()).view_as(ids)
+    fill = fill if fill.numel() else ids.new_full((1,), pad)
+    sentinel = fill.index_select(0, (run_no - 1).clamp(0, fill.numel() - 1).flatten())
+    sentinel = sentinel.view_as(ids)  # <k> for a token that opens run k
 
     place = positions(ids) - noise_no + run_no + has_lead
     keep = real & (~noise | first)
@@ -244,30 +247,41 @@ def denoise(
     inputs.scatter_(1, torch.where(keep, place, in_width), torch.where(first, sentinel, ids))
     if lead is not None:
         inputs[:, 0] = lead
-    eos = torch.full_like(lengths, vocab.eos).unsqueeze(1)
-    inputs.scatter_(1, (input_lens - 1).unsqueeze(1), eos)
+    inputs.scatter_(1, (input_lens - 1).unsqueeze(1), torch.full_like(ids[:, :1], vocab.eos))
 
-    place = noise_no - 1 + run_no  # where each noise token goes in the targets
-    targets = ids.new_full((n_rows, out_width + 1), pad)
-    targets.scatter_(1, torch.where(noise, place, out_width), ids)
-    targets.scatter_(1, torch.where(first, place - 1, out_width), sentinel)
-    last = fill.index_select(0, n_runs.clamp(max=last_fill))
-    targets.scatter_(1, torch.where(trailing.bool(), n_noise + n_runs, out_width).unsqueeze(1),
-                     last.unsqueeze(1))
-    targets.scatter_(1, (target_lens - 1).unsqueeze(1), eos)
-    decoder = torch.cat([torch.full_like(eos, pad), targets[:, :-1]], dim=1)
-    decoder.scatter_(1, target_lens.unsqueeze(1), torch.full_like(eos, pad))
-    labels = targets[:, :out_width].masked_fill(~length_mask(target_lens, out_width), IGNORE)
-    if no_loss is not None:
-        quiet = torch.zeros_like(targets, dtype=torch.bool)
-        quiet.scatter_(1, torch.where(noise, place, out_width), no_loss & noise)
-        labels.masked_fill_(quiet[:, :out_width], IGNORE)
+    targets = torch.where(noise, noise_no - 1 + run_no, out_width)  # where noise tokens go
+    last = fill.index_select(0, n_runs.clamp(max=fill.numel() - 1))
+    labels, decoder = place_targets(ids, noise, first, targets, sentinel, trailing, last,
+                                    target_lens, out_width, vocab, no_loss)
     return Corrupted(
         input_ids=inputs[:, :in_width],
         attention_mask=length_mask(input_lens, in_width),
         labels=labels,
-        decoder_input_ids=decoder[:, :out_width],
+        decoder_input_ids=decoder,
     )
+
+
+def place_targets(ids: Tensor, noise: Tensor, first: Tensor, place: Tensor, sentinel: Tensor,
+                  trailing: Tensor, last: Tensor, target_lens: Tensor, width: int, vocab: Vocab,
+                  no_loss: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(labels, decoder inputs), each (B, width): noise tokens at `place` (`width` = drop), `<k>`
+    just before the token that opens run k, `last` after a clean ending, then EOS."""
+    pad, n_rows = vocab.pad, ids.size(0)
+    eos = torch.full_like(ids[:, :1], vocab.eos)
+    targets = ids.new_full((n_rows, width + 1), pad)
+    targets.scatter_(1, place, ids)
+    targets.scatter_(1, torch.where(first, place - 1, width), sentinel)
+    end = target_lens - 1
+    targets.scatter_(1, torch.where(trailing, end - 1, width).unsqueeze(1), last.unsqueeze(1))
+    targets.scatter_(1, end.unsqueeze(1), eos)
+    decoder = torch.cat([torch.full_like(eos, pad), targets[:, :-1]], dim=1)
+    decoder.scatter_(1, target_lens.unsqueeze(1), torch.full_like(eos, pad))
+    labels = targets[:, :width].masked_fill(~length_mask(target_lens, width), IGNORE)
+    if no_loss is not None:
+        quiet = torch.zeros_like(targets, dtype=torch.bool)
+        quiet.scatter_(1, place, no_loss & noise)
+        labels.masked_fill_(quiet[:, :width], IGNORE)
+    return labels, decoder[:, :width]
 
 
 def random_spans_helper(

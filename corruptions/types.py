@@ -150,7 +150,7 @@ class Corrupted:
     | decoder_position_ids | (B, T) int64 | MASS: position in `input_ids` of each decoder input token (fragment position - 1); 0 at padding |
     | span_left, span_right | (B, S) int64 | SpanBERT: input index of the outside boundary tokens of the span a predicted token lies in, -1 where no SBO target |
     | span_offset | (B, S) int64 | SpanBERT: the token's offset inside its span (0..14), -1 where no SBO target |
-    | denoiser | (B,) int64 | UL2: index of the row's denoiser in the objective's `denoisers` (default: 0-1 R, 2-5 X, 6 S) |
+    | denoiser | (B,) int64 | UL2: index of the row's denoiser in `denoisers` (0-1 R, 2-5 X, 6 S) |
 
     Decoder-arch objectives are causal unless `prefix_lengths` says otherwise; labels of a
     decoder objective are aligned with `input_ids` (the model predicts labels[t] at position t-1,

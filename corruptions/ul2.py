@@ -6,7 +6,7 @@ denoiser's mode opens the input:
 
     ids      a  b  c  d  e  f  g  h
     R        input  [NLU] a  b  <0>  e  f  <1>  </s>     labels  <0> c  d  <1> g  h  </s>
-    X        input  [NLG] a  <0>  h  <1> </s>            labels  <0> b  c  d  e  f  <1>  ...
+    X        input  [NLG] a  <0>  g  <1> </s>            labels  <0> b  c  d  e  f  <1>  h  </s>
     S        input  [S2S] a  b  c  </s>                  labels  d  e  f  g  h  </s>
 
 Default denoisers (index = extras['denoiser']): 0 R(μ3, r.15), 1 R(μ8, r.15), 2 X(μ3, r.5),
@@ -16,7 +16,7 @@ Reference choices (the sources disagree, reference §5 #12/#13):
 * Rates: 40% R split evenly, 40% X split evenly, 20% S, as the public ports that cite the paper;
   seqio's `ul2_objective` defaults to uniform rates (set `rates` to seven equal numbers for that).
 * S: the appendix code's uniform split (suffix share r = 0.5); some summaries of the paper give
-  S with r = 0.25 (a 75% prefix): set the S entry's rate to 0.25 for that.
+  S with r = 0.25 (a 75% prefix): set the S entry's density to 0.25 for that.
 * Paradigm tokens: the released 20B checkpoint's [NLU] / [NLG] / [S2S] (HF card, after the R/S
   swap fix); the paper writes [R] / [X] / [S]. They are looked up in `vocab.extra`.
 * seqio cuts raw pieces per denoiser (568, 588, 766, 908, 600, 1006 tokens) so that every input
@@ -32,13 +32,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from ._ops import positions
-from .causal import prefix_ops, prefix_split
+from .causal import prefix_split
 from .errors import NotEnoughSentinels, ObjectivesError
 from .registry import param, register
-from .span_corruption import check_spans, denoise, random_spans_noise_mask, span_counts
+from .span_corruption import check_spans, denoise, random_spans_noise_mask, span_count
 from .types import Corrupted, Op, Tokens, Vocab
 
 MODES = ("R", "X", "S")
@@ -99,45 +98,42 @@ class MixtureOfDenoisers:
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         ids, lengths, device = batch.ids, batch.lengths, batch.ids.device
         leads = self.paradigm_ids(vocab)
-        self.check_sentinels(lengths, len(vocab.sentinels))
-        modes = torch.tensor([MODES.index(d[0]) for d in self.denoisers], device=device)
-        means = torch.tensor([max(float(d[1]), 1.0) for d in self.denoisers],
-                             dtype=torch.float64, device=device)
-        densities = torch.tensor([float(d[2]) for d in self.denoisers], dtype=torch.float64,
-                                 device=device)
-        rates = torch.tensor(self.rates, dtype=torch.float64, device=device)
-        choice = torch.multinomial(rates, ids.size(0), replacement=True, generator=gen)
-        is_s = modes[choice] == MODES.index("S")
+        self.check_sentinels(int(lengths.max()) if lengths.numel() else 0, len(vocab.sentinels))
+        # one row per denoiser: mode, mean span (S: unused), density, paradigm id, rate
+        table = torch.tensor(
+            [[MODES.index(mode), max(float(mean), 1.0), float(density),
+              leads[MODES.index(mode)] if leads else 0, float(rate)]
+             for (mode, mean, density), rate in zip(self.denoisers, self.rates, strict=True)],
+            dtype=torch.float64, device=device)
+        choice = torch.multinomial(table[:, 4], ids.size(0), replacement=True, generator=gen)
+        mode, mean, density, lead = table[choice, :4].unbind(1)
+        is_s = mode == MODES.index("S")
         # every row in one pass: span rows get their own (mean, density); S rows are given
         # length 0 there (one empty span, no cost) and a prefix split instead
         span_noise = random_spans_noise_mask(
-            lengths.masked_fill(is_s, 0), ids.size(1), densities[choice], means[choice], gen,
+            lengths.masked_fill(is_s, 0), ids.size(1), density, mean, gen,
             max_spans=len(vocab.sentinels) if self.cap_spans else 0)
-        split = prefix_split(lengths, densities[choice].clamp(max=0.5), gen)
-        real = batch.real
-        special = vocab.is_special(ids)
-        suffix = real & (positions(ids) >= split.unsqueeze(1)) & is_s.unsqueeze(1)
-        span_noise &= ~special
-        noise = span_noise | suffix
-        lead = None
-        if self.prompt:
-            lead = torch.tensor(leads, device=device)[modes[choice]]
-        out = denoise(ids, lengths, noise, vocab, lead, sentinels=~is_s, no_loss=suffix & special)
-        ops = torch.where(is_s.unsqueeze(1), prefix_ops(real, suffix, special),
-                          span_noise.to(torch.int8) * int(Op.SPAN))
+        split = prefix_split(lengths, density.clamp(max=0.5), gen)
+        ordinary = batch.real & ~vocab.is_special(ids)
+        suffix = (positions(ids) >= split.unsqueeze(1)) & is_s.unsqueeze(1) & batch.real
+        span_noise &= ordinary
+        out = denoise(ids, lengths, span_noise | suffix, vocab, lead.long() if leads else None,
+                      sentinels=~is_s, no_loss=suffix & ~ordinary)
+        s_rows = ordinary & is_s.unsqueeze(1)
+        ops = span_noise.to(torch.int8) * int(Op.SPAN)
+        ops += (s_rows & ~suffix).to(torch.int8) * int(Op.CONTEXT)
+        ops += (s_rows & suffix).to(torch.int8) * int(Op.PREDICT)
         return replace(out, ops=ops, extras={"denoiser": choice})
 
-    def check_sentinels(self, lengths: Tensor, available: int) -> None:
+    def check_sentinels(self, longest: int, available: int) -> None:
         """Fail up front, whichever rows draw which denoiser, if a span denoiser can need more
         sentinels than the vocabulary has (unless `cap_spans`)."""
-        if self.cap_spans or lengths.numel() == 0:
+        if self.cap_spans:
             return
-        longest = lengths.max().view(1)
         for mode, mean, density in self.denoisers:
-            if mode != "S":
-                needed = int(span_counts(longest, float(density), float(mean))[2])
-                if needed > available:
-                    raise NotEnoughSentinels(needed=needed, available=available)
+            needed = 0 if mode == "S" else span_count(longest, float(density), float(mean))
+            if needed > available:
+                raise NotEnoughSentinels(needed=needed, available=available)
 
     def paradigm_ids(self, vocab: Vocab) -> tuple[int, ...]:
         """The ids of the R, X, S paradigm tokens (none without `prompt`)."""
