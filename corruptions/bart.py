@@ -19,12 +19,15 @@ permutation). They compose (`bart-infill+bart-rotate`); whatever order they are 
 run in the reference's fixed order: permute -> mask / infill / delete -> insert -> rotate. The
 insertion step is the one text infilling asks for (its zero-length spans).
 
-Every noising function is a stage on a `_Doc` (content without <s>/</s>, plus where each token came
-from); `BartNoising` runs the stages and frames the result: source `<s> x </s>`, target the clean
-`<s> x </s>`, decoder input `</s> <s> x` (fairseq moves the final </s> to the front; Hugging
-Face's `decoder_start_token_id` is </s>). Labels are IGNORE at <s> (it always follows the start
-token, a free prediction the project's contract does not score) and at special tokens of the
-content.
+The family is built from shared stages: a noise mask (`_pick` for exact per-row budgets,
+`span_lengths` and word coverage for spans), an input transform (replace, `compact`, `_insert`,
+reorder) and the target (`_finish`). Each noising function is one stage on a `_Doc` (the content
+without <s>/</s>, its clean base text and the op codes); `BartNoising` runs the stages and frames
+the result: source `<s> x </s>`, target the clean `<s> x </s>`, decoder input `</s> <s> x`
+(fairseq moves the final </s> to the front; Hugging Face's `decoder_start_token_id` is </s>).
+Labels are IGNORE at <s> (it always follows the start token, a free prediction the project's
+contract does not score) and at special tokens of the content. Sentence permutation reorders the
+base text itself, sentence starts included, so permuted sentences keep their boundaries.
 
 Special tokens inside the content are walls: they are never chosen, masked, deleted or covered by a
 span (a span stops in front of one, as fairseq's spans stop at </s>) and do not count in the
@@ -65,59 +68,47 @@ SUBWORD_RATE_HELP = (
 
 @dataclass(frozen=True)
 class _Doc:
-    """Documents mid-noising: content only (no <s>/</s>), each token tagged with its origin."""
+    """Documents mid-noising: content only (no <s>/</s>).
+
+    `base` is the clean text the token stages start from: the input, or after sentence
+    permutation the permuted input, whose positions map back to the input's through `perm`
+    (None: the identity). `ops` are Op codes on base positions. `pristine` while `ids` are still
+    `base.ids` (nothing masked, removed, inserted or rotated yet).
+    """
 
     ids: Tensor  # (B, W) int64
     lengths: Tensor  # (B,) int64
-    origin: Tensor  # (B, W) int64: source position of the token, -1 for inserted tokens / padding
-    ops: Tensor  # (B, L) int8 Op codes on the SOURCE positions
-    source: Tokens  # the clean batch
-    protected: Tensor  # (B, L) bool: special ids of the clean content, never noised
+    base: Tokens
+    protected: Tensor  # (B, L) bool: special ids of the base content, never noised
+    ops: Tensor  # (B, L) int8 on base positions
+    perm: Tensor | None = None  # (B, L) int64: input position of each base position
+    pristine: bool = True
 
     @staticmethod
     def start(batch: Tokens, vocab: Vocab) -> _Doc:
-        real = batch.real
-        return _Doc(
-            ids=batch.ids,
-            lengths=batch.lengths,
-            origin=torch.where(real, positions(real), -1),
-            ops=torch.zeros_like(batch.ids, dtype=torch.int8),
-            source=batch,
-            protected=vocab.is_special(batch.ids) & real,
-        )
+        return _Doc(ids=batch.ids, lengths=batch.lengths, base=batch,
+                    protected=vocab.is_special(batch.ids) & batch.real,
+                    ops=torch.zeros_like(batch.ids, dtype=torch.int8))
 
     @property
     def real(self) -> Tensor:
         return length_mask(self.lengths, self.ids.size(1))
 
-    def carried(self, flags: Tensor | None, default: bool = False) -> Tensor:
-        """A (B, L) flag of the source tokens, seen at the current positions (B, W); inserted
-        tokens and padding get False; `flags` None means `default` for every source token."""
-        present = self.origin >= 0
-        if flags is None:
-            return present if default else torch.zeros_like(present)
-        return flags.gather(1, self.origin.clamp(min=0)) & present
+    def untouched(self, stage: str) -> None:
+        """Masking and permutation work on base positions: nothing may have moved before."""
+        if not self.pristine:
+            raise RuntimeError(f"{stage} must run before tokens are masked, removed or moved")
 
-    def reorder(self, index: Tensor) -> _Doc:
-        """The tokens in a new order: position j takes the token at index[b, j]."""
-        return replace(self, ids=self.ids.gather(1, index), origin=self.origin.gather(1, index))
+    def changed(self, ids: Tensor, ops: Tensor, lengths: Tensor | None = None) -> _Doc:
+        return replace(self, ids=ids, ops=ops, pristine=False,
+                       lengths=self.lengths if lengths is None else lengths)
 
-    def keep_only(self, keep: Tensor) -> _Doc:
-        """Delete the tokens where `keep` is False and left-align what is left."""
-        return replace(self, ids=compact(self.ids, keep, 0), lengths=keep.sum(1),
-                       origin=compact(self.origin, keep, -1))
-
-    def mark(self, at: Tensor, op: Tensor | int, only_kept: bool = False) -> _Doc:
-        """Record `op` (scalar or (B, W)) for the source tokens at current positions `at`;
-        `only_kept` leaves tokens that already have an op alone."""
-        at = at & (self.origin >= 0)
-        dest = torch.where(at, self.origin, self.ops.size(1))  # others go to a spare column
-        ops = torch.cat([self.ops, self.ops.new_zeros(self.ops.size(0), 1)], dim=1)
-        value = torch.as_tensor(op, dtype=torch.int8, device=self.ids.device).expand(at.shape)
-        if only_kept:
-            current = ops.gather(1, dest)
-            value = torch.where(current == int(Op.KEEP), value, current)
-        return replace(self, ops=ops.scatter_(1, dest, value)[:, :-1])
+    def source_ops(self) -> Tensor:
+        """(B, L) Op codes on the input's positions; specials and padding KEEP."""
+        ops = self.ops.masked_fill(self.protected | ~self.base.real, int(Op.KEEP))
+        if self.perm is None:
+            return ops
+        return torch.empty_like(ops).scatter_(1, self.perm, ops)
 
 
 def _pick(allowed: Tensor, k: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -162,7 +153,7 @@ def _masks(idx: Tensor, valid: Tensor, mask_random: float, vocab: Vocab, gen: to
 
 def _subword_pick(doc: _Doc, rate: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """ceil(rate x ordinary tokens) distinct ordinary tokens per row (fairseq: subword)."""
-    ordinary = doc.real & ~doc.carried(doc.protected)
+    ordinary = doc.base.real & ~doc.protected
     return _pick(ordinary, _budget(ordinary.sum(1), rate), gen)
 
 
@@ -218,28 +209,31 @@ def span_lengths(budget: Tensor, lam: float, gen: torch.Generator) -> tuple[Tens
     return lengths.masked_fill(~used, 0), used
 
 
-def _words(doc: _Doc) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Word structure with specials as walls: (word index per token, ordinary word starts,
-    special flags or None when the batch has none).
+def _words(doc: _Doc) -> tuple[Tensor | None, Tensor, Tensor | None]:
+    """Word structure with specials as walls: (word index per token, None when every token is a
+    word; ordinary word starts; special flags, None when the batch has none).
 
     A special token is a word of its own and the token after it opens a word; the first token of
     a row opens a word even if the data layer says it continues one (a block cut inside a word).
     """
-    real = doc.real
-    starts = doc.carried(doc.source.word_starts, default=True) | (positions(real) == 0)
-    special = doc.carried(doc.protected) if bool(doc.protected.any()) else None
+    real, word_starts = doc.base.real, doc.base.word_starts
+    special = doc.protected if bool(doc.protected.any()) else None
+    if word_starts is None and special is None:
+        return None, real, None
+    starts = real.clone() if word_starts is None else word_starts & real
+    starts[:, 0] |= real[:, 0]
     if special is not None:
-        after = torch.zeros_like(special)
-        after[:, 1:] = special[:, :-1]
-        starts = starts | special | after
-    starts = starts & real
+        starts[:, 1:] |= special[:, :-1] & real[:, 1:]
+        starts |= special
     ordinary = starts if special is None else starts & ~special
     return starts.long().cumsum(1) - 1, ordinary, special
 
 
-def _walls(doc: _Doc, word: Tensor, special: Tensor | None, idx: Tensor) -> Tensor:
+def _ends(doc: _Doc, word: Tensor | None, special: Tensor | None, idx: Tensor) -> Tensor:
     """Word index of the first wall at or after each picked position: the next special token,
     else the end of the row (as fairseq's </s>)."""
+    if word is None:
+        return doc.lengths.unsqueeze(1).expand_as(idx)
     n_words = word.gather(1, (doc.lengths - 1).clamp(min=0).unsqueeze(1)) + 1
     if special is None:
         return n_words.expand_as(idx)
@@ -247,6 +241,27 @@ def _walls(doc: _Doc, word: Tensor, special: Tensor | None, idx: Tensor) -> Tens
     nxt = torch.where(special, positions(word), width).flip(1).cummin(1).values.flip(1)
     nxt = nxt.gather(1, idx)
     return torch.where(nxt < width, word.gather(1, nxt.clamp(max=width - 1)), n_words)
+
+
+def coverage(first: Tensor, last: Tensor, valid: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """How many spans cover each of `width` words, and which spans keep their <mask>.
+
+    Spans are [first, last) in words (B, S), where `valid`. A difference array (+1 at a span's
+    first word, -1 after its last) summed along the row counts the spans over every word. A
+    span keeps its <mask> when no other span covers its first word: starts are distinct words,
+    so any other span there started earlier, and fairseq's extension of that span deletes the
+    later start. Abutting spans keep a <mask> each.
+
+    Returns:
+        (cover, head): (B, width) int64 and (B, S) bool.
+    """
+    cover = torch.zeros(first.size(0), width + 2, dtype=torch.long, device=first.device)
+    spare = torch.full_like(first, width + 1)
+    cover.scatter_add_(1, torch.where(valid, first, spare), valid.long())
+    cover.scatter_add_(1, torch.where(valid, last, spare), -valid.long())
+    cover = cover.cumsum(1)
+    head = valid & (cover.gather(1, first) == 1)
+    return cover[:, :width], head
 
 
 def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: Vocab,
@@ -258,7 +273,10 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     earlier (overlaps are not merged: the reference deletes the later start); every other covered
     token is deleted. Returns the noised doc and the number of masks to insert per row.
     """
-    real = doc.real
+    doc.untouched("text infilling")
+    real, width = doc.base.real, doc.ids.size(1)
+    if width == 0:
+        return doc, doc.lengths
     word, ordinary, special = _words(doc)
     budget = _budget(ordinary.sum(1), rate)
     lengths, used = span_lengths(budget, lam, gen)
@@ -266,23 +284,17 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     n_insert = (used & (lengths == 0)).sum(1)
     idx, valid = _pick(ordinary, nonzero.sum(1), gen)
     span_len = compact(lengths, nonzero, 0)[:, : idx.size(1)]  # paired with the random starts
-    first = word.gather(1, idx)
-    last = torch.minimum(first + span_len, _walls(doc, word, special, idx))  # exclusive
-    # how many spans cover each word: +1 at a span's first word, -1 after its last
-    width = word.size(1)
-    cover = torch.zeros(word.size(0), width + 2, dtype=torch.long, device=word.device)
-    spare = torch.full_like(first, width + 1)
-    cover.scatter_add_(1, torch.where(valid, first, spare), valid.long())
-    cover.scatter_add_(1, torch.where(valid, last, spare), -valid.long())
-    cover = cover.cumsum(1)
-    covered = (cover.gather(1, word.clamp(min=0)) > 0) & real
-    head = valid & (cover.gather(1, first) == 1)  # covered by its own span only: keeps a <mask>
+    first = idx if word is None else word.gather(1, idx).clamp(min=0)  # (padding of empty rows)
+    last = torch.minimum(first + span_len, _ends(doc, word, special, idx))  # exclusive
+    cover, head = coverage(first, last, valid, width)
+    covered = (cover if word is None else cover.gather(1, word.clamp(min=0))) > 0
+    covered &= real
     fill, is_random = _masks(idx, head, mask_random, vocab, gen)
-    ops = torch.full(word.shape, int(Op.SPAN), dtype=torch.int8, device=word.device)
-    ops = _put(ops, idx, head, torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
-    doc = replace(doc, ids=_put(doc.ids, idx, head, fill)).mark(covered, ops)
+    ops = _put(doc.ops.masked_fill(covered, int(Op.SPAN)), idx, head,
+               torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
     keep = real & (~covered | _put(torch.zeros_like(real), idx, head, True))
-    return doc.keep_only(keep), n_insert
+    ids = compact(_put(doc.ids, idx, head, fill), keep, 0)
+    return doc.changed(ids, ops, keep.sum(1)), n_insert
 
 
 def _insert(doc: _Doc, n_insert: Tensor, mask_random: float, vocab: Vocab,
@@ -301,14 +313,10 @@ def _insert(doc: _Doc, n_insert: Tensor, mask_random: float, vocab: Vocab,
     rank = torch.arange(idx.size(1), device=idx.device).unsqueeze(0)
     fill = torch.where(rank < n_random.unsqueeze(1), random_tokens(idx, vocab, gen), vocab.mask)
     inserted = _put(torch.zeros_like(slots), idx, valid, True)
+    old = torch.cat([doc.ids, doc.ids.new_zeros(doc.ids.size(0), 1)], dim=1)
     source = ((~inserted).long().cumsum(1) - 1).clamp(0, doc.ids.size(1))  # old position
-
-    def spread(values: Tensor, pad: int) -> Tensor:
-        old = torch.cat([values, values.new_full((values.size(0), 1), pad)], dim=1)
-        return old.gather(1, source).masked_fill(inserted | ~slots, pad)
-
-    return replace(doc, ids=_put(spread(doc.ids, 0), idx, valid, fill), lengths=new_len,
-                   origin=spread(doc.origin, -1))
+    ids = _put(old.gather(1, source).masked_fill(~slots, 0), idx, valid, fill)
+    return replace(doc, ids=ids, lengths=new_len)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,10 +358,10 @@ def _finish(doc: _Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
     """Frame source and target as `<s> x </s>`; decoder input `</s> <s> x` (fairseq's shift)."""
     source = frame(doc.ids, doc.lengths, vocab.pad, vocab.bos, vocab.eos)
     target = frame(batch.ids, batch.lengths, vocab.pad, vocab.bos, vocab.eos)
-    ops = doc.ops.masked_fill(doc.protected | ~batch.real, int(Op.KEEP))  # specials: carried only
     out = seq2seq(source, doc.lengths + 2, target, batch.lengths + 2, vocab, start=vocab.eos,
-                  ops=ops)
-    unscored = frame(doc.protected, batch.lengths, True, True, False)
+                  ops=doc.source_ops())
+    special = vocab.is_special(batch.ids) if doc.perm is not None else doc.protected
+    unscored = frame(special, batch.lengths, True, True, False)  # <s> and specials
     return replace(out, labels=out.labels.masked_fill(unscored, IGNORE))
 
 
@@ -393,34 +401,47 @@ class SentencePermutation(_Stage):
         _check_rate("permute_ratio", self.permute_ratio, low_open=False)
 
     def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
-        real = doc.real
-        if doc.source.sentence_starts is None:  # one sentence: nothing to permute
+        doc.untouched("sentence permutation")
+        base, real = doc.base, doc.base.real
+        if base.sentence_starts is None:  # one sentence: nothing to permute
             return doc
-        starts = doc.carried(doc.source.sentence_starts) | (real & (positions(real) == 0))
-        sentence = (starts.long().cumsum(1) - 1).clamp(min=0)  # (B, W)
-        n_sent = starts.sum(1)
-        n_slots = max(int(n_sent.max()) if n_sent.numel() else 0, 1)
-        # fairseq: ceil(n x 2 x p / 2) sentences, shuffled among their own slots
-        k = torch.ceil(n_sent.double() * 2 * self.permute_ratio / 2.0).long()
-        slot_ids = torch.arange(n_slots, device=real.device).unsqueeze(0)
-        chosen, valid = _pick(slot_ids < n_sent.unsqueeze(1), k, gen)  # random order
-        slots = torch.where(valid, chosen, n_slots).sort(1).values  # the same set, ascending
-        order = torch.arange(n_slots + 1, device=real.device).repeat(real.size(0), 1)  # per slot
-        order.scatter_(1, slots, torch.where(valid, chosen, n_slots))
-        order = order[:, :n_slots]
-        slot_of = torch.empty_like(order).scatter_(1, order, slot_ids.expand_as(order))
-        sent_len = torch.zeros(real.size(0), n_slots + 1, dtype=torch.long, device=real.device)
-        sent_len.scatter_add_(1, torch.where(real, sentence, n_slots), real.long())
-        sent_len = sent_len[:, :n_slots]
-        old_start = sent_len.cumsum(1) - sent_len
-        out_len = sent_len.gather(1, order)
-        new_start = (out_len.cumsum(1) - out_len).gather(1, slot_of)
-        pos = positions(real).expand_as(doc.ids)
-        dest = new_start.gather(1, sentence) + pos - old_start.gather(1, sentence)
-        dest = torch.where(real, dest, pos)
-        index = torch.empty_like(dest).scatter_(1, dest, pos)  # source of each output position
-        moved = doc.reorder(index)
-        return moved.mark((index != pos) & real, int(Op.MOVED), only_kept=True)
+        index = _sentence_order(base.sentence_starts & real, real, self.permute_ratio, gen)
+        pos = positions(real)
+        moved = (index != pos) & real
+        new = Tokens(base.ids.gather(1, index), base.lengths,
+                     None if base.word_starts is None else base.word_starts.gather(1, index),
+                     base.sentence_starts.gather(1, index))
+        return _Doc(ids=new.ids, lengths=new.lengths, base=new,
+                    protected=doc.protected.gather(1, index),
+                    ops=doc.ops.gather(1, index).masked_fill(moved, int(Op.MOVED)),
+                    perm=index if doc.perm is None else doc.perm.gather(1, index))
+
+
+def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Generator) -> Tensor:
+    """(B, L) index: the position each output position takes its token from, after shuffling
+    ceil(ratio x sentences) random sentences among their own slots (fairseq's
+    permute_sentences); padding stays in place."""
+    starts = starts | (real & (positions(real) == 0))
+    sentence = (starts.long().cumsum(1) - 1).clamp(min=0)  # (B, L)
+    n_sent = starts.sum(1)
+    n_slots = max(int(n_sent.max()) if n_sent.numel() else 0, 1)
+    k = torch.ceil(n_sent.double() * 2 * ratio / 2.0).long()  # fairseq's ceil(n x 2p / 2)
+    slot_ids = torch.arange(n_slots + 1, device=real.device).unsqueeze(0)
+    chosen, valid = _pick(slot_ids[:, :-1] < n_sent.unsqueeze(1), k, gen)  # random order
+    chosen = torch.where(valid, chosen, n_slots)
+    slots = chosen.sort(1).values  # the same sentences in their own order: the slots they fill
+    order = slot_ids.repeat(real.size(0), 1).scatter_(1, slots, chosen)[:, :n_slots]
+    slot_of = torch.empty_like(order).scatter_(1, order, slot_ids[:, :-1].expand_as(order))
+    sent_len = torch.zeros(real.size(0), n_slots + 1, dtype=torch.long, device=real.device)
+    sent_len = sent_len.scatter_add_(1, torch.where(real, sentence, n_slots), real.long())
+    sent_len = sent_len[:, :n_slots]
+    old_start = sent_len.cumsum(1) - sent_len
+    out_len = sent_len.gather(1, order)
+    new_start = (out_len.cumsum(1) - out_len).gather(1, slot_of)
+    pos = positions(real).expand_as(sentence)
+    dest = new_start.gather(1, sentence) + pos - old_start.gather(1, sentence)
+    dest = torch.where(real, dest, pos)  # where each token goes
+    return torch.empty_like(dest).scatter_(1, dest, pos)
 
 
 @dataclass(frozen=True)
@@ -438,12 +459,11 @@ class TokenMasking(_Stage):
         _check_rate("mask_random", self.mask_random, low_open=False)
 
     def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+        doc.untouched("token masking")
         idx, valid = _subword_pick(doc, self.rate, gen)
         fill, is_random = _masks(idx, valid, self.mask_random, vocab, gen)
-        hit = _put(torch.zeros_like(doc.ids, dtype=torch.bool), idx, valid, True)
-        ops = _put(torch.zeros_like(doc.ids, dtype=torch.int8), idx, valid,
-                   torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
-        return replace(doc, ids=_put(doc.ids, idx, valid, fill)).mark(hit, ops)
+        ops = _put(doc.ops, idx, valid, torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
+        return doc.changed(_put(doc.ids, idx, valid, fill), ops)
 
 
 @dataclass(frozen=True)
@@ -458,9 +478,11 @@ class TokenDeletion(_Stage):
         _check_rate("rate", self.rate)
 
     def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+        doc.untouched("token deletion")
         idx, valid = _subword_pick(doc, self.rate, gen)
-        cut = _put(torch.zeros_like(doc.ids, dtype=torch.bool), idx, valid, True)
-        return doc.mark(cut, int(Op.DELETE)).keep_only(doc.real & ~cut)
+        keep = _put(doc.base.real, idx, valid, False)
+        return doc.changed(compact(doc.ids, keep, 0), _put(doc.ops, idx, valid, int(Op.DELETE)),
+                           keep.sum(1))
 
 
 @dataclass(frozen=True)
@@ -503,11 +525,11 @@ class DocumentRotation(_Stage):
         # fairseq: offset in {1, ..., n + 1} over <s> x </s>; offsets 1 and n + 1 keep the order
         shift = torch.floor(draw[:, 1] * (n + 1).double()).long().clamp(max=n)
         shift = torch.where(draw[:, 0] < self.rotate, shift % n.clamp(min=1), 0)
-        pos = positions(doc.ids).expand_as(doc.ids)
+        pos = positions(doc.ids)
         index = torch.where(doc.real, (pos + shift.unsqueeze(1)) % n.clamp(min=1).unsqueeze(1), pos)
-        moved = doc.reorder(index)
-        turned = (shift > 0).unsqueeze(1) & moved.real
-        return moved.mark(turned, int(Op.MOVED), only_kept=True)
+        # every token still in the document moves: those not masked, deleted or moved before
+        turned = (shift > 0).unsqueeze(1) & (doc.ops == int(Op.KEEP)) & doc.base.real
+        return doc.changed(doc.ids.gather(1, index), doc.ops.masked_fill(turned, int(Op.MOVED)))
 
 
 @dataclass(frozen=True)

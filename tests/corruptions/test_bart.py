@@ -16,11 +16,12 @@ from corruptions.bart import (
     SentencePermutation,
     TextInfilling,
     compose,
+    coverage,
     poisson_cdf,
     poisson_draws,
     span_lengths,
 )
-from tests.helpers import ORDINARY, TINY, random_batch, tokens
+from tests.helpers import ORDINARY, TINY, corpus_tokens, corpus_vocab, random_batch, tokens
 
 NAMES = ["bart-infill", "bart-mask", "bart-delete", "bart-permute", "bart-rotate", "bart"]
 word_ids = st.sampled_from(ORDINARY)
@@ -40,7 +41,7 @@ def is_subsequence(small: list[int], big: list[int]) -> bool:
 
 
 def distinct_rows(n_rows: int, length: int, seed: int = 0) -> list[list[int]]:
-    """Rows of distinct ordinary ids, so every token can be followed by its value."""
+    """Rows of distinct ordinary ids, so every token can be traced by its value."""
     gen = torch.Generator().manual_seed(seed)
     pool = torch.tensor(ORDINARY)
     return [pool[torch.randperm(len(ORDINARY), generator=gen)[:length]].tolist()
@@ -81,7 +82,7 @@ def test_specials_in_content_are_walls_and_not_scored() -> None:
             assert (out.ops[0][special] == int(Op.KEEP)).all()
             assert (out.labels[0, 1:-1][special] == IGNORE).all()
             kept = content(out, 0)
-            # every special survives, in its order (rotation may wrap the row around)
+            # every special survives (permutation and rotation may move it)
             found = [t for t in kept if t in {TINY.unk, TINY.sentinels[3]}]
             assert sorted(found) == sorted(t for t in row if t in {TINY.unk, TINY.sentinels[3]})
 
@@ -111,7 +112,7 @@ def test_infill_and_delete_inputs_are_subsequences(ids: list[int], seed: int,
 @given(n=st.integers(1, 200), seed=st.integers(0, 2**32 - 1))
 def test_token_masking_and_deletion_budgets_are_exact(n: int, seed: int) -> None:
     batch = random_batch(1, n, seed=seed)
-    budget = math.ceil(n * 0.3 - 1e-9)
+    budget = math.ceil(torch.tensor(float(n)).mul(0.3).item())  # in float32, as fairseq
     masked = create("bart-mask")(batch, TINY, make_generator(seed))
     assert int(((masked.ops == int(Op.MASK)) | (masked.ops == int(Op.RANDOM))).sum()) == budget
     assert int(masked.attention_mask.sum()) == n + 2
@@ -159,6 +160,14 @@ def test_rows_without_words_are_unchanged() -> None:
                 assert content(out, 0) == rows[0]
 
 
+@pytest.mark.parametrize("name", [*NAMES, "bart-delete+bart-rotate+bart-permute"])
+def test_empty_rows_stay_empty(name: str) -> None:
+    for rows in ([[11, 12, 13], []], [[]]):
+        out = create(name)(tokens(rows, word_every=2, sentence_every=1), TINY, make_generator(0))
+        assert content(out, len(rows) - 1) == []
+        assert out.labels[len(rows) - 1, :2].tolist() == [IGNORE, TINY.eos]
+
+
 def test_one_word_rows_become_masks() -> None:
     batch = tokens([[11, 12, 13, 14, 15]], word_every=10)  # five tokens, one word
     seen = set()
@@ -168,6 +177,23 @@ def test_one_word_rows_become_masks() -> None:
         assert set(kept) == {TINY.mask}  # budget ceil(0.3) = 1 word = the whole row
         seen.add(len(kept))
     assert seen >= {1, 2}
+
+
+def test_overlapping_spans_follow_fairseq() -> None:
+    # spans [first, last) in words; fairseq extends each span over later starts, deleting them
+    first = torch.tensor([[0, 2], [0, 2], [4, 1], [3, 3]])
+    last = torch.tensor([[3, 5], [2, 4], [6, 2], [5, 5]])
+    valid = torch.tensor([[True, True], [True, True], [True, True], [True, False]])
+    cover, head = coverage(first, last, valid, 7)
+    assert (cover > 0).tolist() == [
+        [True, True, True, True, True, False, False],  # overlapping: one run...
+        [True, True, True, True, False, False, False],  # abutting: one run...
+        [False, True, False, False, True, True, False],
+        [False, False, False, True, True, False, False],
+    ]
+    assert head.tolist() == [[True, False],  # ...with one <mask>
+                             [True, True],  # ...with two
+                             [True, True], [True, False]]
 
 
 def test_poisson_table_matches_fairseq() -> None:
@@ -203,7 +229,8 @@ def test_span_lengths_sum_to_the_budget() -> None:
 
 
 def test_budget_is_fairseq_ceil() -> None:
-    for n, expected in [(1, 1), (3, 1), (4, 2), (10, 3), (11, 4), (510, 153)]:
+    # fairseq multiplies a float32 count: 90 x 0.3 = 27.000002 there, so 28 tokens
+    for n, expected in [(1, 1), (3, 1), (4, 2), (10, 3), (11, 4), (90, 28), (510, 153)]:
         out = create("bart-delete")(random_batch(1, n), TINY, make_generator(0))
         assert int((out.ops == int(Op.DELETE)).sum()) == expected
 
@@ -271,7 +298,8 @@ def test_rotation_is_a_cyclic_shift(ids: list[int], seed: int) -> None:
 
 def test_rotation_offsets_are_uniform_with_two_identities() -> None:
     n_rows, n = 30_000, 5  # L = 7 with <s> and </s>: P(identity) = 2 / (L - 1) = 1/3
-    batch = tokens([list(range(11, 11 + n))] * n_rows)
+    ids = torch.arange(11, 11 + n).repeat(n_rows, 1)
+    batch = Tokens(ids, torch.full((n_rows,), n))
     out = create("bart-rotate")(batch, TINY, make_generator(0))
     first = out.input_ids[:, 1] - 11  # the rotation offset
     counts = torch.bincount(first, minlength=n).float() / n_rows
@@ -343,18 +371,25 @@ def test_invalid_parameters_are_rejected(bad: dict[str, float]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Statistics (objectives.md §4.6: lambda 3, mask 0.3, replace_length 1, mask_random 0.1,
-# every token a word start, 510-token blocks)
+# Statistics on the default corpus (objectives.md §4.6: lambda 3, mask 0.3, replace_length 1,
+# mask_random 0.1, every token a word start, blocks of <= 510 tokens that do not cross documents)
+
+
+def corpus(words: bool = False) -> Tokens:
+    batch = corpus_tokens(204_000, length=510)
+    assert int(batch.lengths.sum()) >= 200_000
+    word_starts = batch.word_starts if words else None  # None: every token opens a word
+    return Tokens(batch.ids, batch.lengths, word_starts, batch.sentence_starts)
 
 
 def infill_statistics(lam: float, seed: int) -> dict[str, float]:
-    batch = random_batch(400, 510, seed=seed)  # 204,000 tokens, every token a word
-    out = create("bart-infill", poisson_lambda=lam)(batch, TINY, make_generator(seed))
+    batch, vocab = corpus(), corpus_vocab()
+    out = create("bart-infill", poisson_lambda=lam)(batch, vocab, make_generator(seed))
     n = float(batch.lengths.sum())
-    encoder = float(out.attention_mask.sum()) - 2 * 400
-    kept = float((out.ops == int(Op.KEEP)).sum())
+    encoder = float(out.attention_mask.sum()) - 2 * batch.ids.size(0)
+    kept = float(((out.ops == int(Op.KEEP)) & batch.real).sum())
     new = encoder - kept  # masks and random tokens in the input
-    masks = float((out.input_ids == TINY.mask).sum())
+    masks = float((out.input_ids == vocab.mask).sum())
     return {"hit": (n - kept) / n, "encoder": encoder / n, "new": new / n,
             "random": (new - masks) / new}
 
@@ -374,9 +409,28 @@ def test_infilling_statistics_at_lambda_3_5() -> None:
     assert abs(stats["new"] - 0.070) < 0.003
 
 
-def test_token_masking_random_share() -> None:
-    batch = random_batch(400, 510, seed=7)
-    out = create("bart-mask")(batch, TINY, make_generator(7))
-    hit = float((out.ops != int(Op.KEEP)).sum())
-    assert hit == 400 * 153
-    assert abs(float((out.ops == int(Op.RANDOM)).sum()) / hit - 0.1) < 0.005
+def test_spans_cover_whole_corpus_words() -> None:
+    batch = corpus(words=True)
+    out = create("bart-infill")(batch, corpus_vocab(), make_generator(3))
+    hit = (out.ops != int(Op.KEEP)) & batch.real
+    assert batch.word_starts is not None
+    word = batch.word_starts.long().cumsum(1)  # word number, per row
+    key = (torch.arange(batch.ids.size(0)).unsqueeze(1) * 1000 + word)[batch.real]
+    per_word_hit = torch.zeros(int(key.max()) + 1).index_add_(0, key, hit[batch.real].float())
+    per_word_len = torch.zeros(int(key.max()) + 1).index_add_(0, key, torch.ones(key.numel()))
+    used = per_word_len > 0
+    assert ((per_word_hit == 0) | (per_word_hit == per_word_len))[used].all()
+    assert abs(float(hit.sum()) / float(batch.lengths.sum()) - 0.268) < 0.01
+
+
+def test_token_masking_and_deletion_rates() -> None:
+    batch, vocab = corpus(), corpus_vocab()
+    expected = float(torch.ceil(batch.lengths.float() * 0.3).sum())
+    out = create("bart-mask")(batch, vocab, make_generator(7))
+    assert float((out.ops != int(Op.KEEP)).sum()) == expected
+    random_share = float((out.ops == int(Op.RANDOM)).sum()) / expected
+    assert abs(random_share - 0.1) < 0.005
+    out = create("bart-delete")(batch, vocab, make_generator(7))
+    assert float((out.ops == int(Op.DELETE)).sum()) == expected
+    n_input = float(out.attention_mask.sum()) - 2 * len(out.ops)
+    assert n_input == float(batch.lengths.sum()) - expected
