@@ -4,11 +4,11 @@ One contiguous fragment of half the sentence is masked in the encoder input (80%
 random, 10% unchanged); the decoder writes the fragment back, reading at each step the original
 token just before the position it predicts:
 
-    ids                  a  b  c  d  e  f
-    input_ids      <s>   a  b  [M] [M] e  f  </s>     (fragment c d e, e kept unchanged)
-    decoder_input_ids          b   c   d
-    labels                     c   d   e
-    decoder_position_ids       2   3   4              (positions of b c d in input_ids)
+    ids                  a  b  c  d  e  f             (framed length l = 8, m = round(4.0) = 4)
+    input_ids      <s>   a  b  [M] [M] e  [M] </s>    (fragment c d e f; e kept unchanged)
+    decoder_input_ids          b   c   d  e
+    labels                     c   d   e  f
+    decoder_position_ids       2   3   4  5           (positions of b c d e in input_ids)
 
 Follows MASS-unsupNMT `restricted_mask_sent` (microsoft/MASS), sentence-level examples:
 * Framing: the reference stores `</s> w1 … wn </s>`; the zoo uses BART's `<s> x </s>` (vocab.bos,

@@ -30,8 +30,9 @@ Adaptations, since the zoo has no Transformer-XL memory (objectives.md §4.4):
   tokens are identified by position, not by id, so a [SEP] inside the text is plain context.
 * N-grams may cover the functional tokens or special ids inside the text (both count as word
   starts, like the reference's `<...>` pieces); such positions are dropped, and the random fill
-  draws only from predictable content, so every row gets exactly min(goal, predictable) targets
-  (the reference tops up marks from every position and then drops functional ones: <= 85 targets).
+  draws only from predictable content, so with piece n-grams every row gets exactly
+  min(goal, predictable) targets (the reference tops up marks from every position and then drops
+  functional ones: <= 85 targets; word n-grams can overshoot the goal, as noted in §4.4).
 * Special ids inside the text are plain context (rank -1), never predicted.
 """
 
@@ -154,12 +155,15 @@ def draw_rounds(like: Tensor, gen: torch.Generator, max_ngram: int = 5) -> tuple
 
     A single uniform gives both: n by its inverse CDF, u_left by rescaling it inside n's bucket.
     """
-    weights = 1.0 / torch.arange(1, max_ngram + 1, device=like.device, dtype=torch.float64)
-    probs = weights / weights.sum()
-    lower = (probs.cumsum(0) - probs).float()
+    weights = [1.0 / n for n in range(1, max_ngram + 1)]
+    probs = [w / sum(weights) for w in weights]
+    lower = [sum(probs[:i]) for i in range(max_ngram)]
     u = rand(like, gen)
-    bucket = torch.bucketize(u, lower[1:], right=True)
-    u_left = ((u - lower[bucket]) / probs.float()[bucket]).clamp(0.0, 1.0)
+    bucket = torch.zeros_like(u, dtype=torch.long)
+    for edge in lower[1:]:  # max_ngram - 1 comparisons: cheaper than bucketize
+        bucket += u >= edge
+    low, width = (torch.tensor(v, device=like.device) for v in (lower, probs))
+    u_left = ((u - low.take(bucket)) / width.take(bucket)).clamp(0.0, 1.0)
     return bucket + 1, u_left
 
 
@@ -187,27 +191,29 @@ def walk_ngrams(
     n_rows, width = starts.shape
     dev = starts.device
     sink = width  # index W: "outside the row", the absorbing state of the walk
-    cols = torch.arange(width + 1, device=dev)
+    cols = torch.arange(width, device=dev).unsqueeze(0)
     seg = seg_lens.unsqueeze(1)
-    inside = cols[:width].unsqueeze(0) < seg
-    here = torch.where(starts & inside, cols[:width].unsqueeze(0), sink)
+    in_row = starts & (cols < seg)
+    here = torch.where(in_row, cols, sink)
     here = torch.cat([here, here.new_full((n_rows, 1), sink)], dim=1)
     next_start = here.flip(1).cummin(1).values.flip(1)  # (B, W + 1) first start at or after p
-    word_end = _word_ends(starts & inside, max_ngram) if unit == "word" else None
+    words = _word_starts_table(in_row, max_ngram) if unit == "word" else None
 
     def round_at(cursor: Tensor, n_gram: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         ctx = context * n_gram
-        left = (u * ctx).long().clamp(max=ctx - 1)
+        left = torch.minimum((u * ctx).long(), ctx - 1)
         beg = next_start.gather(1, (cursor + left).clamp(max=sink))
-        if word_end is None:
+        if words is None:
             end = beg + n_gram
-        else:
-            end = word_end.gather(1, (beg * max_ngram + n_gram - 1).clamp(max=word_end.size(1) - 1))
+        else:  # the start of the (n + 1)-th word from beg, W when the row has no such word
+            count, spots = words
+            end = spots.gather(1, count.gather(1, beg) - 1 + n_gram)
         return beg, end, end + ctx - left
 
-    beg, end, after = round_at(cols[:width].unsqueeze(0), n, u_left)
-    valid = (end < seg) & inside
-    jump = torch.where(valid & (after < seg), after, sink)
+    # the round a cursor at c would play; c >= seg_len never plays (its n-gram cannot fit)
+    beg, end, after = round_at(cols, n, u_left)
+    valid = end < seg
+    jump = torch.where(after < seg, after, sink)  # after < seg implies valid
     jump = torch.cat([jump, jump.new_full((n_rows, 1), sink)], dim=1)  # (B, W + 1)
 
     # every round moves the cursor by >= context + 1, so no row has more rounds than this
@@ -221,12 +227,11 @@ def walk_ngrams(
             jump = jump.gather(1, jump)
     active = orbit < sink  # (B, R) rounds the uncapped walk reaches
     at = orbit.clamp(max=width - 1)
-    n_at = n.gather(1, at)
     pieces = torch.where(active & valid.gather(1, at), (end - beg).gather(1, at), 0)
     before = pieces.cumsum(1) - pieces  # positions marked before each round
     left_over = goal.unsqueeze(1) - before
     happens = active & (left_over > 0)
-    n_eff = torch.minimum(n_at, left_over.clamp(min=1))
+    n_eff = torch.minimum(n.gather(1, at), left_over.clamp(min=1))
     beg_r, end_r, _ = round_at(at, n_eff, u_left.gather(1, at))
     span = happens & (end_r < seg)
 
@@ -236,20 +241,18 @@ def walk_ngrams(
     return delta.cumsum(1)[:, :width] > 0
 
 
-def _word_ends(starts: Tensor, max_ngram: int) -> Tensor:
-    """(B, (W + 1) x max_ngram): entry p x max_ngram + n - 1 is where the n-gram of WORDS that
-    begins at word start p ends (the start of the (n + 1)-th word), W when it runs past the row."""
+def _word_starts_table(starts: Tensor, max_ngram: int) -> tuple[Tensor, Tensor]:
+    """(count, spots): count[b, p] = word starts at or before p ((B, W + 1), the sink column holds
+    the total); spots[b, k] = position of the k-th word start, W past the last ((B, W + n + 1))."""
     n_rows, width = starts.shape
-    count = starts.long().cumsum(1)  # starts at or before p
-    count = torch.cat([count, count[:, -1:]], dim=1)  # the sink sees the total
+    count = starts.long().cumsum(1)
+    count = torch.cat([count, count[:, -1:]], dim=1)
     spots = torch.full((n_rows, width + max_ngram + 1), width, dtype=torch.long,
                        device=starts.device)
     cols = torch.arange(width, device=starts.device).expand(n_rows, width)
     spots.scatter_(1, torch.where(starts, count[:, :width] - 1, width + max_ngram), cols)
-    spots[:, width + max_ngram] = width
-    k = torch.arange(1, max_ngram + 1, device=starts.device)
-    index = (count.unsqueeze(2) - 1 + k).clamp(min=0, max=width + max_ngram)  # (B, W + 1, n)
-    return spots.gather(1, index.flatten(1))
+    spots[:, width + max_ngram] = width  # the column non-starts were written to
+    return count, spots
 
 
 def factorisation_rank(ordered: Tensor, gen: torch.Generator) -> Tensor:

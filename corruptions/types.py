@@ -146,11 +146,13 @@ class Corrupted:
     | sentence_order_label | (B,) int64 | SOP: 1 = the two segments were swapped |
     | prefix_lengths | (B,) int64 | input positions < this attend bidirectionally among themselves, the rest causally (prefix LM, UniLM seq2seq) |
     | attention_mode | (B,) int64 | UniLM: 0 bidirectional, 1 left-to-right, 2 right-to-left, 3 seq2seq |
-    | perm_rank | (B, S) int64 | XLNet: place in the factorisation order of targets and functional tokens (0, 1, ...), -1 for context (before all of them); `permutation.perm_mask_from_rank` builds perm_mask |
-    | decoder_position_ids | (B, T) int64 | MASS: position in `input_ids` of each decoder input token (fragment position - 1); 0 at padding |
+    | perm_rank | (B, S) int64 | XLNet order: -1 context, 0, 1, ... targets/functionals |
+    | decoder_position_ids | (B, T) int64 | MASS: position in input_ids of each decoder input |
     | span_left, span_right | (B, S) int64 | SpanBERT: input index of the outside boundary tokens of the span a predicted token lies in, -1 where no SBO target |
     | span_offset | (B, S) int64 | SpanBERT: the token's offset inside its span (0..14), -1 where no SBO target |
     | denoiser | (B,) int64 | UL2: index of the row's denoiser in `denoisers` (0-1 R, 2-5 X, 6 S) |
+
+    `permutation.perm_mask_from_rank` turns perm_rank into XLNet's perm_mask (see permutation.py).
 
     Decoder-arch objectives are causal unless `prefix_lengths` says otherwise; labels of a
     decoder objective are aligned with `input_ids` (the model predicts labels[t] at position t-1,

@@ -316,7 +316,7 @@ def test_factorisation_order_is_uniform() -> None:
 def test_target_pairs_are_ordered_either_way_on_the_corpus() -> None:
     batch, vocab = corpus_tokens(200_000, 512), corpus_vocab()
     earlier = pairs = adjacent = n_adjacent = 0
-    for seed in range(3):
+    for seed in range(2):
         out = create("xlnet-plm")(batch, vocab, make_generator(seed))
         rank, targets = out.extras["perm_rank"], out.labels != IGNORE
         # the targets' ranks in position order, left-aligned: (B, K), K = most targets in a row
