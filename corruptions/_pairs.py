@@ -58,10 +58,21 @@ def split_points(sents: Sentences, lengths: Tensor, gen: torch.Generator,
     return torch.where(sents.count >= 2, at_sentence, single)
 
 
-def other_rows(n_rows: int, gen: torch.Generator, device: torch.device) -> Tensor:
-    """(B,) int64: for every row a uniformly random different row (needs at least two rows)."""
-    shift = torch.randint(1, n_rows, (n_rows,), generator=gen, device=device)
-    return (torch.arange(n_rows, device=device) + shift) % n_rows
+def other_rows(lengths: Tensor, gen: torch.Generator) -> Tensor:
+    """(B,) int64: for every row a uniformly random different non-empty row (needs two rows).
+
+    Where no other row holds a token, any other row (the segment taken from it is empty).
+    """
+    n_rows, device = lengths.size(0), lengths.device
+    anywhere = (torch.arange(n_rows, device=device)
+                + torch.randint(1, n_rows, (n_rows,), generator=gen, device=device)) % n_rows
+    filled = lengths > 0
+    pool = filled.nonzero().squeeze(1)  # (m,) the non-empty rows
+    n_others = pool.numel() - filled.long()
+    pick = (rand(lengths, gen) * n_others).long()
+    pick = pick + (filled & (pick >= filled.long().cumsum(0) - 1)).long()  # skip the row itself
+    found = pool[pick.clamp(max=max(pool.numel() - 1, 0))] if pool.numel() else anywhere
+    return torch.where(n_others > 0, found, anywhere)
 
 
 def segment_from(sents: Sentences, rows: Tensor, lengths: Tensor, need: Tensor,

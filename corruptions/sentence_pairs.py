@@ -64,20 +64,32 @@ def _budget(pair: Pair, rate: float, max_predictions: int) -> Tensor:
     return k.clamp(max=max_predictions) if max_predictions else k
 
 
-def _random_b(batch: Tokens, sents: Sentences, a_end: Tensor, budget: Tensor, gen: torch.Generator
-              ) -> tuple[Tensor, Tensor, Tensor]:
-    """(row, start, length) of a segment of another row long enough to fill the row's budget."""
-    rows = other_rows(batch.ids.size(0), gen, batch.ids.device)
-    start, length = segment_from(sents, rows, batch.lengths, budget - a_end, gen)
-    return rows, start, length
+def _row_budget(lengths: Tensor) -> Tensor:
+    """(B,) tokens A + B may hold: the row's own length, at least one each (bert's max_num_tokens
+    is the model length minus the three specials; here the row is that length)."""
+    return torch.where(lengths > 0, lengths.clamp(min=2), 0)
+
+
+def _second(batch: Tokens, sents: Sentences, a_end: Tensor, random: Tensor, gen: torch.Generator
+            ) -> tuple[Tensor, Tensor, Tensor]:
+    """(row, start, length) of B: the rest of the row after A, or where `random`, a segment of
+    another row (another document) that starts at a sentence and fills the row's budget."""
+    own = torch.arange(batch.ids.size(0), device=batch.ids.device)
+    rest = (own, a_end, batch.lengths - a_end)
+    if batch.ids.size(0) < 2:
+        return rest
+    rows = other_rows(batch.lengths, gen)
+    need = _row_budget(batch.lengths) - a_end
+    start, length = segment_from(sents, rows, batch.lengths, need, gen)
+    return (torch.where(random, rows, own), torch.where(random, start, a_end),
+            torch.where(random, length, rest[2]))
 
 
 def _fitted(batch: Tokens, vocab: Vocab, a: tuple[Tensor, Tensor, Tensor],
             b: tuple[Tensor, Tensor, Tensor], swap: Tensor, gen: torch.Generator) -> Pair:
     """Truncate (A, B) to each row's budget, then lay out A,B or, where `swap`, B,A."""
     (a_row, a_start, a_len), (b_row, b_start, b_len) = a, b
-    budget = torch.where(batch.lengths > 0, batch.lengths.clamp(min=2), 0)
-    a_front, a_back, b_front, b_back = truncate_pair(a_len, b_len, budget, gen)
+    a_front, a_back, b_front, b_back = truncate_pair(a_len, b_len, _row_budget(batch.lengths), gen)
     a = (a_row, a_start + a_front, a_len - a_front - a_back)
     b = (b_row, b_start + b_front, b_len - b_front - b_back)
     first = (torch.where(swap, b[0], a[0]), torch.where(swap, b[1], a[1]),
@@ -109,22 +121,15 @@ class NextSentence:
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         own = torch.arange(batch.ids.size(0), device=batch.ids.device)
         sents = sentences_of(batch)
-        alone = batch.ids.size(0) < 2  # no other document to draw B from
+        alone = batch.ids.size(0) < 2  # no other document to draw B from: label 0 only
         a_end = split_points(sents, batch.lengths, gen, split_single=alone)
-        label = (sents.count < 2) | (rand(batch.lengths, gen) < self.random_next)
-        if alone:
-            label = torch.zeros_like(label)
-            b = (own, a_end, batch.lengths - a_end)
-        else:
-            budget = torch.where(batch.lengths > 0, batch.lengths.clamp(min=2), 0)
-            rows, start, length = _random_b(batch, sents, a_end, budget, gen)
-            b = (torch.where(label, rows, own), torch.where(label, start, a_end),
-                 torch.where(label, length, batch.lengths - a_end))
+        label = ((sents.count < 2) | (rand(batch.lengths, gen) < self.random_next)) & (not alone)
+        b = _second(batch, sents, a_end, label, gen)
         pair = _fitted(batch, vocab, (own, torch.zeros_like(a_end), a_end), b,
                        torch.zeros_like(label), gen)
-        allowed = pair.plain
         budget = _budget(pair, self.rate, self.max_predictions)
-        chosen = choose_ngrams(allowed, None, budget, (1.0,), gen).chosen  # choose_k, via topk
+        # single tokens: the uniform choice of `_ops.choose_k`, with a topk instead of a sort
+        chosen = choose_ngrams(pair.plain, None, budget, (1.0,), gen).chosen
         input_ids, labels, ops = mlm_on_pair(pair, vocab, chosen, gen, self.mask_replace,
                                              self.random_replace, self.exclude_special_random)
         extras = {"token_type_ids": pair.token_type_ids, "next_sentence_label": label.long()}
@@ -161,26 +166,17 @@ class SentenceOrder:
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         own = torch.arange(batch.ids.size(0), device=batch.ids.device)
         sents = sentences_of(batch)
-        alone = batch.ids.size(0) < 2
+        alone = batch.ids.size(0) < 2  # no other document: a single sentence is split in two
         a_end = split_points(sents, batch.lengths, gen, split_single=alone)
-        swap = rand(batch.lengths, gen) < self.swap
-        b = (own, a_end, batch.lengths - a_end)
-        if not alone:  # single sentence: B from another document, label 1 (albert #234)
-            budget = torch.where(batch.lengths > 0, batch.lengths.clamp(min=2), 0)
-            single = sents.count < 2
-            rows, start, length = _random_b(batch, sents, a_end, budget, gen)
-            b = (torch.where(single, rows, own), torch.where(single, start, a_end),
-                 torch.where(single, length, batch.lengths - a_end))
-            swap = swap & ~single
-            label = swap | single
-        else:
-            label = swap
+        single = (sents.count < 2) & (not alone)  # B from another document, label 1 (albert #234)
+        swap = (rand(batch.lengths, gen) < self.swap) & ~single
+        b = _second(batch, sents, a_end, single, gen)
+        label = swap | single
         pair = _fitted(batch, vocab, (own, torch.zeros_like(a_end), a_end), b, swap, gen)
-        allowed = pair.plain
         words = pair_word_starts(batch, pair, self.whole_word)
         budget = _budget(pair, self.rate, self.max_predictions)
-        chosen = choose_ngrams(allowed, words, budget, size_probs(self.ngram, self.favor_shorter),
-                               gen).chosen
+        sizes = size_probs(self.ngram, self.favor_shorter)
+        chosen = choose_ngrams(pair.plain, words, budget, sizes, gen).chosen
         input_ids, labels, ops = mlm_on_pair(pair, vocab, chosen, gen, self.mask_replace,
                                              self.random_replace, self.exclude_special_random)
         ops = ops.masked_fill(swap.unsqueeze(1) & pair.content & (ops == int(Op.KEEP)),
@@ -188,7 +184,6 @@ class SentenceOrder:
         extras = {"token_type_ids": pair.token_type_ids, "sentence_order_label": label.long()}
         return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch),
                              extras)
-
 
 
 @register("nsp", arch="encoder", paper="Devlin et al. 2018, arXiv 1810.04805",

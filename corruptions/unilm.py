@@ -164,6 +164,9 @@ def unilm(**overrides: Any) -> UniLMMasking:
 
     Modes 1/3, 1/6, 1/6, 1/3 (paper); 15% of the candidates masked (seq2seq: target + final
     [SEP] only), 80% single tokens / 20% bi- or trigrams, 80/10/10. Extras: attention_mode,
-    token_type_ids, prefix_lengths; `unilm.attention_mask_for` turns them into (B, S, S) masks.
+    token_type_ids, prefix_lengths (seq2seq: [CLS] S1 [SEP]; bidirectional: the whole input;
+    left-to-right and right-to-left: 0, attention_mode decides); `unilm.attention_mask_for` turns
+    them into (B, S, S) masks. The paper adds NSP to bidirectional rows; that head is not built
+    here (use `nsp` for it).
     """
     return UniLMMasking(**overrides)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from corruptions import IGNORE, Op, create, make_generator
 from corruptions._ngrams import choose_ngrams, size_probs
-from corruptions._pairs import truncate_pair
+from corruptions._pairs import other_rows, truncate_pair
 from tests.corruptions._sentences import (
     BIG,
     decode,
@@ -360,3 +360,15 @@ def test_ngram_choice_takes_whole_words_within_budget(seed: int, n: int, budget:
                 word_id += 1
             pieces.setdefault(word_id, set()).add(bool(choice.chosen[row, p]))
         assert all(len(v) == 1 for v in pieces.values())
+
+
+def test_other_rows_are_uniform_over_other_non_empty_rows() -> None:
+    gen = torch.Generator().manual_seed(14)
+    lengths = torch.tensor([3, 0, 5, 2, 0, 1])
+    picks = torch.stack([other_rows(lengths, gen) for _ in range(6_000)])  # (draws, rows)
+    for row in range(6):
+        counts = torch.bincount(picks[:, row], minlength=6)
+        expected = {0, 2, 3, 5} - {row}
+        assert set(counts.nonzero().squeeze(1).tolist()) == expected
+        assert (counts[list(expected)] - 6_000 / len(expected)).abs().max() < 200
+    assert other_rows(torch.tensor([4, 0]), gen).tolist() == [1, 0]  # nothing else: any row
