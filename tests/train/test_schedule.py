@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -18,7 +19,7 @@ def test_warmup_then_linear_decay_to_min_lr() -> None:
     assert lrs[5] == pytest.approx(0.5)
     assert max(lrs) == pytest.approx(1.0)
     assert lrs[10] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert lr_at(cfg, 100, 1.0) == pytest.approx(0.1)
 
 
