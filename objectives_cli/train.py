@@ -563,6 +563,13 @@ def prepare(
         barrier(world)
     if resume:
         stored = checkpoints.read_config(run_dir)
+        before = TrainConfig.from_json(stored["train"])
+        changed = [k for k in asdict(cfg)
+                   if k not in RESUMABLE and getattr(before, k) != getattr(cfg, k)]
+        if changed:
+            raise UsageError(f"cannot resume {run_dir} with another {changed[0]} "
+                             f"({getattr(before, changed[0])!r} -> {getattr(cfg, changed[0])!r})",
+                             "resuming continues the same run; start a new one with another --out")
         info = ObjectiveInfo(**stored["objective"])
         model_cfg = ModelConfig(**stored["model"])
     else:

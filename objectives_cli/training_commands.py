@@ -7,12 +7,14 @@ log interval otherwise); `eval` and `fill` print their results on stdout, as a t
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -278,7 +280,7 @@ def train(
         "budget": parse_budget(budget) if budget else None,
         "params": parse_params(param) if param else None,
     }
-    world = int(__import__("os").environ.get("WORLD_SIZE", "1"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun: --tokens counts every rank
     if resume is not None:
         cfg = resumed_config(resume, objective, model, tokens, settings)
     else:
@@ -304,15 +306,13 @@ def train(
     reporter: Any = RichReporter(stderr) if stderr.is_terminal else PlainReporter()
     try:
         run_training(cfg, reporter, resume=resume is not None)
-    except Exception as exc:
-        if type(exc).__name__ == "OutOfMemoryError":
-            raise ObjectivesError(
-                f"CUDA ran out of memory ({cfg.batch_size} rows x {cfg.seq_len} tokens, "
-                f"model {cfg.model})",
-                "lower --batch-size and raise --grad-accum to keep the step size, shorten "
-                "--seq-len, or pick a smaller --model",
-            ) from None
-        raise
+    except torch.cuda.OutOfMemoryError:
+        raise ObjectivesError(
+            f"CUDA ran out of memory ({cfg.batch_size} rows x {cfg.seq_len} tokens, "
+            f"model {cfg.model})",
+            "lower --batch-size and raise --grad-accum to keep the step size, shorten "
+            "--seq-len, or pick a smaller --model",
+        ) from None
     finally:
         if isinstance(reporter, RichReporter):
             reporter.close()

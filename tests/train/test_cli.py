@@ -132,3 +132,14 @@ def test_a_time_budget_stops_the_run(tmp_path: Path) -> None:
     rows = [r for r in checkpoints.read_metrics(out) if "loss" in r]
     assert rows
     assert 2.0 <= rows[-1]["elapsed"] < 30
+
+
+def test_packing_can_be_chosen(tmp_path: Path) -> None:
+    out = tmp_path / "concat"
+    result = invoke("train", "-o", "t5-span", *TINY_RUN, "--packing", "concat", "--out", str(out))
+    assert result.code == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["objective"]["packing"] == "concat"
+    refused = invoke("train", "-o", "nsp", *TINY_RUN, "--packing", "documents",
+                     "--out", str(tmp_path / "nsp"))
+    assert refused.code == 2
+    assert "cannot share a row" in refused.stderr

@@ -87,3 +87,14 @@ def test_state_loads_with_weights_only(straight: Path) -> None:
     state = torch.load(path, weights_only=True)
     assert state["step"] == 8
     assert {"optimizer", "elapsed", "tokens", "rng"} <= set(state)
+
+
+def test_resume_refuses_another_objective_or_shape(straight: Path) -> None:
+    from dataclasses import replace
+
+    from corruptions import UsageError
+
+    cfg = tiny(straight, "electra", **SETTINGS)
+    for change in ({"objective": "bert-mlm"}, {"seq_len": 64}, {"model": "small"}):
+        with pytest.raises(UsageError, match="cannot resume"):
+            train(replace(cfg, **change), QUIET, resume=True)
