@@ -55,8 +55,6 @@ def format_row(row: dict[str, float]) -> str:
     return "  ".join(parts)
 
 
-
-
 class RichReporter:
     """A Rich progress bar on stderr: step, loss, lr, tokens/s, ETA; the summary as a table."""
 
