@@ -85,6 +85,9 @@ class Tokens:
     lengths: Tensor  # (B,) int64: real tokens per row; the rest is padding
     word_starts: Tensor | None = None  # (B, L) bool: token opens a word
     sentence_starts: Tensor | None = None  # (B, L) bool: token opens a sentence
+    # (B, L) int64: which packed document (0, 1, ...) of its row each token belongs to; None = one
+    # document per row. Objectives may ignore it; the trainer masks attention across documents.
+    document_ids: Tensor | None = None
 
     @property
     def real(self) -> Tensor:
@@ -96,7 +99,7 @@ class Tokens:
         return Tokens(*(None if t is None else t.to(device) for t in self._tensors()))
 
     def _tensors(self) -> tuple[Tensor | None, ...]:
-        return (self.ids, self.lengths, self.word_starts, self.sentence_starts)
+        return (self.ids, self.lengths, self.word_starts, self.sentence_starts, self.document_ids)
 
     @staticmethod
     def from_lists(

@@ -15,6 +15,7 @@ from corruptions.errors import ObjectivesError
 from . import (
     commands,  # noqa: F401
     tokenizer_commands,  # noqa: F401
+    training_commands,  # noqa: F401
 )
 from .app import app
 

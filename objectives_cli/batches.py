@@ -1,0 +1,259 @@
+"""Training batches: documents -> held-out split -> packed rows -> corrupted batches, by step.
+
+`probe` corrupts a few packed rows once to learn what the objective does (framing, whether token
+positions survive, which extras it emits), so the trainer needs no per-objective table:
+
+* position-preserving encoder/decoder objectives (every source token that is not masked stays at
+  input position offset + j) pack several documents per row, and `attach_documents` gives the
+  model `extras['document_ids']` aligned with the input, so attention stays inside a document;
+* objectives that move or insert tokens (NSP, SOP, UniLM) and seq2seq objectives get one
+  document chunk per row (BART's complete_doc); `--packing concat` lets T5-style objectives
+  cross documents as T5's reference does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from corruptions import Corrupted, ObjectivesError, Op, Tokens, UsageError, get, make_generator
+
+from .packing import Blocks, Corpus, encode_corpus, pack
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
+
+BatchFn = Callable[[int, int, int], tuple[Corrupted, int]]
+IN_PLACE = (int(Op.KEEP), int(Op.PREDICT), int(Op.CONTEXT))
+HELDOUT_SHARE = 0.01  # documents held out of --data when no --eval-data is given
+
+
+@dataclass(frozen=True, eq=False)
+class Data:
+    tok: Any  # tokenizers.Tokenizer
+    vocab: Any  # corruptions.Vocab
+    train: Corpus
+    heldout: Corpus
+
+
+def split_heldout(
+    documents: list[str], share: float = HELDOUT_SHARE
+) -> tuple[list[str], list[str]]:
+    """(train, held-out). A document is held out when the hash of its text falls in the first
+    `share`, so the split stays put when documents are added or reordered. At least one document
+    each way; a single document gives its last 10% of sentences."""
+    if len(documents) == 1:
+        from .data import split_sentences
+
+        sentences = split_sentences(documents[0])
+        cut = max(1, round(len(sentences) * 0.9))
+        return [" ".join(sentences[:cut])], [" ".join(sentences[cut:] or sentences[-1:])]
+
+    def bucket(doc: str) -> float:
+        digest = hashlib.blake2b(doc.encode("utf-8", "surrogatepass"), digest_size=4).digest()
+        return int.from_bytes(digest, "little") / 2**32
+
+    held = [bucket(d) < share for d in documents]
+    if not any(held):
+        held[-1] = True
+    if all(held):
+        held[0] = False
+    pairs = list(zip(documents, held, strict=True))
+    return [d for d, h in pairs if not h], [d for d, h in pairs if h]
+
+
+def load_data(cfg: TrainConfig, tokenizer: str | None) -> Data:
+    """Read, split and tokenise the documents (the tokenised corpus is cached on disk)."""
+    from .data import default_corpus, read_documents
+    from .tokenizer import load_tokenizer, vocab_of
+
+    tok = load_tokenizer(tokenizer)
+    if cfg.eval_data is not None:
+        train_docs, held_docs = read_documents(cfg.data), read_documents(cfg.eval_data)
+    elif cfg.data is None:
+        train_docs, held_docs = default_corpus("train"), default_corpus("heldout")
+    else:
+        train_docs, held_docs = split_heldout(read_documents(cfg.data))
+    train, heldout = encode_corpus(tok, train_docs), encode_corpus(tok, held_docs)
+    if len(train) == 0:
+        raise ObjectivesError("the training documents hold no tokens", "check --data")
+    return Data(tok, vocab_of(tok), train, heldout)
+
+
+def alignment(out: Corrupted, batch: Tokens) -> int | None:
+    """Offset o such that source token j sits at input position o + j wherever the objective left
+    it in place (KEEP/PREDICT/CONTEXT ops); None when it moves tokens or inserts some."""
+    if out.decoder_input_ids is not None or out.ops is None:
+        return None
+    width = batch.ids.size(1)
+    in_place = (
+        torch.isin(out.ops.long(), torch.tensor(IN_PLACE, device=out.ops.device)) & batch.real
+    )
+    for offset in (0, 1, 2):
+        if out.input_ids.size(1) < width + offset:
+            break
+        if torch.equal(out.input_ids[:, offset : offset + width][in_place], batch.ids[in_place]):
+            return offset
+    return None
+
+
+def attach_documents(out: Corrupted, batch: Tokens, offset: int) -> Corrupted:
+    """Add extras['document_ids'] aligned with the input; framing tokens join their neighbours."""
+    doc = batch.document_ids
+    if doc is None:
+        return out
+    width = min(doc.size(1), out.input_ids.size(1) - offset)
+    aligned = torch.full_like(out.input_ids, -1)
+    aligned[:, offset : offset + width] = doc[:, :width]
+    aligned[:, :offset] = 0
+    return replace(out, extras={**out.extras, "document_ids": aligned.cummax(1).values})
+
+
+@dataclass(frozen=True)
+class ObjectiveInfo:
+    """What a probe batch tells about the objective; stored in config.json."""
+
+    name: str
+    arch: str  # encoder | decoder | encoder-decoder
+    packing: str  # documents | rows | concat
+    offset: int  # input position of source token 0 (documents packing)
+    frame_prefix: list[int]  # special ids every input starts with ([CLS], <s>)
+    frame_suffix: list[int]  # special ids every input ends with ([SEP], </s>; XLNet <sep> <cls>)
+    decoder_start: int | None  # first decoder input id (seq2seq)
+    prefix: bool  # emits prefix_lengths (prefix LM)
+    electra: bool  # generator + discriminator
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_electra(name: str) -> bool:
+    """ELECTRA objectives are known by name or family: their batch looks like plain MLM."""
+    objective = get(name.split("+")[0])
+    return objective.name.startswith("electra") or objective.family == "electra"
+
+
+def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo, Corrupted]:
+    """Corrupt a few packed rows to learn the objective's framing, packing and extras."""
+    objective = get(cfg.objective.split("+")[0])
+    blocks = pack(data.train, cfg.seq_len, "documents")
+    batch = blocks.take(torch.arange(min(len(blocks), 8)), data.vocab.pad)
+    outs = [corruption(batch, data.vocab, make_generator(cfg.seed, "probe", i)) for i in range(3)]
+    offsets = {alignment(o, batch) for o in outs}
+    offset = offsets.pop() if len(offsets) == 1 else None
+    packing = cfg.packing
+    if packing == "auto":
+        preserving = offset is not None and objective.arch != "encoder-decoder"
+        packing = "documents" if preserving else "rows"
+    elif packing == "documents" and offset is None:
+        raise UsageError(
+            f"objective '{cfg.objective}' moves or inserts tokens, so documents cannot share a row",
+            "use --packing rows (or concat)",
+        )
+
+    first = outs[0]
+    info = ObjectiveInfo(
+        name=cfg.objective,
+        arch=objective.arch,
+        packing=packing,
+        offset=offset or 0,
+        frame_prefix=framing(outs, data.vocab, at_end=False),
+        frame_suffix=framing(outs, data.vocab, at_end=True),
+        decoder_start=(
+            None if first.decoder_input_ids is None else int(first.decoder_input_ids[0, 0])
+        ),
+        prefix="prefix_lengths" in first.extras,
+        electra=is_electra(cfg.objective),
+    )
+    return info, first
+
+
+def framing(outs: list[Corrupted], vocab: Any, at_end: bool, most: int = 3) -> list[int]:
+    """The framing ids (bos/[CLS], eos/[SEP]) that open (or close) every input of the probes."""
+    found: list[int] = []
+    for k in range(most):
+        column = []
+        for out in outs:
+            n = out.attention_mask.sum(1)
+            at = (n - 1 - k).clamp(min=0) if at_end else torch.full_like(n, k).minimum(n - 1)
+            column.append(out.input_ids.gather(1, at[:, None]).squeeze(1))
+        values = torch.cat(column)
+        if not (values == values[0]).all() or int(values[0]) not in (vocab.bos, vocab.eos):
+            break
+        found.append(int(values[0]))
+    return found[::-1] if at_end else found
+
+
+def batch_fn(
+    cfg: TrainConfig,
+    blocks: Blocks,
+    corruption: Any,
+    vocab: Any,
+    info: ObjectiveInfo,
+    device: torch.device,
+    world: int,
+) -> BatchFn:
+    """get_batch(step, micro, rank) -> (batch on device, content tokens), pure in its arguments.
+
+    Rows: one seeded permutation per epoch; step s reads rows [s*R, (s+1)*R) of the epochs laid
+    end to end (R rows per step over all ranks), micro-batch m of rank r the slice of shard
+    m*world + r. The corruption's generator is make_generator(seed, "train", step, shard): keyed
+    by the shard rather than (micro, rank), so 2 ranks x 1 micro-batch see exactly what 1 rank x
+    2 micro-batches see.
+    """
+    n = len(blocks)
+    perms: dict[int, Tensor] = {}
+
+    def order(epoch: int) -> Tensor:
+        if epoch not in perms:
+            perms.clear()
+            perms[epoch] = torch.randperm(n, generator=make_generator(cfg.seed, "epoch", epoch))
+        return perms[epoch]
+
+    def get_batch(step: int, micro: int, rank: int) -> tuple[Corrupted, int]:
+        shard = micro * world + rank
+        first = (step * cfg.grad_accum * world + shard) * cfg.batch_size
+        index = torch.arange(first, first + cfg.batch_size)
+        epochs = index // n
+        rows = torch.cat([order(int(e))[index[epochs == e] % n] for e in epochs.unique()])
+        tokens = blocks.take(rows, vocab.pad)
+        n_tokens = int(tokens.lengths.sum())
+        tokens = tokens.to(device)
+        out = corruption(
+            tokens, vocab, make_generator(cfg.seed, "train", step, shard, device=device)
+        )
+        if info.packing == "documents":
+            out = attach_documents(out, tokens, info.offset)
+        return out, n_tokens
+
+    return get_batch
+
+
+def eval_batches(
+    cfg: TrainConfig,
+    blocks: Blocks,
+    corruption: Any,
+    vocab: Any,
+    info: ObjectiveInfo,
+    device: torch.device,
+    n_batches: int | None = None,
+) -> Iterator[Corrupted]:
+    """The fixed held-out batches: a seeded choice of rows, corrupted with fixed generators."""
+    n = len(blocks)
+    count = min(n, (n_batches or cfg.eval_batches) * cfg.batch_size)
+    rows = torch.randperm(n, generator=make_generator(cfg.seed, "eval-rows"))[:count].sort().values
+    for i, chunk in enumerate(rows.split(cfg.batch_size)):
+        tokens = blocks.take(chunk, vocab.pad).to(device)
+        out = corruption(tokens, vocab, make_generator(cfg.seed, "eval", i, device=device))
+        yield attach_documents(out, tokens, info.offset) if info.packing == "documents" else out
+
+
+def packed(data: Data, cfg: TrainConfig, info: ObjectiveInfo) -> tuple[Blocks, Blocks]:
+    return pack(data.train, cfg.seq_len, info.packing), pack(
+        data.heldout, cfg.seq_len, info.packing
+    )

@@ -1,0 +1,203 @@
+"""Documents -> fixed-length training rows, with word and sentence starts kept.
+
+The tokenised corpus is one flat stream (`Corpus`: ids, word/sentence starts, document offsets),
+cached on disk keyed by a hash of the documents and the tokenizer. `Blocks` are rows of that
+stream, described only by (start, length), so packing costs no copy and `take` gathers a batch:
+
+    documents  several documents per row, cut at fixed length; `Tokens.document_ids` says which
+               document each token belongs to, so attention can stay inside it (encoder and
+               decoder objectives that keep token positions: BERT, SpanBERT, ELECTRA, XLNet, CLM)
+    rows       one chunk of one document per row, padded (BART's `complete_doc`, NSP/SOP, UniLM:
+               objectives that move or add tokens)
+    concat     documents glued and cut at fixed length, attention crossing them (T5's
+               `reduce_concat_tokens`, GPT's `group_texts`)
+
+A row's first token always opens a word and a sentence: a chunk cut from the middle of a document
+starts fresh, as `data.batch_blocks` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+from torch import Tensor
+
+from corruptions import Tokens
+
+from .tokenizer import EncodedDoc, encode_documents
+
+PACKINGS = ("documents", "rows", "concat")
+ENCODE_CHUNK = 2000  # documents tokenised at once (bounds the Python lists encode_documents makes)
+
+
+@dataclass(frozen=True, eq=False)
+class Corpus:
+    """Tokenised documents, concatenated."""
+
+    ids: Tensor  # (N,) int32
+    word_starts: Tensor  # (N,) bool
+    sentence_starts: Tensor  # (N,) bool
+    offsets: Tensor  # (D + 1,) int64: document d is ids[offsets[d]:offsets[d + 1]]
+
+    @property
+    def n_documents(self) -> int:
+        return self.offsets.numel() - 1
+
+    def __len__(self) -> int:
+        return self.ids.numel()
+
+    def to_dict(self) -> dict[str, Tensor]:
+        return {
+            "ids": self.ids,
+            "word_starts": self.word_starts,
+            "sentence_starts": self.sentence_starts,
+            "offsets": self.offsets,
+        }
+
+    @staticmethod
+    def concat(parts: Sequence[Corpus]) -> Corpus:
+        sizes = torch.tensor([0] + [len(p) for p in parts[:-1]]).cumsum(0)
+        offsets = [parts[0].offsets[:1]]
+        offsets += [p.offsets[1:] + s for p, s in zip(parts, sizes, strict=True)]
+        return Corpus(
+            torch.cat([p.ids for p in parts]),
+            torch.cat([p.word_starts for p in parts]),
+            torch.cat([p.sentence_starts for p in parts]),
+            torch.cat(offsets),
+        )
+
+
+def corpus_from(docs: Iterable[EncodedDoc]) -> Corpus:
+    """A `Corpus` from encoded documents; empty ones are dropped."""
+    docs = [d for d in docs if d.ids]
+    lengths = torch.tensor([0, *(len(d.ids) for d in docs)])
+    flat = [i for d in docs for i in d.ids]
+    words = [w for d in docs for w in d.word_starts]
+    sents = [s for d in docs for s in d.sentence_starts]
+    return Corpus(
+        torch.tensor(flat, dtype=torch.int32),
+        torch.tensor(words, dtype=torch.bool),
+        torch.tensor(sents, dtype=torch.bool),
+        lengths.cumsum(0),
+    )
+
+
+def cache_dir() -> Path:
+    """Where tokenised corpora are kept: `encoded/` in the data layer's cache directory."""
+    from .corpus import cache_dir as root
+
+    return root() / "encoded"
+
+
+def corpus_key(tokenizer_json: str, documents: Sequence[str]) -> str:
+    """A stable hash of the documents and the tokenizer: the cache key."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(tokenizer_json.encode())
+    for doc in documents:
+        h.update(b"\x00")
+        h.update(doc.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def encode_corpus(tok: Tokenizer, documents: Sequence[str], cache: bool = True) -> Corpus:
+    """Tokenise `documents` (in chunks), or load the result from the on-disk cache."""
+    path = cache_dir() / f"{corpus_key(tok.to_str(), documents)}.pt"
+    if cache and path.exists():
+        try:
+            return Corpus(**torch.load(path, weights_only=True))
+        except Exception:  # a damaged cache file is rebuilt
+            path.unlink(missing_ok=True)
+    parts = [
+        corpus_from(encode_documents(tok, documents[i : i + ENCODE_CHUNK]))
+        for i in range(0, len(documents), ENCODE_CHUNK)
+    ]
+    corpus = Corpus.concat(parts) if parts else corpus_from([])
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(corpus.to_dict(), tmp)
+        tmp.replace(path)
+    return corpus
+
+
+@dataclass(frozen=True, eq=False)
+class Blocks:
+    """Training rows over a `Corpus`: row r is corpus tokens [starts[r], starts[r] + lengths[r])."""
+
+    corpus: Corpus
+    starts: Tensor  # (R,) int64
+    lengths: Tensor  # (R,) int64
+    width: int  # the longest row
+    with_documents: bool  # fill Tokens.document_ids
+
+    def __len__(self) -> int:
+        return self.starts.numel()
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    def take(self, rows: Tensor, pad: int) -> Tokens:
+        """The rows `rows` as a padded `Tokens` batch (CPU), width trimmed to the longest."""
+        starts, lengths = self.starts[rows], self.lengths[rows]
+        width = int(lengths.max()) if rows.numel() else 0
+        col = torch.arange(width)
+        real = col < lengths[:, None]
+        last = (starts + lengths - 1).clamp(min=0)[:, None]
+        at = torch.minimum(starts[:, None] + col, last)  # padding repeats the last token's index
+        c = self.corpus
+        ids = c.ids[at].long().masked_fill(~real, pad)
+        words = c.word_starts[at] & real
+        sents = c.sentence_starts[at] & real
+        words[:, :1] |= real[:, :1]  # a row opens a word and a sentence
+        sents[:, :1] |= real[:, :1]
+        docs = None
+        if self.with_documents:
+            doc = torch.searchsorted(c.offsets, at, right=True) - 1
+            docs = doc - doc[:, :1]
+        return Tokens(ids, lengths.clone(), words, sents, docs)
+
+
+def pack(corpus: Corpus, length: int, mode: str) -> Blocks:
+    """Rows of at most `length` tokens over `corpus` (see the module docstring for `mode`).
+
+    A row that would end inside a word ends before it instead (unless the word alone is longer
+    than a row), as `tokenizer.batch_blocks` does, so whole-word objectives see whole words.
+    """
+    if mode not in PACKINGS:
+        raise ValueError(f"packing must be one of {', '.join(PACKINGS)}, not {mode!r}")
+    if length < 1:
+        raise ValueError("block length must be >= 1")
+    starts: list[int] = []
+    bounds = corpus.offsets.tolist() if mode == "rows" else [0, len(corpus)]
+    for begin, end in itertools.pairwise(bounds):
+        pos = begin
+        while end - pos > length:
+            cut = _word_start_before(corpus.word_starts, pos, pos + length)
+            starts.append(pos)
+            pos = cut
+        if end > pos:
+            starts.append(pos)
+    start_t = torch.tensor(starts, dtype=torch.long)
+    ends = torch.tensor([*starts[1:], len(corpus)], dtype=torch.long)
+    if mode == "rows":  # a row never runs past its document
+        doc = torch.searchsorted(corpus.offsets, start_t, right=True) - 1
+        ends = torch.minimum(ends, corpus.offsets[doc + 1])
+    lengths = ends - start_t
+    width = int(lengths.max()) if lengths.numel() else 0
+    return Blocks(corpus, start_t, lengths, width, with_documents=mode == "documents")
+
+
+def _word_start_before(word_starts: Tensor, low: int, cut: int) -> int:
+    """The last word start in (low, cut] (64 tokens back at most), else `cut`: a word longer than
+    that is cut where the row is full."""
+    first = max(low + 1, cut - 64)
+    found = word_starts[first : cut + 1].nonzero()
+    return first + int(found[-1]) if found.numel() else cut

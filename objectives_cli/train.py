@@ -1,0 +1,626 @@
+"""One training loop for every objective, with exact resume.
+
+    cfg = TrainConfig(objective="spanbert", model="tiny", steps=200, out="runs/sb")
+    train(cfg)                       # a fresh run: config.json, tokenizer.json, checkpoints/
+    train(load_config("runs/sb"))    # after an interruption: continues where it stopped
+
+Everything a step does follows from (seed, step): `get_batch(step, micro, rank)` reads the blocks
+of a seeded shuffle and corrupts them with a generator seeded from (seed, step, micro-batch index
+across ranks), and the global RNG (dropout, ELECTRA's sampling) is reseeded the same way. So
+resuming needs only the step, the weights and the optimizer state, and N steps + resume + N steps
+equals 2N straight steps exactly; 2 ranks x 1 micro-batch equal 1 rank x 2 micro-batches.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from corruptions import Corrupted, ObjectivesError, UsageError, create, make_generator
+
+from . import checkpoints
+from .batches import Data, ObjectiveInfo, batch_fn, eval_batches, load_data, packed, probe
+from .models import LOSS_WEIGHTS, Head, Model, ModelConfig, heads_for, param_counts, preset
+from .packing import PACKINGS, Blocks
+from .progress import PlainReporter, Reporter
+
+SCHEDULES = ("linear", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {  # per model preset: what "sensible" means
+    "tiny": {"seq_len": 128, "batch_size": 16, "lr": 2e-3},
+    "small": {"seq_len": 256, "batch_size": 32, "lr": 1e-3},
+    "base": {"seq_len": 512, "batch_size": 32, "lr": 4e-4},
+}
+RESUMABLE = frozenset({  # settings a resumed run may change; the others would change the run
+    "steps", "budget", "device", "compile", "log_every", "eval_every", "eval_batches",
+    "save_every", "keep", "out",
+})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Every setting of a run; config.json stores it resolved and resume reads it back."""
+
+    objective: str = "bert-mlm"  # registered objective (or a+b composition)
+    params: tuple[tuple[str, str], ...] = ()  # objective parameter overrides, as --param k=v
+    data: str | None = None  # documents (see data.read_documents); None: the embedded corpus
+    eval_data: str | None = None  # held-out documents; None: a fixed split of `data`
+    tokenizer: str | None = None  # tokenizer file; None: the default tokenizer
+    model: str = "tiny"  # shape preset: tiny | small | base
+    positions: str = "learned"  # learned | rotary
+    dropout: float = 0.0  # dropout probability
+    seq_len: int = 128  # content tokens per row, before the objective frames it
+    packing: str = "auto"  # auto | documents | rows | concat (see packing.py)
+    batch_size: int = 16  # rows per micro-batch, per rank
+    grad_accum: int = 1  # micro-batches per optimizer step
+    steps: int = 1000  # optimizer steps (a --tokens or --budget run sets it)
+    budget: float = 0.0  # wall-clock seconds; > 0: stop then, LR schedule follows elapsed time
+    lr: float = 2e-3  # peak learning rate
+    min_lr: float = 0.1  # final learning rate, as a share of lr
+    warmup: float = 0.05  # linear LR ramp: share of the run (< 1) or steps (>= 1)
+    schedule: str = "linear"  # decay after warmup: linear | cosine
+    weight_decay: float = 0.01  # AdamW decay on matrices (not biases, norms)
+    clip: float = 1.0  # gradient-norm clip (0: off)
+    seed: int = 0  # data order, corruption, initialisation, dropout
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    compile: bool = False  # torch.compile the model
+    log_every: int = 10  # steps between metrics lines
+    eval_every: int = 0  # steps between held-out evaluations (0: start and end only)
+    eval_batches: int = 8  # held-out micro-batches per evaluation
+    save_every: int = 0  # steps between checkpoints (0: at the end and on SIGINT/SIGTERM)
+    keep: int = 3  # checkpoints kept
+    out: str = "runs/run"  # run directory
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.model in PRESET_DEFAULTS, f"model must be one of {', '.join(PRESET_DEFAULTS)}"),
+            (
+                self.packing in ("auto", *PACKINGS),
+                f"packing must be auto or one of {', '.join(PACKINGS)}",
+            ),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+            (self.positions in ("learned", "rotary"), "positions must be learned or rotary"),
+            (
+                self.seq_len >= 2 and self.batch_size >= 1 and self.grad_accum >= 1,
+                "seq_len >= 2, batch_size >= 1 and grad_accum >= 1 are needed",
+            ),
+            (self.steps >= 1 or self.budget > 0, "give steps >= 1, or a time budget"),
+            (
+                self.lr > 0 and 0 <= self.min_lr <= 1 and self.warmup >= 0,
+                "lr > 0, 0 <= min_lr <= 1, warmup >= 0",
+            ),
+            (
+                self.log_every >= 1 and self.keep >= 1 and self.eval_batches >= 1,
+                "log_every, keep and eval_batches must be >= 1",
+            ),
+            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["params"] = [list(p) for p in self.params]
+        return out
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(TrainConfig)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["params"] = tuple(tuple(p) for p in values.get("params", ()))
+        return TrainConfig(**values)
+
+
+def config_for(
+    model: str = "tiny", tokens: int = 0, world: int = 1, **settings: Any
+) -> TrainConfig:
+    """A `TrainConfig` with the preset's defaults for whatever `settings` leaves out.
+
+    `tokens` > 0 sets steps from a token budget: tokens / (rows per step x seq_len).
+    """
+    values = {
+        **PRESET_DEFAULTS.get(model, {}),
+        **{k: v for k, v in settings.items() if v is not None},
+    }
+    cfg = TrainConfig(model=model, **values)
+    if tokens > 0:
+        per_step = cfg.batch_size * cfg.grad_accum * world * cfg.seq_len
+        cfg = replace(cfg, steps=max(1, math.ceil(tokens / per_step)))
+    return cfg
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+
+def train(
+    cfg: TrainConfig, reporter: Reporter | None = None, resume: bool = False
+) -> dict[str, Any]:
+    """Train (or, with `resume`, continue) the run in `cfg.out`; returns the summary."""
+    rank, world, local_rank, started = distributed()
+    try:
+        return Trainer(cfg, reporter or PlainReporter(), resume, rank, world, local_rank).run()
+    finally:
+        if started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+class Trainer:
+    """One run: set up from the config (or the run directory), then `run()` the loop."""
+
+    def __init__(self, cfg: TrainConfig, reporter: Reporter, resume: bool, rank: int, world: int,
+                 local_rank: int) -> None:
+        self.cfg, self.resume, self.rank, self.world = cfg, resume, rank, world
+        self.main = rank == 0
+        self.reporter = reporter if self.main else PlainReporter(quiet=True)  # rank 0 talks
+        self.run_dir = Path(cfg.out)
+        self.device = resolve_device(cfg.device, local_rank)
+        self.data, self.corruption, self.info, model_cfg = prepare(cfg, resume, rank, world)
+        torch.manual_seed(derived_seed(cfg.seed, "init"))
+        self.model = Model(model_cfg).to(self.device)
+        self.opt = make_optimizer(cfg, self.model, self.device)
+        self.step, self.elapsed, self.tokens = 0, 0.0, 0
+        if resume:
+            self.restore()
+        elif self.main:
+            start_run(cfg, self.data, self.info, model_cfg)
+        self.blocks = packed(self.data, cfg, self.info)
+        for line in describe(self.model, self.info, cfg, self.device, self.blocks, world):
+            self.reporter.message(line)
+        self.get_batch = batch_fn(cfg, self.blocks[0], self.corruption, self.data.vocab,
+                                  self.info, self.device, world)
+        self.amp = amp_context(cfg, self.device)
+        self.net: nn.Module = self.model
+        if world > 1:
+            self.net = nn.parallel.DistributedDataParallel(self.model)
+        if cfg.compile:
+            self.net = torch.compile(self.net)  # type: ignore[assignment]
+        self.metrics = None
+        if self.main:  # a resumed run drops what was logged after its checkpoint
+            self.metrics = checkpoints.Metrics(self.run_dir, after_step=self.step)
+
+    def restore(self) -> None:
+        state = checkpoints.load_latest(self.run_dir, self.model, self.reporter.message)
+        if state is None:
+            raise checkpoints.RunError(f"{self.run_dir} has no checkpoint to resume from",
+                                       "start it again without --resume")
+        self.opt.load_state_dict(state["optimizer"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.tokens = int(state["tokens"])
+        self.reporter.message(f"resuming {self.run_dir} at step {self.step} "
+                              f"({Path(state['path']).name})")
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        first = self.evaluate() if self.main and not self.resume else None
+        budget = cfg.budget > 0
+        self.reporter.start(cfg.budget if budget else cfg.steps,
+                            self.elapsed if budget else self.step, "s" if budget else "steps")
+        self.bad = torch.zeros((), dtype=torch.bool, device=self.device)
+        self.last: dict[str, Tensor] = {}
+        self.window = (0, time.perf_counter())  # tokens and start of the current log interval
+        logged, clock, lr = self.step, time.perf_counter() - self.elapsed, 0.0
+        self.model.train()
+        with catch_signals() as caught:
+            while not self.stop(bool(caught)):
+                progress = self.elapsed / cfg.budget if budget else self.step / cfg.steps
+                lr = lr_at(cfg, self.step, progress)
+                for group in self.opt.param_groups:
+                    group["lr"] = lr
+                self.last, n_tokens = train_step(cfg, self.net, self.model, self.opt,
+                                                 self.get_batch, self.step, self.rank, self.world,
+                                                 self.amp)
+                self.bad |= ~torch.isfinite(torch.stack(list(self.last.values())).sum())
+                self.step += 1
+                self.tokens += n_tokens
+                self.window = (self.window[0] + n_tokens, self.window[1])
+                self.elapsed = time.perf_counter() - clock
+                row = None
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    row, logged = self.log(lr), self.step
+                if cfg.save_every > 0 and self.step % cfg.save_every == 0:
+                    self.save()
+                if self.main and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
+                    self.evaluate()
+                self.reporter.advance(self.elapsed if budget else self.step, row)
+            if self.last and logged != self.step:  # a budget or a signal ended between logs
+                self.log(lr)
+            self.save()
+            if caught:
+                raise Interrupted(caught[0], self.step, self.run_dir)
+        return self.finish(first)
+
+    def stop(self, signalled: bool) -> bool:
+        """Time to stop: steps or budget done, or a signal; every rank decides alike."""
+        elapsed = self.elapsed
+        if self.world > 1:
+            flags = torch.tensor([float(signalled), elapsed], device=self.device)
+            signalled_any, elapsed = all_reduce(flags, self.world, "max").tolist()
+            signalled = bool(signalled_any)
+        done = elapsed >= self.cfg.budget if self.cfg.budget > 0 else self.step >= self.cfg.steps
+        return done or signalled
+
+    def log(self, lr: float) -> dict[str, float]:
+        check_finite(self.bad, self.step, self.run_dir, self.world)
+        now = time.perf_counter()
+        speed = self.window[0] / max(now - self.window[1], 1e-9)
+        self.window = (0, now)
+        row = log_row(self.last, lr, self.step, self.tokens, speed, self.world)
+        if self.metrics is not None:
+            self.metrics.write({**row, "elapsed": round(self.elapsed, 3)})
+        return row
+
+    def save(self) -> None:
+        check_finite(self.bad, self.step, self.run_dir, self.world)
+        if self.main:
+            state = {"optimizer": self.opt.state_dict(), "elapsed": self.elapsed,
+                     "tokens": self.tokens, "rng": torch.get_rng_state()}
+            checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out figures (rank 0), written to metrics.jsonl."""
+        batches = eval_batches(self.cfg, self.blocks[1], self.corruption, self.data.vocab,
+                               self.info, self.device)
+        result = evaluate(self.model, batches, self.amp, self.cfg.seed)
+        if self.metrics is not None:
+            self.metrics.write({"step": self.step, **{f"eval_{k}": v for k, v in result.items()}})
+        return result
+
+    def finish(self, first: dict[str, float] | None) -> dict[str, Any]:
+        final = self.evaluate() if self.main else {}
+        barrier(self.world)
+        summary: dict[str, Any] = {"steps": self.step, "tokens": self.tokens,
+                                   "seconds": round(self.elapsed, 1),
+                                   "tokens_per_s": round(self.tokens / max(self.elapsed, 1e-9))}
+        if self.last:  # every rank holds its share of each term's mean
+            names = sorted(self.last)
+            shares = all_reduce(torch.stack([self.last[k] for k in names]), self.world).tolist()
+            summary["train_loss"] = round(weighted_total(dict(zip(names, shares, strict=True))), 4)
+        if first is not None:
+            summary["start_eval_loss"] = round(first["loss"], 4)
+        summary.update({f"eval_{k}": round(v, 4) for k, v in final.items()})
+        summary["run_dir"] = str(self.run_dir)
+        self.reporter.finish(summary)
+        return summary
+
+
+def check_finite(bad: Tensor, step: int, run_dir: Path, world: int) -> None:
+    """Stop when any step so far had a non-finite loss; the last checkpoint stays the good one."""
+    if bool(all_reduce(bad.float(), world, "max")):
+        saved = checkpoints.list_checkpoints(run_dir)
+        where = (
+            f"the last good checkpoint is {saved[-1][1]}" if saved else "no checkpoint was written"
+        )
+        raise NonFiniteLoss(
+            f"the loss became non-finite (inf or NaN) at or before step {step}; {where}",
+            "lower --lr, raise --warmup, or check the data; --resume continues from "
+            "the last checkpoint",
+        )
+
+
+def log_row(
+    last: dict[str, Tensor], lr: float, step: int, tokens: int, tokens_per_s: float, world: int
+) -> dict[str, float]:
+    names = sorted(last)
+    values = all_reduce(torch.stack([last[k].float() for k in names]), world).tolist()
+    means = dict(zip(names, values, strict=True))
+    row: dict[str, float] = {"step": step, "loss": weighted_total(means)}
+    row.update({f"{k}_loss": v for k, v in means.items()})
+    row.update({"lr": lr, "tokens": tokens, "tokens_per_s": tokens_per_s})
+    return row
+
+
+def train_step(
+    cfg: TrainConfig,
+    net: nn.Module,
+    model: Model,
+    opt: torch.optim.Optimizer,
+    get_batch: Any,
+    step: int,
+    rank: int,
+    world: int,
+    amp: Any,
+) -> tuple[dict[str, Tensor], int]:
+    """One optimizer step over `grad_accum` micro-batches; returns this rank's share of each
+    term's mean loss (summed over ranks when logging) and its content tokens.
+
+    Every term is normalised by its scored targets over the whole step (all micro-batches and
+    ranks), so micro-batches with more masks weigh more, as in one big batch.
+    """
+    micro = [get_batch(step, m, rank) for m in range(cfg.grad_accum)]
+    counts: dict[str, Tensor] = {}
+    for batch, _ in micro:
+        for name, chosen in model.scored(batch).items():
+            counts[name] = counts.get(name, 0) + chosen.sum()
+    names = sorted(counts)
+    local_tokens = torch.tensor(sum(n for _, n in micro), device=counts[names[0]].device)
+    totals = all_reduce(torch.stack([*(counts[k] for k in names), local_tokens]), world)
+    n_tokens = int(totals[-1]) if world > 1 else int(local_tokens)
+    total = dict(zip(names, totals[:-1].clamp(min=1), strict=True))
+    sums = {k: torch.zeros((), device=totals.device) for k in names}
+    for i, (batch, _) in enumerate(micro):
+        sync = world == 1 or i == len(micro) - 1 or not hasattr(net, "no_sync")
+        with nullcontext() if sync else net.no_sync():  # type: ignore[operator]
+            torch.manual_seed(derived_seed(cfg.seed, "step", step, i * world + rank))
+            with amp:
+                outputs = net(batch)
+            losses = term_losses(outputs)
+            loss = sum(
+                (LOSS_WEIGHTS.get(k, 1.0) * v[0] / total[k] for k, v in losses.items()),
+                torch.zeros((), device=totals.device),
+            )
+            (loss * world).backward()  # DDP averages gradients over ranks; we want their sum
+        for k, (value, _) in losses.items():
+            sums[k] += value.detach()
+    if cfg.clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return {k: sums[k] / total[k] for k in names}, n_tokens
+
+
+# --- learning rate ------------------------------------------------------------------------------
+
+
+def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Learning rate for optimizer step `step` (0-based) at `progress` in [0, 1] of the run
+    (steps done / steps, or elapsed / budget): linear warmup, then linear or cosine decay."""
+    if cfg.warmup >= 1:  # warmup in steps
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        warm = cfg.warmup / cfg.steps if cfg.budget <= 0 else 0.0
+    else:
+        warm = cfg.warmup
+        if progress < warm:
+            return cfg.lr * progress / warm
+    t = min(1.0, max(0.0, (progress - warm) / max(1e-12, 1.0 - warm)))
+    decay = 1.0 - t if cfg.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
+    return cfg.lr * (cfg.min_lr + (1.0 - cfg.min_lr) * decay)
+
+
+# --- losses -------------------------------------------------------------------------------------
+
+
+def term_losses(
+    outputs: dict[str, Head], accuracy: bool = False
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Per term: (summed loss, correct predictions) — cross-entropy, or binary for (N,) logits."""
+    out = {}
+    for name, (logits, targets) in outputs.items():
+        if logits.dim() == 1:
+            loss = F.binary_cross_entropy_with_logits(
+                logits.float(), targets.float(), reduction="sum"
+            )
+            correct = ((logits > 0) == (targets > 0.5)).sum() if accuracy else loss.new_zeros(())
+        else:
+            loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+            correct = (logits.argmax(-1) == targets).sum() if accuracy else loss.new_zeros(())
+        out[name] = (loss, correct)
+    return out
+
+
+def weighted_total(means: dict[str, float]) -> float:
+    return sum(LOSS_WEIGHTS.get(k, 1.0) * v for k, v in means.items())
+
+
+@torch.no_grad()
+def evaluate(model: Model, batches: Iterator[Corrupted], amp: Any, seed: int) -> dict[str, float]:
+    """Held-out loss and accuracy per term, and the weighted total ('loss')."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, list[float]] = {}
+    for i, batch in enumerate(batches):
+        torch.manual_seed(derived_seed(seed, "eval", i))
+        counts = {k: int(v.sum()) for k, v in model.scored(batch).items()}
+        with amp:
+            outputs = model(batch)
+        for name, (loss, correct) in term_losses(outputs, accuracy=True).items():
+            acc = sums.setdefault(name, [0.0, 0.0, 0.0])
+            acc[0] += float(loss)
+            acc[1] += float(correct)
+            acc[2] += counts.get(name, 0)
+    model.train(was_training)
+    result: dict[str, float] = {}
+    for name, (loss, correct, count) in sums.items():
+        result[f"{name}_loss"] = loss / max(count, 1)
+        result[f"{name}_acc"] = correct / max(count, 1)
+    result["loss"] = weighted_total({k: result[f"{k}_loss"] for k in sums})
+    return result
+
+
+def derived_seed(seed: int, *keys: int | str) -> int:
+    return make_generator(seed, "rng", *keys).initial_seed()
+
+
+# --- setup ------------------------------------------------------------------------------------
+
+
+class NonFiniteLoss(ObjectivesError):
+    """The loss became inf or NaN; the run stops and keeps its last good checkpoint."""
+
+
+class Interrupted(ObjectivesError):
+    """SIGINT/SIGTERM: a checkpoint was saved; exit status 128 + signal."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+        super().__init__(
+            f"interrupted at step {step}; checkpoint saved in {run_dir}",
+            f"continue with: objectives train --resume {run_dir}",
+        )
+        self.exit_code = 128 + signum
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(
+                "--device cuda was asked for but CUDA is not available", "use --device cpu"
+            )
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def amp_context(cfg: TrainConfig, device: torch.device) -> Any:
+    """bf16 autocast on CUDA by default, plain fp32 on CPU."""
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return (
+        nullcontext() if precision == "fp32" else torch.autocast(device.type, dtype=torch.bfloat16)
+    )
+
+
+def distributed() -> tuple[int, int, int, bool]:
+    """(rank, world size, local rank, whether we started the process group) under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0, False
+    import torch.distributed as dist
+
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), started
+
+
+def all_reduce(t: Tensor, world: int, op: str = "sum") -> Tensor:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return t
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+@contextmanager
+def catch_signals() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM instead of dying, so the loop can save a checkpoint and stop."""
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.AdamW:
+    """AdamW (fused on CUDA); weight decay on matrices only."""
+    params = list(model.parameters())
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    fused = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, **fused)
+
+
+def run_config(cfg: TrainConfig, model_cfg: ModelConfig, info: ObjectiveInfo) -> dict[str, Any]:
+    return {"train": cfg.to_json(), "model": asdict(model_cfg), "objective": info.to_json()}
+
+
+def prepare(
+    cfg: TrainConfig, resume: bool, rank: int, world: int
+) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
+    """Data, corruption, objective facts and model shape: probed on a fresh run, read on resume."""
+    run_dir = Path(cfg.out)
+    tokenizer = str(run_dir / "tokenizer.json") if resume else cfg.tokenizer
+    corruption = create(cfg.objective, **dict(cfg.params))
+    if rank > 0:  # rank 0 tokenises first and fills the cache; the others then read it
+        barrier(world)
+    data = load_data(cfg, tokenizer)
+    if rank == 0:
+        barrier(world)
+    if resume:
+        stored = checkpoints.read_config(run_dir)
+        before = TrainConfig.from_json(stored["train"])
+        changed = [k for k in asdict(cfg)
+                   if k not in RESUMABLE and getattr(before, k) != getattr(cfg, k)]
+        if changed:
+            raise UsageError(f"cannot resume {run_dir} with another {changed[0]} "
+                             f"({getattr(before, changed[0])!r} -> {getattr(cfg, changed[0])!r})",
+                             "resuming continues the same run; start a new one with another --out")
+        info = ObjectiveInfo(**stored["objective"])
+        model_cfg = ModelConfig(**stored["model"])
+    else:
+        info, sample = probe(cfg, data, corruption)
+        model_cfg = ModelConfig(
+            arch=info.arch,
+            vocab_size=data.vocab.size,
+            max_len=max(64, 2 * cfg.seq_len),
+            positions=cfg.positions,
+            dropout=cfg.dropout,
+            **preset(cfg.model, info.arch),
+            **heads_for(info.arch, sample, info.electra, data.vocab.mask),  # type: ignore[arg-type]
+        )
+    return data, corruption, info, model_cfg
+
+
+def start_run(cfg: TrainConfig, data: Data, info: ObjectiveInfo, model_cfg: ModelConfig) -> None:
+    run_dir = Path(cfg.out)
+    if checkpoints.list_checkpoints(run_dir):
+        raise UsageError(
+            f"{run_dir} already holds a run",
+            f"continue it with --resume {run_dir}, or pick another --out",
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints.write_config(run_dir, run_config(cfg, model_cfg, info))
+    checkpoints.write_atomic(run_dir / "tokenizer.json", data.tok.to_str())
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+
+
+def describe(
+    model: Model,
+    info: ObjectiveInfo,
+    cfg: TrainConfig,
+    device: torch.device,
+    blocks: tuple[Blocks, Blocks],
+    world: int,
+) -> list[str]:
+    counts = param_counts(model)
+    parts = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items() if k != "total")
+    shape = model.cfg
+    layers = (
+        f"{shape.n_layers}+{shape.n_decoder_layers}"
+        if shape.arch == "encoder-decoder"
+        else str(shape.n_layers)
+    )
+    return [
+        f"objective {info.name} ({info.arch}), model {cfg.model}: {layers} layers x "
+        f"{shape.d_model}, {counts['total'] / 1e6:.2f}M parameters ({parts})",
+        f"data: {len(blocks[0]):,} train rows, {len(blocks[1]):,} held-out rows of <= "
+        f"{cfg.seq_len} tokens, packing {info.packing}; {cfg.batch_size} x {cfg.grad_accum} x "
+        f"{world} rows per step; device {device}",
+    ]
+
+

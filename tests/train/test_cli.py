@@ -1,0 +1,145 @@
+"""`objectives train`, `eval` and `fill` through the real entry point: exit codes, stdout for
+data, stderr for talk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from objectives_cli import checkpoints
+from tests.cli.runner import invoke
+
+TINY_RUN = ("--steps", "3", "--seq-len", "32", "--batch-size", "4", "--eval-batches", "1",
+            "--device", "cpu", "--log-every", "1")
+
+
+def trained(root: Path, objective: str) -> Path:
+    out = root / objective
+    result = invoke("train", "-o", objective, *TINY_RUN, "--out", str(out))
+    assert result.code == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    return {name: trained(root, name) for name in ("bert-mlm", "t5-span", "clm")}
+
+
+def test_train_talks_on_stderr_only(runs: dict[str, Path], tmp_path: Path) -> None:
+    result = invoke("train", "-o", "bert-mlm", *TINY_RUN, "--out", str(tmp_path / "r"))
+    assert result.code == 0
+    assert result.stdout == ""
+    assert "parameters" in result.stderr
+    assert "step 3" in result.stderr
+    assert "eval_mlm_acc" in result.stderr  # the summary
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["train"]["steps"] == 3
+    assert config["model"]["arch"] == "encoder"
+    assert config["objective"]["packing"] == "documents"
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (("train",), 2, "which objective"),
+    (("train", "-o", "bert-mlmm", "--steps", "1"), 2, "did you mean 'bert-mlm'"),
+    (("train", "-o", "bert-mlm", "--budget", "soon"), 2, "time budget"),
+    (("train", "-o", "bert-mlm", "--model", "huge"), 2, "unknown model"),
+    (("train", "--resume", "no/such/run"), 1, "not a run directory"),
+    (("eval", "no/such/run"), 1, "not a run directory"),
+])
+def test_bad_usage_exits_with_one_line(args: tuple[str, ...], code: int, says: str) -> None:
+    result = invoke(*args)
+    assert result.code == code
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resume_refuses_to_change_the_run(runs: dict[str, Path]) -> None:
+    result = invoke("train", "--resume", str(runs["bert-mlm"]), "--lr", "0.5")
+    assert result.code == 2
+    assert "--lr cannot change when resuming" in result.stderr
+
+
+def test_resume_can_train_longer(runs: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "longer"
+    shutil.copytree(runs["clm"], run)
+    result = invoke("train", "--resume", str(run), "--steps", "5")
+    assert result.code == 0, result.stderr
+    assert "resuming" in result.stderr
+    assert checkpoints.list_checkpoints(run)[-1][0] == 5
+
+
+def test_eval_json(runs: dict[str, Path]) -> None:
+    result = invoke("eval", str(runs["bert-mlm"]), "--format", "json", "--batches", "2")
+    assert result.code == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["step"] == 3
+    assert row["rows"] == 8
+    assert {"loss", "mlm_loss", "mlm_acc"} <= set(row)
+    assert 0 <= row["mlm_acc"] <= 1
+
+
+def test_eval_on_other_text_as_a_table(runs: dict[str, Path], tmp_path: Path) -> None:
+    text = tmp_path / "held_out.txt"
+    text.write_text("The cat sat on the mat. It was warm.\n\nA second document, short.\n")
+    result = invoke("eval", str(runs["t5-span"]), "--data", str(text), "--format", "table")
+    assert result.code == 0, result.stderr
+    assert "lm" in result.stdout
+    assert "held_out.txt" in result.stdout
+
+
+def test_fill_masks(runs: dict[str, Path]) -> None:
+    result = invoke("fill", str(runs["bert-mlm"]), "The capital of France is [MASK] .",
+                    "--top-k", "3", "-f", "json")
+    assert result.code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["kind"] == "masks"
+    assert len(out["masks"]) == 1
+    assert len(out["masks"][0]["top"]) == 3
+    probabilities = [c["probability"] for c in out["masks"][0]["top"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert "[MASK]" not in out["output"]
+
+
+def test_fill_without_a_mask_is_a_usage_error(runs: dict[str, Path]) -> None:
+    result = invoke("fill", str(runs["bert-mlm"]), "nothing to fill")
+    assert result.code == 2
+    assert "no [MASK]" in result.stderr
+
+
+@pytest.mark.parametrize(("name", "kind"), [("t5-span", "seq2seq"), ("clm", "continuation")])
+def test_fill_generates(runs: dict[str, Path], name: str, kind: str) -> None:
+    result = invoke("fill", str(runs[name]), "The cat <extra_id_0> the mat .", "--max-new", "5",
+                    "-f", "json")
+    assert result.code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["kind"] == kind
+    assert isinstance(out["generated"], str)
+    assert out["output"]
+
+
+def test_a_time_budget_stops_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "budget"
+    result = invoke("train", "-o", "clm", "--budget", "2s", "--seq-len", "32", "--batch-size", "4",
+                    "--eval-batches", "1", "--device", "cpu", "--out", str(out))
+    assert result.code == 0, result.stderr
+    state = checkpoints.list_checkpoints(out)
+    assert len(state) == 1
+    rows = [r for r in checkpoints.read_metrics(out) if "loss" in r]
+    assert rows
+    assert 2.0 <= rows[-1]["elapsed"] < 30
+
+
+def test_packing_can_be_chosen(tmp_path: Path) -> None:
+    out = tmp_path / "concat"
+    result = invoke("train", "-o", "t5-span", *TINY_RUN, "--packing", "concat", "--out", str(out))
+    assert result.code == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["objective"]["packing"] == "concat"
+    refused = invoke("train", "-o", "nsp", *TINY_RUN, "--packing", "documents",
+                     "--out", str(tmp_path / "nsp"))
+    assert refused.code == 2
+    assert "cannot share a row" in refused.stderr
