@@ -122,7 +122,7 @@ def _pick(allowed: Tensor, k: Tensor, gen: torch.Generator) -> tuple[Tensor, Ten
     top = min(int(k.max()) if k.numel() else 0, allowed.size(1))
     scores = torch.where(allowed, torch.rand(allowed.shape, generator=gen, device=allowed.device),
                          2.0)
-    idx = None if top < 16 else _smallest_few(scores, k, n_allowed, top)
+    idx = _smallest_few(scores, k, n_allowed, top) if 16 <= top <= allowed.size(1) // 4 else None
     if idx is None:
         idx = scores.topk(top, dim=1, largest=False).indices  # sorted: a random order of the chosen
     valid = torch.arange(top, device=allowed.device).unsqueeze(0) < k.unsqueeze(1)
@@ -389,7 +389,8 @@ def _finish(doc: _Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
     target = frame(batch.ids, batch.lengths, vocab.pad, vocab.bos, vocab.eos)
     out = seq2seq(source, doc.lengths + 2, target, batch.lengths + 2, vocab, start=vocab.eos,
                   ops=doc.source_ops())
-    special = vocab.is_special(batch.ids) if doc.perm is not None else doc.protected
+    special = (doc.protected if doc.perm is None  # back on the input's positions
+               else torch.empty_like(doc.protected).scatter_(1, doc.perm, doc.protected))
     unscored = frame(special, batch.lengths, True, True, False)  # <s> and specials
     return replace(out, labels=out.labels.masked_fill(unscored, IGNORE))
 
@@ -442,7 +443,7 @@ class SentencePermutation(_Stage):
                      base.sentence_starts.gather(1, index))
         return _Doc(ids=new.ids, lengths=new.lengths, base=new,
                     protected=doc.protected.gather(1, index),
-                    ops=doc.ops.gather(1, index).masked_fill(moved, int(Op.MOVED)),
+                    ops=moved.to(torch.int8) * int(Op.MOVED),  # pristine: every op was KEEP
                     perm=index if doc.perm is None else doc.perm.gather(1, index))
 
 
@@ -458,8 +459,13 @@ def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Gener
     slot_ids = torch.arange(n_slots + 1, device=real.device).unsqueeze(0)
     chosen, valid = _pick(slot_ids[:, :-1] < n_sent.unsqueeze(1), k, gen)  # random order
     chosen = torch.where(valid, chosen, n_slots)
-    slots = chosen.sort(1).values  # the same sentences in their own order: the slots they fill
-    order = slot_ids.repeat(real.size(0), 1).scatter_(1, slots, chosen)[:, :n_slots]
+    # the same sentences in their own order are the slots they fill (a sort of distinct ids)
+    marked = torch.zeros(real.size(0), n_slots + 1, dtype=torch.bool, device=real.device)
+    marked = marked.scatter_(1, chosen, True)[:, :n_slots]
+    slots = compact(slot_ids[:, :-1].expand_as(marked), marked, n_slots)
+    slots = torch.cat([slots, chosen.new_full((real.size(0), chosen.size(1) - slots.size(1)),
+                                              n_slots)], dim=1)
+    order = slot_ids.expand(real.size(0), -1).clone().scatter_(1, slots, chosen)[:, :n_slots]
     slot_of = torch.empty_like(order).scatter_(1, order, slot_ids[:, :-1].expand_as(order))
     sent_len = torch.zeros(real.size(0), n_slots + 1, dtype=torch.long, device=real.device)
     sent_len = sent_len.scatter_add_(1, torch.where(real, sentence, n_slots), real.long())
@@ -468,7 +474,7 @@ def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Gener
     out_len = sent_len.gather(1, order)
     new_start = (out_len.cumsum(1) - out_len).gather(1, slot_of)
     pos = positions(real).expand_as(sentence)
-    dest = new_start.gather(1, sentence) + pos - old_start.gather(1, sentence)
+    dest = (new_start - old_start).gather(1, sentence) + pos
     dest = torch.where(real, dest, pos)  # where each token goes
     return torch.empty_like(dest).scatter_(1, dest, pos)
 
