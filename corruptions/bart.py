@@ -133,13 +133,13 @@ def _smallest_few(scores: Tensor, k: Tensor, n_allowed: Tensor, top: int) -> Ten
     """`scores.topk(top, largest=False).indices` where the first k[b] matter, on a narrow slice.
 
     The k[b] smallest of n[b] uniform scores lie below k/n with some slack (a binomial tail of
-    about six standard deviations): only the scores under that threshold are moved left and
+    four standard deviations and then some): only the scores under that threshold are moved left and
     ranked, a topk over a few dozen columns instead of the whole row. The result is the same
     positions in the same order. None where a row has too few scores under its threshold (the
     caller then ranks whole rows).
     """
     need = k.double()
-    cut = ((need + 6.0 * need.sqrt() + 8.0) / n_allowed.clamp(min=1).double()).clamp(max=1.0)
+    cut = ((need + 4.0 * need.sqrt() + 8.0) / n_allowed.clamp(min=1).double()).clamp(max=1.0)
     below = scores < cut.float().unsqueeze(1)  # never a disallowed one (2.0)
     count = below.sum(1)
     if bool((count < k).any()):
@@ -147,12 +147,12 @@ def _smallest_few(scores: Tensor, k: Tensor, n_allowed: Tensor, top: int) -> Ten
     width = max(int(count.max()), top)
     if 2 * width > scores.size(1):
         return None
-    dest = torch.where(below, below.long().cumsum(1) - 1, width)  # left-aligned, the rest spare
+    dest = below.cumsum(1) * below  # left-aligned from column 1, the rest to the spare column 0
     narrow = scores.new_full((scores.size(0), width + 1), 2.0).scatter_(1, dest, scores)
     where = torch.zeros_like(narrow, dtype=torch.long).scatter_(1, dest, positions(scores)
                                                                 .expand_as(dest))
-    rank = narrow[:, :width].topk(top, dim=1, largest=False).indices
-    return where.gather(1, rank)
+    rank = narrow[:, 1:].topk(top, dim=1, largest=False).indices
+    return where[:, 1:].gather(1, rank)
 
 
 def _budget(count: Tensor, rate: float) -> Tensor:
@@ -321,7 +321,7 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     fill, is_random = _masks(idx, head, mask_random, vocab, gen)
     ops = _put(doc.ops.masked_fill(covered, int(Op.SPAN)), idx, head,
                torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
-    keep = real & (~covered | _put(torch.zeros_like(real), idx, head, True))
+    keep = real & (ops != int(Op.SPAN))  # covered tokens go, except each span's <mask>
     ids = compact(_put(doc.ids, idx, head, fill), keep, 0)
     return doc.changed(ids, ops, keep.sum(1)), n_insert
 
