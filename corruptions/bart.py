@@ -451,8 +451,9 @@ def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Gener
     """(B, L) index: the position each output position takes its token from, after shuffling
     ceil(ratio x sentences) random sentences among their own slots (fairseq's
     permute_sentences); padding stays in place."""
-    starts = starts | (real & (positions(real) == 0))
-    sentence = (starts.long().cumsum(1) - 1).clamp(min=0)  # (B, L)
+    starts = starts.clone()
+    starts[:, :1] |= real[:, :1]  # a row's first token opens a sentence
+    sentence = (starts.cumsum(1) - 1).clamp(min=0)  # (B, L)
     n_sent = starts.sum(1)
     n_slots = max(int(n_sent.max()) if n_sent.numel() else 0, 1)
     k = torch.ceil(n_sent.double() * 2 * ratio / 2.0).long()  # fairseq's ceil(n x 2p / 2)
