@@ -117,13 +117,42 @@ def _pick(allowed: Tensor, k: Tensor, gen: torch.Generator) -> tuple[Tensor, Ten
     Returns:
         (idx, valid), both (B, K) with K = max k: idx[b, j] is a position where valid[b, j].
     """
-    k = torch.minimum(k, allowed.sum(1))
+    n_allowed = allowed.sum(1)
+    k = torch.minimum(k, n_allowed)
     top = min(int(k.max()) if k.numel() else 0, allowed.size(1))
-    scores = torch.rand(allowed.shape, generator=gen, device=allowed.device)
-    scores = scores.masked_fill(~allowed, 2.0)
-    idx = scores.topk(top, dim=1, largest=False).indices  # sorted: a random order of the chosen
+    scores = torch.where(allowed, torch.rand(allowed.shape, generator=gen, device=allowed.device),
+                         2.0)
+    idx = _smallest_few(scores, k, n_allowed, top) if 16 <= top <= allowed.size(1) // 4 else None
+    if idx is None:
+        idx = scores.topk(top, dim=1, largest=False).indices  # sorted: a random order of the chosen
     valid = torch.arange(top, device=allowed.device).unsqueeze(0) < k.unsqueeze(1)
     return idx, valid
+
+
+def _smallest_few(scores: Tensor, k: Tensor, n_allowed: Tensor, top: int) -> Tensor | None:
+    """`scores.topk(top, largest=False).indices` where the first k[b] matter, on a narrow slice.
+
+    The k[b] smallest of n[b] uniform scores lie below k/n with some slack (a binomial tail of
+    four standard deviations and then some): only the scores under that threshold are moved left and
+    ranked, a topk over a few dozen columns instead of the whole row. The result is the same
+    positions in the same order. None where a row has too few scores under its threshold (the
+    caller then ranks whole rows).
+    """
+    need = k.double()
+    cut = ((need + 4.0 * need.sqrt() + 8.0) / n_allowed.clamp(min=1).double()).clamp(max=1.0)
+    below = scores < cut.float().unsqueeze(1)  # never a disallowed one (2.0)
+    count = below.sum(1)
+    if bool((count < k).any()):
+        return None
+    width = max(int(count.max()), top)
+    if 2 * width > scores.size(1):
+        return None
+    dest = below.cumsum(1) * below  # left-aligned from column 1, the rest to the spare column 0
+    narrow = scores.new_full((scores.size(0), width + 1), 2.0).scatter_(1, dest, scores)
+    where = torch.zeros_like(narrow, dtype=torch.long).scatter_(1, dest, positions(scores)
+                                                                .expand_as(dest))
+    rank = narrow[:, 1:].topk(top, dim=1, largest=False).indices
+    return where[:, 1:].gather(1, rank)
 
 
 def _budget(count: Tensor, rate: float) -> Tensor:
@@ -292,7 +321,7 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     fill, is_random = _masks(idx, head, mask_random, vocab, gen)
     ops = _put(doc.ops.masked_fill(covered, int(Op.SPAN)), idx, head,
                torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
-    keep = real & (~covered | _put(torch.zeros_like(real), idx, head, True))
+    keep = real & (ops != int(Op.SPAN))  # covered tokens go, except each span's <mask>
     ids = compact(_put(doc.ids, idx, head, fill), keep, 0)
     return doc.changed(ids, ops, keep.sum(1)), n_insert
 
@@ -360,7 +389,8 @@ def _finish(doc: _Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
     target = frame(batch.ids, batch.lengths, vocab.pad, vocab.bos, vocab.eos)
     out = seq2seq(source, doc.lengths + 2, target, batch.lengths + 2, vocab, start=vocab.eos,
                   ops=doc.source_ops())
-    special = vocab.is_special(batch.ids) if doc.perm is not None else doc.protected
+    special = (doc.protected if doc.perm is None  # back on the input's positions
+               else torch.empty_like(doc.protected).scatter_(1, doc.perm, doc.protected))
     unscored = frame(special, batch.lengths, True, True, False)  # <s> and specials
     return replace(out, labels=out.labels.masked_fill(unscored, IGNORE))
 
@@ -413,7 +443,7 @@ class SentencePermutation(_Stage):
                      base.sentence_starts.gather(1, index))
         return _Doc(ids=new.ids, lengths=new.lengths, base=new,
                     protected=doc.protected.gather(1, index),
-                    ops=doc.ops.gather(1, index).masked_fill(moved, int(Op.MOVED)),
+                    ops=moved.to(torch.int8) * int(Op.MOVED),  # pristine: every op was KEEP
                     perm=index if doc.perm is None else doc.perm.gather(1, index))
 
 
@@ -421,16 +451,22 @@ def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Gener
     """(B, L) index: the position each output position takes its token from, after shuffling
     ceil(ratio x sentences) random sentences among their own slots (fairseq's
     permute_sentences); padding stays in place."""
-    starts = starts | (real & (positions(real) == 0))
-    sentence = (starts.long().cumsum(1) - 1).clamp(min=0)  # (B, L)
+    starts = starts.clone()
+    starts[:, :1] |= real[:, :1]  # a row's first token opens a sentence
+    sentence = (starts.cumsum(1) - 1).clamp(min=0)  # (B, L)
     n_sent = starts.sum(1)
     n_slots = max(int(n_sent.max()) if n_sent.numel() else 0, 1)
     k = torch.ceil(n_sent.double() * 2 * ratio / 2.0).long()  # fairseq's ceil(n x 2p / 2)
     slot_ids = torch.arange(n_slots + 1, device=real.device).unsqueeze(0)
     chosen, valid = _pick(slot_ids[:, :-1] < n_sent.unsqueeze(1), k, gen)  # random order
     chosen = torch.where(valid, chosen, n_slots)
-    slots = chosen.sort(1).values  # the same sentences in their own order: the slots they fill
-    order = slot_ids.repeat(real.size(0), 1).scatter_(1, slots, chosen)[:, :n_slots]
+    # the same sentences in their own order are the slots they fill (a sort of distinct ids)
+    marked = torch.zeros(real.size(0), n_slots + 1, dtype=torch.bool, device=real.device)
+    marked = marked.scatter_(1, chosen, True)[:, :n_slots]
+    slots = compact(slot_ids[:, :-1].expand_as(marked), marked, n_slots)
+    slots = torch.cat([slots, chosen.new_full((real.size(0), chosen.size(1) - slots.size(1)),
+                                              n_slots)], dim=1)
+    order = slot_ids.expand(real.size(0), -1).clone().scatter_(1, slots, chosen)[:, :n_slots]
     slot_of = torch.empty_like(order).scatter_(1, order, slot_ids[:, :-1].expand_as(order))
     sent_len = torch.zeros(real.size(0), n_slots + 1, dtype=torch.long, device=real.device)
     sent_len = sent_len.scatter_add_(1, torch.where(real, sentence, n_slots), real.long())
@@ -439,7 +475,7 @@ def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Gener
     out_len = sent_len.gather(1, order)
     new_start = (out_len.cumsum(1) - out_len).gather(1, slot_of)
     pos = positions(real).expand_as(sentence)
-    dest = new_start.gather(1, sentence) + pos - old_start.gather(1, sentence)
+    dest = (new_start - old_start).gather(1, sentence) + pos
     dest = torch.where(real, dest, pos)  # where each token goes
     return torch.empty_like(dest).scatter_(1, dest, pos)
 
