@@ -124,11 +124,8 @@ def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: 
     n_words = word_of[:, -1:] + 1  # (B, 1)
     word_of = word_of.clamp(min=0)
     not_allowed = ~allowed
-    rank = allowed.cumsum(1) - 1  # (B, L) rank among allowed tokens
-    n_allowed = rank[:, -1:] + 1  # (B, 1)
-    position_of = torch.zeros(batch, width + 1, dtype=torch.long, device=device)  # by rank
-    position_of.scatter_(1, rank.masked_fill_(not_allowed, width), positions(allowed)
-                         .expand(batch, width))  # (not allowed -> the spare column, never read)
+    allowed_upto = allowed.cumsum(1)  # (B, L) allowed tokens up to each position
+    n_allowed = allowed_upto[:, -1:]  # (B, 1)
     ones = torch.ones_like(word_of)
     remaining = budget.minimum(n_allowed.squeeze(1)).clamp(min=0)
     mean_len = float((probs * torch.arange(lower, longest + 1, dtype=probs.dtype)).sum())
@@ -142,7 +139,8 @@ def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: 
         span = draw_lengths(probs, (batch, k), gen, device, lower)  # (B, K) words
         u = torch.rand((batch, k), generator=gen, device=device, dtype=torch.float64)
         pick = (u * n_allowed).long().minimum(n_allowed - 1).clamp(min=0)  # (B, K) rank
-        anchor = position_of.gather(1, pick)  # (B, K) token index of the anchor
+        # (B, K) token index of the anchor: where the allowed count reaches pick + 1 (0 if none)
+        anchor = torch.searchsorted(allowed_upto, pick + 1).masked_fill_(n_allowed == 0, 0)
         first = word_of.gather(1, anchor)  # (B, K) anchor word = the span's first word
         rejected = (covered.gather(1, first) if covered is not None
                     else torch.zeros_like(first, dtype=torch.bool))
@@ -192,13 +190,13 @@ def _accept_in_order(first: Tensor, span: Tensor, n_words: Tensor, rejected: Ten
     offset = torch.arange(longest, device=first.device)
     words = first.unsqueeze(2) + offset  # (B, K, longest)
     outside = (offset >= span.unsqueeze(2)) | (words >= n_words.unsqueeze(2))
-    words = words.masked_fill_(outside, width)  # the spare column
+    words = words.masked_fill_(outside, width).view(batch, -1)  # the spare column
     draw = torch.arange(k, device=first.device)
-    index = draw.view(1, k, 1).expand_as(words).reshape(batch, -1)
-    live = words if not bool(rejected.any()) else words.masked_fill(rejected.unsqueeze(2), width)
     while True:
+        # a dead draw scatters K, which changes nothing under amin (cheaper than moving its words)
+        index = torch.where(rejected, k, draw).unsqueeze(2).expand(batch, k, longest)
         owner = torch.full((batch, width + 1), k, dtype=torch.long, device=first.device)
-        owner.scatter_reduce_(1, live.view(batch, -1), index, "amin")
+        owner.scatter_reduce_(1, words, index.reshape(batch, -1), "amin")
         lowest = owner.gather(1, first)  # (B, K) lowest alive draw covering the anchor word
         alive = ~rejected
         accepted = alive & (lowest == draw)
@@ -206,4 +204,3 @@ def _accept_in_order(first: Tensor, span: Tensor, n_words: Tensor, rejected: Ten
         if not bool(blocked.any()):
             return accepted, owner
         rejected = rejected | blocked
-        live = words.masked_fill(rejected.unsqueeze(2), width)

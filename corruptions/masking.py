@@ -42,7 +42,7 @@ from ._ops import (
 )
 from ._spans import AnchoredSpans, anchored_word_spans, run_bounds, truncated_geometric, word_groups
 from .registry import param, register
-from .types import IGNORE, Corrupted, Op, Tokens, Vocab
+from .types import IGNORE, Corrupted, Tokens, Vocab
 
 BUDGETS = ("exact", "bernoulli")
 REPLACEMENTS = ("span", "word_piece")
@@ -122,20 +122,18 @@ def mlm_batch(
 ) -> Corrupted:
     """Apply 80/10/10 at `chosen`, frame as `[CLS] x [SEP]`, labels = originals at `chosen`.
 
+    `chosen` must lie inside the real tokens (every variant picks among `candidates`): then the
+    labels and ops are already IGNORE / KEEP outside them, and framing the labels is a shift.
     `u` and `random_ids` pass through to `replace_selected` (shared draws, other random sources);
     `extras` must already be framed (indices into `input_ids`).
     """
     ids = batch.ids
     corrupted, ops = replace_selected(ids, chosen, vocab, gen, mask_replace, random_replace,
                                       exclude_special_random, u=u, random_ids=random_ids)
-    labels = ids.masked_fill(~chosen, IGNORE)
-    return encoder_batch(
-        frame(corrupted, batch.lengths, vocab.pad, vocab.bos, vocab.eos),
-        batch.lengths + 2,
-        frame(labels, batch.lengths, IGNORE, IGNORE, IGNORE),
-        ops=ops.masked_fill(~batch.real, int(Op.KEEP)),
-        extras=extras,
-    )
+    labels = ids.new_full((ids.size(0), ids.size(1) + 2), IGNORE)
+    labels[:, 1:-1] = torch.where(chosen, ids, IGNORE)
+    return encoder_batch(frame(corrupted, batch.lengths, vocab.pad, vocab.bos, vocab.eos),
+                         batch.lengths + 2, labels, ops=ops, extras=extras)
 
 
 @register("bert-mlm", arch="encoder", paper="Devlin et al. 2018, arXiv 1810.04805",
@@ -211,7 +209,7 @@ def whole_words(allowed: Tensor, starts: Tensor, budget: Tensor, gen: torch.Gene
     head = min(n_words, int(budget.max()) + 32) if batch else 0
     order = score.topk(head, dim=1, largest=False, sorted=True).indices
     taken, left = _walk(pieces.gather(1, order), budget)
-    if head < n_words:
+    if head < n_words and bool((left > 0).any()):  # a full row takes no other word
         unseen_fit = (pieces.masked_fill(pieces == 0, width + 1) <= left).sum(1) - (
             (pieces.gather(1, order) <= left).sum(1))
         if bool((unseen_fit > 0).any()):
@@ -317,7 +315,7 @@ def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor
     pool = ids.masked_select(allowed)
     if pool.numel() == 0:
         return ids
-    return pool[torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device)]
+    return pool.take(torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device))
 
 
 def sbo_targets(framed: Tensor, first: Tensor, last: Tensor, lengths: Tensor, max_targets: int
