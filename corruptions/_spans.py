@@ -120,12 +120,13 @@ def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: 
     batch, width = allowed.shape
     device = allowed.device
     longest = lower + len(probs) - 1
-    word_of = starts.cumsum(1) - 1  # (B, L) word index of each token (-1 before the first)
-    n_words = word_of[:, -1:] + 1  # (B, 1)
-    word_of = word_of.clamp(min=0)
-    not_allowed = ~allowed
+    word_of = starts.cumsum(1)  # (B, L) 1 + word index of each token
+    n_words = word_of[:, -1:]  # (B, 1)
+    # word index of each allowed token; the others point at the spare column `width` of `owner`
+    word_of = torch.where(allowed, word_of - 1, width)
     allowed_upto = allowed.cumsum(1)  # (B, L) allowed tokens up to each position
     n_allowed = allowed_upto[:, -1:]  # (B, 1)
+    none_allowed = n_allowed == 0
     ones = torch.ones_like(word_of)
     remaining = budget.minimum(n_allowed.squeeze(1)).clamp(min=0)
     mean_len = float((probs * torch.arange(lower, longest + 1, dtype=probs.dtype)).sum())
@@ -140,14 +141,16 @@ def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: 
         u = torch.rand((batch, k), generator=gen, device=device, dtype=torch.float64)
         pick = (u * n_allowed).long().minimum(n_allowed - 1).clamp(min=0)  # (B, K) rank
         # (B, K) token index of the anchor: where the allowed count reaches pick + 1 (0 if none)
-        anchor = torch.searchsorted(allowed_upto, pick + 1).masked_fill_(n_allowed == 0, 0)
-        first = word_of.gather(1, anchor)  # (B, K) anchor word = the span's first word
+        anchor = torch.searchsorted(allowed_upto, pick + 1).masked_fill_(none_allowed, 0)
+        # (B, K) anchor word = the span's first word (0 in a row without words)
+        first = word_of.gather(1, anchor).masked_fill_(none_allowed, 0)
         rejected = (covered.gather(1, first) if covered is not None
                     else torch.zeros_like(first, dtype=torch.bool))
         accepted, owner = _accept_in_order(first, span, n_words, rejected, width, longest)
+        owner[:, width] = k  # the spare column: tokens that are not allowed belong to nobody
         if covered is not None:
             owner = owner.masked_fill(covered, k + 1)  # K: nobody's, K + 1: an earlier chunk's
-        token_owner = owner.gather(1, word_of).masked_fill_(not_allowed, k)  # (B, L)
+        token_owner = owner.gather(1, word_of)  # (B, L)
         # tokens each draw adds, the draw that meets the budget, and the cut inside it
         added = torch.zeros(batch, k + 2, dtype=torch.long, device=device)
         added = added.scatter_add_(1, token_owner, ones)[:, :k]
