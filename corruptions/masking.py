@@ -194,15 +194,17 @@ def whole_words(allowed: Tensor, starts: Tensor, budget: Tensor, gen: torch.Gene
 
     Args:
         allowed: (B, L) bool, pieces that may be chosen.
-        starts: (B, L) bool, first piece of each word (`word_groups`).
+        starts: (B, L) bool, first piece of each word (`word_groups`: no allowed piece comes
+            before the first start).
         budget: (B,) int64, pieces per row.
     Returns:
         (B, L) bool: all pieces of the chosen words.
     """
     batch, width = allowed.shape
-    word_of = (starts.long().cumsum(1) - 1).clamp(min=0)  # (B, L)
+    # (B, L) word index of each allowed token; the others point at a spare column `width`
+    word_of = torch.where(allowed, starts.cumsum(1) - 1, width)
     pieces = torch.zeros(batch, width + 1, dtype=torch.long, device=allowed.device)
-    pieces.scatter_add_(1, torch.where(allowed, word_of, width), allowed.long())
+    pieces.scatter_add_(1, word_of, allowed.long())
     pieces = pieces[:, :width]  # (B, W) pieces per word, 0 past the last word
     score = rand(pieces, gen).masked_fill(pieces == 0, 2.0)
     n_words = int(starts.sum(1).max()) if batch else 0
@@ -215,9 +217,9 @@ def whole_words(allowed: Tensor, starts: Tensor, budget: Tensor, gen: torch.Gene
         if bool((unseen_fit > 0).any()):
             order = score.argsort(1)
             taken, _ = _walk(pieces.gather(1, order), budget)
-    chosen_word = torch.zeros(batch, width, dtype=torch.bool, device=allowed.device)
-    chosen_word.scatter_(1, order, taken)
-    return allowed & chosen_word.gather(1, word_of)
+    chosen_word = torch.zeros(batch, width + 1, dtype=torch.bool, device=allowed.device)
+    chosen_word.scatter_(1, order, taken)  # the spare column stays False
+    return chosen_word.gather(1, word_of)
 
 
 def _walk(size: Tensor, budget: Tensor) -> tuple[Tensor, Tensor]:
