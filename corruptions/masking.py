@@ -331,10 +331,9 @@ def sbo_targets(framed: Tensor, first: Tensor, last: Tensor, lengths: Tensor, ma
     """
     offset = positions(framed) - first
     sbo = framed & (first > 1) & (last < lengths.unsqueeze(1)) & (offset < max_targets)
-    none = torch.full_like(first, -1)
-    return {"span_left": torch.where(sbo, first - 1, none),
-            "span_right": torch.where(sbo, last + 1, none),
-            "span_offset": torch.where(sbo, offset, none)}
+    return {"span_left": torch.where(sbo, first - 1, -1),
+            "span_right": torch.where(sbo, last + 1, -1),
+            "span_offset": torch.where(sbo, offset, -1)}
 
 
 @register("spanbert", arch="encoder", needs_words=True,
