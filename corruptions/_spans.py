@@ -120,15 +120,13 @@ def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: 
     batch, width = allowed.shape
     device = allowed.device
     longest = lower + len(probs) - 1
-    word_of = starts.cumsum(1) - 1  # (B, L) word index of each token (-1 before the first)
-    n_words = word_of[:, -1:] + 1  # (B, 1)
-    word_of = word_of.clamp(min=0)
-    not_allowed = ~allowed
-    rank = allowed.cumsum(1) - 1  # (B, L) rank among allowed tokens
-    n_allowed = rank[:, -1:] + 1  # (B, 1)
-    position_of = torch.zeros(batch, width + 1, dtype=torch.long, device=device)  # by rank
-    position_of.scatter_(1, rank.masked_fill_(not_allowed, width), positions(allowed)
-                         .expand(batch, width))  # (not allowed -> the spare column, never read)
+    word_of = starts.cumsum(1)  # (B, L) 1 + word index of each token
+    n_words = word_of[:, -1:]  # (B, 1)
+    # word index of each allowed token; the others point at the spare column `width` of `owner`
+    word_of = torch.where(allowed, word_of - 1, width)
+    allowed_upto = allowed.cumsum(1)  # (B, L) allowed tokens up to each position
+    n_allowed = allowed_upto[:, -1:]  # (B, 1)
+    none_allowed = n_allowed == 0
     ones = torch.ones_like(word_of)
     remaining = budget.minimum(n_allowed.squeeze(1)).clamp(min=0)
     mean_len = float((probs * torch.arange(lower, longest + 1, dtype=probs.dtype)).sum())
@@ -142,14 +140,17 @@ def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: 
         span = draw_lengths(probs, (batch, k), gen, device, lower)  # (B, K) words
         u = torch.rand((batch, k), generator=gen, device=device, dtype=torch.float64)
         pick = (u * n_allowed).long().minimum(n_allowed - 1).clamp(min=0)  # (B, K) rank
-        anchor = position_of.gather(1, pick)  # (B, K) token index of the anchor
-        first = word_of.gather(1, anchor)  # (B, K) anchor word = the span's first word
+        # (B, K) token index of the anchor: where the allowed count reaches pick + 1 (0 if none)
+        anchor = torch.searchsorted(allowed_upto, pick + 1).masked_fill_(none_allowed, 0)
+        # (B, K) anchor word = the span's first word (0 in a row without words)
+        first = word_of.gather(1, anchor).masked_fill_(none_allowed, 0)
         rejected = (covered.gather(1, first) if covered is not None
                     else torch.zeros_like(first, dtype=torch.bool))
         accepted, owner = _accept_in_order(first, span, n_words, rejected, width, longest)
+        owner[:, width] = k  # the spare column: tokens that are not allowed belong to nobody
         if covered is not None:
             owner = owner.masked_fill(covered, k + 1)  # K: nobody's, K + 1: an earlier chunk's
-        token_owner = owner.gather(1, word_of).masked_fill_(not_allowed, k)  # (B, L)
+        token_owner = owner.gather(1, word_of)  # (B, L)
         # tokens each draw adds, the draw that meets the budget, and the cut inside it
         added = torch.zeros(batch, k + 2, dtype=torch.long, device=device)
         added = added.scatter_add_(1, token_owner, ones)[:, :k]
@@ -192,13 +193,13 @@ def _accept_in_order(first: Tensor, span: Tensor, n_words: Tensor, rejected: Ten
     offset = torch.arange(longest, device=first.device)
     words = first.unsqueeze(2) + offset  # (B, K, longest)
     outside = (offset >= span.unsqueeze(2)) | (words >= n_words.unsqueeze(2))
-    words = words.masked_fill_(outside, width)  # the spare column
+    words = words.masked_fill_(outside, width).view(batch, -1)  # the spare column
     draw = torch.arange(k, device=first.device)
-    index = draw.view(1, k, 1).expand_as(words).reshape(batch, -1)
-    live = words if not bool(rejected.any()) else words.masked_fill(rejected.unsqueeze(2), width)
     while True:
+        # a dead draw scatters K, which changes nothing under amin (cheaper than moving its words)
+        index = torch.where(rejected, k, draw).unsqueeze(2).expand(batch, k, longest)
         owner = torch.full((batch, width + 1), k, dtype=torch.long, device=first.device)
-        owner.scatter_reduce_(1, live.view(batch, -1), index, "amin")
+        owner.scatter_reduce_(1, words, index.reshape(batch, -1), "amin")
         lowest = owner.gather(1, first)  # (B, K) lowest alive draw covering the anchor word
         alive = ~rejected
         accepted = alive & (lowest == draw)
@@ -206,4 +207,3 @@ def _accept_in_order(first: Tensor, span: Tensor, n_words: Tensor, rejected: Ten
         if not bool(blocked.any()):
             return accepted, owner
         rejected = rejected | blocked
-        live = words.masked_fill(rejected.unsqueeze(2), width)

@@ -42,7 +42,7 @@ from ._ops import (
 )
 from ._spans import AnchoredSpans, anchored_word_spans, run_bounds, truncated_geometric, word_groups
 from .registry import param, register
-from .types import IGNORE, Corrupted, Op, Tokens, Vocab
+from .types import IGNORE, Corrupted, Tokens, Vocab
 
 BUDGETS = ("exact", "bernoulli")
 REPLACEMENTS = ("span", "word_piece")
@@ -122,20 +122,18 @@ def mlm_batch(
 ) -> Corrupted:
     """Apply 80/10/10 at `chosen`, frame as `[CLS] x [SEP]`, labels = originals at `chosen`.
 
+    `chosen` must lie inside the real tokens (every variant picks among `candidates`): then the
+    labels and ops are already IGNORE / KEEP outside them, and framing the labels is a shift.
     `u` and `random_ids` pass through to `replace_selected` (shared draws, other random sources);
     `extras` must already be framed (indices into `input_ids`).
     """
     ids = batch.ids
     corrupted, ops = replace_selected(ids, chosen, vocab, gen, mask_replace, random_replace,
                                       exclude_special_random, u=u, random_ids=random_ids)
-    labels = ids.masked_fill(~chosen, IGNORE)
-    return encoder_batch(
-        frame(corrupted, batch.lengths, vocab.pad, vocab.bos, vocab.eos),
-        batch.lengths + 2,
-        frame(labels, batch.lengths, IGNORE, IGNORE, IGNORE),
-        ops=ops.masked_fill(~batch.real, int(Op.KEEP)),
-        extras=extras,
-    )
+    labels = ids.new_full((ids.size(0), ids.size(1) + 2), IGNORE)
+    labels[:, 1:-1] = torch.where(chosen, ids, IGNORE)
+    return encoder_batch(frame(corrupted, batch.lengths, vocab.pad, vocab.bos, vocab.eos),
+                         batch.lengths + 2, labels, ops=ops, extras=extras)
 
 
 @register("bert-mlm", arch="encoder", paper="Devlin et al. 2018, arXiv 1810.04805",
@@ -196,30 +194,32 @@ def whole_words(allowed: Tensor, starts: Tensor, budget: Tensor, gen: torch.Gene
 
     Args:
         allowed: (B, L) bool, pieces that may be chosen.
-        starts: (B, L) bool, first piece of each word (`word_groups`).
+        starts: (B, L) bool, first piece of each word (`word_groups`: no allowed piece comes
+            before the first start).
         budget: (B,) int64, pieces per row.
     Returns:
         (B, L) bool: all pieces of the chosen words.
     """
     batch, width = allowed.shape
-    word_of = (starts.long().cumsum(1) - 1).clamp(min=0)  # (B, L)
+    # (B, L) word index of each allowed token; the others point at a spare column `width`
+    word_of = torch.where(allowed, starts.cumsum(1) - 1, width)
     pieces = torch.zeros(batch, width + 1, dtype=torch.long, device=allowed.device)
-    pieces.scatter_add_(1, torch.where(allowed, word_of, width), allowed.long())
+    pieces.scatter_add_(1, word_of, allowed.long())
     pieces = pieces[:, :width]  # (B, W) pieces per word, 0 past the last word
     score = rand(pieces, gen).masked_fill(pieces == 0, 2.0)
     n_words = int(starts.sum(1).max()) if batch else 0
     head = min(n_words, int(budget.max()) + 32) if batch else 0
     order = score.topk(head, dim=1, largest=False, sorted=True).indices
     taken, left = _walk(pieces.gather(1, order), budget)
-    if head < n_words:
+    if head < n_words and bool((left > 0).any()):  # a full row takes no other word
         unseen_fit = (pieces.masked_fill(pieces == 0, width + 1) <= left).sum(1) - (
             (pieces.gather(1, order) <= left).sum(1))
         if bool((unseen_fit > 0).any()):
             order = score.argsort(1)
             taken, _ = _walk(pieces.gather(1, order), budget)
-    chosen_word = torch.zeros(batch, width, dtype=torch.bool, device=allowed.device)
-    chosen_word.scatter_(1, order, taken)
-    return allowed & chosen_word.gather(1, word_of)
+    chosen_word = torch.zeros(batch, width + 1, dtype=torch.bool, device=allowed.device)
+    chosen_word.scatter_(1, order, taken)  # the spare column stays False
+    return chosen_word.gather(1, word_of)
 
 
 def _walk(size: Tensor, budget: Tensor) -> tuple[Tensor, Tensor]:
@@ -317,7 +317,7 @@ def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor
     pool = ids.masked_select(allowed)
     if pool.numel() == 0:
         return ids
-    return pool[torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device)]
+    return pool.take(torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device))
 
 
 def sbo_targets(framed: Tensor, first: Tensor, last: Tensor, lengths: Tensor, max_targets: int
@@ -331,10 +331,9 @@ def sbo_targets(framed: Tensor, first: Tensor, last: Tensor, lengths: Tensor, ma
     """
     offset = positions(framed) - first
     sbo = framed & (first > 1) & (last < lengths.unsqueeze(1)) & (offset < max_targets)
-    none = torch.full_like(first, -1)
-    return {"span_left": torch.where(sbo, first - 1, none),
-            "span_right": torch.where(sbo, last + 1, none),
-            "span_offset": torch.where(sbo, offset, none)}
+    return {"span_left": torch.where(sbo, first - 1, -1),
+            "span_right": torch.where(sbo, last + 1, -1),
+            "span_offset": torch.where(sbo, offset, -1)}
 
 
 @register("spanbert", arch="encoder", needs_words=True,
