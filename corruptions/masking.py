@@ -402,7 +402,8 @@ def draw_with_replacement(allowed: Tensor, k: Tensor, gen: torch.Generator) -> T
     return (hits.scatter_add_(1, at, valid.long()) > 0) & allowed
 
 
-@register("electra", arch="encoder", paper="Clark et al. 2020, arXiv 2003.10555")
+@register("electra", arch="encoder", paper="Clark et al. 2020, arXiv 2003.10555",
+          heads=("rtd",))
 def electra(**overrides: Any) -> ElectraMasking:
     """ELECTRA generator input: 15% of positions, 85% [MASK] / 15% unchanged, no random ids.
 

@@ -61,6 +61,9 @@ class Objective:
     needs_words: bool = False  # reads Tokens.word_starts
     needs_sentences: bool = False  # reads Tokens.sentence_starts
     aliases: tuple[str, ...] = ()
+    # model parts beyond what the batch shows; "rtd": ELECTRA's generator + discriminator, whose
+    # batch otherwise looks like plain MLM
+    heads: tuple[str, ...] = ()
 
     @property
     def params(self) -> tuple[Param, ...]:
@@ -85,6 +88,7 @@ def register(
     needs_words: bool = False,
     needs_sentences: bool = False,
     aliases: tuple[str, ...] = (),
+    heads: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Corruption]], Callable[..., Corruption]]:
     """Class the decorated factory as objective `name`; duplicate names fail at import."""
     if arch not in ARCHS:
@@ -107,6 +111,7 @@ def register(
             needs_words=needs_words,
             needs_sentences=needs_sentences,
             aliases=aliases,
+            heads=heads,
         )
         _ALIASES.update(dict.fromkeys(aliases, name))
         return build

@@ -133,9 +133,9 @@ class ObjectiveInfo:
 
 
 def is_electra(name: str) -> bool:
-    """ELECTRA objectives are known by name or family: their batch looks like plain MLM."""
-    objective = get(name.split("+")[0])
-    return objective.name.startswith("electra") or objective.family == "electra"
+    """Objectives that declare ELECTRA's replaced-token detection (`heads=("rtd",)`): their
+    batch alone looks like plain MLM."""
+    return "rtd" in get(name.split("+")[0]).heads
 
 
 def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo, Corrupted]:

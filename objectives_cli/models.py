@@ -97,7 +97,7 @@ def heads_for(
     """The head fields of `ModelConfig` that a batch of this objective needs.
 
     Read from the standard `extras` keys (corruptions/types.py), so a new objective that emits
-    them trains with no change here; `electra` comes from the registry (name or family).
+    them trains with no change here; `electra` comes from the registry (`heads`).
     A seq2seq objective that places decoder tokens (`decoder_position_ids`, MASS) also hides the
     encoder's `mask_id` positions from cross-attention, as MASS does.
     """
