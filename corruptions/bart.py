@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ._ops import compact, frame, length_mask, positions, random_tokens, seq2seq
+from ._ops import compact, frame, length_mask, positions, random_tokens
 from .errors import UsageError
 from .registry import param, register
 from .types import IGNORE, Corrupted, Corruption, Op, Tokens, Vocab
@@ -83,12 +83,14 @@ class _Doc:
     ops: Tensor  # (B, L) int8 on base positions
     perm: Tensor | None = None  # (B, L) int64: input position of each base position
     pristine: bool = True
+    any_special: bool = True  # False: `protected` is all False (nothing to carry or wall off)
 
     @staticmethod
     def start(batch: Tokens, vocab: Vocab) -> _Doc:
-        return _Doc(ids=batch.ids, lengths=batch.lengths, base=batch,
-                    protected=vocab.is_special(batch.ids) & batch.real,
-                    ops=torch.zeros_like(batch.ids, dtype=torch.int8))
+        protected = vocab.is_special(batch.ids) & batch.real
+        return _Doc(ids=batch.ids, lengths=batch.lengths, base=batch, protected=protected,
+                    ops=torch.zeros_like(batch.ids, dtype=torch.int8),
+                    any_special=bool(protected.any()))
 
     @property
     def real(self) -> Tensor:
@@ -246,7 +248,7 @@ def _words(doc: _Doc) -> tuple[Tensor | None, Tensor, Tensor | None]:
     a row opens a word even if the data layer says it continues one (a block cut inside a word).
     """
     real, word_starts = doc.base.real, doc.base.word_starts
-    special = doc.protected if bool(doc.protected.any()) else None
+    special = doc.protected if doc.any_special else None
     if word_starts is None and special is None:
         return None, real, None
     starts = real.clone() if word_starts is None else word_starts & real
@@ -384,15 +386,28 @@ class BartNoising:
 
 
 def _finish(doc: _Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
-    """Frame source and target as `<s> x </s>`; decoder input `</s> <s> x` (fairseq's shift)."""
+    """Frame source and target as `<s> x </s>`; decoder input `</s> <s> x` (fairseq's shift).
+
+    Built in place rather than through `seq2seq`: the target's labels and decoder input come
+    straight from the batch (labels IGNORE at <s>, specials and padding).
+    """
+    width = doc.ids.size(1)
     source = frame(doc.ids, doc.lengths, vocab.pad, vocab.bos, vocab.eos)
-    target = frame(batch.ids, batch.lengths, vocab.pad, vocab.bos, vocab.eos)
-    out = seq2seq(source, doc.lengths + 2, target, batch.lengths + 2, vocab, start=vocab.eos,
-                  ops=doc.source_ops())
-    special = (doc.protected if doc.perm is None  # back on the input's positions
-               else torch.empty_like(doc.protected).scatter_(1, doc.perm, doc.protected))
-    unscored = frame(special, batch.lengths, True, True, False)  # <s> and specials
-    return replace(out, labels=out.labels.masked_fill(unscored, IGNORE))
+    ids, n = batch.ids, batch.lengths
+    real = batch.real
+    unscored = ~real
+    if doc.any_special:  # back on the input's positions
+        unscored |= (doc.protected if doc.perm is None
+                     else torch.empty_like(doc.protected).scatter_(1, doc.perm, doc.protected))
+    labels = ids.new_full((ids.size(0), ids.size(1) + 2), IGNORE)
+    labels[:, 1:-1] = ids.masked_fill(unscored, IGNORE)
+    labels.scatter_(1, (n + 1).unsqueeze(1), vocab.eos)
+    decoder = ids.new_empty((ids.size(0), ids.size(1) + 2))
+    decoder[:, 0] = vocab.eos
+    decoder[:, 1] = vocab.bos
+    decoder[:, 2:] = ids.masked_fill(~real, vocab.pad)
+    return Corrupted(input_ids=source, attention_mask=length_mask(doc.lengths + 2, width + 2),
+                     labels=labels, decoder_input_ids=decoder, ops=doc.source_ops())
 
 
 class _Stage:
@@ -441,8 +456,8 @@ class SentencePermutation(_Stage):
         new = Tokens(base.ids.gather(1, index), base.lengths,
                      None if base.word_starts is None else base.word_starts.gather(1, index),
                      base.sentence_starts.gather(1, index))
-        return _Doc(ids=new.ids, lengths=new.lengths, base=new,
-                    protected=doc.protected.gather(1, index),
+        return replace(doc, ids=new.ids, base=new,
+                    protected=doc.protected.gather(1, index) if doc.any_special else doc.protected,
                     ops=moved.to(torch.int8) * int(Op.MOVED),  # pristine: every op was KEEP
                     perm=index if doc.perm is None else doc.perm.gather(1, index))
 
