@@ -324,8 +324,14 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     ops = _put(doc.ops.masked_fill(covered, int(Op.SPAN)), idx, head,
                torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
     keep = real & (ops != int(Op.SPAN))  # covered tokens go, except each span's <mask>
-    ids = compact(_put(doc.ids, idx, head, fill), keep, 0)
-    return doc.changed(ids, ops, keep.sum(1)), n_insert
+    # compact the kept tokens, then write each span's <mask> at its token's new place
+    kept = keep.long().cumsum(1)
+    new_len = kept[:, -1]
+    out_width = int(new_len.max())
+    dest = torch.where(keep, kept - 1, out_width)
+    ids = doc.ids.new_zeros((doc.ids.size(0), out_width + 1)).scatter_(1, dest, doc.ids)
+    ids.scatter_(1, torch.where(head, dest.gather(1, idx), out_width), fill)
+    return doc.changed(ids[:, :out_width], ops, new_len), n_insert
 
 
 def _insert(doc: _Doc, n_insert: Tensor, mask_random: float, vocab: Vocab,
@@ -343,11 +349,15 @@ def _insert(doc: _Doc, n_insert: Tensor, mask_random: float, vocab: Vocab,
     n_random = torch.ceil(n_insert.double() * mask_random).long()
     rank = torch.arange(idx.size(1), device=idx.device).unsqueeze(0)
     fill = torch.where(rank < n_random.unsqueeze(1), random_tokens(idx, vocab, gen), vocab.mask)
-    inserted = _put(torch.zeros_like(slots), idx, valid, True)
+    at = torch.where(valid, idx, width)  # invalid picks go to a spare last column
+    inserted = slots.new_zeros((slots.size(0), width + 1)).scatter_(1, at, True)[:, :width]
     old = torch.cat([doc.ids, doc.ids.new_zeros(doc.ids.size(0), 1)], dim=1)
     source = ((~inserted).long().cumsum(1) - 1).clamp(0, doc.ids.size(1))  # old position
-    ids = _put(old.gather(1, source).masked_fill(~slots, 0), idx, valid, fill)
-    return replace(doc, ids=ids, lengths=new_len)
+    source = torch.cat([source, source.new_full((source.size(0), 1), doc.ids.size(1))], dim=1)
+    ids = old.gather(1, source)
+    ids[:, :width].masked_fill_(~slots, 0)
+    ids.scatter_(1, at, fill)
+    return replace(doc, ids=ids[:, :width], lengths=new_len)
 
 
 # ---------------------------------------------------------------------------------------------
