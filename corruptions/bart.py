@@ -122,8 +122,8 @@ def _pick(allowed: Tensor, k: Tensor, gen: torch.Generator) -> tuple[Tensor, Ten
     n_allowed = allowed.sum(1)
     k = torch.minimum(k, n_allowed)
     top = min(int(k.max()) if k.numel() else 0, allowed.size(1))
-    scores = torch.where(allowed, torch.rand(allowed.shape, generator=gen, device=allowed.device),
-                         2.0)
+    scores = torch.rand(allowed.shape, generator=gen, device=allowed.device)
+    scores.masked_fill_(~allowed, 2.0)
     idx = _smallest_few(scores, k, n_allowed, top) if 16 <= top <= allowed.size(1) // 4 else None
     if idx is None:
         idx = scores.topk(top, dim=1, largest=False).indices  # sorted: a random order of the chosen
@@ -461,15 +461,27 @@ class SentencePermutation(_Stage):
         if base.sentence_starts is None:  # one sentence: nothing to permute
             return doc
         index = _sentence_order(base.sentence_starts & real, real, self.permute_ratio, gen)
-        pos = positions(real)
-        moved = (index != pos) & real
+        moved = index != positions(real)  # padding stays in place
+        # the token stages after this one read words, never sentences: those are not carried
         new = Tokens(base.ids.gather(1, index), base.lengths,
-                     None if base.word_starts is None else base.word_starts.gather(1, index),
-                     base.sentence_starts.gather(1, index))
+                     None if base.word_starts is None else base.word_starts.gather(1, index))
         return replace(doc, ids=new.ids, base=new,
                     protected=doc.protected.gather(1, index) if doc.any_special else doc.protected,
-                    ops=moved.to(torch.int8) * int(Op.MOVED),  # pristine: every op was KEEP
+                    ops=doc.ops.masked_fill(moved, int(Op.MOVED)),  # pristine: all were KEEP
                     perm=index if doc.perm is None else doc.perm.gather(1, index))
+
+
+def _fill_slots(chosen: Tensor, valid: Tensor, slot_ids: Tensor, n_slots: int) -> Tensor:
+    """(B, n_slots) sentence placed in each slot: the chosen sentences (random order) fill the
+    slots they came from taken in increasing order; the others stay."""
+    chosen = torch.where(valid, chosen, n_slots)
+    # the same sentences in their own order are the slots they fill (a sort of distinct ids)
+    marked = torch.zeros(chosen.size(0), n_slots + 1, dtype=torch.bool, device=chosen.device)
+    marked = marked.scatter_(1, chosen, True)[:, :n_slots]
+    slots = compact(slot_ids[:, :-1].expand_as(marked), marked, n_slots)
+    slots = torch.cat([slots, chosen.new_full((chosen.size(0), chosen.size(1) - slots.size(1)),
+                                              n_slots)], dim=1)
+    return slot_ids.expand(chosen.size(0), -1).clone().scatter_(1, slots, chosen)[:, :n_slots]
 
 
 def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Generator) -> Tensor:
@@ -484,14 +496,11 @@ def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Gener
     k = torch.ceil(n_sent.double() * 2 * ratio / 2.0).long()  # fairseq's ceil(n x 2p / 2)
     slot_ids = torch.arange(n_slots + 1, device=real.device).unsqueeze(0)
     chosen, valid = _pick(slot_ids[:, :-1] < n_sent.unsqueeze(1), k, gen)  # random order
-    chosen = torch.where(valid, chosen, n_slots)
-    # the same sentences in their own order are the slots they fill (a sort of distinct ids)
-    marked = torch.zeros(real.size(0), n_slots + 1, dtype=torch.bool, device=real.device)
-    marked = marked.scatter_(1, chosen, True)[:, :n_slots]
-    slots = compact(slot_ids[:, :-1].expand_as(marked), marked, n_slots)
-    slots = torch.cat([slots, chosen.new_full((real.size(0), chosen.size(1) - slots.size(1)),
-                                              n_slots)], dim=1)
-    order = slot_ids.expand(real.size(0), -1).clone().scatter_(1, slots, chosen)[:, :n_slots]
+    if chosen.size(1) == n_slots and bool((k >= n_sent).all()):
+        # every sentence is chosen (BART's ratio 1): slot j takes the j-th chosen sentence
+        order = torch.where(valid, chosen, slot_ids[:, :-1])
+    else:
+        order = _fill_slots(chosen, valid, slot_ids, n_slots)
     slot_of = torch.empty_like(order).scatter_(1, order, slot_ids[:, :-1].expand_as(order))
     sent_len = torch.zeros(real.size(0), n_slots + 1, dtype=torch.long, device=real.device)
     sent_len = sent_len.scatter_add_(1, torch.where(real, sentence, n_slots), real.long())
