@@ -107,19 +107,22 @@ class _Doc:
 
     def source_ops(self) -> Tensor:
         """(B, L) Op codes on the input's positions; specials and padding KEEP."""
-        ops = self.ops.masked_fill(self.protected | ~self.base.real, int(Op.KEEP))
+        keep = self.protected | ~self.base.real if self.any_special else ~self.base.real
+        ops = self.ops.masked_fill(keep, int(Op.KEEP))
         if self.perm is None:
             return ops
         return torch.empty_like(ops).scatter_(1, self.perm, ops)
 
 
-def _pick(allowed: Tensor, k: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def _pick(allowed: Tensor, k: Tensor, gen: torch.Generator, n_allowed: Tensor | None = None
+          ) -> tuple[Tensor, Tensor]:
     """`min(k[b], allowed[b].sum())` distinct allowed positions per row, uniformly, in random order.
 
     Returns:
         (idx, valid), both (B, K) with K = max k: idx[b, j] is a position where valid[b, j].
     """
-    n_allowed = allowed.sum(1)
+    if n_allowed is None:  # callers that know the count pass it (allowed.sum(1))
+        n_allowed = allowed.sum(1)
     k = torch.minimum(k, n_allowed)
     top = min(int(k.max()) if k.numel() else 0, allowed.size(1))
     scores = torch.rand(allowed.shape, generator=gen, device=allowed.device)
@@ -309,11 +312,12 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     if width == 0:
         return doc, doc.lengths
     word, ordinary, special = _words(doc)
-    budget = _budget(ordinary.sum(1), rate)
+    n_ordinary = ordinary.sum(1)
+    budget = _budget(n_ordinary, rate)
     lengths, used = span_lengths(budget, lam, gen)
     nonzero = used & (lengths > 0)
     n_insert = (used & (lengths == 0)).sum(1)
-    idx, valid = _pick(ordinary, nonzero.sum(1), gen)
+    idx, valid = _pick(ordinary, nonzero.sum(1), gen, n_ordinary)
     span_len = compact(lengths, nonzero, 0)[:, : idx.size(1)]  # paired with the random starts
     first = idx if word is None else word.gather(1, idx).clamp(min=0)  # (padding of empty rows)
     last = torch.minimum(first + span_len, _ends(doc, word, special, idx))  # exclusive
@@ -345,7 +349,7 @@ def _insert(doc: _Doc, n_insert: Tensor, mask_random: float, vocab: Vocab,
     width = doc.ids.size(1) + int(n_insert.max())
     new_len = doc.lengths + n_insert
     slots = length_mask(new_len, width)
-    idx, valid = _pick(slots, n_insert, gen)
+    idx, valid = _pick(slots, n_insert, gen, new_len)
     n_random = torch.ceil(n_insert.double() * mask_random).long()
     rank = torch.arange(idx.size(1), device=idx.device).unsqueeze(0)
     fill = torch.where(rank < n_random.unsqueeze(1), random_tokens(idx, vocab, gen), vocab.mask)
@@ -488,8 +492,7 @@ def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Gener
     """(B, L) index: the position each output position takes its token from, after shuffling
     ceil(ratio x sentences) random sentences among their own slots (fairseq's
     permute_sentences); padding stays in place."""
-    starts = starts.clone()
-    starts[:, :1] |= real[:, :1]  # a row's first token opens a sentence
+    starts[:, :1] |= real[:, :1]  # a row's first token opens a sentence (starts is ours)
     sentence = (starts.cumsum(1) - 1).clamp(min=0)  # (B, L)
     n_sent = starts.sum(1)
     n_slots = max(int(n_sent.max()) if n_sent.numel() else 0, 1)
@@ -503,7 +506,8 @@ def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Gener
         order = _fill_slots(chosen, valid, slot_ids, n_slots)
     slot_of = torch.empty_like(order).scatter_(1, order, slot_ids[:, :-1].expand_as(order))
     sent_len = torch.zeros(real.size(0), n_slots + 1, dtype=torch.long, device=real.device)
-    sent_len = sent_len.scatter_add_(1, torch.where(real, sentence, n_slots), real.long())
+    ones = sentence.new_ones(1, 1).expand_as(sentence)  # padding counts in the spare column
+    sent_len = sent_len.scatter_add_(1, torch.where(real, sentence, n_slots), ones)
     sent_len = sent_len[:, :n_slots]
     old_start = sent_len.cumsum(1) - sent_len
     out_len = sent_len.gather(1, order)
