@@ -9,14 +9,13 @@ import pytest
 import torch
 
 from corruptions import IGNORE, Corrupted, create, make_generator
+from objectives_cli.attention import Mask, key_padding, position_ids, self_attention_mask
 from objectives_cli.models import (
     Model,
     ModelConfig,
     heads_for,
     param_counts,
-    position_ids,
     preset,
-    self_attention_mask,
 )
 from objectives_cli.train import term_losses
 from tests.cli.fakes import FAKES
@@ -88,6 +87,21 @@ def test_padding_rows_never_produce_nan() -> None:
                   extras={"attention_mode": torch.tensor([2])})
     h = model("encoder").run_encoder(b)[0]  # right-to-left: padding rows see nothing real
     assert torch.isfinite(h).all()
+
+
+def test_full_rows_pass_no_mask_so_sdpa_may_use_flash() -> None:
+    full = torch.ones(2, 6, dtype=torch.bool)
+    assert key_padding(full).allowed is None
+    assert self_attention_mask(full, {}, causal=False).allowed is None
+    assert self_attention_mask(full, {}, causal=True) == (None, True, None)
+    padded = full.clone()
+    padded[1, 4:] = False
+    assert key_padding(padded).allowed is not None
+    m, b = model("encoder"), batch(ids())  # the unmasked path computes what the mask would
+    explicit = Mask(b.attention_mask[:, None, None, :])
+    x = m.embed(b.input_ids, position_ids(b.input_ids, None))
+    pos = position_ids(b.input_ids, None)
+    torch.testing.assert_close(m.encoder(x, explicit, pos)[0], m.run_encoder(b)[0])
 
 
 def test_documents_never_see_each_other_and_restart_positions() -> None:
