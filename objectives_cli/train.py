@@ -175,6 +175,7 @@ class Trainer:
         self.model = Model(model_cfg).to(self.device)
         self.opt = make_optimizer(cfg, self.model, self.device)
         self.step, self.elapsed, self.tokens = 0, 0.0, 0
+        self.saved = -1  # step of the newest checkpoint on disk (-1: none yet)
         if resume:
             self.restore()
         elif self.main:
@@ -202,6 +203,7 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.tokens = int(state["tokens"])
+        self.saved = self.step
         self.reporter.message(f"resuming {self.run_dir} at step {self.step} "
                               f"({Path(state['path']).name})")
 
@@ -266,11 +268,15 @@ class Trainer:
         return row
 
     def save(self) -> None:
+        """Checkpoint the current step, unless it already is (save_every dividing steps)."""
+        if self.step == self.saved:
+            return
         check_finite(self.bad, self.step, self.run_dir, self.world)
         if self.main:
             state = {"optimizer": self.opt.state_dict(), "elapsed": self.elapsed,
                      "tokens": self.tokens, "rng": torch.get_rng_state()}
             checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
+        self.saved = self.step
 
     def evaluate(self) -> dict[str, float]:
         """Held-out figures (rank 0), written to metrics.jsonl."""

@@ -86,3 +86,19 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert [s for s, _ in saved] == [2]
     weights = load_file(str(saved[0][1] / "model.safetensors"))
     assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_a_step_is_saved_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved: list[int] = []
+    real = checkpoints.save
+
+    def counting(run_dir, step, model, state, keep):  # type: ignore[no-untyped-def]
+        saved.append(step)
+        return real(run_dir, step, model, state, keep)
+
+    monkeypatch.setattr(checkpoints, "save", counting)
+    cfg = tiny(tmp_path / "run", steps=4, save_every=2)
+    train(cfg, QUIET)
+    assert saved == [2, 4]  # the end of the run does not write step 4 again
+    train(cfg, QUIET, resume=True)  # nothing left to do: nothing rewritten
+    assert saved == [2, 4]
