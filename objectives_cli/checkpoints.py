@@ -9,10 +9,18 @@ A checkpoint directory is written under a temporary name and renamed when comple
 mid-write never leaves a checkpoint that looks whole. `load_latest` falls back to the previous
 checkpoint when the newest cannot be read. `state.pt` holds only tensors and plain types, so
 `torch.load(..., weights_only=True)` reads it.
+
+A write that fails (full disk, no permission) removes what it half-wrote, leaves the complete
+checkpoints alone and raises `WriteError`, which names the path, the OS reason and the last good
+checkpoint. Files are written with `os.write` from bytes serialised in memory: `torch.save` and
+safetensors report a full disk as RuntimeError("unexpected pos ...") or SafetensorError, without
+the errno that tells a full disk from a missing permission.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import platform
@@ -22,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from corruptions import ObjectivesError
@@ -35,13 +44,65 @@ class RunError(ObjectivesError):
     """A run directory that cannot be used (missing, damaged, or for another model)."""
 
 
+class WriteError(RunError):
+    """A file of the run directory could not be written; what was half-written is gone and the
+    complete checkpoints are untouched."""
+
+    def __init__(self, path: Path, exc: OSError, run_dir: Path) -> None:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = "free some space"
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = f"make {run_dir} writable"
+        else:
+            fix = "fix the disk"
+        saved = list_checkpoints(run_dir)
+        if saved:
+            hint = (f"{fix}, then continue with: objectives train --resume {run_dir} "
+                    f"(the last good checkpoint is {saved[-1][1].name})")
+        else:
+            hint = f"{fix}, then start the run again (no checkpoint was written yet)"
+        super().__init__(f"cannot write {path}: {reason}", hint)
+        self.path, self.reason = path, reason
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of `data` to `fd` (one `os.write` may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_file(path: Path, data: bytes | memoryview) -> None:
+    """Create `path` holding `data`, flushed to disk; raises OSError (errno kept) on failure."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace `path` by `data` whole or not at all; raises WriteError (run dir = its folder)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        write_file(tmp, data.encode() if isinstance(data, str) else data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(path, exc, path.parent) from None
+
+
+def start(run_dir: Path, config: dict[str, Any], tokenizer_json: str) -> None:
+    """Set up a fresh run directory: config.json, tokenizer.json, no metrics.jsonl."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    except OSError as exc:
+        raise WriteError(run_dir, exc, run_dir) from None
+    write_config(run_dir, config)
+    write_atomic(run_dir / "tokenizer.json", tokenizer_json)
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
@@ -77,22 +138,33 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def save(run_dir: Path, step: int, model: nn.Module, state: dict[str, Any], keep: int) -> Path:
-    """Write checkpoint `step` (weights + state) atomically and keep the newest `keep`."""
+    """Write checkpoint `step` (weights + state) atomically and keep the newest `keep`.
+
+    Raises:
+        WriteError: the checkpoint could not be written; its temporary directory is removed and
+            no older checkpoint is deleted.
+    """
     root = Path(run_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:08d}"
-    tmp = root / f".{final.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp, replaced = (root / f".{final.name}.{kind}{os.getpid()}" for kind in ("tmp", "old"))
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(weights, str(tmp / "model.safetensors"))
-    torch.save({**state, "step": step}, tmp / "state.pt")
-    for name in ("model.safetensors", "state.pt"):
-        with open(tmp / name, "rb") as f:
-            os.fsync(f.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    state_bytes = io.BytesIO()
+    torch.save({**state, "step": step}, state_bytes)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        write_file(tmp / "model.safetensors", safetensors_bytes(weights))
+        write_file(tmp / "state.pt", state_bytes.getbuffer())
+        if final.exists():  # the same step again (resumed past a damaged checkpoint)
+            final.rename(replaced)
+        tmp.rename(final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if replaced.exists() and not final.exists():
+            replaced.rename(final)
+        raise WriteError(final, exc, run_dir) from None
+    shutil.rmtree(replaced, ignore_errors=True)
     for _, old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -145,8 +217,20 @@ class Metrics:
             write_atomic(self.path, "".join(r + "\n" for r in kept))
 
     def write(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        """Append `row` as one line, whole or not at all (a failed write is cut off again)."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                end = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    write_all(fd, (json.dumps(row) + "\n").encode())
+                except OSError:
+                    os.ftruncate(fd, end)
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise WriteError(self.path, exc, self.path.parent) from None
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ starts fresh, as `data.batch_blocks` does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -120,11 +121,21 @@ def encode_corpus(tok: Tokenizer, documents: Sequence[str], cache: bool = True) 
     ]
     corpus = Corpus.concat(parts) if parts else corpus_from([])
     if cache:
+        store(path, corpus)
+    return corpus
+
+
+def store(path: Path, corpus: Corpus) -> None:
+    """Cache `corpus` at `path` if the disk lets us: a full or read-only cache only costs the
+    next run the encoding (torch.save reports a full disk as a RuntimeError)."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
         torch.save(corpus.to_dict(), tmp)
         tmp.replace(path)
-    return corpus
+    except (OSError, RuntimeError):
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True, eq=False)

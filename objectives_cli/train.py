@@ -240,9 +240,14 @@ class Trainer:
                 if self.main and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
                     self.evaluate()
                 self.reporter.advance(self.elapsed if budget else self.step, row)
-            if self.last and logged != self.step:  # a budget or a signal ended between logs
-                self.log(lr)
-            self.save()
+            try:
+                if self.last and logged != self.step:  # a budget or a signal ended between logs
+                    self.log(lr)
+                self.save()
+            except checkpoints.WriteError as exc:
+                if caught:  # keep the signal's exit status; say that nothing new was saved
+                    raise Interrupted(caught[0], self.step, self.run_dir, exc) from None
+                raise
             if caught:
                 raise Interrupted(caught[0], self.step, self.run_dir)
         return self.finish(first)
@@ -461,13 +466,21 @@ class NonFiniteLoss(ObjectivesError):
 
 
 class Interrupted(ObjectivesError):
-    """SIGINT/SIGTERM: a checkpoint was saved; exit status 128 + signal."""
+    """SIGINT/SIGTERM: a checkpoint was saved (or, given `failed`, could not be); exit status
+    128 + signal either way, so a scheduler still sees the signal."""
 
-    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
-        super().__init__(
-            f"interrupted at step {step}; checkpoint saved in {run_dir}",
-            f"continue with: objectives train --resume {run_dir}",
-        )
+    def __init__(self, signum: int, step: int, run_dir: Path,
+                 failed: checkpoints.WriteError | None = None) -> None:
+        if failed is None:
+            super().__init__(
+                f"interrupted at step {step}; checkpoint saved in {run_dir}",
+                f"continue with: objectives train --resume {run_dir}",
+            )
+        else:
+            super().__init__(
+                f"interrupted at step {step}, but its checkpoint was not saved: {failed.message}",
+                failed.hint,
+            )
         self.exit_code = 128 + signum
 
 
@@ -599,10 +612,7 @@ def start_run(cfg: TrainConfig, data: Data, info: ObjectiveInfo, model_cfg: Mode
             f"{run_dir} already holds a run",
             f"continue it with --resume {run_dir}, or pick another --out",
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints.write_config(run_dir, run_config(cfg, model_cfg, info))
-    checkpoints.write_atomic(run_dir / "tokenizer.json", data.tok.to_str())
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    checkpoints.start(run_dir, run_config(cfg, model_cfg, info), data.tok.to_str())
 
 
 def describe(
