@@ -15,13 +15,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from corruptions import Corrupted, ObjectivesError, Op, Tokens, UsageError, get, make_generator
+from corruptions import (
+    IGNORE,
+    Corrupted,
+    ObjectivesError,
+    Op,
+    Tokens,
+    UsageError,
+    get,
+    make_generator,
+)
 
 from .packing import Blocks, Corpus, encode_corpus, pack
 
@@ -127,9 +136,20 @@ class ObjectiveInfo:
     decoder_start: int | None  # first decoder input id (seq2seq)
     prefix: bool  # emits prefix_lengths (prefix LM)
     electra: bool  # generator + discriminator
+    # seq2seq decoder inputs before the first scored target, the same in every row (T5 [pad];
+    # BART </s> <s>, its <s> unscored); [] when they differ by row (MASS: the token before the
+    # fragment); None in runs written before it was probed
+    decoder_prefix: list[int] | None = None
+    sentinels: bool = False  # inputs mark cut spans with T5's sentinels (t5-span, ul2)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> ObjectiveInfo:
+        """Read back `to_json`; fields this version does not know are skipped."""
+        known = {f.name for f in fields(ObjectiveInfo)}
+        return ObjectiveInfo(**{k: v for k, v in data.items() if k in known})
 
 
 def is_electra(name: str) -> bool:
@@ -169,8 +189,28 @@ def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo,
         ),
         prefix="prefix_lengths" in first.extras,
         electra=is_electra(cfg.objective),
+        decoder_prefix=forced_decoder_prefix(outs),
+        sentinels=any(
+            bool(torch.isin(o.input_ids, data.vocab.sentinel_tensor(o.input_ids.device)).any())
+            for o in outs
+        ),
     )
     return info, first
+
+
+def forced_decoder_prefix(outs: list[Corrupted]) -> list[int] | None:
+    """The decoder inputs that every probe row starts with, up to the first column with a
+    scored target: what greedy decoding feeds before its first prediction. [] when they differ
+    between rows; None for objectives without a decoder input."""
+    if any(o.decoder_input_ids is None for o in outs):
+        return None
+    width = min(o.labels.size(1) for o in outs)
+    labels = torch.cat([o.labels[:, :width] for o in outs])
+    decoder = torch.cat([o.decoder_input_ids[:, :width] for o in outs])  # type: ignore[index]
+    scored = (labels != IGNORE).any(0)
+    first = int(scored.int().argmax()) if bool(scored.any()) else width - 1
+    head = decoder[:, : first + 1]
+    return [int(t) for t in head[0]] if bool((head == head[0]).all()) else []
 
 
 def framing(outs: list[Corrupted], vocab: Any, at_end: bool, most: int = 3) -> list[int]:

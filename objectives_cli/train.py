@@ -589,7 +589,7 @@ def prepare(
             raise UsageError(f"cannot resume {run_dir} with another {changed[0]} "
                              f"({getattr(before, changed[0])!r} -> {getattr(cfg, changed[0])!r})",
                              "resuming continues the same run; start a new one with another --out")
-        info = ObjectiveInfo(**stored["objective"])
+        info = ObjectiveInfo.from_json(stored["objective"])
         model_cfg = ModelConfig(**stored["model"])
     else:
         info, sample = probe(cfg, data, corruption)

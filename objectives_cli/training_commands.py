@@ -401,7 +401,15 @@ def fill(
         ),
     ],
     top_k: Annotated[int, typer.Option(min=1, help="Candidates shown per [MASK].")] = 5,
-    max_new: Annotated[int, typer.Option(min=1, help="Most tokens generated.")] = 40,
+    max_new: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            show_default=False,
+            help="Most tokens generated. Default: 40 for a continuation, the input's length + 40 "
+            "for a seq2seq target; MASS writes one token per [MASK].",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = None,
 ) -> None:
