@@ -96,13 +96,9 @@ def evaluate_run(run: LoadedRun, data: str | None = None, batches: int = 50) -> 
 
 
 def encode_text(run: LoadedRun, text: str, frame: bool = True) -> list[int]:
+    """The ids of `text`, framed as the objective's inputs are (unless `frame` is False)."""
     ids: list[int] = run.tok.encode(text, add_special_tokens=False).ids
-    prefix, suffix = run.info.frame_prefix, run.info.frame_suffix
-    if frame and prefix and ids[: len(prefix)] != prefix:
-        ids = [*prefix, *ids]
-    if frame and suffix and ids[-len(suffix) :] != suffix:
-        ids = [*ids, *suffix]
-    return ids[: run.model.cfg.max_len]
+    return encode_ids(run, ids) if frame else ids[: run.model.cfg.max_len]
 
 
 def as_batch(
