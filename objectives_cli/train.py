@@ -176,6 +176,7 @@ class Trainer:
         self.opt = make_optimizer(cfg, self.model, self.device)
         self.step, self.elapsed, self.tokens = 0, 0.0, 0
         self.saved = -1  # step of the newest checkpoint on disk (-1: none yet)
+        self.evaluated: tuple[int, dict[str, float]] = (-1, {})  # last evaluation: step, result
         if resume:
             self.restore()
         elif self.main:
@@ -284,12 +285,15 @@ class Trainer:
         self.saved = self.step
 
     def evaluate(self) -> dict[str, float]:
-        """Held-out figures (rank 0), written to metrics.jsonl."""
+        """Held-out figures (rank 0), written to metrics.jsonl; once per step."""
+        if self.evaluated[0] == self.step:  # eval_every divides steps: the end needs no rerun
+            return self.evaluated[1]
         batches = eval_batches(self.cfg, self.blocks[1], self.corruption, self.data.vocab,
                                self.info, self.device)
         result = evaluate(self.model, batches, self.amp, self.cfg.seed)
         if self.metrics is not None:
             self.metrics.write({"step": self.step, **{f"eval_{k}": v for k, v in result.items()}})
+        self.evaluated = (self.step, result)
         return result
 
     def finish(self, first: dict[str, float] | None) -> dict[str, Any]:
@@ -565,7 +569,12 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device) -> 
 
 
 def run_config(cfg: TrainConfig, model_cfg: ModelConfig, info: ObjectiveInfo) -> dict[str, Any]:
-    return {"train": cfg.to_json(), "model": asdict(model_cfg), "objective": info.to_json()}
+    """config.json: the settings, the model shape, what the probe found and every objective
+    parameter's value (defaults included; `train.params` holds only the overrides)."""
+    from .commands import resolved
+
+    objective = {**info.to_json(), "params": resolved(cfg.objective, dict(cfg.params))[1]}
+    return {"train": cfg.to_json(), "model": asdict(model_cfg), "objective": objective}
 
 
 def prepare(

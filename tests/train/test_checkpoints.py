@@ -102,3 +102,16 @@ def test_a_step_is_saved_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert saved == [2, 4]  # the end of the run does not write step 4 again
     train(cfg, QUIET, resume=True)  # nothing left to do: nothing rewritten
     assert saved == [2, 4]
+
+
+def test_each_step_is_evaluated_once_and_config_holds_every_parameter(tmp_path: Path) -> None:
+    import json
+
+    cfg = tiny(tmp_path / "run", steps=4, eval_every=2, params=(("rate", "0.2"),))
+    summary = train(cfg, QUIET)
+    evals = [r for r in checkpoints.read_metrics(cfg.out) if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [0, 2, 4]  # the end reuses the evaluation of step 4
+    assert summary["eval_mlm_acc"] == round(evals[-1]["eval_mlm_acc"], 4)
+    params = json.loads((Path(cfg.out) / "config.json").read_text())["objective"]["params"]
+    assert params["rate"] == 0.2  # the override
+    assert params["mask_replace"] == 0.8  # and the defaults
