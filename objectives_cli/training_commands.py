@@ -55,7 +55,10 @@ def parse_budget(text: str) -> float:
             f"cannot read the time budget '{text}'", "write it like 2h, 90m, 1h30m or 600s"
         )
     hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
-    return hours * 3600 + minutes * 60 + seconds
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:  # 0 would silently mean "no budget" and train --steps instead
+        raise UsageError(f"the time budget '{text}' is zero", "give a positive budget, e.g. 2h")
+    return total
 
 
 def parse_params(items: list[str]) -> tuple[tuple[str, str], ...]:

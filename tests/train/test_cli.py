@@ -45,6 +45,7 @@ def test_train_talks_on_stderr_only(runs: dict[str, Path], tmp_path: Path) -> No
     (("train",), 2, "which objective"),
     (("train", "-o", "bert-mlmm", "--steps", "1"), 2, "did you mean 'bert-mlm'"),
     (("train", "-o", "bert-mlm", "--budget", "soon"), 2, "time budget"),
+    (("train", "-o", "bert-mlm", "--budget", "0m"), 2, "time budget '0m' is zero"),
     (("train", "-o", "bert-mlm", "--model", "huge"), 2, "unknown model"),
     (("train", "--resume", "no/such/run"), 1, "not a run directory"),
     (("eval", "no/such/run"), 1, "not a run directory"),
