@@ -27,11 +27,12 @@ FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def fail_file(monkeypatch: pytest.MonkeyPatch, name: str, nth: int, exc: OSError = FULL) -> None:
-    """The `nth` write of a file called `name` writes half its data, then raises `exc`."""
+    """The `nth` write of a file whose name holds `name` (temporary names included) writes
+    half its data, then raises `exc`."""
     real, seen = checkpoints.write_file, {"n": 0}
 
     def failing(path: Path, data: bytes | memoryview) -> None:
-        if path.name == name:
+        if name in path.name:
             seen["n"] += 1
             if seen["n"] == nth:
                 real(path, bytes(data)[: len(data) // 2])
@@ -90,7 +91,7 @@ def test_a_failed_metrics_line_is_cut_off(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_an_unwritable_run_dir_fails_before_training(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fail_file(monkeypatch, ".tokenizer.json.tmp" + str(os.getpid()), nth=1,
+    fail_file(monkeypatch, "tokenizer.json", nth=1,
               exc=PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
     cfg = tiny(tmp_path / "run", steps=2)
     with pytest.raises(checkpoints.WriteError) as failed:
