@@ -317,13 +317,14 @@ class Model(nn.Module):
         ex = batch.extras
         pos = position_ids(batch.input_ids, ex.get("document_ids"))
         x = self.embed(batch.input_ids, pos, ex.get("token_type_ids"))
-        memory, _ = self.encoder(
-            x, self_attention_mask(batch.attention_mask, ex, causal=False), pos
-        )
-        visible = batch.attention_mask
+        mask = self_attention_mask(batch.attention_mask, ex, causal=False)
+        memory, _ = self.encoder(x, mask, pos)
         if self.cfg.cross_hide >= 0:
-            visible = visible & (batch.input_ids != self.cfg.cross_hide)
-        return memory, key_padding(visible)
+            hidden = batch.input_ids == self.cfg.cross_hide
+            return memory, key_padding(batch.attention_mask & ~hidden)
+        if mask.empty is None:  # plain key padding: reuse it (one device sync, one graph break)
+            return memory, mask
+        return memory, key_padding(batch.attention_mask)
 
     def decode(
         self,
