@@ -21,6 +21,7 @@ from torch._dynamo.utils import counters
 from objectives_cli.checkpoints import read_metrics
 from objectives_cli.progress import PlainReporter
 from objectives_cli.train import train
+from tests.helpers import NON_LEAF_GRAD
 from tests.train.conftest import QUIET, tiny
 
 STEPS = 6
@@ -28,9 +29,6 @@ SETTLED_BY = 3  # steps after which no new graph may be compiled
 RECOMPILE_LIMIT = 4  # per code object; torch's default is 8
 MAX_GRAPHS = 16  # measured: bert-mlm 2, clm 3, t5-span 10
 TOLERANCE = 1e-4  # relative; measured gaps are below 1e-6
-# dynamo probes .grad of the non-leaf tensors a graph break hands on and hides the warning it
-# raises (torch._logging.hide_warnings), which pytest's "error" filter would turn into a failure
-NON_LEAF_GRAD = "ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning"
 
 
 class GraphCount(PlainReporter):

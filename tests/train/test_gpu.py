@@ -38,9 +38,9 @@ from objectives_cli.checkpoints import read_metrics
 from objectives_cli.models import ARCHS, Model, ModelConfig, preset
 from objectives_cli.train import Trainer, amp_context, term_losses, train
 from tests.cli.runner import invoke
-from tests.helpers import corpus_tokens, corpus_vocab
+from tests.helpers import NON_LEAF_GRAD, corpus_tokens, corpus_vocab
 from tests.train.conftest import QUIET, tiny
-from tests.train.test_compile import NON_LEAF_GRAD, RECOMPILE_LIMIT, SETTLED_BY, GraphCount
+from tests.train.test_compile import RECOMPILE_LIMIT, SETTLED_BY, GraphCount
 
 pytestmark = [
     pytest.mark.gpu,
