@@ -7,8 +7,10 @@ import importlib.util
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import torch
@@ -46,36 +48,49 @@ def throughput() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("arch", ["encoder", "encoder-decoder"])
-def test_analytic_flops_match_torchs_flop_counter(arch: str) -> None:
-    """Forward + backward of both sides on a tiny CPU model, counted by FlopCounterMode (on
-    SDPA's math path, whose matmuls it sees; CPU's flash kernel has no FLOP formula)."""
-    pytest.importorskip("transformers")
+def counted(loss: Callable[[], torch.Tensor]) -> int:
+    """FLOPs of forward + backward as torch counts them, on SDPA's math path (whose matmuls the
+    counter sees; CPU's flash kernel has no FLOP formula)."""
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        loss().backward()
+    return counter.get_total_flops()
+
+
+ROWS, LENGTH, VOCAB = 2, 32, 1000
+
+
+def setup(arch: str) -> tuple[ModuleType, dict[str, int], Any, dict[str, torch.Tensor], int]:
+    """The benchmark module, a tiny shape, one batch for each side, and its scored targets."""
     bench = throughput()
-    shape, vocab, rows, length = preset("tiny", arch), 1000, 2, 32
-    torch.manual_seed(0)
-    ours = Model(ModelConfig(arch=arch, vocab_size=vocab, max_len=64, **shape))
-    theirs = bench.hf_model(arch, shape, vocab, 64).train()
     make = bench.batch_encoder if arch == "encoder" else bench.batch_seq2seq
-    mine, hf = make(rows, length, vocab, torch.Generator().manual_seed(0), "cpu")
-    counted = {}
-    with sdpa_kernel(SDPBackend.MATH):
-        for name, loss in (("ours", lambda: bench.our_loss(ours, mine)),
-                           ("transformers", lambda: theirs(**hf).loss)):
-            with FlopCounterMode(display=False) as counter:
-                loss().backward()
-            counted[name] = counter.get_total_flops()
-    tgt_len = 0 if arch == "encoder" else length
-    scored = int((mine.labels != IGNORE).sum())
-    every = rows * (tgt_len or length)
-    expected = {
-        "ours": bench.train_flops(arch, shape, vocab, rows, length, tgt_len, scored),
-        "transformers": bench.train_flops(arch, shape, vocab, rows, length, tgt_len, every),
-    }
-    assert counted["ours"] == pytest.approx(expected["ours"], rel=0.01)  # measured: exact
-    assert counted["transformers"] == pytest.approx(expected["transformers"], rel=0.01)
-    if arch == "encoder":  # BertForMaskedLM projects every position onto the vocabulary
-        assert counted["transformers"] > counted["ours"]
+    mine, hf = make(ROWS, LENGTH, VOCAB, torch.Generator().manual_seed(0), "cpu")
+    return bench, preset("tiny", arch), mine, hf, int((mine.labels != IGNORE).sum())
+
+
+@pytest.mark.parametrize("arch", ["encoder", "encoder-decoder"])
+def test_our_training_flops_match_torchs_flop_counter(arch: str) -> None:
+    bench, shape, mine, _, scored = setup(arch)
+    torch.manual_seed(0)
+    ours = Model(ModelConfig(arch=arch, vocab_size=VOCAB, max_len=64, **shape))
+    tgt_len = 0 if arch == "encoder" else LENGTH
+    expected = bench.train_flops(arch, shape, VOCAB, ROWS, LENGTH, tgt_len, scored)
+    assert counted(lambda: bench.our_loss(ours, mine)) == pytest.approx(expected, rel=0.01)
+
+
+@pytest.mark.parametrize("arch", ["encoder", "encoder-decoder"])
+def test_transformers_training_flops_match_torchs_flop_counter(arch: str) -> None:
+    """BertForMaskedLM projects every position onto the vocabulary, so its own FLOPs exceed the
+    useful ones; BART scores every target token anyway."""
+    pytest.importorskip("transformers")
+    bench, shape, _, hf, scored = setup(arch)
+    torch.manual_seed(0)
+    theirs = bench.hf_model(arch, shape, VOCAB, 64).train()
+    tgt_len = 0 if arch == "encoder" else LENGTH
+    every = ROWS * (tgt_len or LENGTH)
+    expected = bench.train_flops(arch, shape, VOCAB, ROWS, LENGTH, tgt_len, every)
+    assert counted(lambda: theirs(**hf).loss) == pytest.approx(expected, rel=0.01)
+    if arch == "encoder":
+        assert expected > bench.train_flops(arch, shape, VOCAB, ROWS, LENGTH, tgt_len, scored)
 
 
 def run_throughput(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
