@@ -40,7 +40,7 @@ from objectives_cli.train import Trainer, amp_context, term_losses, train
 from tests.cli.runner import invoke
 from tests.helpers import NON_LEAF_GRAD, corpus_tokens, corpus_vocab
 from tests.train.conftest import QUIET, tiny
-from tests.train.test_compile import RECOMPILE_LIMIT, SETTLED_BY, GraphCount
+from tests.train.test_compile import MAX_GRAPHS, RECOMPILE_LIMIT, GraphCount
 
 pytestmark = [
     pytest.mark.gpu,
@@ -102,7 +102,9 @@ def test_compiled_training_on_cuda(name: str, tmp_path: Path) -> None:
             tiny(tmp_path / "compiled", name, steps=steps, device="cuda", compile=True), count
         )
     assert count.graphs[0] > 0, "nothing was compiled"
-    assert set(count.graphs[SETTLED_BY - 1 :]) == {count.graphs[-1]}, count.graphs
+    # CUDA draws other masks than the CPU test, so a rare batch shape may first appear late; a
+    # per-step recompile would still pass RECOMPILE_LIMIT within the 8 steps and fail the run
+    assert count.graphs[-1] <= MAX_GRAPHS, count.graphs
     assert losses(tmp_path / "compiled") == pytest.approx(
         losses(tmp_path / "eager"), rel=BF16_TOLERANCE
     )
