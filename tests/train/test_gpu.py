@@ -70,7 +70,7 @@ def test_every_arch_learns_with_bf16_autocast(name: str, tmp_path: Path) -> None
     summary = train(cfg, QUIET)
     curve = losses(tmp_path)
     assert len(curve) == 20
-    assert all(math.isfinite(x) for x in curve)
+    assert all(math.isfinite(v) for v in curve)
     assert summary["eval_loss"] < (1 - MARGIN) * summary["start_eval_loss"], summary
 
 
