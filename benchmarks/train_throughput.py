@@ -2,20 +2,36 @@
 
     python benchmarks/train_throughput.py                       # CPU, small shapes
     python benchmarks/train_throughput.py --model base --batch 32 --seq-len 512 --device cuda
+    python benchmarks/train_throughput.py --device cuda --compile --json   # JSON line per result
 
-One step = forward, loss, backward, AdamW step, on random ids: BERT-style MLM (15% of positions
-scored) for the encoders (ours vs `BertForMaskedLM`), full-sequence denoising (every target
-token scored, as BART) for the encoder-decoders (ours vs `BartForConditionalGeneration`). Both
-sides use the same width, depth, heads, feed-forward size and vocabulary, no dropout, SDPA
-attention; on CUDA both run under bf16 autocast, and MFU is reported from 6 x parameters x tokens
-(+ attention) against the GPU's peak (`--peak-tflops`, default 989 for an H100's dense bf16).
-Steps alternate between the two models and the median step time is reported, so a busy machine
-hurts both alike. Needs the `bench` extra (transformers).
+One step = forward, loss, backward, AdamW step (fused where torch has the kernel, as the trainer
+uses it), on random ids: BERT-style MLM (15% of positions scored) for the encoders (ours vs
+`BertForMaskedLM`), full-sequence denoising (every target token scored, as BART) for the
+encoder-decoders (ours vs `BartForConditionalGeneration`). Both sides use the same width, depth,
+heads, feed-forward size and vocabulary, no dropout, SDPA attention; on CUDA both run under bf16
+autocast; `--compile` wraps both in `torch.compile`. Steps alternate between the two models and
+the median step time is reported, so a busy machine hurts both alike. Needs the `bench` extra
+(transformers).
+
+FLOPs are counted analytically per step (`train_flops`): the matmuls of every layer (attention
+projections, feed-forward, cross-attention), attention's QK^T and AV over all query-key pairs
+(causal attention counted in full, as `torch.utils.flop_counter` counts it), and the output
+projection (and the MLM transform) on the rows it runs on; forward x 3 for forward + backward.
+Embedding lookups, norms, softmax and the loss are left out (a fraction of a percent).
+
+- own FLOPs: the work each model does. Ours projects only the scored positions onto the
+  vocabulary, `BertForMaskedLM` every position, so for the encoders the two differ.
+- useful FLOPs (a common definition): the work the objective needs, i.e. the own FLOPs with the
+  output projection on the scored positions only. The same number for both sides.
+- MFU = FLOPs / step time / peak (`--peak-tflops`, default 989 for an H100's dense bf16; on CUDA
+  only, unless a peak is given): own MFU says how busy a model keeps the device with the work it
+  chose, useful MFU compares the two sides on equal terms.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import sys
@@ -30,7 +46,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from corruptions import IGNORE, Corrupted
-from objectives_cli.models import Model, ModelConfig, param_counts, preset
+from objectives_cli.models import Model, ModelConfig, preset
+from objectives_cli.train import fused_adamw
 
 
 def batch_encoder(b: int, n: int, vocab: int, gen: torch.Generator, device: str
@@ -56,6 +73,9 @@ def batch_seq2seq(b: int, n: int, vocab: int, gen: torch.Generator, device: str
     return ours, {k: v.to(device) for k, v in theirs.items()}
 
 
+HF_NAMES = {"encoder": "BertForMaskedLM", "encoder-decoder": "BartForConditionalGeneration"}
+
+
 def hf_model(arch: str, shape: dict[str, int], vocab: int, max_len: int) -> torch.nn.Module:
     import transformers
 
@@ -75,7 +95,8 @@ def hf_model(arch: str, shape: dict[str, int], vocab: int, max_len: int) -> torc
     return transformers.BartForConditionalGeneration._from_config(cfg, attn_implementation="sdpa")
 
 
-def our_loss(model: Model, batch: Corrupted) -> torch.Tensor:
+def our_loss(model: torch.nn.Module, batch: Corrupted) -> torch.Tensor:
+    """Sum of the per-term mean cross-entropies, as the Hugging Face models compute their loss."""
     total = torch.zeros((), device=batch.input_ids.device)
     for logits, targets in model(batch).values():
         total = total + F.cross_entropy(logits.float(), targets)
@@ -84,8 +105,9 @@ def our_loss(model: Model, batch: Corrupted) -> torch.Tensor:
 
 def stepper(model: torch.nn.Module, loss: Callable[[], torch.Tensor], device: str
             ) -> Callable[[], float]:
-    fused = {"fused": True} if device == "cuda" else {}
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, **fused)
+    """One timed training step (seconds) of `model` on the loss `loss()` computes."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4,
+                            fused=fused_adamw(torch.device(device)))
     amp = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
 
     def step() -> float:
@@ -104,12 +126,38 @@ def stepper(model: torch.nn.Module, loss: Callable[[], torch.Tensor], device: st
     return step
 
 
-def flops_per_token(params: int, layers: int, d: int, n: int) -> float:
-    """Training FLOPs per token: 6 N for the weights plus 12 x layers x d x n for attention."""
-    return 6 * params + 12 * layers * d * n
+def train_flops(arch: str, shape: dict[str, int], vocab: int, batch: int, src_len: int,
+                tgt_len: int, head_rows: int) -> int:
+    """Training FLOPs of one step: 3 x the forward pass's matmuls (backward costs twice forward).
+
+    Args:
+        arch: "encoder" (the sequence is `src_len` long) or "encoder-decoder" (`src_len` source,
+            `tgt_len` target tokens per row).
+        shape: d_model, d_ff, n_layers, n_decoder_layers (a `preset`).
+        head_rows: rows the output projection runs on (scored positions, or all of them); the
+            encoder's MLM transform (dense d x d) runs on the same rows.
+    """
+    d, ff = shape["d_model"], shape["d_ff"]
+    src, tgt = batch * src_len, batch * tgt_len
+
+    def block(rows: int, q_len: int, k_len: int) -> int:  # self-attention + feed-forward
+        projections = 2 * rows * d * 3 * d + 2 * rows * d * d
+        attention = 2 * 2 * batch * q_len * k_len * d  # QK^T and AV, summed over heads
+        return projections + attention + 2 * 2 * rows * d * ff
+
+    forward = shape["n_layers"] * block(src, src_len, src_len)
+    if arch == "encoder-decoder":
+        cross = 2 * tgt * d * d + 2 * src * d * 2 * d + 2 * 2 * batch * tgt_len * src_len * d \
+            + 2 * tgt * d * d
+        forward += shape["n_decoder_layers"] * (block(tgt, tgt_len, tgt_len) + cross)
+    else:
+        forward += 2 * head_rows * d * d  # MLM transform
+    forward += 2 * head_rows * d * vocab
+    return 3 * forward
 
 
 def compare(arch: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Time both models on one batch; throughput, FLOPs per step and (with a peak) MFU."""
     shape = preset(args.model, arch)
     vocab, n, b, device = args.vocab, args.seq_len, args.batch, args.device
     torch.manual_seed(0)
@@ -118,25 +166,38 @@ def compare(arch: str, args: argparse.Namespace) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(0)
     make = batch_encoder if arch == "encoder" else batch_seq2seq
     mine, hf = make(b, n, vocab, gen, device)
-    steps = {"ours": stepper(ours, lambda: our_loss(ours, mine), device),
-             "transformers": stepper(theirs, lambda: theirs(**hf).loss, device)}
+    run_ours, run_theirs = (torch.compile(m) if args.compile else m for m in (ours, theirs))
+    steps = {"ours": stepper(ours, lambda: our_loss(run_ours, mine), device),
+             "transformers": stepper(theirs, lambda: run_theirs(**hf).loss, device)}
     times: dict[str, list[float]] = {k: [] for k in steps}
     for i in range(args.warmup + args.steps):
         for name, step in steps.items():
             t = step()
             if i >= args.warmup:
                 times[name].append(t)
-    tokens = b * n * (1 if arch == "encoder" else 2)  # source (+ target) tokens per step
-    layers = shape["n_layers"] + shape["n_decoder_layers"]
-    out: dict[str, Any] = {"arch": arch, "shape": f"{layers} layers x {shape['d_model']}",
-                           "batch": f"{b} x {n}"}
+    tgt_len = 0 if arch == "encoder" else n
+    tokens = b * (n + tgt_len)  # source (+ target) tokens per step
+    scored = int((mine.labels != IGNORE).sum())
+    every = b * (tgt_len or n)  # rows a head on every position projects
+    useful = train_flops(arch, shape, vocab, b, n, tgt_len, scored)
+    own = {"ours": useful, "transformers": train_flops(arch, shape, vocab, b, n, tgt_len, every)}
+    layers = (f"{shape['n_layers']}+{shape['n_decoder_layers']}" if tgt_len
+              else str(shape["n_layers"]))
+    out: dict[str, Any] = {"arch": arch, "transformers_model": HF_NAMES[arch],
+                           "shape": f"{layers} layers x {shape['d_model']}", "batch": b,
+                           "seq_len": n, "device": device, "compile": args.compile,
+                           "useful_flops_per_step": useful}
+    peak = args.peak_tflops or (989.0 if device == "cuda" else 0.0)
     for name, model in (("ours", ours), ("transformers", theirs)):
         median = statistics.median(times[name])
+        out[f"{name}_step_ms"] = median * 1e3
         out[f"{name}_tokens_per_s"] = tokens / median
         out[f"{name}_params"] = sum(p.numel() for p in model.parameters())
-        if device == "cuda":
-            flops = flops_per_token(param_counts(ours)["total"], layers, shape["d_model"], n)
-            out[f"{name}_mfu"] = flops * tokens / median / (args.peak_tflops * 1e12)
+        out[f"{name}_flops_per_step"] = own[name]
+        out[f"{name}_tflops_per_s"] = own[name] / median / 1e12
+        if peak:
+            out[f"{name}_mfu"] = own[name] / median / (peak * 1e12)
+            out[f"{name}_useful_mfu"] = useful / median / (peak * 1e12)
     return out
 
 
@@ -167,25 +228,35 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--vocab", type=int, default=8000)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation too)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--peak-tflops", type=float, default=989.0)
+    parser.add_argument("--peak-tflops", type=float, default=0.0,
+                        help="device peak for MFU (default: 989, an H100's dense bf16, on CUDA)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models")
+    parser.add_argument("--json", action="store_true", help="one JSON line per result")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"machine: {machine(args.device)}")
-    print("| model | shape | batch | ours tokens/s | transformers tokens/s | ratio |"
-          + (" ours MFU | transformers MFU |" if args.device == "cuda" else ""))
-    print("|---|---|---|---|---|---|" + ("---|---|" if args.device == "cuda" else ""))
-    for arch in ("encoder", "encoder-decoder"):
+    where = machine(args.device)
+    mfu = bool(args.peak_tflops) or args.device == "cuda"
+    if not args.json:
+        print(f"machine: {where}" + ("; torch.compile" if args.compile else ""))
+        print("| model | shape | batch | ours tokens/s | transformers tokens/s | ratio |"
+              + (" ours MFU (useful) | transformers MFU (useful) |" if mfu else ""))
+        print("|---|---|---|---|---|---|" + ("---|---|" if mfu else ""))
+    for arch in HF_NAMES:
         r = compare(arch, args)
-        hf_name = "BertForMaskedLM" if arch == "encoder" else "BartForConditionalGeneration"
-        row = (f"| {arch} vs {hf_name} | {r['shape']} | {r['batch']} | "
-               f"{r['ours_tokens_per_s']:,.0f} | {r['transformers_tokens_per_s']:,.0f} | "
+        if args.json:
+            print(json.dumps({**r, "machine": where}), flush=True)
+            continue
+        row = (f"| {arch} vs {r['transformers_model']} | {r['shape']} | {r['batch']} x "
+               f"{r['seq_len']} | {r['ours_tokens_per_s']:,.0f} | "
+               f"{r['transformers_tokens_per_s']:,.0f} | "
                f"{r['ours_tokens_per_s'] / r['transformers_tokens_per_s']:.2f} |")
-        if args.device == "cuda":
-            row += f" {r['ours_mfu']:.1%} | {r['transformers_mfu']:.1%} |"
+        if mfu:
+            row += "".join(f" {r[f'{k}_mfu']:.1%} ({r[f'{k}_useful_mfu']:.1%}) |"
+                           for k in ("ours", "transformers"))
         print(row, flush=True)
 
 

@@ -228,14 +228,17 @@ class Model(nn.Module):
                 *self.encode(batch),
                 batch.extras.get("decoder_position_ids"),
             )
-            return {"lm": (self.lm_logits(h[sel["lm"]]), batch.labels[sel["lm"]])}
+            at = sel["lm"].nonzero(as_tuple=True)  # one index (one device sync) for both gathers
+            return {"lm": (self.lm_logits(h[at]), batch.labels[at])}
         if self.cfg.arch == "decoder":
             h = self.run_decoder(batch)
-            return {"lm": (self.lm_logits(h[:, :-1][sel["lm"]]), batch.labels[:, 1:][sel["lm"]])}
+            at = sel["lm"].nonzero(as_tuple=True)
+            return {"lm": (self.lm_logits(h[:, :-1][at]), batch.labels[:, 1:][at])}
         if self.cfg.electra:
             return self.electra(batch, sel)
         h, g = self.run_encoder(batch)
-        out = {"mlm": (self.mlm(g[sel["mlm"]], self.table), batch.labels[sel["mlm"]])}
+        at = sel["mlm"].nonzero(as_tuple=True)
+        out = {"mlm": (self.mlm(g[at], self.table), batch.labels[at])}
         return out | self.extra_heads(batch, sel, h)
 
     def lm_logits(self, h: Tensor) -> Tensor:
@@ -265,19 +268,19 @@ class Model(nn.Module):
         out: dict[str, Head] = {}
         ex = batch.extras
         if self.sbo is not None and "sbo" in sel:
-            m = sel["sbo"]
-            rows = torch.arange(h.size(0), device=h.device)[:, None].expand_as(m)[m]
+            rows, cols = sel["sbo"].nonzero(as_tuple=True)  # one index for all five gathers
             logits = self.sbo(
-                h[rows, ex["span_left"][m]],
-                h[rows, ex["span_right"][m]],
-                ex["span_offset"][m],
+                h[rows, ex["span_left"][rows, cols]],
+                h[rows, ex["span_right"][rows, cols]],
+                ex["span_offset"][rows, cols],
                 self.table,
             )
-            out["sbo"] = (logits, batch.labels[m])
+            out["sbo"] = (logits, batch.labels[rows, cols])
         if self.classifier is not None:
             for key, name in CLASSIFIER_KEYS.items():
                 if name in sel:
-                    out[name] = (self.classifier(h[:, 0][sel[name]]), ex[key][sel[name]])
+                    at = sel[name].nonzero(as_tuple=True)
+                    out[name] = (self.classifier(h[:, 0][at]), ex[key][at])
         return out
 
     def electra(self, batch: Corrupted, sel: dict[str, Tensor]) -> dict[str, Head]:
@@ -289,18 +292,19 @@ class Model(nn.Module):
         mask = self_attention_mask(batch.attention_mask, ex, causal=False)
         x = self.embed(ids, pos, ex.get("token_type_ids"))
         gh, _ = self.generator.stack(self.generator.proj(x), mask, pos)
-        gen_logits = self.mlm(gh[m], self.table)
+        at = m.nonzero(as_tuple=True)
+        gen_logits = self.mlm(gh[at], self.table)
         with torch.no_grad():  # Gumbel-max sample at temperature 1, no gradient (ELECTRA)
             u = torch.rand_like(gen_logits, dtype=torch.float32).clamp_(1e-9, 1.0)
             sampled = (gen_logits.float() - torch.log(-torch.log(u))).argmax(-1)
             original = torch.where(m, batch.labels, ids)
             fake = original.clone()
-            fake[m] = sampled
+            fake[at] = sampled
             replaced = fake != original  # a correct guess counts as real
         h, _ = self.encoder(self.embed(fake, pos, ex.get("token_type_ids")), mask, pos)
-        real = sel["rtd"]
+        real = sel["rtd"].nonzero(as_tuple=True)
         out = {
-            "mlm": (gen_logits, batch.labels[m]),
+            "mlm": (gen_logits, batch.labels[at]),
             "rtd": (self.rtd(h[real]).squeeze(-1), replaced[real].float()),
         }
         return out | self.extra_heads(batch, sel, h)
@@ -317,13 +321,14 @@ class Model(nn.Module):
         ex = batch.extras
         pos = position_ids(batch.input_ids, ex.get("document_ids"))
         x = self.embed(batch.input_ids, pos, ex.get("token_type_ids"))
-        memory, _ = self.encoder(
-            x, self_attention_mask(batch.attention_mask, ex, causal=False), pos
-        )
-        visible = batch.attention_mask
+        mask = self_attention_mask(batch.attention_mask, ex, causal=False)
+        memory, _ = self.encoder(x, mask, pos)
         if self.cfg.cross_hide >= 0:
-            visible = visible & (batch.input_ids != self.cfg.cross_hide)
-        return memory, key_padding(visible)
+            hidden = batch.input_ids == self.cfg.cross_hide
+            return memory, key_padding(batch.attention_mask & ~hidden)
+        if mask.empty is None:  # plain key padding: reuse it (one device sync, one graph break)
+            return memory, mask
+        return memory, key_padding(batch.attention_mask)
 
     def decode(
         self,

@@ -49,6 +49,11 @@ def random_batch(batch: int, length: int, seed: int = 0, word_every: int = 0,
     return Tokens(ids, lengths, words, sents)
 
 
+# torch.compile: dynamo probes .grad of the non-leaf tensors a graph break hands on and hides the
+# warning that raises (torch._logging.hide_warnings); pytest's "error" filter would turn it into a
+# failure. For @pytest.mark.filterwarnings on tests that compile.
+NON_LEAF_GRAD = "ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning"
+
 _ENCODED: dict[str, list] = {}  # split -> EncodedDoc prefix of the default corpus, grown on demand
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from objectives_cli import checkpoints
 from tests.cli.runner import invoke
@@ -144,3 +145,26 @@ def test_packing_can_be_chosen(tmp_path: Path) -> None:
                      "--out", str(tmp_path / "nsp"))
     assert refused.code == 2
     assert "cannot share a row" in refused.stderr
+
+
+def test_cuda_out_of_memory_is_one_error_line_and_a_hint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What the user sees when a step does not fit on the GPU (the error torch raises there)."""
+    from objectives_cli import training_commands
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(training_commands, "run_training", out_of_memory)
+    result = invoke("train", "-o", "bert-mlm", "--batch-size", "64", "--seq-len", "512",
+                    "--out", str(tmp_path / "r"))
+    assert result.code == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    hints = [line for line in lines if line.startswith("hint:")]
+    assert errors == ["error: CUDA ran out of memory (64 rows x 512 tokens, model tiny)"]
+    assert len(hints) == 1
+    assert "--batch-size" in hints[0]
+    assert "--grad-accum" in hints[0]

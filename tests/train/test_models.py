@@ -189,6 +189,20 @@ def test_mass_hides_masks_from_cross_attention_and_places_decoder_tokens() -> No
     assert torch.isfinite(term_losses(m(out))["lm"][0])
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_cross_attention_sees_every_real_source_token(packed: bool) -> None:
+    real = torch.tensor([[True] * 12, [True] * 9 + [False] * 3])
+    extras = {"document_ids": (torch.arange(12) >= 5).long().expand(2, 12)} if packed else {}
+    b = Corrupted(torch.cat([ids(), ids(seed=1)]), real, ids(4).expand(2, 4), ids(4).expand(2, 4),
+                  extras=extras)
+    _, memory_mask = model("encoder-decoder").encode(b)
+    assert memory_mask.empty is None
+    assert memory_mask.allowed is not None
+    assert torch.equal(memory_mask.allowed[:, 0, 0], real)
+    full = dataclasses.replace(b, attention_mask=torch.ones_like(real))
+    assert model("encoder-decoder").encode(full)[1] == (None, False, None)  # flash-eligible
+
+
 @pytest.mark.parametrize(("arch", "vocab", "max_len", "expected"), [
     ("encoder", 30522, 512, 110e6),  # BERT-base
     ("encoder-decoder", 50265, 1024, 139e6),  # BART-base
