@@ -212,8 +212,8 @@ class Metrics:
     def __init__(self, run_dir: Path, after_step: int | None = None) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
         if after_step is not None and self.path.exists():  # a resumed run redoes later steps
-            rows = [line for line in self.path.read_text().splitlines() if line.strip()]
-            kept = [r for r in rows if json.loads(r).get("step", 0) <= after_step]
+            rows = parse_rows(self.path.read_text(errors="replace"))
+            kept = [json.dumps(r) for r in rows if r.get("step", 0) <= after_step]
             write_atomic(self.path, "".join(r + "\n" for r in kept))
 
     def write(self, row: dict[str, Any]) -> None:
@@ -233,10 +233,19 @@ class Metrics:
             raise WriteError(self.path, exc, self.path.parent) from None
 
 
+def parse_rows(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of a metrics.jsonl; a line a crash or power loss cut short is skipped."""
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
-    return (
-        [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if path.exists()
-        else []
-    )
+    return parse_rows(path.read_text(errors="replace")) if path.exists() else []

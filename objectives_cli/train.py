@@ -170,6 +170,8 @@ class Trainer:
         self.reporter = reporter if self.main else PlainReporter(quiet=True)  # rank 0 talks
         self.run_dir = Path(cfg.out)
         self.device = resolve_device(cfg.device, local_rank)
+        if self.device.type == "cuda":  # TF32 for what runs outside bf16 autocast (fp32 runs)
+            torch.set_float32_matmul_precision("high")
         self.data, self.corruption, self.info, model_cfg = prepare(cfg, resume, rank, world)
         torch.manual_seed(derived_seed(cfg.seed, "init"))
         self.model = Model(model_cfg).to(self.device)
@@ -207,6 +209,13 @@ class Trainer:
         self.saved = self.step
         self.reporter.message(f"resuming {self.run_dir} at step {self.step} "
                               f"({Path(state['path']).name})")
+        before = int(state.get("world", self.world))
+        if before != self.world:  # rows per step follow the process count
+            self.reporter.message(
+                f"warning: the run was trained with {before} process(es) and resumes with "
+                f"{self.world}; each step now reads {self.world * self.cfg.grad_accum} "
+                f"micro-batches instead of {before * self.cfg.grad_accum}, so the run will not "
+                "match an uninterrupted one")
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -280,7 +289,7 @@ class Trainer:
         check_finite(self.bad, self.step, self.run_dir, self.world)
         if self.main:
             state = {"optimizer": self.opt.state_dict(), "elapsed": self.elapsed,
-                     "tokens": self.tokens, "rng": torch.get_rng_state()}
+                     "tokens": self.tokens, "rng": torch.get_rng_state(), "world": self.world}
             checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
         self.saved = self.step
 

@@ -10,6 +10,8 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -308,17 +310,27 @@ def train(
     stderr = Console(stderr=True)
     reporter: Any = RichReporter(stderr) if stderr.is_terminal else PlainReporter()
     try:
-        run_training(cfg, reporter, resume=resume is not None)
-    except torch.cuda.OutOfMemoryError:
-        raise ObjectivesError(
-            f"CUDA ran out of memory ({cfg.batch_size} rows x {cfg.seq_len} tokens, "
-            f"model {cfg.model})",
+        with cuda_memory_hint(
+            f"({cfg.batch_size} rows x {cfg.seq_len} tokens, model {cfg.model})",
             "lower --batch-size and raise --grad-accum to keep the step size, shorten "
             "--seq-len, or pick a smaller --model",
-        ) from None
+        ):
+            run_training(cfg, reporter, resume=resume is not None)
     finally:
         if isinstance(reporter, RichReporter):
             reporter.close()
+
+
+FREE_GPU = "free GPU memory (other processes?) or use --device cpu"
+
+
+@contextmanager
+def cuda_memory_hint(what: str, hint: str) -> Iterator[None]:
+    """Turn CUDA running out of memory into one error line and a hint, not a traceback."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise ObjectivesError(f"CUDA ran out of memory {what}", hint) from None
 
 
 def resumed_config(
@@ -376,8 +388,9 @@ def eval_command(
     objectives eval runs/sb --data held_out.txt
     """
     warn = Console(stderr=True).print
-    run = inference.load_run(run_dir, device, warn=lambda text: warn(text, markup=False))
-    result = inference.evaluate_run(run, data, batches)
+    with cuda_memory_hint(f"evaluating {run_dir}", FREE_GPU):
+        run = inference.load_run(run_dir, device, warn=lambda text: warn(text, markup=False))
+        result = inference.evaluate_run(run, data, batches)
     if default_format(fmt) is Format.json:
         print(json.dumps(result))
         return
@@ -421,11 +434,12 @@ def fill(
     objectives fill runs/sb "The capital of France is [MASK] ."
     """
     warn = Console(stderr=True).print
-    run = inference.load_run(run_dir, device, warn=lambda text: warn(text, markup=False))
-    if run.info.arch == "encoder":
-        result = inference.fill_masks(run, text, top_k)
-    else:
-        result = inference.generate(run, text, max_new)
+    with cuda_memory_hint(f"filling in with {run_dir}", FREE_GPU):
+        run = inference.load_run(run_dir, device, warn=lambda text: warn(text, markup=False))
+        if run.info.arch == "encoder":
+            result = inference.fill_masks(run, text, top_k)
+        else:
+            result = inference.generate(run, text, max_new)
     if default_format(fmt) is Format.json:
         print(json.dumps(result))
         return

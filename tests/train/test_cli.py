@@ -168,3 +168,25 @@ def test_cuda_out_of_memory_is_one_error_line_and_a_hint(
     assert len(hints) == 1
     assert "--batch-size" in hints[0]
     assert "--grad-accum" in hints[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "patched", "args"),
+    [("eval", "evaluate_run", ()), ("fill", "fill_masks", ("a [MASK] b",))],
+)
+def test_eval_and_fill_out_of_memory_is_one_error_line_and_a_hint(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, command: str, patched: str,
+    args: tuple[str, ...],
+) -> None:
+    from objectives_cli import inference
+
+    def out_of_memory(*a: object, **kw: object) -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(inference, patched, out_of_memory)
+    result = invoke(command, str(runs["bert-mlm"]), *args)
+    assert result.code == 1
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("error:", "hint:"))]
+    assert lines[0].startswith("error: CUDA ran out of memory")
+    assert lines[1:] == ["hint: free GPU memory (other processes?) or use --device cpu"]

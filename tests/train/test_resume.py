@@ -77,6 +77,8 @@ def test_resume_after_a_crash_redoes_the_steps_since_the_last_checkpoint(
         train(cfg, StopAt(5, crash=True))
     assert [s for s, _ in checkpoints.list_checkpoints(cfg.out)] == [3]
     assert max(r["step"] for r in curve(Path(cfg.out))) == 5  # logged, then lost
+    with open(Path(cfg.out) / "metrics.jsonl", "a") as f:  # a power loss cuts a line short
+        f.write('{"step": 6, "loss": 3.')
     train(cfg, QUIET, resume=True)
     assert_same_run(straight, Path(cfg.out))
     assert [s for s, _ in checkpoints.list_checkpoints(cfg.out)] == [3, 6, 8]
@@ -98,3 +100,22 @@ def test_resume_refuses_another_objective_or_shape(straight: Path) -> None:
     for change in ({"objective": "bert-mlm"}, {"seq_len": 64}, {"model": "small"}):
         with pytest.raises(UsageError, match="cannot resume"):
             train(replace(cfg, **change), QUIET, resume=True)
+
+
+def test_resuming_with_another_process_count_warns(straight: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(straight, copy)
+    path = checkpoints.list_checkpoints(copy)[-1][1] / "state.pt"
+    state = torch.load(path, weights_only=True)
+    assert state["world"] == 1
+    torch.save({**state, "world": 2}, path)
+    said: list[str] = []
+
+    class Listen(PlainReporter):
+        def message(self, text: str) -> None:
+            said.append(text)
+
+    train(tiny(copy, "electra", **{**SETTINGS, "steps": 9}), Listen(quiet=True), resume=True)
+    assert any("trained with 2 process(es) and resumes with 1" in s for s in said)
