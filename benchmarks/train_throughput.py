@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from corruptions import IGNORE, Corrupted
 from objectives_cli.models import Model, ModelConfig, preset
-from objectives_cli.train import fused_adamw
+from objectives_cli.runtime import fused_adamw
 
 
 def batch_encoder(b: int, n: int, vocab: int, gen: torch.Generator, device: str

@@ -22,7 +22,8 @@ from . import checkpoints
 from .batches import ObjectiveInfo, eval_batches, load_data, packed
 from .models import Model, ModelConfig
 from .packing import encode_corpus, pack
-from .train import TrainConfig, amp_context, evaluate, resolve_device
+from .runtime import amp_context, resolve_device
+from .train import TrainConfig, evaluate
 
 
 @dataclass(frozen=True, eq=False)

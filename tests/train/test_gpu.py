@@ -36,7 +36,8 @@ from corruptions import (
 from objectives_cli import training_commands
 from objectives_cli.checkpoints import read_metrics
 from objectives_cli.models import ARCHS, Model, ModelConfig, preset
-from objectives_cli.train import Trainer, amp_context, term_losses, train
+from objectives_cli.runtime import amp_context
+from objectives_cli.train import Trainer, term_losses, train
 from tests.cli.runner import invoke
 from tests.helpers import NON_LEAF_GRAD, corpus_tokens, corpus_vocab
 from tests.train.conftest import QUIET, tiny

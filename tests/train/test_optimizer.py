@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from objectives_cli.models import Model, ModelConfig, preset
-from objectives_cli.train import fused_adamw, make_optimizer
+from objectives_cli.runtime import fused_adamw, make_optimizer
 from tests.train.conftest import tiny
 
 

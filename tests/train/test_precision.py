@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from objectives_cli.checkpoints import read_metrics
-from objectives_cli.train import Trainer, amp_context, train
+from objectives_cli.runtime import amp_context
+from objectives_cli.train import Trainer, train
 from tests.train.conftest import QUIET, tiny
 from tests.train.test_objectives import cases
 

@@ -1,0 +1,111 @@
+"""Where and how a run computes: device, precision, processes, signals and the optimizer.
+
+Kept apart from the loop (train.py) so that eval, fill and the benchmarks pick the same device,
+autocast and AdamW as training does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from corruptions import UsageError
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(
+                "--device cuda was asked for but CUDA is not available", "use --device cpu"
+            )
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def amp_context(cfg: TrainConfig, device: torch.device) -> Any:
+    """bf16 autocast on CUDA by default, plain fp32 on CPU."""
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return (
+        nullcontext() if precision == "fp32" else torch.autocast(device.type, dtype=torch.bfloat16)
+    )
+
+
+def distributed() -> tuple[int, int, int, bool]:
+    """(rank, world size, local rank, whether we started the process group) under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0, False
+    import torch.distributed as dist
+
+    started = not dist.is_initialized()
+    if started:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), started
+
+
+def all_reduce(t: Tensor, world: int, op: str = "sum") -> Tensor:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return t
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+@contextmanager
+def catch_signals() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM instead of dying, so the loop can save a checkpoint and stop."""
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, fused where torch has the kernel; weight decay on matrices only."""
+    params = list(model.parameters())
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, fused=fused_adamw(device)
+    )
+
+
+def fused_adamw(device: torch.device) -> bool:
+    """Whether torch has a fused AdamW kernel for `device`: CUDA, and CPU since torch 2.4, where
+    one fused step is 4-10x faster than the default for-each one (tiny and small models)."""
+    from torch.utils import _foreach_utils
+
+    supported = getattr(_foreach_utils, "_get_fused_kernels_supported_devices", lambda: ["cuda"])
+    return device.type in supported()
