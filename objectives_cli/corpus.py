@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-VERSION = 3  # bump when the cleaning changes: it names the cache file
+VERSION = 4  # bump when the text may change: it names the cache file (4: pristine sys hooks)
 HELDOUT_PER_MILLE = 20  # 2% of documents, chosen by hash
 MIN_DOCUMENT_CHARS = 200  # shorter documents (a module with one one-line docstring) are dropped
 MAX_DOCUMENT_CHARS = 6000  # longer ones are cut at paragraphs (~2k tokens; a finer held-out split)
@@ -192,9 +192,14 @@ def _builtin_texts() -> Iterator[tuple[str, list[str]]]:
         except ImportError:
             continue
         texts = [module.__doc__ or ""]
-        for attr in sorted(vars(module)):
-            obj = getattr(module, attr)
-            if getattr(obj, "__module__", None) not in (name, None) or attr.startswith("_"):
+        namespace = vars(module)
+        for attr in sorted(namespace):
+            if attr.startswith("_"):
+                continue
+            # sys keeps the interpreter's own hooks as __excepthook__ etc.; the live ones may have
+            # been replaced (pytest, typer, rich), which must not change the corpus.
+            obj = namespace.get(f"__{attr}__", namespace[attr])
+            if getattr(obj, "__module__", None) not in (name, None):
                 continue
             texts.append(getattr(obj, "__doc__", None) or "")
             if isinstance(obj, type):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import io
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -242,6 +244,24 @@ def test_heldout_membership_depends_on_the_text_only() -> None:
     assert corpus.document_key("a") != corpus.document_key("b")
     # A fixed value: the split must never change between runs, processes or machines.
     assert corpus.document_key("The cat sat on the mat.") == 0x5FAF202D3C0E9C32
+
+
+def test_replaced_interpreter_hooks_do_not_change_the_corpus(monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """pytest replaces sys.unraisablehook and typer sys.excepthook: the text must not notice."""
+    pristine = dict(corpus._builtin_texts())["builtin:sys"]
+    monkeypatch.setattr(sys, "excepthook", lambda *args: None)
+    monkeypatch.setattr(sys, "unraisablehook", lambda *args: None)
+    assert dict(corpus._builtin_texts())["builtin:sys"] == pristine
+
+
+def test_corpus_gathered_here_equals_a_fresh_interpreter() -> None:
+    """The cache is written by whichever process gathers first: a CLI run, a test, a notebook."""
+    script = ("import hashlib; from objectives_cli.corpus import gather; "
+              "print(hashlib.sha256('\\n\\n'.join(gather()).encode()).hexdigest())")
+    fresh = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert hashlib.sha256("\n\n".join(corpus.gather()).encode()).hexdigest() == fresh
 
 
 def test_corpus_is_cached_on_disk_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
