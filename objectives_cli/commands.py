@@ -7,6 +7,7 @@ errors exit 1 (see main.py).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,7 +71,8 @@ def one_line_usage_errors() -> Iterator[None]:
     except UsageError as exc:
         message = " ".join(exc.format_message().split()).rstrip(".")
         command = exc.ctx.command_path if exc.ctx is not None else "objectives"
-        output.print_error(message[:1].lower() + message[1:], f"see '{command} --help'")
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank parses the same argv
+            output.print_error(message[:1].lower() + message[1:], f"see '{command} --help'")
         raise typer.Exit(2) from None
 
 

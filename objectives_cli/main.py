@@ -1,7 +1,8 @@
 """Entry point: import the command modules, run the app, turn user errors into one line.
 
 `ObjectivesError` becomes `error: ...` (and `hint: ...`) on stderr with its exit status; any
-other exception is a bug and keeps its traceback. A closed pipe (`| head`) ends quietly.
+other exception is a bug and keeps its traceback. Under torchrun an error that every rank meets
+alike is printed by rank 0 alone (`QuietExit` on the others). A closed pipe (`| head`) ends quietly.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from . import (
     training_commands,  # noqa: F401
 )
 from .app import app
+from .runtime import QuietExit
 
 
 def run() -> None:
     """Console-script entry point (`objectives`)."""
     try:
         app(standalone_mode=True)
+    except QuietExit as exc:  # another torchrun rank printed the error
+        sys.exit(exc.exit_code)
     except ObjectivesError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:

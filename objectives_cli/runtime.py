@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from corruptions import UsageError
+from corruptions import ObjectivesError, UsageError
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -66,11 +66,37 @@ def all_reduce(t: Tensor, world: int, op: str = "sum") -> Tensor:
     return t
 
 
-def barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
+class QuietExit(ObjectivesError):
+    """Exit with `exit_code` and print nothing: another rank of this torchrun job reports the
+    error, so a job with 8 processes prints it once rather than 8 times (or as 7 tracebacks)."""
 
-        dist.barrier()
+    def __init__(self, exit_code: int) -> None:
+        super().__init__("another process of this run stopped with an error")
+        self.exit_code = exit_code
+
+
+@contextmanager
+def shared_failure(world: int, device: torch.device) -> Iterator[None]:
+    """Every rank leaves the block knowing whether any rank failed in it.
+
+    Work that only rank 0 does (writing checkpoints and metrics, evaluating) or does first
+    (filling the data cache) would otherwise leave the other ranks waiting in their next
+    collective for a process that is gone: forever with NCCL, or until a gloo peer error. Here
+    the failing rank raises its own error and the others raise QuietExit with its exit status.
+    All ranks must enter the block; its body may be empty on some.
+    """
+    failure: Exception | None = None
+    try:
+        yield
+    except Exception as exc:  # re-raised below, once the other ranks know
+        failure = exc
+    if world > 1:
+        code = 0 if failure is None else getattr(failure, "exit_code", 1) or 1
+        flag = all_reduce(torch.tensor([float(code)], device=device), world, "max")
+        if failure is None and flag.item() > 0:
+            raise QuietExit(int(flag.item()))
+    if failure is not None:
+        raise failure
 
 
 @contextmanager

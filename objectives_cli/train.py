@@ -33,13 +33,14 @@ from .models import LOSS_WEIGHTS, Head, Model, ModelConfig, heads_for, param_cou
 from .packing import PACKINGS, Blocks
 from .progress import PlainReporter, Reporter
 from .runtime import (
+    QuietExit,
     all_reduce,
     amp_context,
-    barrier,
     catch_signals,
     distributed,
     make_optimizer,
     resolve_device,
+    shared_failure,
 )
 
 SCHEDULES = ("linear", "cosine")
@@ -160,6 +161,10 @@ def train(
     rank, world, local_rank, started = distributed()
     try:
         return Trainer(cfg, reporter or PlainReporter(), resume, rank, world, local_rank).run()
+    except (NonFiniteLoss, Interrupted) as exc:  # every rank stops alike; rank 0 says why
+        if rank > 0:
+            raise QuietExit(exc.exit_code) from None
+        raise
     finally:
         if started:
             import torch.distributed as dist
@@ -179,17 +184,25 @@ class Trainer:
         self.device = resolve_device(cfg.device, local_rank)
         if self.device.type == "cuda":  # TF32 for what runs outside bf16 autocast (fp32 runs)
             torch.set_float32_matmul_precision("high")
-        self.data, self.corruption, self.info, model_cfg = prepare(cfg, resume, rank, world)
+        with shared_failure(world, self.device):  # rank 0 first: it fills the data cache and
+            if self.main:                          # reports a bad data set or run directory once
+                setup = prepare(cfg, resume)
+        if not self.main:
+            setup = prepare(cfg, resume)
+        self.data, self.corruption, self.info, model_cfg = setup
         torch.manual_seed(derived_seed(cfg.seed, "init"))
         self.model = Model(model_cfg).to(self.device)
         self.opt = make_optimizer(cfg, self.model, self.device)
         self.step, self.elapsed, self.tokens = 0, 0.0, 0
         self.saved = -1  # step of the newest checkpoint on disk (-1: none yet)
         self.evaluated: tuple[int, dict[str, float]] = (-1, {})  # last evaluation: step, result
-        if resume:
+        with shared_failure(world, self.device):  # rank 0 first again, for the same reasons
+            if self.main and resume:
+                self.restore()
+            elif self.main:
+                start_run(cfg, self.data, self.info, model_cfg)
+        if resume and not self.main:
             self.restore()
-        elif self.main:
-            start_run(cfg, self.data, self.info, model_cfg)
         self.blocks = packed(self.data, cfg, self.info)
         for line in describe(self.model, self.info, cfg, self.device, self.blocks, world):
             self.reporter.message(line)
@@ -202,8 +215,9 @@ class Trainer:
         if cfg.compile:
             self.net = torch.compile(self.net)  # type: ignore[assignment]
         self.metrics = None
-        if self.main:  # a resumed run drops what was logged after its checkpoint
-            self.metrics = checkpoints.Metrics(self.run_dir, after_step=self.step)
+        with shared_failure(world, self.device):
+            if self.main:  # a resumed run drops what was logged after its checkpoint
+                self.metrics = checkpoints.Metrics(self.run_dir, after_step=self.step)
 
     def restore(self) -> None:
         state = checkpoints.load_latest(self.run_dir, self.model, self.reporter.message)
@@ -226,7 +240,7 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        first = self.evaluate() if self.main and not self.resume else None
+        first = self.evaluate() if not self.resume else None
         budget = cfg.budget > 0
         self.reporter.start(cfg.budget if budget else cfg.steps,
                             self.elapsed if budget else self.step, "s" if budget else "steps")
@@ -254,7 +268,7 @@ class Trainer:
                     row, logged = self.log(lr), self.step
                 if cfg.save_every > 0 and self.step % cfg.save_every == 0:
                     self.save()
-                if self.main and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
+                if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
                     self.evaluate()
                 self.reporter.advance(self.elapsed if budget else self.step, row)
             try:
@@ -285,8 +299,9 @@ class Trainer:
         speed = self.window[0] / max(now - self.window[1], 1e-9)
         self.window = (0, now)
         row = log_row(self.last, lr, self.step, self.tokens, speed, self.world)
-        if self.metrics is not None:
-            self.metrics.write({**row, "elapsed": round(self.elapsed, 3)})
+        with shared_failure(self.world, self.device):
+            if self.metrics is not None:
+                self.metrics.write({**row, "elapsed": round(self.elapsed, 3)})
         return row
 
     def save(self) -> None:
@@ -294,27 +309,32 @@ class Trainer:
         if self.step == self.saved:
             return
         check_finite(self.bad, self.step, self.run_dir, self.world)
-        if self.main:
-            state = {"optimizer": self.opt.state_dict(), "elapsed": self.elapsed,
-                     "tokens": self.tokens, "rng": torch.get_rng_state(), "world": self.world}
-            checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
+        with shared_failure(self.world, self.device):
+            if self.main:
+                state = {"optimizer": self.opt.state_dict(), "elapsed": self.elapsed,
+                         "tokens": self.tokens, "rng": torch.get_rng_state(), "world": self.world}
+                checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
         self.saved = self.step
 
     def evaluate(self) -> dict[str, float]:
-        """Held-out figures (rank 0), written to metrics.jsonl; once per step."""
+        """Held-out figures, written to metrics.jsonl; once per step. Rank 0 computes them
+        while the others wait (their result is empty)."""
         if self.evaluated[0] == self.step:  # eval_every divides steps: the end needs no rerun
             return self.evaluated[1]
-        batches = eval_batches(self.cfg, self.blocks[1], self.corruption, self.data.vocab,
-                               self.info, self.device)
-        result = evaluate(self.model, batches, self.amp, self.cfg.seed)
-        if self.metrics is not None:
-            self.metrics.write({"step": self.step, **{f"eval_{k}": v for k, v in result.items()}})
+        result: dict[str, float] = {}
+        with shared_failure(self.world, self.device):
+            if self.main:
+                batches = eval_batches(self.cfg, self.blocks[1], self.corruption,
+                                       self.data.vocab, self.info, self.device)
+                result = evaluate(self.model, batches, self.amp, self.cfg.seed)
+                if self.metrics is not None:
+                    self.metrics.write(
+                        {"step": self.step, **{f"eval_{k}": v for k, v in result.items()}})
         self.evaluated = (self.step, result)
         return result
 
     def finish(self, first: dict[str, float] | None) -> dict[str, Any]:
-        final = self.evaluate() if self.main else {}
-        barrier(self.world)
+        final = self.evaluate()
         summary: dict[str, Any] = {"steps": self.step, "tokens": self.tokens,
                                    "seconds": round(self.elapsed, 1),
                                    "tokens_per_s": round(self.tokens / max(self.elapsed, 1e-9))}
@@ -322,7 +342,7 @@ class Trainer:
             names = sorted(self.last)
             shares = all_reduce(torch.stack([self.last[k] for k in names]), self.world).tolist()
             summary["train_loss"] = round(weighted_total(dict(zip(names, shares, strict=True))), 4)
-        if first is not None:
+        if first:
             summary["start_eval_loss"] = round(first["loss"], 4)
         summary.update({f"eval_{k}": round(v, 4) for k, v in final.items()})
         summary["run_dir"] = str(self.run_dir)
@@ -513,18 +533,12 @@ def run_config(cfg: TrainConfig, model_cfg: ModelConfig, info: ObjectiveInfo) ->
     return {"train": cfg.to_json(), "model": asdict(model_cfg), "objective": objective}
 
 
-def prepare(
-    cfg: TrainConfig, resume: bool, rank: int, world: int
-) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
+def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
     """Data, corruption, objective facts and model shape: probed on a fresh run, read on resume."""
     run_dir = Path(cfg.out)
     tokenizer = str(run_dir / "tokenizer.json") if resume else cfg.tokenizer
     corruption = create(cfg.objective, **dict(cfg.params))
-    if rank > 0:  # rank 0 tokenises first and fills the cache; the others then read it
-        barrier(world)
     data = load_data(cfg, tokenizer)
-    if rank == 0:
-        barrier(world)
     if resume:
         stored = checkpoints.read_config(run_dir)
         before = TrainConfig.from_json(stored["train"])

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from objectives_cli import checkpoints
-from tests.cli.runner import invoke
+from objectives_cli import checkpoints, training_commands
+from objectives_cli.runtime import QuietExit
+from tests.cli.runner import Result, invoke
 
 TINY_RUN = ("--steps", "3", "--seq-len", "32", "--batch-size", "4", "--eval-batches", "1",
             "--device", "cpu", "--log-every", "1")
@@ -190,3 +191,22 @@ def test_eval_and_fill_out_of_memory_is_one_error_line_and_a_hint(
     lines = [line for line in result.stderr.splitlines() if line.startswith(("error:", "hint:"))]
     assert lines[0].startswith("error: CUDA ran out of memory")
     assert lines[1:] == ["hint: free GPU memory (other processes?) or use --device cpu"]
+
+
+def test_under_torchrun_only_rank_0_prints_a_usage_error() -> None:
+    """Every rank parses the same argv; one error line is enough, each rank keeps status 2."""
+    args = ("train", "-o", "bert-mlm", "--bogus")
+    assert invoke(*args, env={"RANK": "1"}) == Result(2, "", "")
+    first = invoke(*args, env={"RANK": "0"})
+    assert first.code == 2
+    assert first.stderr.startswith("error: no such option: --bogus")
+
+
+def test_quiet_exit_prints_nothing_and_keeps_the_status(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise QuietExit(130)
+
+    monkeypatch.setattr(training_commands, "run_training", fail)
+    assert invoke("train", "-o", "bert-mlm", "--model", "tiny", "--out", str(tmp_path / "r")
+                  ) == Result(130, "", "")
