@@ -35,7 +35,7 @@ from corruptions import (
 from .packing import Blocks, Corpus, encode_corpus, pack
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from .config import TrainConfig
 
 BatchFn = Callable[[int, int, int], tuple[Corrupted, int]]
 IN_PLACE = (int(Op.KEEP), int(Op.PREDICT), int(Op.CONTEXT))

@@ -20,10 +20,11 @@ from corruptions import IGNORE, Corrupted, NotEnoughSentinels, UsageError, creat
 
 from . import checkpoints
 from .batches import ObjectiveInfo, eval_batches, load_data, packed
+from .config import TrainConfig
 from .models import Model, ModelConfig
 from .packing import encode_corpus, pack
 from .runtime import amp_context, resolve_device
-from .train import TrainConfig, evaluate
+from .train import evaluate
 
 
 @dataclass(frozen=True, eq=False)

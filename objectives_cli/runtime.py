@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from corruptions import ObjectivesError, UsageError
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from .config import TrainConfig
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -25,8 +25,8 @@ from corruptions import ObjectivesError, UsageError
 
 from . import inference
 from .app import app
+from .config import PRESET_DEFAULTS, RESUMABLE, TrainConfig, config_for
 from .progress import PlainReporter, RichReporter
-from .train import PRESET_DEFAULTS, RESUMABLE, TrainConfig, config_for
 from .train import train as run_training
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import torch
 
+from objectives_cli.config import TrainConfig, config_for
 from objectives_cli.progress import PlainReporter
-from objectives_cli.train import TrainConfig, config_for
 
 
 @pytest.fixture(autouse=True, scope="package")

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from corruptions import UsageError
-from objectives_cli.train import TrainConfig, config_for, lr_at
+from objectives_cli.config import TrainConfig, config_for, lr_at
 from objectives_cli.training_commands import parse_budget
 
 
