@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -45,6 +46,12 @@ def amp_context(cfg: TrainConfig, device: torch.device) -> Any:
     )
 
 
+# How long a collective may wait (torch's default is 10 minutes for NCCL): long enough for the
+# first process to tokenise a corpus of several GB while the others wait for it. Failures do not
+# wait for it: see shared_failure.
+PROCESS_GROUP_TIMEOUT = timedelta(hours=2)
+
+
 def distributed() -> tuple[int, int, int, bool]:
     """(rank, world size, local rank, whether we started the process group) under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -53,8 +60,9 @@ def distributed() -> tuple[int, int, int, bool]:
     import torch.distributed as dist
 
     started = not dist.is_initialized()
-    if started:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if started:  # the others wait while each machine's first process tokenises the corpus
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
+                                timeout=PROCESS_GROUP_TIMEOUT)
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), started
 
 

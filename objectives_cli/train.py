@@ -76,10 +76,12 @@ class Trainer:
         self.device = resolve_device(cfg.device, local_rank)
         if self.device.type == "cuda":  # TF32 for what runs outside bf16 autocast (fp32 runs)
             torch.set_float32_matmul_precision("high")
-        with shared_failure(world, self.device):  # rank 0 first: it fills the data cache and
-            if self.main:                          # reports a bad data set or run directory once
+        # The first process of each machine reads and tokenises first, filling the machine's
+        # cache for the others, and reports a bad data set or run directory once per machine.
+        with shared_failure(world, self.device):
+            if local_rank == 0:
                 setup = prepare(cfg, resume)
-        if not self.main:
+        if local_rank > 0:
             setup = prepare(cfg, resume)
         self.data, self.corruption, self.info, model_cfg = setup
         torch.manual_seed(derived_seed(cfg.seed, "init"))
@@ -88,7 +90,7 @@ class Trainer:
         self.step, self.elapsed, self.tokens = 0, 0.0, 0
         self.saved = -1  # step of the newest checkpoint on disk (-1: none yet)
         self.evaluated: tuple[int, dict[str, float]] = (-1, {})  # last evaluation: step, result
-        with shared_failure(world, self.device):  # rank 0 first again, for the same reasons
+        with shared_failure(world, self.device):  # rank 0 first: it alone writes the run
             if self.main and resume:
                 self.restore()
             elif self.main:
