@@ -138,7 +138,7 @@ def prefix_ops(real: Tensor, suffix: Tensor, special: Tensor) -> Tensor:
 
 
 @register("clm", arch="decoder", paper="Radford et al. 2019 (GPT-2); Brown et al. 2020, "
-          "arXiv 2005.14165", aliases=("gpt", "causal-lm"))
+          "arXiv 2005.14165", aliases=("gpt", "causal-lm"), one_document_per_row=True)
 def clm(**overrides: Any) -> CausalLM:
     """GPT causal language modelling: predict every next token, an EOS appended per row.
 
@@ -149,7 +149,7 @@ def clm(**overrides: Any) -> CausalLM:
 
 
 @register("prefix-lm", arch="decoder", paper="Raffel et al. 2020, arXiv 1910.10683",
-          aliases=("prefixlm",))
+          aliases=("prefixlm",), one_document_per_row=True)
 def prefix_lm(**overrides: Any) -> PrefixLM:
     """Prefix LM (decoder-only): split uniform on [1, n-1], bidirectional prefix, loss on the rest.
 

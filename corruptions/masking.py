@@ -307,7 +307,8 @@ class SpanMasking:
         if self.replacement == "span":  # the draw at a span's first token decides it all
             u = u.gather(1, (first[:, 1:-1] - 1).clamp(min=0))
         random_ids = unigram_tokens(batch.ids, allowed, gen)
-        extras = sbo_targets(framed, first, last, batch.lengths, self.max_pair_targets)
+        extras = sbo_targets(framed, first, last, batch.lengths, self.max_pair_targets,
+                             batch.document_ids)
         return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, self.random_replace,
                          u=u, random_ids=random_ids, extras=extras)
 
@@ -320,17 +321,25 @@ def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor
     return pool.take(torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device))
 
 
-def sbo_targets(framed: Tensor, first: Tensor, last: Tensor, lengths: Tensor, max_targets: int
-                ) -> dict[str, Tensor]:
+def sbo_targets(framed: Tensor, first: Tensor, last: Tensor, lengths: Tensor, max_targets: int,
+                document_ids: Tensor | None = None) -> dict[str, Tensor]:
     """SpanBERT's span-boundary targets, (B, L + 2) int64 each, -1 where none.
 
     `framed` marks the masked tokens at their `input_ids` index ([CLS] at 0), `first`/`last` the
     runs they form (`run_bounds`). A merged span gets SBO targets only if both outside
     neighbours lie inside the block (the reference skips spans touching either end although
-    [CLS]/[SEP] would be there); only its first `max_targets` tokens are targets.
+    [CLS]/[SEP] would be there); only its first `max_targets` tokens are targets. The
+    reference's blocks never cross documents; where several documents share a row
+    (`document_ids`, (B, L)), each document is a block: a span with an outside neighbour in
+    another document, or running across documents, gets no targets.
     """
     offset = positions(framed) - first
     sbo = framed & (first > 1) & (last < lengths.unsqueeze(1)) & (offset < max_targets)
+    if document_ids is not None:
+        doc = torch.full_like(first, -1)
+        doc[:, 1:-1] = document_ids
+        left, right = (first - 1).clamp(min=0), (last + 1).clamp(max=doc.size(1) - 1)
+        sbo &= (doc.gather(1, left) == doc.gather(1, right))
     return {"span_left": torch.where(sbo, first - 1, -1),
             "span_right": torch.where(sbo, last + 1, -1),
             "span_offset": torch.where(sbo, offset, -1)}

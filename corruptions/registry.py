@@ -64,6 +64,9 @@ class Objective:
     # model parts beyond what the batch shows; "rtd": ELECTRA's generator + discriminator, whose
     # batch otherwise looks like plain MLM
     heads: tuple[str, ...] = ()
+    # treats each row as one document (one EOS, one prefix split per row), so a trainer must not
+    # pack several documents into a row even though token positions are kept
+    one_document_per_row: bool = False
 
     @property
     def params(self) -> tuple[Param, ...]:
@@ -89,6 +92,7 @@ def register(
     needs_sentences: bool = False,
     aliases: tuple[str, ...] = (),
     heads: tuple[str, ...] = (),
+    one_document_per_row: bool = False,
 ) -> Callable[[Callable[..., Corruption]], Callable[..., Corruption]]:
     """Class the decorated factory as objective `name`; duplicate names fail at import."""
     if arch not in ARCHS:
@@ -112,6 +116,7 @@ def register(
             needs_sentences=needs_sentences,
             aliases=aliases,
             heads=heads,
+            one_document_per_row=one_document_per_row,
         )
         _ALIASES.update(dict.fromkeys(aliases, name))
         return build

@@ -86,7 +86,8 @@ class Tokens:
     word_starts: Tensor | None = None  # (B, L) bool: token opens a word
     sentence_starts: Tensor | None = None  # (B, L) bool: token opens a sentence
     # (B, L) int64: which packed document (0, 1, ...) of its row each token belongs to; None = one
-    # document per row. Objectives may ignore it; the trainer masks attention across documents.
+    # document per row. The trainer masks attention across documents; SpanBERT keeps its span
+    # boundary targets inside one; other objectives may ignore it.
     document_ids: Tensor | None = None
 
     @property

@@ -169,10 +169,16 @@ def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo,
     packing = cfg.packing
     if packing == "auto":
         preserving = offset is not None and objective.arch != "encoder-decoder"
-        packing = "documents" if preserving else "rows"
+        packing = "documents" if preserving and not objective.one_document_per_row else "rows"
     elif packing == "documents" and offset is None:
         raise UsageError(
             f"objective '{cfg.objective}' moves or inserts tokens, so documents cannot share a row",
+            "use --packing rows (or concat)",
+        )
+    elif packing == "documents" and objective.one_document_per_row:
+        raise UsageError(
+            f"objective '{cfg.objective}' treats each row as one document (one end of text, one "
+            "prefix split), so documents cannot share a row",
             "use --packing rows (or concat)",
         )
 

@@ -64,7 +64,8 @@ class ModelConfig:
     electra: bool = False  # generator + replaced-token discriminator
     generator_ratio: float = 0.25  # ELECTRA generator width / discriminator width (small, large)
     sbo_offsets: int = 15  # SpanBERT: SBO targets per span (max_pair_targets)
-    sbo_dim: int = 200  # SpanBERT: width of the offset embedding (pair_positional_embedding_size)
+    sbo_dim: int = 200  # SpanBERT: width of the offset embedding (pair_positional_embedding_size;
+    # at most d_model, so the tiny preset's is 64)
     cross_hide: int = -1  # MASS: encoder positions holding this id are hidden from the decoder
 
     def __post_init__(self) -> None:

@@ -5,10 +5,11 @@ cached on disk keyed by a hash of the documents and the tokenizer. `Blocks` are 
 stream, described only by (start, length), so packing costs no copy and `take` gathers a batch:
 
     documents  several documents per row, cut at fixed length; `Tokens.document_ids` says which
-               document each token belongs to, so attention can stay inside it (encoder and
-               decoder objectives that keep token positions: BERT, SpanBERT, ELECTRA, XLNet, CLM)
+               document each token belongs to, so attention can stay inside it (encoder
+               objectives that keep token positions: BERT, SpanBERT, ELECTRA, XLNet)
     rows       one chunk of one document per row, padded (BART's `complete_doc`, NSP/SOP, UniLM:
-               objectives that move or add tokens)
+               objectives that move or add tokens; CLM and prefix LM, one EOS and one prefix
+               split per row)
     concat     documents glued and cut at fixed length, attention crossing them (T5's
                `reduce_concat_tokens`, GPT's `group_texts`)
 

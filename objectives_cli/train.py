@@ -435,6 +435,8 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
             dropout=cfg.dropout,
             **preset(cfg.model, info.arch),
             **heads_for(info.arch, sample, info.electra, data.vocab.mask),  # type: ignore[arg-type]
+            # SpanBERT's offset table has a row per SBO target of a span (its max_pair_targets)
+            sbo_offsets=getattr(corruption, "max_pair_targets", ModelConfig.sbo_offsets),
         )
     return data, corruption, info, model_cfg
 

@@ -8,6 +8,7 @@ trials are measured over the corpus several times with different seeds (fresh ma
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -413,6 +414,34 @@ def test_spanbert_fate_is_per_span_and_sbo_matches_spans() -> None:
     assert per_token.ops is not None
     mixed = per_token.ops != per_token.ops.gather(1, first.clamp(min=0))
     assert mixed.any()
+
+
+@given(cuts=st.lists(st.integers(1, 511), max_size=6), seed=st.integers(0, 2**16))
+def test_spanbert_sbo_stays_inside_each_packed_document(cuts: list[int], seed: int) -> None:
+    """Several documents in a row: every SBO target's boundary tokens lie in its own document
+    (the reference's blocks never cross documents), and nothing else changes."""
+    batch = synthetic(2048, seed=seed)
+    starts = torch.zeros(batch.ids.shape, dtype=torch.long)
+    starts[:, sorted(set(cuts))] = 1
+    packed = replace(batch, document_ids=starts.cumsum(1))
+    plain = create("spanbert")(batch, TINY, make_generator(seed))
+    out = create("spanbert")(packed, TINY, make_generator(seed))
+    assert torch.equal(out.input_ids, plain.input_ids)
+    assert torch.equal(out.labels, plain.labels)
+    doc = torch.full(out.input_ids.shape, -1)
+    doc[:, 1:-1] = packed.document_ids
+    has = out.extras["span_offset"] >= 0
+    rows = has.nonzero()[:, 0]
+    target_doc = doc[has]
+    assert torch.equal(doc[rows, out.extras["span_left"][has]], target_doc)
+    assert torch.equal(doc[rows, out.extras["span_right"][has]], target_doc)
+    kept = plain.extras["span_offset"] >= 0
+    assert (kept | ~has).all()  # targets are only removed
+    lost = kept & ~has  # and only those with a boundary token in another document
+    rows = lost.nonzero()[:, 0]
+    crossing = ((doc[rows, plain.extras["span_left"][lost]] != doc[lost])
+                | (doc[rows, plain.extras["span_right"][lost]] != doc[lost]))
+    assert crossing.all()
 
 
 def test_spanbert_span_statistics() -> None:

@@ -146,6 +146,10 @@ def test_packing_can_be_chosen(tmp_path: Path) -> None:
                      "--out", str(tmp_path / "nsp"))
     assert refused.code == 2
     assert "cannot share a row" in refused.stderr
+    one_per_row = invoke("train", "-o", "prefix-lm", *TINY_RUN, "--packing", "documents",
+                         "--out", str(tmp_path / "plm"))
+    assert one_per_row.code == 2
+    assert "treats each row as one document" in one_per_row.stderr
 
 
 def test_cuda_out_of_memory_is_one_error_line_and_a_hint(

@@ -9,12 +9,14 @@ are marked slow, so an objective merged later is tested without any edit here.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from corruptions import create, get, list_objectives, make_generator
 from objectives_cli.batches import is_electra
 from objectives_cli.checkpoints import read_metrics
-from objectives_cli.train import train
+from objectives_cli.train import prepare, train
 from tests.helpers import TINY, random_batch
 from tests.train.conftest import QUIET, tiny
 
@@ -48,3 +50,19 @@ def test_held_out_loss_falls(name: str, tmp_path) -> None:
     assert [r["step"] for r in rows] == list(range(1, 31))
     terms = {k for k in summary if k.startswith("eval_") and k.endswith("_acc")}
     assert terms, "every objective reports an accuracy"
+
+
+@pytest.mark.parametrize(("name", "packing"), [
+    ("bert-mlm", "documents"), ("spanbert", "documents"), ("xlnet-plm", "documents"),
+    ("clm", "rows"), ("prefix-lm", "rows"),  # one EOS and one prefix split per row
+    ("nsp", "rows"), ("t5-span", "rows"),
+])
+def test_auto_packing(tmp_path: Path, name: str, packing: str) -> None:
+    _, _, info, _ = prepare(tiny(tmp_path, name), resume=False)
+    assert info.packing == packing
+
+
+def test_sbo_offset_table_follows_max_pair_targets(tmp_path: Path) -> None:
+    for targets in (15, 20):
+        cfg = tiny(tmp_path, "spanbert", params=(("max_pair_targets", str(targets)),))
+        assert prepare(cfg, resume=False)[3].sbo_offsets == targets
