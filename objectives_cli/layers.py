@@ -169,16 +169,19 @@ class Embeddings(nn.Module):
 
 
 class MLMHead(nn.Module):
-    """BERT's transform (dense + GELU + LayerNorm) then the tied embedding table + bias."""
+    """BERT's transform (dense + GELU + LayerNorm) then the tied embedding table + bias;
+    `transform=False`: the table + bias alone (XLNet's head, logits = g E^T + b)."""
 
-    def __init__(self, d_in: int, d_emb: int, vocab_size: int) -> None:
+    def __init__(self, d_in: int, d_emb: int, vocab_size: int, transform: bool = True) -> None:
         super().__init__()
-        self.dense = nn.Linear(d_in, d_emb)
-        self.ln = nn.LayerNorm(d_emb)
+        self.dense = nn.Linear(d_in, d_emb) if transform else None
+        self.ln = nn.LayerNorm(d_emb) if transform else None
         self.bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, h: Tensor, table: Tensor) -> Tensor:
-        return F.linear(self.ln(F.gelu(self.dense(h))), table, self.bias)
+        if self.dense is not None and self.ln is not None:
+            h = self.ln(F.gelu(self.dense(h)))
+        return F.linear(h, table, self.bias)
 
 
 class SpanBoundaryHead(nn.Module):

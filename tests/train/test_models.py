@@ -225,3 +225,12 @@ def test_unilm_masks_match_the_objectives_own_definition() -> None:
     theirs = attention_mask_for(ex["attention_mode"], ex["prefix_lengths"], out.attention_mask)
     real = out.attention_mask
     assert torch.equal(mine[:, 0][real], theirs[real])  # rows of real tokens
+
+
+def test_xlnet_head_is_the_tied_table_without_a_transform() -> None:
+    """§4.4: logits = g E^T + b; BERT-style objectives keep their dense + GELU + LayerNorm."""
+    xlnet, bert = model("encoder", two_stream=True), model("encoder")
+    assert xlnet.mlm.dense is None
+    assert bert.mlm.dense is not None
+    g = torch.randn(3, xlnet.cfg.d_model)
+    torch.testing.assert_close(xlnet.mlm(g, xlnet.table), g @ xlnet.table.T + xlnet.mlm.bias)
