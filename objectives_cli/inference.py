@@ -130,10 +130,11 @@ def fill_masks(run: LoadedRun, text: str, top_k: int = 5) -> dict[str, Any]:
     extras: dict[str, Tensor] = {}
     if run.model.cfg.token_types:  # one segment, as a single sentence would be
         extras["token_type_ids"] = torch.zeros(1, len(ids), dtype=torch.long, device=run.device)
-    if run.model.cfg.two_stream:  # XLNet: masks are targets, predicted left to right
-        rank = [-1] * len(ids)
-        for order, i in enumerate(at):
-            rank[i] = order
+    if run.model.cfg.two_stream:
+        # XLNet: every mask is a target of the same rank, so each one sees the context alone. In
+        # training a later target sees an earlier one's real token; here that token is unknown,
+        # and its [MASK] id is input the model never saw there.
+        rank = [0 if t == mask else -1 for t in ids]
         extras["perm_rank"] = torch.tensor([rank], device=run.device)
     torch.manual_seed(0)
     logits = run.model(as_batch(ids, run.device, labels, extras))["mlm"][0].float()

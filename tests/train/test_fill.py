@@ -191,3 +191,23 @@ def test_fill_a_mass_run_through_the_cli(runs: dict[str, Path]) -> None:
     assert refused.code == 2
     assert refused.stderr.startswith("error: the text has no span to fill\nhint: ")
 
+
+
+def test_xlnet_fill_predicts_each_mask_from_the_context_alone(tmp_path: Path) -> None:
+    """Every mask gets rank 0: none sees another's content, a [MASK] id that XLNet never reads
+    in training (its targets keep their real tokens)."""
+    cfg = tiny(tmp_path / "xlnet", "xlnet-plm", steps=3, batch_size=4, eval_batches=1, lr=3e-3)
+    train(cfg, QUIET)
+    run = load_run(Path(cfg.out))
+    ranks = []
+    forward = run.model.forward
+
+    def spy(batch: Corrupted) -> Any:
+        ranks.append(batch.extras["perm_rank"][0].tolist())
+        return forward(batch)
+
+    run.model.forward = spy  # type: ignore[method-assign]
+    result = inference.fill_masks(run, "The cat [MASK] on the [MASK] today .")
+    assert len(result["masks"]) == 2
+    ids = inference.encode_text(run, "The cat [MASK] on the [MASK] today .")
+    assert ranks == [[0 if t == run.vocab.mask else -1 for t in ids]]
