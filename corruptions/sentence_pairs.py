@@ -7,7 +7,7 @@ two half the time (label 1). A pooled-[CLS] classifier predicts the label, and M
 
     row          A1 A2 A3 | B1 B2            another row   X1 X2 X3 X4
     nsp label 0  [CLS] A1 A2 A3 [SEP] B1 B2 [SEP]
-    nsp label 1  [CLS] A1 A2 A3 [SEP] X3 X4 [SEP]    (X from a random sentence start, cut to fit)
+    nsp label 1  [CLS] A1 A2 A3 [SEP] X3 X4 [SEP]    (X from a sentence start, cut to fit)
     sop label 0  [CLS] A1 A2 A3 [SEP] B1 B2 [SEP]
     sop label 1  [CLS] B1 B2 [SEP] A1 A2 A3 [SEP]
     token types    0   0  0  0    0   1  1    1
@@ -15,7 +15,9 @@ two half the time (label 1). A pooled-[CLS] classifier predicts the label, and M
 Rows with a single sentence always take B from another row (label 1) in both: google-research/bert
 does so, and ALBERT's SOP data keeps these NSP-style negatives (albert #234). The pair fits the
 row's own length (A + B <= tokens in the row, at least 2), cut from the longer side as bert's
-`truncate_seq_pair`. Each row must come from a different document (the data layer's blocks); a
+`truncate_seq_pair`. A random B comes from a row with text enough for it, starting at a sentence
+with text enough after it (see `_pairs.segment_from`: otherwise a short pair would give its label
+away). Each row must come from a different document (the data layer's blocks); a
 batch of one row has no other document, so there a single sentence is split at a random token
 (NSP: label 0 always, never a B from the same document, the mislabelling of
 NVIDIA/DeepLearningExamples #421; SOP: the two halves are swapped as usual).
@@ -80,7 +82,7 @@ def _pair(batch: Tokens, vocab: Vocab, sents: Sentences, a_end: Tensor, from_oth
     budget = _row_budget(lengths)
     b_row, b_start, b_len = own, a_end, lengths - a_end
     if lengths.size(0) >= 2:
-        rows = other_rows(lengths, gen)
+        rows = other_rows(lengths, gen, budget - a_end)
         start, length = segment_from(sents, rows, lengths, budget - a_end, gen)
         b_row = torch.where(from_other, rows, own)
         b_start = torch.where(from_other, start, a_end)

@@ -372,3 +372,32 @@ def test_other_rows_are_uniform_over_other_non_empty_rows() -> None:
         assert set(counts.nonzero().squeeze(1).tolist()) == expected
         assert (counts[list(expected)] - 6_000 / len(expected)).abs().max() < 200
     assert other_rows(torch.tensor([4, 0]), gen).tolist() == [1, 0]  # nothing else: any row
+
+
+def test_other_rows_prefer_rows_long_enough() -> None:
+    gen = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([10, 2, 7, 0, 9])
+    need = torch.tensor([8, 8, 8, 8, 20])
+    picks = torch.stack([other_rows(lengths, gen, need) for _ in range(3_000)])
+    assert set(picks[:, 0].tolist()) == {4}  # the only other row with >= 8 tokens
+    assert set(picks[:, 1].tolist()) == {0, 4}
+    assert set(picks[:, 2].tolist()) == {0, 4}
+    assert set(picks[:, 4].tolist()) == {0, 1, 2}  # none has 20: any other non-empty row
+
+
+def test_nsp_pair_length_does_not_give_the_label_away() -> None:
+    """A random B starts where its row has text enough left, in a row long enough: pairs with a
+    random B are as long as their row, as true pairs are (a uniform start left 41% of them
+    short at 128 tokens, so that length alone predicted the label)."""
+    batch, vocab = corpus_tokens(150_000, 128), corpus_vocab()
+    lengths, labels = [], []
+    for i, rows in enumerate(torch.randperm(batch.ids.size(0), generator=make_generator(5))
+                             .split(32)):
+        sub = type(batch)(*(None if t is None else t[rows] for t in batch._tensors()))
+        out = create("nsp")(sub, vocab, make_generator(i))
+        lengths.append(out.attention_mask.sum(1) - (sub.lengths + 3))
+        labels.append(out.extras["next_sentence_label"])
+    short, label = torch.cat(lengths) < 0, torch.cat(labels).bool()
+    assert label.float().mean() > 0.5
+    assert not short[~label].any()
+    assert short[label].float().mean() < 0.01
