@@ -12,7 +12,10 @@ two half the time (label 1). A pooled-[CLS] classifier predicts the label, and M
     sop label 1  [CLS] B1 B2 [SEP] A1 A2 A3 [SEP]
     token types    0   0  0  0    0   1  1    1
 
-Rows with a single sentence always take B from another row (label 1) in both: google-research/bert
+With probability short_seq_prob (0.1, as bert and ALBERT) a row's pair targets a uniform length in
+[2, row length] instead, built from its first sentences up to that length (bert draws it per
+document, here per row, the same share). Chunks with a single sentence always take B from another
+row (label 1) in both: google-research/bert
 does so, and ALBERT's SOP data keeps these NSP-style negatives (albert #234). The pair fits the
 row's own length (A + B <= tokens in the row, at least 2), cut from the longer side as bert's
 `truncate_seq_pair`. A random B comes from a row with text enough for it, starting at a sentence
@@ -60,6 +63,11 @@ def _check_mlm(rate: float, mask_replace: float, random_replace: float, max_pred
         raise ValueError("max_predictions must be >= 0")
 
 
+def _check_short(short_seq_prob: float) -> None:
+    if not 0.0 <= short_seq_prob <= 1.0:
+        raise ValueError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
+
+
 def _budget(pair: Pair, rate: float, max_predictions: int) -> Tensor:
     """(B,) google-research/bert's min(max_pred, max(1, round(rate x len))), len with 3 specials."""
     k = round_half_even(pair.lengths.double() * rate).clamp(min=1)
@@ -72,18 +80,47 @@ def _row_budget(lengths: Tensor) -> Tensor:
     return torch.where(lengths > 0, lengths.clamp(min=2), 0)
 
 
-def _pair(batch: Tokens, vocab: Vocab, sents: Sentences, a_end: Tensor, from_other: Tensor,
-          swap: Tensor | None, gen: torch.Generator) -> Pair:
-    """`[CLS] A [SEP] B [SEP]` per row. A is the row up to `a_end`; B the rest of the row or, where
-    `from_other`, a segment of another row (another document) that starts at a sentence and fills
-    the row's budget. Both are truncated to that budget; A and B trade places where `swap`."""
-    lengths = batch.lengths
+@dataclass(frozen=True)
+class Chunks:
+    """What each row's pair is built from: with probability short_seq_prob a row's target is a
+    uniform length in [2, its budget], and its chunk is its first sentences up to the first that
+    reaches the target (google-research/bert's `target_seq_length`, drawn there per document;
+    the rest of such a row is left unused); otherwise the target is the budget and the chunk the
+    whole row."""
+
+    rows: Tokens  # the source rows with their lengths cut to the chunks
+    sentences: Sentences  # the chunks' sentences
+    target: Tensor  # (B,) int64: tokens A + B may hold
+
+
+def chunks(batch: Tokens, sents: Sentences, short_seq_prob: float, gen: torch.Generator) -> Chunks:
+    budget = _row_budget(batch.lengths)
+    u, v = rand(budget, gen), rand(budget, gen)
+    short = (u < short_seq_prob) & (budget > 2)
+    target = torch.where(short, 2 + (v * (budget - 1)).long().clamp(max=budget - 2), budget)
+    # the chunk ends at the first sentence start at or past the target (or at the row's end)
+    end = sents.starts.gather(1, torch.searchsorted(sents.starts, target.unsqueeze(1))
+                              .clamp(max=sents.starts.size(1) - 1)).squeeze(1)
+    end = torch.where(short, end.minimum(batch.lengths), batch.lengths)
+    if not bool(short.any()):
+        return Chunks(batch, sents, target)
+    rows = Tokens(batch.ids, end, batch.word_starts, batch.sentence_starts, batch.document_ids)
+    return Chunks(rows, sentences_of(rows), target)
+
+
+def _pair(batch: Tokens, vocab: Vocab, sents: Sentences, chunk: Chunks, a_end: Tensor,
+          from_other: Tensor, swap: Tensor | None, gen: torch.Generator) -> Pair:
+    """`[CLS] A [SEP] B [SEP]` per row. A is the chunk up to `a_end`; B the rest of the chunk or,
+    where `from_other`, a segment of another (whole) row, i.e. another document, that starts at a
+    sentence and fills the target. Both are truncated to the target; A and B trade places where
+    `swap`."""
+    lengths = chunk.rows.lengths
     own = torch.arange(lengths.size(0), device=lengths.device)
-    budget = _row_budget(lengths)
+    budget = chunk.target
     b_row, b_start, b_len = own, a_end, lengths - a_end
     if lengths.size(0) >= 2:
-        rows = other_rows(lengths, gen, budget - a_end)
-        start, length = segment_from(sents, rows, lengths, budget - a_end, gen)
+        rows = other_rows(batch.lengths, gen, budget - a_end)
+        start, length = segment_from(sents, rows, batch.lengths, budget - a_end, gen)
         b_row = torch.where(from_other, rows, own)
         b_start = torch.where(from_other, start, a_end)
         b_len = torch.where(from_other, length, b_len)
@@ -92,7 +129,7 @@ def _pair(batch: Tokens, vocab: Vocab, sents: Sentences, a_end: Tensor, from_oth
     b = torch.stack([b_row, b_start + b_front, b_len - b_front - b_back])
     if swap is not None:
         a, b = torch.where(swap, b, a), torch.where(swap, a, b)
-    return assemble(batch.ids, lengths, a.unbind(), b.unbind(), vocab)
+    return assemble(batch.ids, batch.lengths, a.unbind(), b.unbind(), vocab)
 
 
 @dataclass(frozen=True)
@@ -101,6 +138,8 @@ class NextSentence:
 
     random_next: float = param(0.5, "probability that B comes from another row (label 1); "
                                     "single-sentence rows always do (google-research/bert)")
+    short_seq_prob: float = param(0.1, "probability that a row's pair targets a uniform length "
+                                       "in [2, row length] instead (bert's short_seq_prob)")
     rate: float = param(0.15, "share of the pair's tokens, specials counted, chosen for MLM")
     mask_replace: float = param(0.8, "share of chosen tokens replaced by [MASK]")
     random_replace: float = param(0.1, "share of chosen tokens replaced by a random token")
@@ -112,14 +151,17 @@ class NextSentence:
     def __post_init__(self) -> None:
         if not 0.0 <= self.random_next <= 1.0:
             raise ValueError(f"random_next must be in [0, 1], got {self.random_next}")
+        _check_short(self.short_seq_prob)
         _check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         sents = sentences_of(batch)
+        chunk = chunks(batch, sents, self.short_seq_prob, gen)
         alone = batch.ids.size(0) < 2  # no other document to draw B from: label 0 only
-        a_end = split_points(sents, batch.lengths, gen, split_single=alone)
-        label = ((sents.count < 2) | (rand(batch.lengths, gen) < self.random_next)) & (not alone)
-        pair = _pair(batch, vocab, sents, a_end, label, None, gen)
+        a_end = split_points(chunk.sentences, chunk.rows.lengths, gen, split_single=alone)
+        single = chunk.sentences.count < 2
+        label = (single | (rand(batch.lengths, gen) < self.random_next)) & (not alone)
+        pair = _pair(batch, vocab, sents, chunk, a_end, label, None, gen)
         budget = _budget(pair, self.rate, self.max_predictions)
         # single tokens: the uniform choice of `_ops.choose_k`, with a topk instead of a sort
         chosen = choose_ngrams(pair.plain, None, budget, (1.0,), gen).chosen
@@ -135,6 +177,8 @@ class SentenceOrder:
     """SOP pairs with ALBERT's n-gram whole-word MLM on `[CLS] A [SEP] B [SEP]`."""
 
     swap: float = param(0.5, "probability that A and B are swapped (label 1)")
+    short_seq_prob: float = param(0.1, "probability that a row's pair targets a uniform length "
+                                       "in [2, row length] instead (ALBERT's short_seq_prob)")
     rate: float = param(0.15, "share of the pair's tokens, specials counted, chosen for MLM")
     max_predictions: int = param(
         20, "cap on MLM predictions per pair: ALBERT's flags and README use 20 at 512 tokens, "
@@ -152,18 +196,21 @@ class SentenceOrder:
     def __post_init__(self) -> None:
         if not 0.0 <= self.swap <= 1.0:
             raise ValueError(f"swap must be in [0, 1], got {self.swap}")
+        _check_short(self.short_seq_prob)
         if self.ngram < 1:
             raise ValueError(f"ngram must be >= 1, got {self.ngram}")
         _check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         sents = sentences_of(batch)
+        chunk = chunks(batch, sents, self.short_seq_prob, gen)
         alone = batch.ids.size(0) < 2  # no other document: a single sentence is split in two
-        a_end = split_points(sents, batch.lengths, gen, split_single=alone)
-        single = (sents.count < 2) & (not alone)  # B from another document, label 1 (albert #234)
+        a_end = split_points(chunk.sentences, chunk.rows.lengths, gen, split_single=alone)
+        # one sentence: B from another document, label 1 (albert #234)
+        single = (chunk.sentences.count < 2) & (not alone)
         swap = (rand(batch.lengths, gen) < self.swap) & ~single
         label = swap | single
-        pair = _pair(batch, vocab, sents, a_end, single, swap, gen)
+        pair = _pair(batch, vocab, sents, chunk, a_end, single, swap, gen)
         words = pair_word_starts(batch, pair, self.whole_word)
         budget = _budget(pair, self.rate, self.max_predictions)
         sizes = size_probs(self.ngram, self.favor_shorter)
@@ -182,9 +229,10 @@ class SentenceOrder:
 def nsp(**overrides: Any) -> NextSentence:
     """BERT next-sentence prediction: B is the true next segment or (50%) another document's; + MLM.
 
-    Label 1 = B is random (google-research/bert). Single-sentence rows always get a random B, so
-    P(label 1) = 0.5 + 0.5 q with q their share. MLM as bert-mlm on the whole pair (exact budget
-    round(0.15 x length with the three specials), 80/10/10). Extras: token_type_ids,
+    Label 1 = B is random (google-research/bert). Single-sentence chunks always get a random B, so
+    P(label 1) = 0.5 + 0.5 q with q their share. 10% of pairs target a shorter length. MLM as
+    bert-mlm on the whole pair (exact budget round(0.15 x length with the three specials),
+    80/10/10). Extras: token_type_ids,
     next_sentence_label.
     """
     return NextSentence(**overrides)
@@ -195,9 +243,9 @@ def nsp(**overrides: Any) -> NextSentence:
 def sop(**overrides: Any) -> SentenceOrder:
     """ALBERT sentence-order prediction: A and B consecutive, swapped 50% (label 1); + n-gram MLM.
 
-    Single-sentence rows take B from another document with label 1, as ALBERT's data does
-    (albert #234), so P(label 1) = 0.5 (1 - q) + q. MLM: whole-word n-grams of up to 3 words,
-    P(n) proportional to 1/n, at most 20 predictions per pair (ALBERT's flags; 3.9% at 512 tokens).
-    Extras: token_type_ids, sentence_order_label.
+    Single-sentence chunks take B from another document with label 1, as ALBERT's data does
+    (albert #234), so P(label 1) = 0.5 (1 - q) + q. 10% of pairs target a shorter length. MLM:
+    whole-word n-grams of up to 3 words, P(n) proportional to 1/n, at most 20 predictions per
+    pair (ALBERT's flags; 3.9% at 512 tokens). Extras: token_type_ids, sentence_order_label.
     """
     return SentenceOrder(**overrides)

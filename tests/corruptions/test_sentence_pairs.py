@@ -71,7 +71,9 @@ def test_nsp_label_rate_is_half_plus_half_the_single_sentence_share() -> None:
     batch = sentence_batch(100_000, 8, seed=1, p_sentence=0.15)
     q = single_sentence_share(batch)
     assert 0.2 < q < 0.4  # the test means something only if q is far from 0 and 1
-    label = create("nsp")(batch, TINY, make_generator(0)).extras["next_sentence_label"]
+    # q counts whole rows: no row is cut to a shorter target (that would raise q)
+    nsp = create("nsp", short_seq_prob=0.0)
+    label = nsp(batch, TINY, make_generator(0)).extras["next_sentence_label"]
     assert abs(float(label.double().mean()) - (0.5 + 0.5 * q)) < 0.005
     assert (label[batch.sentence_starts.sum(1) < 2] == 1).all()
 
@@ -79,7 +81,7 @@ def test_nsp_label_rate_is_half_plus_half_the_single_sentence_share() -> None:
 @pytest.mark.parametrize("seed", range(3))
 def test_nsp_pairs_are_true_continuations_or_other_rows(seed: int) -> None:
     batch = unique_batch(200, WIDTH, seed)
-    out = create("nsp")(batch, BIG, make_generator(seed))
+    out = create("nsp", short_seq_prob=0.0)(batch, BIG, make_generator(seed))
     labels = out.extras["next_sentence_label"].tolist()
     assert 0.3 < sum(labels) / len(labels) < 0.9
     for row, label in enumerate(labels):
@@ -169,7 +171,7 @@ def test_nsp_single_row_batch_never_draws_from_itself() -> None:
     for sentence_every in (0, 7):
         batch = tokens([ids], sentence_every=sentence_every)
         for seed in range(20):
-            out = create("nsp")(batch, TINY, make_generator(seed))
+            out = create("nsp", short_seq_prob=0.0)(batch, TINY, make_generator(seed))
             assert out.extras["next_sentence_label"].tolist() == [0]
             a, b = segments(out, 0)
             assert a
@@ -192,7 +194,7 @@ def test_nsp_ops_mark_dropped_tokens() -> None:
 
 def test_nsp_edge_rows() -> None:
     batch = tokens([[42], [TINY.unk, TINY.mask], [11, 12, 13]], sentence_every=1)
-    out = create("nsp")(batch, TINY, make_generator(0))
+    out = create("nsp", short_seq_prob=0.0)(batch, TINY, make_generator(0))
     assert out.extras["next_sentence_label"].tolist()[0] == 1  # one sentence: always random
     for row in range(3):
         a, b = segments(out, row)
@@ -206,14 +208,15 @@ def test_nsp_edge_rows() -> None:
 def test_sop_label_rate() -> None:
     batch = sentence_batch(100_000, 8, seed=7, p_sentence=0.15)
     q = single_sentence_share(batch)
-    label = create("sop")(batch, TINY, make_generator(7)).extras["sentence_order_label"]
+    sop = create("sop", short_seq_prob=0.0)
+    label = sop(batch, TINY, make_generator(7)).extras["sentence_order_label"]
     assert abs(float(label.double().mean()) - (0.5 * (1 - q) + q)) < 0.005
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_sop_swaps_exactly(seed: int) -> None:
     batch = unique_batch(200, WIDTH, seed)
-    out = create("sop")(batch, BIG, make_generator(seed))
+    out = create("sop", short_seq_prob=0.0)(batch, BIG, make_generator(seed))
     labels = out.extras["sentence_order_label"].tolist()
     swapped = 0
     for row, label in enumerate(labels):
@@ -239,7 +242,7 @@ def test_sop_single_row_batch_swaps_halves_of_its_own_text() -> None:
     ids = list(range(11, 31))
     labels = []
     for seed in range(30):
-        out = create("sop")(tokens([ids]), TINY, make_generator(seed))
+        out = create("sop", short_seq_prob=0.0)(tokens([ids]), TINY, make_generator(seed))
         first, second = segments(out, 0)
         label = int(out.extras["sentence_order_label"][0])
         labels.append(label)
@@ -250,7 +253,7 @@ def test_sop_single_row_batch_swaps_halves_of_its_own_text() -> None:
 def test_sop_mlm_is_whole_word_and_capped_at_20() -> None:
     width = 160
     batch = unique_batch(200, width, seed=8, p_word=0.6, min_len=100)
-    out = create("sop")(batch, BIG, make_generator(8))
+    out = create("sop", short_seq_prob=0.0)(batch, BIG, make_generator(8))
     chosen = out.labels != IGNORE
     assert (chosen.sum(1) <= 20).all()
     assert chosen.sum(1).double().mean() > 18  # the cap, nearly always reached at 100+ tokens
@@ -277,7 +280,7 @@ def test_sop_budget_without_cap_is_15_percent() -> None:
 
 def test_sop_swapped_tokens_are_marked_moved() -> None:
     batch = unique_batch(100, WIDTH, seed=10)
-    out = create("sop")(batch, BIG, make_generator(10))
+    out = create("sop", short_seq_prob=0.0)(batch, BIG, make_generator(10))
     for row, label in enumerate(out.extras["sentence_order_label"].tolist()):
         ops = out.ops[row, : int(batch.lengths[row])]
         if label == 1 and len(sentence_starts(batch, row)) >= 2:
@@ -394,10 +397,51 @@ def test_nsp_pair_length_does_not_give_the_label_away() -> None:
     for i, rows in enumerate(torch.randperm(batch.ids.size(0), generator=make_generator(5))
                              .split(32)):
         sub = type(batch)(*(None if t is None else t[rows] for t in batch._tensors()))
-        out = create("nsp")(sub, vocab, make_generator(i))
+        out = create("nsp", short_seq_prob=0.0)(sub, vocab, make_generator(i))
         lengths.append(out.attention_mask.sum(1) - (sub.lengths + 3))
         labels.append(out.extras["next_sentence_label"])
     short, label = torch.cat(lengths) < 0, torch.cat(labels).bool()
-    assert label.float().mean() > 0.5
+    assert 0.45 < label.float().mean() < 0.6
     assert not short[~label].any()
     assert short[label].float().mean() < 0.01
+
+
+@pytest.mark.parametrize("name", ["nsp", "sop"])
+def test_short_seq_prob_gives_a_tenth_of_pairs_a_uniform_shorter_target(name: str) -> None:
+    """bert/ALBERT's short_seq_prob 0.1: a target uniform in [2, max] instead of max (§4.10
+    step 2); the pair is cut to it. Rows are full and hold many sentences, so every other pair
+    fills its row."""
+    width = 64
+    batch = sentence_batch(40_000, width, seed=3, p_sentence=0.3)
+    out = create(name)(batch, TINY, make_generator(3))
+    content = out.attention_mask.sum(1) - 3
+    short = content < width
+    assert abs(float(short.double().mean()) - 0.1 * (1 - 1 / (width - 1))) < 0.006
+    assert int(content.min()) == 2
+    assert abs(float(content[short].double().mean()) - (2 + width - 1) / 2) < 1.0  # uniform
+    none = create(name, short_seq_prob=0.0)(batch, TINY, make_generator(3))
+    assert bool((none.attention_mask.sum(1) == width + 3).all())
+
+
+def test_nsp_short_targets_keep_pairs_in_order() -> None:
+    """Every row cut to a short target: a true pair is still A then B of the row's first
+    sentences, in order; a random B is still a contiguous run of another row."""
+    batch = unique_batch(200, WIDTH, seed=11)
+    out = create("nsp", short_seq_prob=1.0)(batch, BIG, make_generator(11))
+    shorter = 0
+    for row, label in enumerate(out.extras["next_sentence_label"].tolist()):
+        n = int(batch.lengths[row])
+        a, b = segments(out, row)
+        where_a, where_b = [decode(t, WIDTH) for t in a], [decode(t, WIDTH) for t in b]
+        assert a
+        assert len(a) + len(b) <= max(n, 2)
+        shorter += len(a) + len(b) < n
+        assert all(r == row for r, _ in where_a)
+        if label == 0:
+            assert all(r == row for r, _ in where_b)
+            places = [p for _, p in where_a + where_b]
+            assert places == sorted(set(places))
+        else:
+            other = where_b[0][0]
+            assert where_b == [(other, where_b[0][1] + i) for i in range(len(b))]
+    assert shorter > 100
