@@ -14,7 +14,8 @@ then truncated) num_noise = round(0.15 n) clamped to [1, n - 1], num_spans = max
 round(num_noise / 3)); the noise tokens and the non-noise tokens are each split into num_spans
 parts by a uniformly random composition, and the parts are interleaved non-noise first. Rounding
 is half-to-even in float64, as Python's `round` in the Hugging Face port (T5's TF code rounds in
-float32, which differs on a few lengths, e.g. 0.15 x 30). `<k>` is `vocab.sentinels[k]`.
+float32, which differs on 18 lengths up to 2048 at density 0.15, the first 190: float32 gives
+28.500002 -> 29, float64 28.5 -> 28). `<k>` is `vocab.sentinels[k]`.
 
 The whole batch is done at once: a composition of `total` into `parts` positive parts is a
 uniformly random choice of `parts - 1` of the `total - 1` gaps, picked by the top-k of random
@@ -22,8 +23,10 @@ scores; sorted, the chosen gaps are the cumulative part ends. Rows of different 
 set of tensor operations.
 
 Reference choices:
-* Span count: T5's formula with the guard of transformers PR #22938 (round(min(noise, non-noise) /
-  mean)), which equals T5's own formula whenever noise <= non-noise and keeps density > 0.5 valid.
+* Span count: T5's round(noise / mean), capped at the non-noise tokens. That equals T5 wherever
+  T5's partition is valid and keeps density > 0.5 valid (transformers #22246). The fix merged
+  there, PR #22938, rounds min(noise, non-noise) / mean instead, which differs from T5 at density
+  0.5 on rows of 4k + 3 tokens (15 tokens: 2 spans, T5 3), lengths UL2's 50% denoisers meet.
 * Special ids in content (`vocab.special`) are never noise: the drawn mask is cleared there, which
   may split a span in two (T5 itself has no notion of protected ids).
 * Targets put `<j>` before the j-th noise span and, as T5, one trailing sentinel when the row ends
@@ -109,8 +112,9 @@ def span_counts(lengths: Tensor, density: float | Tensor, mean_span: float | Ten
     work = lengths.clamp(min=2)
     n_noise = torch.minimum(round_half_even(work.double() * density).clamp(min=1), work - 1)
     n_clean = work - n_noise
-    # transformers PR #22938: min(noise, non-noise) keeps num_spans <= non-noise tokens
-    n_spans = round_half_even(torch.minimum(n_noise, n_clean).double() / mean_span).clamp(min=1)
+    # T5's count, capped at the non-noise tokens (each span needs one before it): equal to T5
+    # wherever T5's own partition is valid, and valid at any density (transformers #22246)
+    n_spans = round_half_even(n_noise.double() / mean_span).clamp(min=1).minimum(n_clean)
     if max_spans > 0:
         n_spans = n_spans.clamp(max=max_spans)
     return work, n_noise, n_spans
@@ -120,7 +124,7 @@ def span_count(length: int, density: float, mean_span: float) -> int:
     """`span_counts` for one row length, in plain Python (the same half-to-even rounding)."""
     work = max(length, 2)
     n_noise = min(max(round(work * density), 1), work - 1)
-    return max(1, round(min(n_noise, work - n_noise) / mean_span))
+    return min(max(1, round(n_noise / mean_span)), work - n_noise)
 
 
 def random_composition(totals: Tensor, parts: Tensor, gen: torch.Generator) -> Tensor:

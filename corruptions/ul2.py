@@ -21,9 +21,13 @@ Reference choices (the sources disagree, reference §5 #12/#13):
   swap fix); the paper writes [R] / [X] / [S]. They are looked up in `vocab.extra`.
 * seqio cuts raw pieces per denoiser (568, 588, 766, 908, 600, 1006 tokens) so that every input
   fills 512; here every denoiser corrupts the row as packed, so X inputs are shorter.
-* (μ3, r.5) needs 101 sentinels from rows of 604 tokens on (T5 has 100): the batch is checked up
+* (μ3, r.5) needs 101 sentinels from rows of 603 tokens on (T5 has 100): the batch is checked up
   front against every span denoiser, whichever rows draw it, and raises NotEnoughSentinels;
   `cap_spans=true` caps spans at the sentinel count instead (longer spans, same density).
+* X (μ64, r.15) cuts one span from rows shorter than ~640 tokens, and T5's layout puts the last
+  span at the row's end: on 512-token rows it is the suffix of 77 tokens, a suffix LM, as in
+  seqio (reference §4.13's pitfall); at 128 tokens X (μ64, r.5) is the S denoiser's midpoint
+  split. Neither is rolled (t5-span's `random_roll` is not offered here).
 """
 
 from __future__ import annotations

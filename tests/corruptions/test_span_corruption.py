@@ -129,7 +129,7 @@ def test_random_spans_helper(inputs_length: int, density: float, mean: float,
 
 
 def test_span_counts_round_half_to_even_in_float64() -> None:
-    # 0.15 * 30 is 4.5 in float64 -> 4 (TF's float32 gives 4.5000002 -> 5); 28.33 -> 28 spans
+    # 0.15 * 30 is 4.5 -> 4, half to even (so in TF's float32 too); 28.33 -> 28 spans
     lengths = torch.tensor([30, 568, 1, 2, 10])
     work, noise, spans = span_counts(lengths, 0.15, 3.0)
     assert work.tolist() == [30, 568, 2, 2, 10]
