@@ -56,6 +56,8 @@ LAMBDA_HELP = (
     "(paper: 3; the BART-large command in fairseq #1899 used 3.5)"
 )
 MASK_RANDOM_HELP = "share of masks that are a random token instead (BART-large command: 0.1)"
+EXCLUDE_SPECIAL_HELP = ("draw random tokens from ordinary tokens only (fairseq draws from the "
+                        "whole vocabulary)")
 SUBWORD_RATE_HELP = (
     "share of tokens hit, budget ceil(rate x tokens) per document (0.3 as BART-large; the rate "
     "behind the paper's base-size Table 1 rows is not stated)"
@@ -173,12 +175,13 @@ def _put(target: Tensor, idx: Tensor, valid: Tensor, values: Tensor | int | bool
     return out.scatter_(1, torch.where(valid, idx, spare), values)[:, :-1]
 
 
-def _masks(idx: Tensor, valid: Tensor, mask_random: float, vocab: Vocab, gen: torch.Generator
-           ) -> tuple[Tensor, Tensor]:
+def _masks(idx: Tensor, valid: Tensor, mask_random: float, vocab: Vocab, gen: torch.Generator,
+           exclude_special: bool = False) -> tuple[Tensor, Tensor]:
     """(ids, is_random) for picked positions: <mask>, or a random id with prob `mask_random`
-    (drawn from the whole vocabulary, as fairseq)."""
+    (drawn from the whole vocabulary, as fairseq, unless `exclude_special`)."""
     is_random = valid & (torch.rand(idx.shape, generator=gen, device=idx.device) < mask_random)
-    return torch.where(is_random, random_tokens(idx, vocab, gen), vocab.mask), is_random
+    random_ids = random_tokens(idx, vocab, gen, exclude_special)
+    return torch.where(is_random, random_ids, vocab.mask), is_random
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +302,7 @@ def coverage(first: Tensor, last: Tensor, valid: Tensor, width: int) -> tuple[Te
 
 
 def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: Vocab,
-                gen: torch.Generator) -> tuple[_Doc, Tensor]:
+                gen: torch.Generator, exclude_special: bool = False) -> tuple[_Doc, Tensor]:
     """fairseq's span-poisson masking with replace_length 1, in words.
 
     Spans start at distinct random ordinary word starts and cover `length` words (stopping at a
@@ -324,7 +327,7 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     cover, head = coverage(first, last, valid, width)
     covered = (cover if word is None else cover.gather(1, word.clamp(min=0))) > 0
     covered &= real
-    fill, is_random = _masks(idx, head, mask_random, vocab, gen)
+    fill, is_random = _masks(idx, head, mask_random, vocab, gen, exclude_special)
     ops = _put(doc.ops.masked_fill(covered, int(Op.SPAN)), idx, head,
                torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
     keep = real & (ops != int(Op.SPAN))  # covered tokens go, except each span's <mask>
@@ -339,7 +342,7 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
 
 
 def _insert(doc: _Doc, n_insert: Tensor, mask_random: float, vocab: Vocab,
-            gen: torch.Generator) -> _Doc:
+            gen: torch.Generator, exclude_special: bool = False) -> _Doc:
     """fairseq's insertion noise: n_insert[b] new tokens at uniformly random slots of the
     lengthened content (never before <s> or after </s>); the first ceil(n x mask_random) of them
     random ids, the rest <mask>. Exactly n_insert tokens (fairseq's ceil(len x n/len) adds one
@@ -352,7 +355,8 @@ def _insert(doc: _Doc, n_insert: Tensor, mask_random: float, vocab: Vocab,
     idx, valid = _pick(slots, n_insert, gen, new_len)
     n_random = torch.ceil(n_insert.double() * mask_random).long()
     rank = torch.arange(idx.size(1), device=idx.device).unsqueeze(0)
-    fill = torch.where(rank < n_random.unsqueeze(1), random_tokens(idx, vocab, gen), vocab.mask)
+    random_ids = random_tokens(idx, vocab, gen, exclude_special)
+    fill = torch.where(rank < n_random.unsqueeze(1), random_ids, vocab.mask)
     at = torch.where(valid, idx, width)  # invalid picks go to a spare last column
     inserted = slots.new_zeros((slots.size(0), width + 1)).scatter_(1, at, True)[:, :width]
     old = torch.cat([doc.ids, doc.ids.new_zeros(doc.ids.size(0), 1)], dim=1)
@@ -527,6 +531,7 @@ class TokenMasking(_Stage):
     kind: ClassVar[str] = "token masking"
     rate: float = param(0.3, SUBWORD_RATE_HELP)
     mask_random: float = param(0.1, MASK_RANDOM_HELP)
+    exclude_special_random: bool = param(False, EXCLUDE_SPECIAL_HELP)
 
     def __post_init__(self) -> None:
         _check_rate("rate", self.rate)
@@ -535,7 +540,8 @@ class TokenMasking(_Stage):
     def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
         doc.untouched("token masking")
         idx, valid = _subword_pick(doc, self.rate, gen)
-        fill, is_random = _masks(idx, valid, self.mask_random, vocab, gen)
+        fill, is_random = _masks(idx, valid, self.mask_random, vocab, gen,
+                                 self.exclude_special_random)
         ops = _put(doc.ops, idx, valid, torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
         return doc.changed(_put(doc.ids, idx, valid, fill), ops)
 
@@ -568,6 +574,7 @@ class TextInfilling(_Stage):
     rate: float = param(0.3, "share of words in spans, budget ceil(rate x words) (BART: 0.3)")
     poisson_lambda: float = param(3.0, LAMBDA_HELP)
     mask_random: float = param(0.1, MASK_RANDOM_HELP)
+    exclude_special_random: bool = param(False, EXCLUDE_SPECIAL_HELP)
 
     def __post_init__(self) -> None:
         _check_rate("rate", self.rate)
@@ -577,8 +584,8 @@ class TextInfilling(_Stage):
 
     def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
         doc, n_insert = _span_noise(doc, self.rate, self.poisson_lambda, self.mask_random, vocab,
-                                    gen)
-        return _insert(doc, n_insert, self.mask_random, vocab, gen)
+                                    gen, self.exclude_special_random)
+        return _insert(doc, n_insert, self.mask_random, vocab, gen, self.exclude_special_random)
 
 
 @dataclass(frozen=True)
@@ -613,13 +620,15 @@ class Bart:
     rate: float = param(0.3, "share of words in spans, budget ceil(rate x words) (BART: 0.3)")
     poisson_lambda: float = param(3.0, LAMBDA_HELP)
     mask_random: float = param(0.1, MASK_RANDOM_HELP)
+    exclude_special_random: bool = param(False, EXCLUDE_SPECIAL_HELP)
     permute_ratio: float = param(1.0, "share of sentences shuffled among their slots (BART: all)")
     combine: ClassVar = staticmethod(compose)
 
     @property
     def parts(self) -> tuple[Any, ...]:
         return (SentencePermutation(self.permute_ratio),
-                TextInfilling(self.rate, self.poisson_lambda, self.mask_random))
+                TextInfilling(self.rate, self.poisson_lambda, self.mask_random,
+                              self.exclude_special_random))
 
     def __post_init__(self) -> None:
         _ = self.parts  # building the parts validates every value

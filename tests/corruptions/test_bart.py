@@ -434,3 +434,21 @@ def test_token_masking_and_deletion_rates() -> None:
     assert float((out.ops == int(Op.DELETE)).sum()) == expected
     n_input = float(out.attention_mask.sum()) - 2 * len(out.ops)
     assert n_input == float(batch.lengths.sum()) - expected
+
+
+@pytest.mark.parametrize("name", ["bart-mask", "bart-infill", "bart"])
+def test_random_tokens_can_exclude_specials(name: str) -> None:
+    """§3.2: the references draw random tokens from the whole vocabulary, specials included; the
+    option keeps them out. Every mask is made random here; the content holds no specials."""
+    batch = random_batch(64, 40, word_every=2, sentence_every=5)
+    assert TINY.special is not None
+    assert not TINY.special[batch.ids[batch.real]].any()
+    framing = torch.tensor([TINY.bos, TINY.eos, TINY.mask, TINY.pad])
+
+    def stray_specials(**params: object) -> int:
+        out = create(name, mask_random=1.0, **params)(batch, TINY, make_generator(1))
+        ids = out.input_ids
+        return int((TINY.special[ids] & ~torch.isin(ids, framing)).sum())
+
+    assert stray_specials() > 0
+    assert stray_specials(exclude_special_random=True) == 0
