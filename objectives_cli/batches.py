@@ -31,6 +31,7 @@ from corruptions import (
     get,
     make_generator,
 )
+from corruptions.errors import DataError
 
 from .packing import Blocks, Corpus, encode_corpus, pack
 
@@ -55,13 +56,19 @@ def split_heldout(
 ) -> tuple[list[str], list[str]]:
     """(train, held-out). A document is held out when the hash of its text falls in the first
     `share`, so the split stays put when documents are added or reordered. At least one document
-    each way; a single document gives its last 10% of sentences."""
+    each way; a single document gives its last 10% of sentences (of words, when it reads as one
+    sentence), never text it also trains on."""
     if len(documents) == 1:
         from .data import split_sentences
 
-        sentences = split_sentences(documents[0])
-        cut = max(1, round(len(sentences) * 0.9))
-        return [" ".join(sentences[:cut])], [" ".join(sentences[cut:] or sentences[-1:])]
+        parts = split_sentences(documents[0])
+        if len(parts) < 2:
+            parts = documents[0].split()
+        if len(parts) < 2:
+            raise DataError("the data is a single word, so none of it can be held out",
+                            "give more text, or held-out text with --eval-data")
+        cut = min(len(parts) - 1, max(1, round(len(parts) * 0.9)))
+        return [" ".join(parts[:cut])], [" ".join(parts[cut:])]
 
     def bucket(doc: str) -> float:
         digest = hashlib.blake2b(doc.encode("utf-8", "surrogatepass"), digest_size=4).digest()

@@ -113,6 +113,15 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     write_atomic(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
 
 
+def is_run(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a config.json that `objectives train` wrote."""
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and {"train", "model", "objective"} <= config.keys()
+
+
 def read_config(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "config.json"
     if not path.exists():

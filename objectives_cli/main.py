@@ -7,6 +7,7 @@ alike is printed by rank 0 alone (`QuietExit` on the others). A closed pipe (`| 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -21,9 +22,13 @@ from . import (
 from .app import app
 from .runtime import QuietExit
 
+WRITE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT, errno.EFBIG}
+
 
 def run() -> None:
     """Console-script entry point (`objectives`)."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): what it prints goes nowhere
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     try:
         app(standalone_mode=True)
     except QuietExit as exc:  # another torchrun rank printed the error
@@ -37,3 +42,9 @@ def run() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
+    except OSError as exc:  # stdout on a full disk or a broken stream (the files the
+        # commands themselves write report their own errors, naming the file)
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        print(f"error: cannot write the output: {exc.strerror}", file=sys.stderr)
+        sys.exit(1)

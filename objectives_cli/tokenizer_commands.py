@@ -13,6 +13,7 @@ import typer
 from corruptions.errors import DataError
 
 from .app import app
+from .corpus import write_atomic
 
 tokenizer_app = typer.Typer(help="Train tokenizers (WordPiece, BPE, Unigram).",
                             no_args_is_help=True)
@@ -48,6 +49,7 @@ def train(
     from .data import read_documents
     from .tokenizer import train_tokenizer
 
+    check_writable(out)  # before the training, not after it
     start = time.perf_counter()
     documents = read_documents(None if corpus == "default" else corpus)
     size = sum(map(len, documents))
@@ -59,8 +61,17 @@ def train(
         raise typer.BadParameter(str(exc), param_hint="--vocab-size") from None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tok.save(str(out), pretty=False)
+        write_atomic(out, tok.to_str())
     except OSError as exc:
         raise DataError(f"cannot write {out}: {exc.strerror}") from None
     print(f"wrote {out}: {tok.get_vocab_size()} ids in {time.perf_counter() - start:.1f} s",
           file=sys.stderr)
+
+
+def check_writable(out: Path) -> None:
+    """Fail early on an --out that can never be written: a directory, or a path through a file."""
+    if out.is_dir():
+        raise DataError(f"cannot write {out}: it is a directory", "give a file name, e.g. tok.json")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise DataError(f"cannot write {out}: {parent} is a file, not a directory")

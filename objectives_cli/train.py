@@ -413,6 +413,8 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
     run_dir = Path(cfg.out)
     tokenizer = str(run_dir / "tokenizer.json") if resume else cfg.tokenizer
     corruption = create(cfg.objective, **dict(cfg.params))
+    if not resume:  # before reading the data, which can take a while
+        check_fresh(run_dir)
     data = load_data(cfg, tokenizer)
     if resume:
         stored = checkpoints.read_config(run_dir)
@@ -443,12 +445,23 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
 
 def start_run(cfg: TrainConfig, data: Data, info: ObjectiveInfo, model_cfg: ModelConfig) -> None:
     run_dir = Path(cfg.out)
+    check_fresh(run_dir)
+    checkpoints.start(run_dir, run_config(cfg, model_cfg, info), data.tok.to_str())
+
+
+def check_fresh(run_dir: Path) -> None:
+    """Refuse an --out that holds a run, or files of another kind (a run that stopped before its
+    first checkpoint is simply started again)."""
     if checkpoints.list_checkpoints(run_dir):
         raise UsageError(
             f"{run_dir} already holds a run",
             f"continue it with --resume {run_dir}, or pick another --out",
         )
-    checkpoints.start(run_dir, run_config(cfg, model_cfg, info), data.tok.to_str())
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} is a file", "give a directory for the run")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not checkpoints.is_run(run_dir):
+        raise UsageError(f"{run_dir} holds files that are not a run; they would be overwritten",
+                         "pick another --out (a new or empty directory)")
 
 
 def describe(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,19 @@ def test_no_path_and_nothing_piped_uses_the_default_corpus() -> None:
     result = invoke("corrupt", "-o", "bert-mlm", "--format", "jsonl", "--limit", "2", stdin="")
     assert result.code == 0
     assert len(result.stdout.splitlines()) == 2
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["list"], ["corrupt", "-o", "bert-mlm", "--limit", "2"]])
+def test_a_full_disk_on_stdout_is_one_error_line(args: list[str]) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "objectives_cli", *args], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == "error: cannot write the output: No space left on device\n"
+
+
+@pytest.mark.parametrize("device", ["tpu", "CPU", "cuda:abc", "meta"])
+def test_unknown_device_is_a_usage_error(device: str, tmp_path: Path) -> None:
+    one_error(invoke("train", "-o", "bert-mlm", "--model", "tiny", "--steps", "1",
+                     "--device", device, "--out", str(tmp_path / "r")), 2, "unknown device")

@@ -214,3 +214,20 @@ def test_quiet_exit_prints_nothing_and_keeps_the_status(monkeypatch: pytest.Monk
     monkeypatch.setattr(training_commands, "run_training", fail)
     assert invoke("train", "-o", "bert-mlm", "--model", "tiny", "--out", str(tmp_path / "r")
                   ) == Result(130, "", "")
+
+
+def test_out_with_other_files_or_a_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    mine = tmp_path / "mywork"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"mine": 1}')
+    result = invoke("train", "-o", "bert-mlm", *TINY_RUN, "--out", str(mine))
+    assert result.code == 2
+    assert "holds files that are not a run" in result.stderr
+    assert [p.name for p in mine.iterdir()] == ["config.json"]
+    assert (mine / "config.json").read_text() == '{"mine": 1}'
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    result = invoke("train", "-o", "bert-mlm", *TINY_RUN, "--out", str(a_file))
+    assert result.code == 2
+    assert "is a file" in result.stderr
+    assert a_file.read_text() == "keep me"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from corruptions.errors import DataError
+from objectives_cli.batches import split_heldout
 from objectives_cli.packing import Corpus, corpus_from, encode_corpus, pack
 from objectives_cli.tokenizer import EncodedDoc, load_tokenizer
 
@@ -73,3 +75,21 @@ def test_tokenised_corpus_is_cached(tmp_path, monkeypatch: pytest.MonkeyPatch) -
     cached[0].write_bytes(b"damaged")  # a broken cache file is rebuilt
     assert torch.equal(encode_corpus(tok, docs).ids, first.ids)
     assert first.n_documents == 2
+
+
+def test_held_out_text_is_never_trained_on() -> None:
+    docs = [f"Document number {i} says something. It has two sentences." for i in range(200)]
+    train, held = split_heldout(docs)
+    assert held
+    assert set(train).isdisjoint(held)
+    assert sorted(train + held) == sorted(docs)
+    sentences = " ".join(f"Sentence {i} is here." for i in range(20))
+    assert split_heldout([sentences]) == (
+        [" ".join(f"Sentence {i} is here." for i in range(18))],
+        [" ".join(f"Sentence {i} is here." for i in range(18, 20))])
+    words = " ".join(f"w{i}" for i in range(50))  # one long sentence: its last words are held out
+    train, held = split_heldout([words])
+    assert train[0].split() + held[0].split() == words.split()
+    assert len(held[0].split()) == 5
+    with pytest.raises(DataError, match="single word"):
+        split_heldout(["alone"])
