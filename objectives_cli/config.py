@@ -71,20 +71,18 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.positions in ("learned", "rotary"), "positions must be learned or rotary"),
-            (
-                self.seq_len >= 2 and self.batch_size >= 1 and self.grad_accum >= 1,
-                "seq_len >= 2, batch_size >= 1 and grad_accum >= 1 are needed",
-            ),
+            (self.seq_len >= 2, f"--seq-len must be at least 2, not {self.seq_len}"),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}"),
+            (self.grad_accum >= 1, f"--grad-accum must be at least 1, not {self.grad_accum}"),
             (self.steps >= 1 or self.budget > 0, "give steps >= 1, or a time budget"),
-            (
-                self.lr > 0 and 0 <= self.min_lr <= 1 and self.warmup >= 0,
-                "lr > 0, 0 <= min_lr <= 1, warmup >= 0",
-            ),
-            (
-                self.log_every >= 1 and self.keep >= 1 and self.eval_batches >= 1,
-                "log_every, keep and eval_batches must be >= 1",
-            ),
-            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+            (self.lr > 0, f"--lr must be above 0, not {self.lr}"),
+            (0 <= self.min_lr <= 1, f"--min-lr is a share of --lr, in [0, 1], not {self.min_lr}"),
+            (self.warmup >= 0, f"--warmup must be at least 0, not {self.warmup}"),
+            (self.log_every >= 1, f"--log-every must be at least 1, not {self.log_every}"),
+            (self.keep >= 1, f"--keep must be at least 1, not {self.keep}"),
+            (self.eval_batches >= 1,
+             f"--eval-batches must be at least 1, not {self.eval_batches}"),
+            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), not {self.dropout}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -98,9 +98,19 @@ def evaluate_run(run: LoadedRun, data: str | None = None, batches: int = 50) -> 
 
 
 def encode_text(run: LoadedRun, text: str, frame: bool = True) -> list[int]:
-    """The ids of `text`, framed as the objective's inputs are (unless `frame` is False)."""
+    """The ids of `text`, framed as the objective's inputs are (unless `frame` is False); a text
+    longer than the model reads is refused rather than cut (a cut could drop its [MASK])."""
     ids: list[int] = run.tok.encode(text, add_special_tokens=False).ids
-    return encode_ids(run, ids) if frame else ids[: run.model.cfg.max_len]
+    return encode_ids(run, ids) if frame else fits(run, ids)
+
+
+def fits(run: LoadedRun, ids: list[int]) -> list[int]:
+    """`ids`, unless the model cannot read that many (a UsageError)."""
+    most = run.model.cfg.max_len
+    if len(ids) > most:
+        raise UsageError(f"the text is {len(ids)} tokens long, and this model reads at most "
+                         f"{most}", "shorten the text")
+    return ids
 
 
 def as_batch(
@@ -299,13 +309,13 @@ def greedy(
 
 
 def encode_ids(run: LoadedRun, ids: list[int]) -> list[int]:
-    """`ids` framed as the objective's inputs are, cut to the model's length."""
+    """`ids` framed as the objective's inputs are (refused when longer than the model reads)."""
     prefix, suffix = run.info.frame_prefix, run.info.frame_suffix
     if prefix and ids[: len(prefix)] != prefix:
         ids = [*prefix, *ids]
     if suffix and ids[-len(suffix) :] != suffix:
         ids = [*ids, *suffix]
-    return ids[: run.model.cfg.max_len]
+    return fits(run, ids)
 
 
 def as_marked(run: LoadedRun, ids: list[int]) -> list[int]:

@@ -287,6 +287,11 @@ def train(
     }
     world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun: --tokens counts every rank
     if resume is not None:
+        if out is not None and out.resolve() != resume.resolve():
+            raise UsageError(
+                "--out cannot be combined with --resume: the run continues in its own directory",
+                f"copy {resume} first to continue a copy of it",
+            )
         cfg = resumed_config(resume, objective, model, tokens, settings)
     else:
         if objective is None:

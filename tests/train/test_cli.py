@@ -48,6 +48,9 @@ def test_train_talks_on_stderr_only(runs: dict[str, Path], tmp_path: Path) -> No
     (("train", "-o", "bert-mlmm", "--steps", "1"), 2, "did you mean 'bert-mlm'"),
     (("train", "-o", "bert-mlm", "--budget", "soon"), 2, "time budget"),
     (("train", "-o", "bert-mlm", "--budget", "0m"), 2, "time budget '0m' is zero"),
+    (("train", "--resume", "runs/a", "--out", "runs/b"), 2, "cannot be combined with --resume"),
+    (("train", "-o", "bert-mlm", "--lr", "-1"), 2, "--lr must be above 0, not -1.0"),
+    (("train", "-o", "bert-mlm", "--min-lr", "5"), 2, "--min-lr is a share of --lr"),
     (("train", "-o", "bert-mlm", "--model", "huge"), 2, "unknown model"),
     (("train", "--resume", "no/such/run"), 1, "not a run directory"),
     (("eval", "no/such/run"), 1, "not a run directory"),
@@ -231,3 +234,13 @@ def test_out_with_other_files_or_a_file_is_refused_and_left_alone(tmp_path: Path
     assert result.code == 2
     assert "is a file" in result.stderr
     assert a_file.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("name", ["bert-mlm", "t5-span", "clm"])
+def test_fill_refuses_a_text_longer_than_the_model_reads(runs: dict[str, Path], name: str
+                                                         ) -> None:
+    """Cut silently, the text would lose its [MASK] (and the error would say it has none)."""
+    result = invoke("fill", str(runs[name]), "word " * 300 + "[MASK] .")
+    assert result.code == 2
+    assert "tokens long, and this model reads at most" in result.stderr
+    assert "Traceback" not in result.stderr
