@@ -130,8 +130,9 @@ def available() -> list[str]:
 
 
 def list_objectives(pattern: str = "*") -> list[Objective]:
-    """The objectives whose name matches the glob `pattern`, sorted by name."""
-    return [_REGISTRY[n] for n in available() if fnmatch.fnmatch(n, pattern)]
+    """The objectives whose name or an alias matches the glob `pattern`, sorted by name."""
+    return [o for n, o in sorted(_REGISTRY.items())
+            if any(fnmatch.fnmatch(key, pattern) for key in (n, *o.aliases))]
 
 
 def get(name: str) -> Objective:

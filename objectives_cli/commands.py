@@ -113,6 +113,10 @@ def list_command(
     objectives list 'bart-*'   |   objectives list --format json
     """
     objectives = corruptions.list_objectives(pattern)
+    if not objectives:
+        raise corruptions.UsageError(f"no objective matches '{pattern}'",
+                                     "names and aliases are matched as globs, e.g. 'bart*'; "
+                                     "see 'objectives list'")
     if fmt is ListFormat.json:
         output.write_json([output.objective_record(o) for o in objectives])
     else:

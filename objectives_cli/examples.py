@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from corruptions import IGNORE, Corrupted, Corruption, Tokens, Vocab, make_generator
+from corruptions.errors import DataError
 
 from .tokenizer import batch_blocks, encode_documents
 
@@ -109,7 +110,8 @@ def corrupt_documents(
     seed: int,
     limit: int | None = None,
 ) -> Iterator[Example]:
-    """Examples 0, 1, ... (at most `limit`) of `documents` corrupted with `seed`."""
+    """Examples 0, 1, ... (at most `limit`) of `documents` corrupted with `seed`; a DataError
+    when the documents hold no token at all (only characters the tokenizer drops)."""
     index = 0
     for number, batch in enumerate(batches(blocks(tok, documents, max_length, vocab.pad))):
         if limit is not None and index >= limit:
@@ -120,6 +122,9 @@ def corrupt_documents(
                 return
             yield example
         index += batch.ids.size(0)
+    if index == 0 and limit != 0:
+        raise DataError("the input holds no tokens: only spaces or characters the tokenizer "
+                        "drops (zero-width or control characters)")
 
 
 def unbatch(batch: Tokens, out: Corrupted, first_index: int) -> Iterator[Example]:

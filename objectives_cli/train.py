@@ -134,6 +134,11 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
+        if self.resume and self.stop(False):  # a finished run: leave it as it is
+            more = "--budget" if cfg.budget > 0 else f"--steps above {self.step}"
+            self.reporter.message(f"{self.run_dir} has already trained to step {self.step}; "
+                                  f"nothing to do (give {more} to train longer)")
+            return {"steps": self.step, "tokens": self.tokens, "run_dir": str(self.run_dir)}
         first = self.evaluate() if not self.resume else None
         budget = cfg.budget > 0
         self.reporter.start(cfg.budget if budget else cfg.steps,

@@ -43,7 +43,10 @@ def test_list_plain_has_one_line_per_objective() -> None:
 
 def test_list_pattern_filters() -> None:
     records = json.loads(invoke("list", "bert-*", "--format", "json").stdout)
-    assert {r["name"] for r in records} == {n for n in NAMES if n.startswith("bert-")}
+    assert {r["name"] for r in records} == {
+        o.name for o in corruptions.list_objectives()
+        if any(k.startswith("bert-") for k in (o.name, *o.aliases))}
+    assert {r["name"] for r in records} >= {"bert-mlm", "nsp"}  # nsp: alias bert-nsp
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -110,6 +113,7 @@ def test_param_without_equals_sign() -> None:
     ["describe"],
     ["describe", "no-such-objective"],
     ["list", "--format", "yaml"],
+    ["list", "zzz"],
 ])
 def test_usage_errors_are_one_error_line_and_exit_2(args: list[str]) -> None:
     one_error(invoke(*args), 2)
@@ -164,3 +168,15 @@ def test_a_full_disk_on_stdout_is_one_error_line(args: list[str]) -> None:
 def test_unknown_device_is_a_usage_error(device: str, tmp_path: Path) -> None:
     one_error(invoke("train", "-o", "bert-mlm", "--model", "tiny", "--steps", "1",
                      "--device", device, "--out", str(tmp_path / "r")), 2, "unknown device")
+
+
+def test_list_matches_aliases() -> None:
+    result = invoke("list", "bert", "--format", "json")
+    assert result.code == 0
+    assert [o["name"] for o in json.loads(result.stdout)] == ["bert-mlm"]
+
+
+def test_input_without_tokens_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "blank.txt"
+    path.write_text("\t\u00a0\u200b\n", encoding="utf-8")  # tab, no-break and zero-width space
+    one_error(invoke("corrupt", "-o", "bert-mlm", str(path)), 1, "holds no tokens")

@@ -119,3 +119,23 @@ def test_resuming_with_another_process_count_warns(straight: Path, tmp_path: Pat
 
     train(tiny(copy, "electra", **{**SETTINGS, "steps": 9}), Listen(quiet=True), resume=True)
     assert any("trained with 2 process(es) and resumes with 1" in s for s in said)
+
+
+def test_resuming_a_finished_run_changes_nothing(straight: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(straight, copy)
+    before = (copy / "metrics.jsonl").read_text()
+    said: list[str] = []
+
+    class Listen(PlainReporter):
+        def message(self, text: str) -> None:
+            said.append(text)
+
+    summary = train(tiny(copy, "electra", **SETTINGS), Listen(quiet=True), resume=True)
+    assert summary["steps"] == 8
+    assert any("nothing to do (give --steps above 8" in s for s in said)
+    assert (copy / "metrics.jsonl").read_text() == before
+    assert [s for s, _ in checkpoints.list_checkpoints(copy)] == [
+        s for s, _ in checkpoints.list_checkpoints(straight)]
