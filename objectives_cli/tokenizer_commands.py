@@ -64,8 +64,11 @@ def train(
         write_atomic(out, tok.to_str())
     except OSError as exc:
         raise DataError(f"cannot write {out}: {exc.strerror}") from None
-    print(f"wrote {out}: {tok.get_vocab_size()} ids in {time.perf_counter() - start:.1f} s",
-          file=sys.stderr)
+    size = tok.get_vocab_size()
+    print(f"wrote {out}: {size} ids in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if size < vocab_size:
+        print(f"warning: the corpus yields only {size} of the {vocab_size} ids asked for; a "
+              "bigger corpus gives the rest", file=sys.stderr)
 
 
 def check_writable(out: Path) -> None:

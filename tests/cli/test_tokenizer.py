@@ -423,3 +423,12 @@ def test_train_command_error_is_one_line_on_stderr(
         f"error: no such file or directory: {missing}",
         "hint: pass a text file, a directory, '-' for stdin, or hf:NAME",
     ]
+
+
+def test_a_corpus_too_small_for_the_vocabulary_warns(tmp_path: Path) -> None:
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("a tiny corpus with few words.\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["tokenizer", "train", str(corpus), "--vocab-size", "400",
+                                      "--out", str(tmp_path / "tok.json")])
+    assert result.exit_code == 0
+    assert "warning: the corpus yields only" in result.output
