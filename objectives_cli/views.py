@@ -183,15 +183,19 @@ class Aligner:
         """Pairs (element index or None, input index or None) in display order."""
         n, m = len(elems), len(inputs)
         skips = [0.0 if free_skips else self.skip(e) for e in elems]
+        # an input token no element accounts for costs 1, a hair more the earlier it stands, so
+        # that of equal alignments the one matching elements to the earliest inputs wins (a
+        # random token is the one where its source token stood, not one inserted after it)
+        insert = [1.0 + 1e-6 * (m - j) for j in range(m + 1)]
         cost = [[0.0] * (m + 1) for _ in range(n + 1)]
-        cost[0] = [float(j) for j in range(m + 1)]
+        cost[0] = [sum(insert[1 : j + 1]) for j in range(m + 1)]
         for i in range(1, n + 1):
             e, skip = elems[i - 1], skips[i - 1]
             row, above = cost[i], cost[i - 1]
             row[0] = above[0] + skip
             for j in range(1, m + 1):
                 row[j] = min(above[j - 1] + self.match(e, inputs[j - 1]), above[j] + skip,
-                             row[j - 1] + 1.0)
+                             row[j - 1] + insert[j])
         pairs: list[tuple[int | None, int | None]] = []
         i, j = n, m
         while i or j:

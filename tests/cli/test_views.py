@@ -14,6 +14,7 @@ from objectives_cli import output, views
 from objectives_cli.examples import SAMPLE_DOCUMENTS, Example, corrupt_documents
 from objectives_cli.tokenizer import load_tokenizer, vocab_of
 from tests.cli.fakes import FAKES
+from tests.cli.runner import invoke
 
 TOK = load_tokenizer()
 VOCAB = vocab_of(TOK)
@@ -112,3 +113,16 @@ def test_rows_are_trimmed(name: str) -> None:
             assert len(row["labels"]) == len(row["input_ids"])
         for value in row["extras"].values():
             assert isinstance(value, int) or len(value) == len(row["input_ids"])
+
+
+def test_a_random_token_is_shown_where_its_source_token_stood() -> None:
+    """NSP: A's one token became a random one, B comes from the other document. Of two equal
+    alignments, the random token is the earlier input, and B's token is the inserted one."""
+    result = invoke("corrupt", "-o", "nsp", "-f", "text", "-", stdin="One.\r\n\r\nTwo.\r\n")
+    assert result.code == 0
+    first = result.stdout.split("── nsp · example 1")[0]
+    line = next(ln for ln in first.splitlines() if ln.startswith("input"))
+    cells = line.split()[1:5]
+    assert cells[0] == "[CLS]"
+    assert cells[1].startswith("«")  # the random token, where "One" stood
+    assert cells[2:] == ["[SEP]", "++Two++"]
