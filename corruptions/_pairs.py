@@ -83,10 +83,9 @@ def other_rows(lengths: Tensor, gen: torch.Generator, need: Tensor | None = None
         return first, n_rows - first - (lengths >= t).long()
 
     first, n_others = pool(least)
-    fallback = pool(torch.ones_like(lengths))
+    first_any, n_any = pool(torch.ones_like(lengths))
     short = n_others == 0  # no other row long enough: any other non-empty row
-    first, n_others = torch.where(short, fallback[0], first), torch.where(short, fallback[1],
-                                                                           n_others)
+    first, n_others = torch.where(short, first_any, first), torch.where(short, n_any, n_others)
     at = first + (rand(lengths, gen) * n_others).long()
     at = at + (at >= rank).long() * (rank >= first).long()  # step over the row itself
     found = order[at.clamp(max=n_rows - 1)]

@@ -105,9 +105,9 @@ def shared_failure(world: int, device: torch.device) -> Iterator[None]:
         failure = exc
     if world > 1:
         code = 0 if failure is None else getattr(failure, "exit_code", 1) or 1
-        flag = all_reduce(torch.tensor([float(code)], device=device), world, "max")
-        if failure is None and flag.item() > 0:
-            raise QuietExit(int(flag.item()))
+        worst = int(all_reduce(torch.tensor([float(code)], device=device), world, "max").item())
+        if failure is None and worst > 0:
+            raise QuietExit(worst)
     if failure is not None:
         raise failure
 

@@ -72,9 +72,7 @@ def train(
 
 
 def check_writable(out: Path) -> None:
-    """Fail early on an --out that can never be written: a directory, or a path through a file."""
-    if out.is_dir():
-        raise DataError(f"cannot write {out}: it is a directory", "give a file name, e.g. tok.json")
+    """Fail early on an --out below a file (typer itself refuses an --out that is a folder)."""
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise DataError(f"cannot write {out}: {parent} is a file, not a directory")

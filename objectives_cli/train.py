@@ -449,9 +449,8 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
 
 
 def start_run(cfg: TrainConfig, data: Data, info: ObjectiveInfo, model_cfg: ModelConfig) -> None:
-    run_dir = Path(cfg.out)
-    check_fresh(run_dir)
-    checkpoints.start(run_dir, run_config(cfg, model_cfg, info), data.tok.to_str())
+    # prepare() has checked the directory (check_fresh) before reading the data
+    checkpoints.start(Path(cfg.out), run_config(cfg, model_cfg, info), data.tok.to_str())
 
 
 def check_fresh(run_dir: Path) -> None:

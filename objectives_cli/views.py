@@ -11,6 +11,7 @@ a DELETE token nowhere, a MOVED token anywhere). Input tokens left over are fram
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -188,7 +189,7 @@ class Aligner:
         # random token is the one where its source token stood, not one inserted after it)
         insert = [1.0 + 1e-6 * (m - j) for j in range(m + 1)]
         cost = [[0.0] * (m + 1) for _ in range(n + 1)]
-        cost[0] = [sum(insert[1 : j + 1]) for j in range(m + 1)]
+        cost[0] = list(itertools.accumulate(insert[1:], initial=0.0))
         for i in range(1, n + 1):
             e, skip = elems[i - 1], skips[i - 1]
             row, above = cost[i], cost[i - 1]
