@@ -121,8 +121,12 @@ def hf_peers(tok: object, vocab: Vocab, tokens: Tokens) -> dict[str, tuple[Calla
         return {}
     transformers.logging.set_verbosity_error()
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]",
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
     )
     ids = tokens.ids
     rows = [{"input_ids": row} for row in ids.tolist()]
@@ -139,11 +143,16 @@ def hf_peers(tok: object, vocab: Vocab, tokens: Tokens) -> dict[str, tuple[Calla
     wwm = DataCollatorForLanguageModeling(fast, mlm_probability=0.15, whole_word_mask=True, seed=0)
     plm = DataCollatorForPermutationLanguageModeling(fast, plm_probability=1 / 6, max_span_length=5)
     return {
-        "hf-mlm": (lambda: mlm(rows),
-                   lambda: mlm.torch_mask_tokens(ids.clone(), special_tokens_mask=special)),
-        "hf-wwm": (lambda: wwm(wwm_rows),
-                   lambda: wwm.torch_mask_tokens(ids.clone(), special_tokens_mask=special,
-                                                 offset_mapping=offsets)),
+        "hf-mlm": (
+            lambda: mlm(rows),
+            lambda: mlm.torch_mask_tokens(ids.clone(), special_tokens_mask=special),
+        ),
+        "hf-wwm": (
+            lambda: wwm(wwm_rows),
+            lambda: wwm.torch_mask_tokens(
+                ids.clone(), special_tokens_mask=special, offset_mapping=offsets
+            ),
+        ),
         "hf-plm": (lambda: plm(rows), lambda: plm.torch_mask_tokens(ids.clone())),
     }
 
@@ -161,8 +170,12 @@ def run(args: argparse.Namespace) -> list[Result]:
             for name in names:
                 corrupt = corruptions.create(name)
                 gen = corruptions.make_generator(0)
-                rate = best_rate(lambda c=corrupt, g=gen, t=tokens, v=vocab: c(t, v, g), n_tokens,
-                                 args.min_time, args.rounds)
+                rate = best_rate(
+                    lambda c=corrupt, g=gen, t=tokens, v=vocab: c(t, v, g),
+                    n_tokens,
+                    args.min_time,
+                    args.rounds,
+                )
                 result = Result(name, length, threads, rate)
                 peer = PEERS.get(name)
                 if peer in peers:
@@ -180,8 +193,11 @@ def mtok(rate: float) -> str:
 
 
 def format_row(r: Result) -> str:
-    peer = (f"  {r.peer}: call {mtok(r.peer_call)} core {mtok(r.peer_core)} -> {r.ratio:.1f}x"
-            if r.peer else "")
+    peer = (
+        f"  {r.peer}: call {mtok(r.peer_call)} core {mtok(r.peer_core)} -> {r.ratio:.1f}x"
+        if r.peer
+        else ""
+    )
     rate = mtok(r.tokens_per_s)
     return f"L={r.length:<4} threads={r.threads}  {r.name:<24} {rate:>8} M tok/s{peer}"
 
@@ -216,13 +232,21 @@ def markdown(results: list[Result], args: argparse.Namespace) -> str:
     ]
     for r in results:
         ratio = f"{r.ratio:.1f}x" if r.peer else ""
-        lines.append(f"| {r.name} | {r.length} | {r.threads} | {mtok(r.tokens_per_s)} | {r.peer} "
-                     f"| {mtok(r.peer_call)} | {mtok(r.peer_core)} | {ratio} |")
-    rates = [r.tokens_per_s for r in results if r.length == max(args.lengths)
-             and r.threads == max(x.threads for x in results)]
+        lines.append(
+            f"| {r.name} | {r.length} | {r.threads} | {mtok(r.tokens_per_s)} | {r.peer} "
+            f"| {mtok(r.peer_call)} | {mtok(r.peer_core)} | {ratio} |"
+        )
+    rates = [
+        r.tokens_per_s
+        for r in results
+        if r.length == max(args.lengths) and r.threads == max(x.threads for x in results)
+    ]
     if rates:
-        lines += ["", f"Median over objectives at L={max(args.lengths)}, all threads: "
-                  f"{statistics.median(rates) / 1e6:.1f} M tokens/s."]
+        lines += [
+            "",
+            f"Median over objectives at L={max(args.lengths)}, all threads: "
+            f"{statistics.median(rates) / 1e6:.1f} M tokens/s.",
+        ]
     return "\n".join(lines) + "\n"
 
 

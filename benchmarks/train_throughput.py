@@ -50,8 +50,9 @@ from objectives_cli.models import Model, ModelConfig, preset
 from objectives_cli.runtime import fused_adamw
 
 
-def batch_encoder(b: int, n: int, vocab: int, gen: torch.Generator, device: str
-                  ) -> tuple[Corrupted, dict[str, torch.Tensor]]:
+def batch_encoder(
+    b: int, n: int, vocab: int, gen: torch.Generator, device: str
+) -> tuple[Corrupted, dict[str, torch.Tensor]]:
     ids = torch.randint(10, vocab, (b, n), generator=gen)
     chosen = torch.rand(b, n, generator=gen) < 0.15
     labels = ids.masked_fill(~chosen, IGNORE)
@@ -61,15 +62,20 @@ def batch_encoder(b: int, n: int, vocab: int, gen: torch.Generator, device: str
     return ours, {k: v.to(device) for k, v in theirs.items()}
 
 
-def batch_seq2seq(b: int, n: int, vocab: int, gen: torch.Generator, device: str
-                  ) -> tuple[Corrupted, dict[str, torch.Tensor]]:
+def batch_seq2seq(
+    b: int, n: int, vocab: int, gen: torch.Generator, device: str
+) -> tuple[Corrupted, dict[str, torch.Tensor]]:
     ids = torch.randint(10, vocab, (b, n), generator=gen)
     labels = torch.randint(10, vocab, (b, n), generator=gen)
     decoder = torch.cat([torch.full((b, 1), 2), labels[:, :-1]], 1)
     mask = torch.ones_like(ids, dtype=torch.bool)
     ours = Corrupted(ids, mask, labels, decoder).to(device)
-    theirs = {"input_ids": ids, "attention_mask": mask.long(), "labels": labels,
-              "decoder_input_ids": decoder}
+    theirs = {
+        "input_ids": ids,
+        "attention_mask": mask.long(),
+        "labels": labels,
+        "decoder_input_ids": decoder,
+    }
     return ours, {k: v.to(device) for k, v in theirs.items()}
 
 
@@ -82,16 +88,30 @@ def hf_model(arch: str, shape: dict[str, int], vocab: int, max_len: int) -> torc
     d, heads, ff = shape["d_model"], shape["n_heads"], shape["d_ff"]
     if arch == "encoder":
         cfg = transformers.BertConfig(
-            vocab_size=vocab, hidden_size=d, num_hidden_layers=shape["n_layers"],
-            num_attention_heads=heads, intermediate_size=ff, max_position_embeddings=max_len,
-            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+            vocab_size=vocab,
+            hidden_size=d,
+            num_hidden_layers=shape["n_layers"],
+            num_attention_heads=heads,
+            intermediate_size=ff,
+            max_position_embeddings=max_len,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
         return transformers.BertForMaskedLM._from_config(cfg, attn_implementation="sdpa")
     cfg = transformers.BartConfig(
-        vocab_size=vocab, d_model=d, encoder_layers=shape["n_layers"],
-        decoder_layers=shape["n_decoder_layers"], encoder_attention_heads=heads,
-        decoder_attention_heads=heads, encoder_ffn_dim=ff, decoder_ffn_dim=ff,
-        max_position_embeddings=max_len, dropout=0.0, attention_dropout=0.0,
-        activation_dropout=0.0)
+        vocab_size=vocab,
+        d_model=d,
+        encoder_layers=shape["n_layers"],
+        decoder_layers=shape["n_decoder_layers"],
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=ff,
+        decoder_ffn_dim=ff,
+        max_position_embeddings=max_len,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+    )
     return transformers.BartForConditionalGeneration._from_config(cfg, attn_implementation="sdpa")
 
 
@@ -103,11 +123,11 @@ def our_loss(model: torch.nn.Module, batch: Corrupted) -> torch.Tensor:
     return total
 
 
-def stepper(model: torch.nn.Module, loss: Callable[[], torch.Tensor], device: str
-            ) -> Callable[[], float]:
+def stepper(
+    model: torch.nn.Module, loss: Callable[[], torch.Tensor], device: str
+) -> Callable[[], float]:
     """One timed training step (seconds) of `model` on the loss `loss()` computes."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4,
-                            fused=fused_adamw(torch.device(device)))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused_adamw(torch.device(device)))
     amp = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
 
     def step() -> float:
@@ -126,8 +146,15 @@ def stepper(model: torch.nn.Module, loss: Callable[[], torch.Tensor], device: st
     return step
 
 
-def train_flops(arch: str, shape: dict[str, int], vocab: int, batch: int, src_len: int,
-                tgt_len: int, head_rows: int) -> int:
+def train_flops(
+    arch: str,
+    shape: dict[str, int],
+    vocab: int,
+    batch: int,
+    src_len: int,
+    tgt_len: int,
+    head_rows: int,
+) -> int:
     """Training FLOPs of one step: 3 x the forward pass's matmuls (backward costs twice forward).
 
     Args:
@@ -147,8 +174,12 @@ def train_flops(arch: str, shape: dict[str, int], vocab: int, batch: int, src_le
 
     forward = shape["n_layers"] * block(src, src_len, src_len)
     if arch == "encoder-decoder":
-        cross = 2 * tgt * d * d + 2 * src * d * 2 * d + 2 * 2 * batch * tgt_len * src_len * d \
+        cross = (
+            2 * tgt * d * d
+            + 2 * src * d * 2 * d
+            + 2 * 2 * batch * tgt_len * src_len * d
             + 2 * tgt * d * d
+        )
         forward += shape["n_decoder_layers"] * (block(tgt, tgt_len, tgt_len) + cross)
     else:
         forward += 2 * head_rows * d * d  # MLM transform
@@ -167,8 +198,10 @@ def compare(arch: str, args: argparse.Namespace) -> dict[str, Any]:
     make = batch_encoder if arch == "encoder" else batch_seq2seq
     mine, hf = make(b, n, vocab, gen, device)
     run_ours, run_theirs = (torch.compile(m) if args.compile else m for m in (ours, theirs))
-    steps = {"ours": stepper(ours, lambda: our_loss(run_ours, mine), device),
-             "transformers": stepper(theirs, lambda: run_theirs(**hf).loss, device)}
+    steps = {
+        "ours": stepper(ours, lambda: our_loss(run_ours, mine), device),
+        "transformers": stepper(theirs, lambda: run_theirs(**hf).loss, device),
+    }
     times: dict[str, list[float]] = {k: [] for k in steps}
     for i in range(args.warmup + args.steps):
         for name, step in steps.items():
@@ -181,12 +214,19 @@ def compare(arch: str, args: argparse.Namespace) -> dict[str, Any]:
     every = b * (tgt_len or n)  # rows a head on every position projects
     useful = train_flops(arch, shape, vocab, b, n, tgt_len, scored)
     own = {"ours": useful, "transformers": train_flops(arch, shape, vocab, b, n, tgt_len, every)}
-    layers = (f"{shape['n_layers']}+{shape['n_decoder_layers']}" if tgt_len
-              else str(shape["n_layers"]))
-    out: dict[str, Any] = {"arch": arch, "transformers_model": HF_NAMES[arch],
-                           "shape": f"{layers} layers x {shape['d_model']}", "batch": b,
-                           "seq_len": n, "device": device, "compile": args.compile,
-                           "useful_flops_per_step": useful}
+    layers = (
+        f"{shape['n_layers']}+{shape['n_decoder_layers']}" if tgt_len else str(shape["n_layers"])
+    )
+    out: dict[str, Any] = {
+        "arch": arch,
+        "transformers_model": HF_NAMES[arch],
+        "shape": f"{layers} layers x {shape['d_model']}",
+        "batch": b,
+        "seq_len": n,
+        "device": device,
+        "compile": args.compile,
+        "useful_flops_per_step": useful,
+    }
     peak = args.peak_tflops or (989.0 if device == "cuda" else 0.0)
     for name, model in (("ours", ours), ("transformers", theirs)):
         median = statistics.median(times[name])
@@ -217,8 +257,10 @@ def machine(device: str) -> str:
         where = torch.cuda.get_device_name()
     else:
         where = f"{cpu_name()}, {torch.get_num_threads()} threads"
-    return (f"{where}; Python {platform.python_version()}, torch {torch.__version__}, "
-            f"transformers {transformers.__version__}")
+    return (
+        f"{where}; Python {platform.python_version()}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}"
+    )
 
 
 def main() -> None:
@@ -230,8 +272,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation too)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--peak-tflops", type=float, default=0.0,
-                        help="device peak for MFU (default: 989, an H100's dense bf16, on CUDA)")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=0.0,
+        help="device peak for MFU (default: 989, an H100's dense bf16, on CUDA)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
     parser.add_argument("--json", action="store_true", help="one JSON line per result")
@@ -242,21 +288,27 @@ def main() -> None:
     mfu = bool(args.peak_tflops) or args.device == "cuda"
     if not args.json:
         print(f"machine: {where}" + ("; torch.compile" if args.compile else ""))
-        print("| model | shape | batch | ours tokens/s | transformers tokens/s | ratio |"
-              + (" ours MFU (useful) | transformers MFU (useful) |" if mfu else ""))
+        print(
+            "| model | shape | batch | ours tokens/s | transformers tokens/s | ratio |"
+            + (" ours MFU (useful) | transformers MFU (useful) |" if mfu else "")
+        )
         print("|---|---|---|---|---|---|" + ("---|---|" if mfu else ""))
     for arch in HF_NAMES:
         r = compare(arch, args)
         if args.json:
             print(json.dumps({**r, "machine": where}), flush=True)
             continue
-        row = (f"| {arch} vs {r['transformers_model']} | {r['shape']} | {r['batch']} x "
-               f"{r['seq_len']} | {r['ours_tokens_per_s']:,.0f} | "
-               f"{r['transformers_tokens_per_s']:,.0f} | "
-               f"{r['ours_tokens_per_s'] / r['transformers_tokens_per_s']:.2f} |")
+        row = (
+            f"| {arch} vs {r['transformers_model']} | {r['shape']} | {r['batch']} x "
+            f"{r['seq_len']} | {r['ours_tokens_per_s']:,.0f} | "
+            f"{r['transformers_tokens_per_s']:,.0f} | "
+            f"{r['ours_tokens_per_s'] / r['transformers_tokens_per_s']:.2f} |"
+        )
         if mfu:
-            row += "".join(f" {r[f'{k}_mfu']:.1%} ({r[f'{k}_useful_mfu']:.1%}) |"
-                           for k in ("ours", "transformers"))
+            row += "".join(
+                f" {r[f'{k}_mfu']:.1%} ({r[f'{k}_useful_mfu']:.1%}) |"
+                for k in ("ours", "transformers")
+            )
         print(row, flush=True)
 
 

@@ -22,13 +22,26 @@ from .errors import (
     UnknownObjective,
     UsageError,
 )
-from .registry import Objective, Param, available, create, get, list_objectives, param, register
+from .registry import (
+    Objective,
+    Param,
+    available,
+    create,
+    get,
+    list_objectives,
+    param,
+    register,
+    resolve,
+)
 from .types import IGNORE, Corrupted, Corruption, Op, Tokens, Vocab
 
 _NOT_FAMILIES = {"errors", "registry", "types"}
 FAMILIES: tuple[str, ...] = tuple(
-    sorted(m.name for m in pkgutil.iter_modules(__path__)
-           if not m.name.startswith("_") and m.name not in _NOT_FAMILIES)
+    sorted(
+        m.name
+        for m in pkgutil.iter_modules(__path__)
+        if not m.name.startswith("_") and m.name not in _NOT_FAMILIES
+    )
 )
 for _family in FAMILIES:
     importlib.import_module(f"{__name__}.{_family}")
@@ -56,4 +69,5 @@ __all__ = [
     "make_generator",
     "param",
     "register",
+    "resolve",
 ]

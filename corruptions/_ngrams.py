@@ -48,8 +48,13 @@ def size_probs(max_n: int, favor_shorter: bool) -> tuple[float, ...]:
     return tuple(w / sum(weights) for w in weights)
 
 
-def choose_ngrams(allowed: Tensor, word_starts: Tensor | None, budget: Tensor,
-                  probs: tuple[float, ...], gen: torch.Generator) -> NgramChoice:
+def choose_ngrams(
+    allowed: Tensor,
+    word_starts: Tensor | None,
+    budget: Tensor,
+    probs: tuple[float, ...],
+    gen: torch.Generator,
+) -> NgramChoice:
     """Choose `min(budget[b], allowed tokens)` tokens per row in whole units of 1..len(probs)
     words (a few fewer when the word that reaches the budget does not fit whole).
 

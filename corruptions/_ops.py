@@ -77,8 +77,9 @@ def choose_k(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
     return torch.zeros_like(allowed).scatter_(1, picked, take) & allowed
 
 
-def random_tokens(like: Tensor, vocab: Vocab, gen: torch.Generator, exclude_special: bool = False
-                  ) -> Tensor:
+def random_tokens(
+    like: Tensor, vocab: Vocab, gen: torch.Generator, exclude_special: bool = False
+) -> Tensor:
     """Uniformly random ids shaped like `like`.
 
     The references draw from the whole vocabulary, specials included (google-research/bert,
@@ -154,8 +155,13 @@ def compact(values: Tensor, keep: Tensor, fill: int | float | bool) -> Tensor:
     return out[:, :width]
 
 
-def frame(values: Tensor, lengths: Tensor, fill: int | bool, first: int | bool | None = None,
-          last: int | bool | None = None) -> Tensor:
+def frame(
+    values: Tensor,
+    lengths: Tensor,
+    fill: int | bool,
+    first: int | bool | None = None,
+    last: int | bool | None = None,
+) -> Tensor:
     """Put `first` before and `last` after the real part of each row; pad the rest with `fill`.
 
     Works for ids ([CLS] x [SEP]), labels (IGNORE at both ends) and masks alike:
@@ -170,8 +176,11 @@ def frame(values: Tensor, lengths: Tensor, fill: int | bool, first: int | bool |
     if first is not None:
         out[:, 0] = first
     if last is not None:
-        out.scatter_(1, (lengths + lead).unsqueeze(1), torch.full_like(lengths.unsqueeze(1), last,
-                                                                       dtype=values.dtype))
+        out.scatter_(
+            1,
+            (lengths + lead).unsqueeze(1),
+            torch.full_like(lengths.unsqueeze(1), last, dtype=values.dtype),
+        )
     return out
 
 

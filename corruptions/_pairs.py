@@ -41,8 +41,9 @@ def sentences_of(batch: Tokens) -> Sentences:
     return Sentences(count, torch.minimum(starts, batch.lengths.unsqueeze(1)))
 
 
-def split_points(sents: Sentences, lengths: Tensor, gen: torch.Generator,
-                 split_single: bool) -> Tensor:
+def split_points(
+    sents: Sentences, lengths: Tensor, gen: torch.Generator, split_single: bool
+) -> Tensor:
     """(B,) int64: where segment A ends, as google-research/bert's `a_end`.
 
     A row with k >= 2 sentences splits before sentence j, j uniform in [1, k-1]. A row with one
@@ -69,8 +70,10 @@ def other_rows(lengths: Tensor, gen: torch.Generator, need: Tensor | None = None
     row holds a token, any other row (the segment taken from it is empty).
     """
     n_rows, device = lengths.size(0), lengths.device
-    anywhere = (torch.arange(n_rows, device=device)
-                + torch.randint(1, n_rows, (n_rows,), generator=gen, device=device)) % n_rows
+    anywhere = (
+        torch.arange(n_rows, device=device)
+        + torch.randint(1, n_rows, (n_rows,), generator=gen, device=device)
+    ) % n_rows
     least = torch.ones_like(lengths) if need is None else need.clamp(min=1)
     # rows by length: those with >= t tokens are the sorted positions [first(t), B)
     ascending, order = lengths.sort(stable=True)
@@ -92,8 +95,9 @@ def other_rows(lengths: Tensor, gen: torch.Generator, need: Tensor | None = None
     return torch.where(n_others > 0, found, anywhere)
 
 
-def segment_from(sents: Sentences, rows: Tensor, lengths: Tensor, need: Tensor,
-                 gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def segment_from(
+    sents: Sentences, rows: Tensor, lengths: Tensor, need: Tensor, gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
     """A segment of row `rows[b]` that starts at one of its sentences and takes whole sentences
     until it holds at least `need[b]` tokens or the row ends (at least one sentence), as
     google-research/bert builds a random B.
@@ -111,8 +115,9 @@ def segment_from(sents: Sentences, rows: Tensor, lengths: Tensor, need: Tensor,
     count = sents.count[rows]
     row_len = lengths[rows].unsqueeze(1)
     # sentence starts are ascending, so the ones with room enough after them come first
-    room = ((row_len - starts[:, :-1] >= need.unsqueeze(1))
-            & (torch.arange(starts.size(1) - 1, device=starts.device) < count.unsqueeze(1)))
+    room = (row_len - starts[:, :-1] >= need.unsqueeze(1)) & (
+        torch.arange(starts.size(1) - 1, device=starts.device) < count.unsqueeze(1)
+    )
     fitting = room.sum(1)
     k = (rand(count, gen) * fitting).long().clamp(max=starts.size(1) - 1)
     start = starts.gather(1, k.unsqueeze(1))  # (B, 1)
@@ -123,8 +128,9 @@ def segment_from(sents: Sentences, rows: Tensor, lengths: Tensor, need: Tensor,
     return start, (end - start).clamp(min=0)
 
 
-def truncate_pair(a_len: Tensor, b_len: Tensor, budget: Tensor, gen: torch.Generator
-                  ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def truncate_pair(
+    a_len: Tensor, b_len: Tensor, budget: Tensor, gen: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """How many tokens to cut from the front and the back of A and B so that A + B <= budget.
 
     google-research/bert's `truncate_seq_pair` removes one token at a time from the longer segment
@@ -175,8 +181,13 @@ def take(values: Tensor, index: Tensor, tail: tuple[int | bool, ...]) -> Tensor:
     return table.gather(0, index.reshape(-1)).view(index.shape)
 
 
-def assemble(ids: Tensor, lengths: Tensor, first: tuple[Tensor, Tensor, Tensor],
-             second: tuple[Tensor, Tensor, Tensor], vocab: Vocab) -> Pair:
+def assemble(
+    ids: Tensor,
+    lengths: Tensor,
+    first: tuple[Tensor, Tensor, Tensor],
+    second: tuple[Tensor, Tensor, Tensor],
+    vocab: Vocab,
+) -> Pair:
     """Lay out `[CLS] first [SEP] second [SEP]`; each segment is (row, start, length) per row,
     gathered from `ids` (B, L) with `lengths` real tokens, so a segment may come from another
     row. The specials and the padding are gathered too, from three entries past the rows."""
@@ -191,8 +202,11 @@ def assemble(ids: Tensor, lengths: Tensor, first: tuple[Tensor, Tensor, Tensor],
     content = in_first | (second_on & (col < end))
     # past the rows: PAD_AT after the pair, SEP_AT inside it, CLS_AT at position 0
     special = framed + (ids.numel() + (col == 0))
-    source = col + torch.where(in_first, (row1 * width + start1 - 1).unsqueeze(1),
-                               (row2 * width + start2).unsqueeze(1) - l1 - 2)
+    source = col + torch.where(
+        in_first,
+        (row1 * width + start1 - 1).unsqueeze(1),
+        (row2 * width + start2).unsqueeze(1) - l1 - 2,
+    )
     source = torch.where(content, source, special)
     out = take(ids, source, (vocab.pad, vocab.eos, vocab.bos))
     ordinary = (positions(ids) < lengths.unsqueeze(1)) & ~vocab.is_special(ids)
@@ -200,17 +214,24 @@ def assemble(ids: Tensor, lengths: Tensor, first: tuple[Tensor, Tensor, Tensor],
     return Pair(out, total, len1, (second_on & framed).long(), content, source, plain, ordinary)
 
 
-def mlm_on_pair(pair: Pair, vocab: Vocab, chosen: Tensor, gen: torch.Generator,
-                mask_replace: float, random_replace: float, exclude_special_random: bool
-                ) -> tuple[Tensor, Tensor, Tensor]:
+def mlm_on_pair(
+    pair: Pair,
+    vocab: Vocab,
+    chosen: Tensor,
+    gen: torch.Generator,
+    mask_replace: float,
+    random_replace: float,
+    exclude_special_random: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
     """80/10/10 (`_ops.replace_selected`) at `chosen` positions of the pair.
 
     Returns:
         (input_ids, labels, ops): (B, W) each; labels hold the original ids at `chosen`, IGNORE
         elsewhere; ops are `Op` codes on the pair's positions.
     """
-    input_ids, ops = replace_selected(pair.ids, chosen, vocab, gen, mask_replace, random_replace,
-                                      exclude_special_random)
+    input_ids, ops = replace_selected(
+        pair.ids, chosen, vocab, gen, mask_replace, random_replace, exclude_special_random
+    )
     return input_ids, torch.where(chosen, pair.ids, IGNORE), ops
 
 

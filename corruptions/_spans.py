@@ -39,8 +39,13 @@ def poisson(lam: float, upper: int) -> Tensor:
     return probs / probs.sum()
 
 
-def draw_lengths(probs: Tensor, shape: tuple[int, ...], gen: torch.Generator,
-                 device: torch.device, lower: int = 0) -> Tensor:
+def draw_lengths(
+    probs: Tensor,
+    shape: tuple[int, ...],
+    gen: torch.Generator,
+    device: torch.device,
+    lower: int = 0,
+) -> Tensor:
     """int64 lengths shaped `shape`: `lower + i` with probability `probs[i]` (inverse CDF)."""
     cdf = probs.cumsum(0).to(device)
     cdf[-1] = 1.0  # guard against rounding: u < 1 always lands inside the table
@@ -90,8 +95,15 @@ class AnchoredSpans:
     draws: Tensor  # (B,) int64: draws made until the row's budget was met (discards included)
 
 
-def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: Tensor, lower: int,
-                        gen: torch.Generator, chunk: int = 0) -> AnchoredSpans:
+def anchored_word_spans(
+    allowed: Tensor,
+    starts: Tensor,
+    budget: Tensor,
+    probs: Tensor,
+    lower: int,
+    gen: torch.Generator,
+    chunk: int = 0,
+) -> AnchoredSpans:
     """SpanBERT's span sampler (facebookresearch/SpanBERT `PairWithSpanMaskingScheme.mask`).
 
     The reference repeats, one draw at a time, until `budget` tokens are masked: draw a length s
@@ -144,8 +156,11 @@ def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: 
         anchor = torch.searchsorted(allowed_upto, pick + 1).masked_fill_(none_allowed, 0)
         # (B, K) anchor word = the span's first word (0 in a row without words)
         first = word_of.gather(1, anchor).masked_fill_(none_allowed, 0)
-        rejected = (covered.gather(1, first) if covered is not None
-                    else torch.zeros_like(first, dtype=torch.bool))
+        rejected = (
+            covered.gather(1, first)
+            if covered is not None
+            else torch.zeros_like(first, dtype=torch.bool)
+        )
         accepted, owner = _accept_in_order(first, span, n_words, rejected, width, longest)
         owner[:, width] = k  # the spare column: tokens that are not allowed belong to nobody
         if covered is not None:
@@ -175,8 +190,9 @@ def anchored_word_spans(allowed: Tensor, starts: Tensor, budget: Tensor, probs: 
     return AnchoredSpans(chosen, span_words, anchors, accepted, draws)
 
 
-def _accept_in_order(first: Tensor, span: Tensor, n_words: Tensor, rejected: Tensor, width: int,
-                     longest: int) -> tuple[Tensor, Tensor]:
+def _accept_in_order(
+    first: Tensor, span: Tensor, n_words: Tensor, rejected: Tensor, width: int, longest: int
+) -> tuple[Tensor, Tensor]:
     """Which draws the sequential loop accepts, and the first accepted draw covering each word.
 
     Draw j covers words [first[j], first[j] + span[j]) (cut at the row's last word); it is

@@ -56,8 +56,9 @@ LAMBDA_HELP = (
     "(paper: 3; the BART-large command in fairseq #1899 used 3.5)"
 )
 MASK_RANDOM_HELP = "share of masks that are a random token instead (BART-large command: 0.1)"
-EXCLUDE_SPECIAL_HELP = ("draw random tokens from ordinary tokens only (fairseq draws from the "
-                        "whole vocabulary)")
+EXCLUDE_SPECIAL_HELP = (
+    "draw random tokens from ordinary tokens only (fairseq draws from the whole vocabulary)"
+)
 SUBWORD_RATE_HELP = (
     "share of tokens hit, budget ceil(rate x tokens) per document (0.3 as BART-large; the rate "
     "behind the paper's base-size Table 1 rows is not stated)"
@@ -90,9 +91,14 @@ class _Doc:
     @staticmethod
     def start(batch: Tokens, vocab: Vocab) -> _Doc:
         protected = vocab.is_special(batch.ids) & batch.real
-        return _Doc(ids=batch.ids, lengths=batch.lengths, base=batch, protected=protected,
-                    ops=torch.zeros_like(batch.ids, dtype=torch.int8),
-                    any_special=bool(protected.any()))
+        return _Doc(
+            ids=batch.ids,
+            lengths=batch.lengths,
+            base=batch,
+            protected=protected,
+            ops=torch.zeros_like(batch.ids, dtype=torch.int8),
+            any_special=bool(protected.any()),
+        )
 
     @property
     def real(self) -> Tensor:
@@ -104,8 +110,13 @@ class _Doc:
             raise RuntimeError(f"{stage} must run before tokens are masked, removed or moved")
 
     def changed(self, ids: Tensor, ops: Tensor, lengths: Tensor | None = None) -> _Doc:
-        return replace(self, ids=ids, ops=ops, pristine=False,
-                       lengths=self.lengths if lengths is None else lengths)
+        return replace(
+            self,
+            ids=ids,
+            ops=ops,
+            pristine=False,
+            lengths=self.lengths if lengths is None else lengths,
+        )
 
     def source_ops(self) -> Tensor:
         """(B, L) Op codes on the input's positions; specials and padding KEEP."""
@@ -116,8 +127,9 @@ class _Doc:
         return torch.empty_like(ops).scatter_(1, self.perm, ops)
 
 
-def _pick(allowed: Tensor, k: Tensor, gen: torch.Generator, n_allowed: Tensor | None = None
-          ) -> tuple[Tensor, Tensor]:
+def _pick(
+    allowed: Tensor, k: Tensor, gen: torch.Generator, n_allowed: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """`min(k[b], allowed[b].sum())` distinct allowed positions per row, uniformly, in random order.
 
     Returns:
@@ -156,8 +168,9 @@ def _smallest_few(scores: Tensor, k: Tensor, n_allowed: Tensor, top: int) -> Ten
         return None
     dest = below.cumsum(1) * below  # left-aligned from column 1, the rest to the spare column 0
     narrow = scores.new_full((scores.size(0), width + 1), 2.0).scatter_(1, dest, scores)
-    where = torch.zeros_like(narrow, dtype=torch.long).scatter_(1, dest, positions(scores)
-                                                                .expand_as(dest))
+    where = torch.zeros_like(narrow, dtype=torch.long).scatter_(
+        1, dest, positions(scores).expand_as(dest)
+    )
     rank = narrow[:, 1:].topk(top, dim=1, largest=False).indices
     return where[:, 1:].gather(1, rank)
 
@@ -175,8 +188,14 @@ def _put(target: Tensor, idx: Tensor, valid: Tensor, values: Tensor | int | bool
     return out.scatter_(1, torch.where(valid, idx, spare), values)[:, :-1]
 
 
-def _masks(idx: Tensor, valid: Tensor, mask_random: float, vocab: Vocab, gen: torch.Generator,
-           exclude_special: bool = False) -> tuple[Tensor, Tensor]:
+def _masks(
+    idx: Tensor,
+    valid: Tensor,
+    mask_random: float,
+    vocab: Vocab,
+    gen: torch.Generator,
+    exclude_special: bool = False,
+) -> tuple[Tensor, Tensor]:
     """(ids, is_random) for picked positions: <mask>, or a random id with prob `mask_random`
     (drawn from the whole vocabulary, as fairseq, unless `exclude_special`)."""
     is_random = valid & (torch.rand(idx.shape, generator=gen, device=idx.device) < mask_random)
@@ -209,8 +228,9 @@ def poisson_cdf(lam: float) -> list[float]:
     return cdf
 
 
-def poisson_draws(shape: tuple[int, int], lam: float, gen: torch.Generator,
-                  device: torch.device | str = "cpu") -> Tensor:
+def poisson_draws(
+    shape: tuple[int, int], lam: float, gen: torch.Generator, device: torch.device | str = "cpu"
+) -> Tensor:
     """i.i.d. span lengths from fairseq's truncated Poisson table (inverse CDF), int64."""
     cdf = torch.tensor(poisson_cdf(lam), dtype=torch.float64, device=device)
     u = torch.rand(shape, generator=gen, device=device, dtype=torch.float64)
@@ -301,8 +321,15 @@ def coverage(first: Tensor, last: Tensor, valid: Tensor, width: int) -> tuple[Te
     return cover[:, :width], head
 
 
-def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: Vocab,
-                gen: torch.Generator, exclude_special: bool = False) -> tuple[_Doc, Tensor]:
+def _span_noise(
+    doc: _Doc,
+    rate: float,
+    lam: float,
+    mask_random: float,
+    vocab: Vocab,
+    gen: torch.Generator,
+    exclude_special: bool = False,
+) -> tuple[_Doc, Tensor]:
     """fairseq's span-poisson masking with replace_length 1, in words.
 
     Spans start at distinct random ordinary word starts and cover `length` words (stopping at a
@@ -328,8 +355,12 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     covered = (cover if word is None else cover.gather(1, word.clamp(min=0))) > 0
     covered &= real
     fill, is_random = _masks(idx, head, mask_random, vocab, gen, exclude_special)
-    ops = _put(doc.ops.masked_fill(covered, int(Op.SPAN)), idx, head,
-               torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
+    ops = _put(
+        doc.ops.masked_fill(covered, int(Op.SPAN)),
+        idx,
+        head,
+        torch.where(is_random, int(Op.RANDOM), int(Op.MASK)),
+    )
     keep = real & (ops != int(Op.SPAN))  # covered tokens go, except each span's <mask>
     # compact the kept tokens, then write each span's <mask> at its token's new place
     kept = keep.long().cumsum(1)
@@ -341,8 +372,14 @@ def _span_noise(doc: _Doc, rate: float, lam: float, mask_random: float, vocab: V
     return doc.changed(ids[:, :out_width], ops, new_len), n_insert
 
 
-def _insert(doc: _Doc, n_insert: Tensor, mask_random: float, vocab: Vocab,
-            gen: torch.Generator, exclude_special: bool = False) -> _Doc:
+def _insert(
+    doc: _Doc,
+    n_insert: Tensor,
+    mask_random: float,
+    vocab: Vocab,
+    gen: torch.Generator,
+    exclude_special: bool = False,
+) -> _Doc:
     """fairseq's insertion noise: n_insert[b] new tokens at uniformly random slots of the
     lengthened content (never before <s> or after </s>); the first ceil(n x mask_random) of them
     random ids, the rest <mask>. Exactly n_insert tokens (fairseq's ceil(len x n/len) adds one
@@ -415,8 +452,11 @@ def _finish(doc: _Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
     real = batch.real
     unscored = ~real
     if doc.any_special:  # back on the input's positions
-        unscored |= (doc.protected if doc.perm is None
-                     else torch.empty_like(doc.protected).scatter_(1, doc.perm, doc.protected))
+        unscored |= (
+            doc.protected
+            if doc.perm is None
+            else torch.empty_like(doc.protected).scatter_(1, doc.perm, doc.protected)
+        )
     labels = ids.new_full((ids.size(0), ids.size(1) + 2), IGNORE)
     labels[:, 1:-1] = ids.masked_fill(unscored, IGNORE)
     labels.scatter_(1, (n + 1).unsqueeze(1), vocab.eos)
@@ -424,8 +464,13 @@ def _finish(doc: _Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
     decoder[:, 0] = vocab.eos
     decoder[:, 1] = vocab.bos
     decoder[:, 2:] = ids.masked_fill(~real, vocab.pad)
-    return Corrupted(input_ids=source, attention_mask=length_mask(doc.lengths + 2, width + 2),
-                     labels=labels, decoder_input_ids=decoder, ops=doc.source_ops())
+    return Corrupted(
+        input_ids=source,
+        attention_mask=length_mask(doc.lengths + 2, width + 2),
+        labels=labels,
+        decoder_input_ids=decoder,
+        ops=doc.source_ops(),
+    )
 
 
 class _Stage:
@@ -471,12 +516,19 @@ class SentencePermutation(_Stage):
         index = _sentence_order(base.sentence_starts & real, real, self.permute_ratio, gen)
         moved = index != positions(real)  # padding stays in place
         # the token stages after this one read words, never sentences: those are not carried
-        new = Tokens(base.ids.gather(1, index), base.lengths,
-                     None if base.word_starts is None else base.word_starts.gather(1, index))
-        return replace(doc, ids=new.ids, base=new,
-                    protected=doc.protected.gather(1, index) if doc.any_special else doc.protected,
-                    ops=doc.ops.masked_fill(moved, int(Op.MOVED)),  # pristine: all were KEEP
-                    perm=index if doc.perm is None else doc.perm.gather(1, index))
+        new = Tokens(
+            base.ids.gather(1, index),
+            base.lengths,
+            None if base.word_starts is None else base.word_starts.gather(1, index),
+        )
+        return replace(
+            doc,
+            ids=new.ids,
+            base=new,
+            protected=doc.protected.gather(1, index) if doc.any_special else doc.protected,
+            ops=doc.ops.masked_fill(moved, int(Op.MOVED)),  # pristine: all were KEEP
+            perm=index if doc.perm is None else doc.perm.gather(1, index),
+        )
 
 
 def _fill_slots(chosen: Tensor, valid: Tensor, slot_ids: Tensor, n_slots: int) -> Tensor:
@@ -487,8 +539,9 @@ def _fill_slots(chosen: Tensor, valid: Tensor, slot_ids: Tensor, n_slots: int) -
     marked = torch.zeros(chosen.size(0), n_slots + 1, dtype=torch.bool, device=chosen.device)
     marked = marked.scatter_(1, chosen, True)[:, :n_slots]
     slots = compact(slot_ids[:, :-1].expand_as(marked), marked, n_slots)
-    slots = torch.cat([slots, chosen.new_full((chosen.size(0), chosen.size(1) - slots.size(1)),
-                                              n_slots)], dim=1)
+    slots = torch.cat(
+        [slots, chosen.new_full((chosen.size(0), chosen.size(1) - slots.size(1)), n_slots)], dim=1
+    )
     return slot_ids.expand(chosen.size(0), -1).clone().scatter_(1, slots, chosen)[:, :n_slots]
 
 
@@ -540,8 +593,9 @@ class TokenMasking(_Stage):
     def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
         doc.untouched("token masking")
         idx, valid = _subword_pick(doc, self.rate, gen)
-        fill, is_random = _masks(idx, valid, self.mask_random, vocab, gen,
-                                 self.exclude_special_random)
+        fill, is_random = _masks(
+            idx, valid, self.mask_random, vocab, gen, self.exclude_special_random
+        )
         ops = _put(doc.ops, idx, valid, torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
         return doc.changed(_put(doc.ids, idx, valid, fill), ops)
 
@@ -561,8 +615,9 @@ class TokenDeletion(_Stage):
         doc.untouched("token deletion")
         idx, valid = _subword_pick(doc, self.rate, gen)
         keep = _put(doc.base.real, idx, valid, False)
-        return doc.changed(compact(doc.ids, keep, 0), _put(doc.ops, idx, valid, int(Op.DELETE)),
-                           keep.sum(1))
+        return doc.changed(
+            compact(doc.ids, keep, 0), _put(doc.ops, idx, valid, int(Op.DELETE)), keep.sum(1)
+        )
 
 
 @dataclass(frozen=True)
@@ -583,8 +638,15 @@ class TextInfilling(_Stage):
             raise ValueError(f"poisson_lambda must be in (0, 64], got {self.poisson_lambda}")
 
     def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
-        doc, n_insert = _span_noise(doc, self.rate, self.poisson_lambda, self.mask_random, vocab,
-                                    gen, self.exclude_special_random)
+        doc, n_insert = _span_noise(
+            doc,
+            self.rate,
+            self.poisson_lambda,
+            self.mask_random,
+            vocab,
+            gen,
+            self.exclude_special_random,
+        )
         return _insert(doc, n_insert, self.mask_random, vocab, gen, self.exclude_special_random)
 
 
@@ -594,8 +656,11 @@ class DocumentRotation(_Stage):
 
     stage: ClassVar[int] = 3
     kind: ClassVar[str] = "document rotation"
-    rotate: float = param(1.0, "probability that a document is rotated (fairseq default 0.5, "
-                               "BART-large 0; 1 for the paper's rotation experiment)")
+    rotate: float = param(
+        1.0,
+        "probability that a document is rotated (fairseq default 0.5, "
+        "BART-large 0; 1 for the paper's rotation experiment)",
+    )
 
     def __post_init__(self) -> None:
         _check_rate("rotate", self.rotate, low_open=False)
@@ -626,9 +691,12 @@ class Bart:
 
     @property
     def parts(self) -> tuple[Any, ...]:
-        return (SentencePermutation(self.permute_ratio),
-                TextInfilling(self.rate, self.poisson_lambda, self.mask_random,
-                              self.exclude_special_random))
+        return (
+            SentencePermutation(self.permute_ratio),
+            TextInfilling(
+                self.rate, self.poisson_lambda, self.mask_random, self.exclude_special_random
+            ),
+        )
 
     def __post_init__(self) -> None:
         _ = self.parts  # building the parts validates every value
@@ -639,6 +707,7 @@ class Bart:
 
 # ---------------------------------------------------------------------------------------------
 # Registered objectives
+
 
 @register("bart-infill", arch="encoder-decoder", paper=PAPER, needs_words=True)
 def bart_infill(**overrides: Any) -> TextInfilling:

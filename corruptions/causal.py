@@ -48,8 +48,9 @@ class CausalLM:
     """Predict every next token; labels = inputs (the model shifts)."""
 
     append_eos: bool = param(
-        True, "append </s> to each row and predict it (one EOS per document, §4.8's advice; "
-        "run_clm.py appends none)"
+        True,
+        "append </s> to each row and predict it (one EOS per document, §4.8's advice; "
+        "run_clm.py appends none)",
     )
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
@@ -70,8 +71,13 @@ class PrefixLM:
         ids, lengths, predicted = lm_rows(batch, vocab, self.append_eos)
         in_prefix = positions(ids) < split.unsqueeze(1)
         out = lm_batch(batch, ids, lengths, predicted & ~in_prefix, context=predicted & in_prefix)
-        return Corrupted(out.input_ids, out.attention_mask, out.labels, ops=out.ops,
-                         extras={"prefix_lengths": split})
+        return Corrupted(
+            out.input_ids,
+            out.attention_mask,
+            out.labels,
+            ops=out.ops,
+            extras={"prefix_lengths": split},
+        )
 
 
 def lm_rows(batch: Tokens, vocab: Vocab, append_eos: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -86,8 +92,9 @@ def lm_rows(batch: Tokens, vocab: Vocab, append_eos: bool) -> tuple[Tensor, Tens
     return ids, lengths, predicted
 
 
-def lm_batch(batch: Tokens, ids: Tensor, lengths: Tensor, predicted: Tensor,
-             context: Tensor | None) -> Corrupted:
+def lm_batch(
+    batch: Tokens, ids: Tensor, lengths: Tensor, predicted: Tensor, context: Tensor | None
+) -> Corrupted:
     """A decoder `Corrupted`: labels = ids where `predicted`, ops on the source positions."""
     width = batch.ids.size(1)
     real = batch.real
@@ -106,15 +113,17 @@ def prefix_split(lengths: Tensor, density: float | Tensor, gen: torch.Generator)
     if not isinstance(density, Tensor) and not 0.0 < density <= 0.5:
         raise ValueError(f"prefix density (suffix share) must be in (0, 0.5], got {density}")
     longest = (lengths - 1).clamp(min=0)
-    shortest = torch.minimum(round_half_even((1 - 2 * density) * longest.double()).clamp(min=1),
-                             longest)
+    shortest = torch.minimum(
+        round_half_even((1 - 2 * density) * longest.double()).clamp(min=1), longest
+    )
     u = torch.rand(lengths.shape, generator=gen, device=lengths.device, dtype=torch.float64)
     k = shortest + (u * (longest - shortest + 1).double()).long()
     return torch.minimum(k, longest)
 
 
-def prefix_seq2seq(ids: Tensor, lengths: Tensor, split: Tensor, vocab: Vocab,
-                   lead: int | Tensor | None = None) -> Corrupted:
+def prefix_seq2seq(
+    ids: Tensor, lengths: Tensor, split: Tensor, vocab: Vocab, lead: int | Tensor | None = None
+) -> Corrupted:
     """Encoder-decoder prefix LM: inputs = the first `split` tokens + EOS, targets = the rest +
     EOS (T5's `prefix_lm`: `drop_noise_tokens` / `drop_nonnoise_tokens` of a prefix mask).
 
@@ -137,8 +146,13 @@ def prefix_ops(real: Tensor, suffix: Tensor, special: Tensor) -> Tensor:
     return context + (ordinary & suffix).to(torch.int8) * int(Op.PREDICT)
 
 
-@register("clm", arch="decoder", paper="Radford et al. 2019 (GPT-2); Brown et al. 2020, "
-          "arXiv 2005.14165", aliases=("gpt", "causal-lm"), one_document_per_row=True)
+@register(
+    "clm",
+    arch="decoder",
+    paper="Radford et al. 2019 (GPT-2); Brown et al. 2020, arXiv 2005.14165",
+    aliases=("gpt", "causal-lm"),
+    one_document_per_row=True,
+)
 def clm(**overrides: Any) -> CausalLM:
     """GPT causal language modelling: predict every next token, an EOS appended per row.
 
@@ -148,8 +162,13 @@ def clm(**overrides: Any) -> CausalLM:
     return CausalLM(**overrides)
 
 
-@register("prefix-lm", arch="decoder", paper="Raffel et al. 2020, arXiv 1910.10683",
-          aliases=("prefixlm",), one_document_per_row=True)
+@register(
+    "prefix-lm",
+    arch="decoder",
+    paper="Raffel et al. 2020, arXiv 1910.10683",
+    aliases=("prefixlm",),
+    one_document_per_row=True,
+)
 def prefix_lm(**overrides: Any) -> PrefixLM:
     """Prefix LM (decoder-only): split uniform on [1, n-1], bidirectional prefix, loss on the rest.
 

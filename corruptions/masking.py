@@ -48,8 +48,9 @@ BUDGETS = ("exact", "bernoulli")
 REPLACEMENTS = ("span", "word_piece")
 
 
-def check_mlm(rate: float, mask_replace: float, random_replace: float, max_predictions: int
-              ) -> None:
+def check_mlm(
+    rate: float, mask_replace: float, random_replace: float, max_predictions: int
+) -> None:
     """The checks every masking variant shares; ValueError names the bad setting."""
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"rate must be in (0, 1], got {rate}")
@@ -104,8 +105,15 @@ class TokenMasking:
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
-        return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, self.random_replace,
-                         self.exclude_special_random)
+        return mlm_batch(
+            batch,
+            vocab,
+            chosen,
+            gen,
+            self.mask_replace,
+            self.random_replace,
+            self.exclude_special_random,
+        )
 
 
 def mlm_batch(
@@ -128,16 +136,34 @@ def mlm_batch(
     `extras` must already be framed (indices into `input_ids`).
     """
     ids = batch.ids
-    corrupted, ops = replace_selected(ids, chosen, vocab, gen, mask_replace, random_replace,
-                                      exclude_special_random, u=u, random_ids=random_ids)
+    corrupted, ops = replace_selected(
+        ids,
+        chosen,
+        vocab,
+        gen,
+        mask_replace,
+        random_replace,
+        exclude_special_random,
+        u=u,
+        random_ids=random_ids,
+    )
     labels = ids.new_full((ids.size(0), ids.size(1) + 2), IGNORE)
     labels[:, 1:-1] = torch.where(chosen, ids, IGNORE)
-    return encoder_batch(frame(corrupted, batch.lengths, vocab.pad, vocab.bos, vocab.eos),
-                         batch.lengths + 2, labels, ops=ops, extras=extras)
+    return encoder_batch(
+        frame(corrupted, batch.lengths, vocab.pad, vocab.bos, vocab.eos),
+        batch.lengths + 2,
+        labels,
+        ops=ops,
+        extras=extras,
+    )
 
 
-@register("bert-mlm", arch="encoder", paper="Devlin et al. 2018, arXiv 1810.04805",
-          aliases=("bert", "mlm"))
+@register(
+    "bert-mlm",
+    arch="encoder",
+    paper="Devlin et al. 2018, arXiv 1810.04805",
+    aliases=("bert", "mlm"),
+)
 def bert_mlm(**overrides: Any) -> TokenMasking:
     """BERT masked LM: 15% of tokens predicted; of those 80% [MASK], 10% random, 10% unchanged.
 
@@ -170,13 +196,21 @@ class WholeWordMasking:
         """(B, L) bool: every piece of the chosen words."""
         allowed = candidates(batch, vocab)
         starts = word_groups(allowed, batch.word_starts)
-        return whole_words(allowed, starts, exact_budget(batch.lengths, self.rate,
-                                                         self.max_predictions), gen)
+        return whole_words(
+            allowed, starts, exact_budget(batch.lengths, self.rate, self.max_predictions), gen
+        )
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
-        return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, self.random_replace,
-                         self.exclude_special_random)
+        return mlm_batch(
+            batch,
+            vocab,
+            chosen,
+            gen,
+            self.mask_replace,
+            self.random_replace,
+            self.exclude_special_random,
+        )
 
 
 def whole_words(allowed: Tensor, starts: Tensor, budget: Tensor, gen: torch.Generator) -> Tensor:
@@ -213,7 +247,8 @@ def whole_words(allowed: Tensor, starts: Tensor, budget: Tensor, gen: torch.Gene
     taken, left = _walk(pieces.gather(1, order), budget)
     if head < n_words and bool((left > 0).any()):  # a full row takes no other word
         unseen_fit = (pieces.masked_fill(pieces == 0, width + 1) <= left).sum(1) - (
-            (pieces.gather(1, order) <= left).sum(1))
+            (pieces.gather(1, order) <= left).sum(1)
+        )
         if bool((unseen_fit > 0).any()):
             order = score.argsort(1)
             taken, _ = _walk(pieces.gather(1, order), budget)
@@ -239,8 +274,13 @@ def _walk(size: Tensor, budget: Tensor) -> tuple[Tensor, Tensor]:
     return taken, left
 
 
-@register("whole-word", arch="encoder", needs_words=True, aliases=("wwm", "bert-wwm"),
-          paper="google-research/bert README 2019-05-31; Cui et al. 2019, arXiv 1906.08101")
+@register(
+    "whole-word",
+    arch="encoder",
+    needs_words=True,
+    aliases=("wwm", "bert-wwm"),
+    paper="google-research/bert README 2019-05-31; Cui et al. 2019, arXiv 1906.08101",
+)
 def whole_word(**overrides: Any) -> WholeWordMasking:
     """BERT whole-word masking: whole words up to 15% of pieces; 80/10/10 drawn per piece.
 
@@ -261,17 +301,23 @@ class SpanMasking:
 
     rate: float = param(0.15, "share of each block masked: ceil(rate x length), exact (mask_ratio)")
     geometric_p: float = param(
-        0.2, "span length in words ~ Geometric(p) clipped to [span_lower, span_upper]; 0.2 is the "
-        "published command and paper (the code's flag default is 0.3)")
+        0.2,
+        "span length in words ~ Geometric(p) clipped to [span_lower, span_upper]; 0.2 is the "
+        "published command and paper (the code's flag default is 0.3)",
+    )
     span_lower: int = param(1, "shortest span, in words")
     span_upper: int = param(10, "longest span, in words")
     replacement: str = param(
-        "span", "span: one 80/10/10 draw per merged span (published command); word_piece: one "
-        "per token (the code's flag default)")
+        "span",
+        "span: one 80/10/10 draw per merged span (published command); word_piece: one "
+        "per token (the code's flag default)",
+    )
     mask_replace: float = param(0.8, "share of masked spans written as [MASK]")
     random_replace: float = param(
-        0.1, "share of masked spans written as random tokens, drawn from the unigram distribution "
-        "of the batch's own tokens (the reference draws from the corpus stream)")
+        0.1,
+        "share of masked spans written as random tokens, drawn from the unigram distribution "
+        "of the batch's own tokens (the reference draws from the corpus stream)",
+    )
     max_pair_targets: int = param(15, "span-boundary (SBO) targets per span: its first N tokens")
 
     def __post_init__(self) -> None:
@@ -281,36 +327,50 @@ class SpanMasking:
         if not 1 <= self.span_lower <= self.span_upper:
             raise ValueError("need 1 <= span_lower <= span_upper")
         if self.replacement not in REPLACEMENTS:
-            raise ValueError(f"replacement must be one of {', '.join(REPLACEMENTS)}, "
-                             f"got '{self.replacement}'")
+            raise ValueError(
+                f"replacement must be one of {', '.join(REPLACEMENTS)}, got '{self.replacement}'"
+            )
         if self.max_pair_targets < 1:
             raise ValueError("max_pair_targets must be >= 1")
 
-    def spans(self, batch: Tokens, vocab: Vocab, gen: torch.Generator,
-              allowed: Tensor | None = None) -> AnchoredSpans:
+    def spans(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, allowed: Tensor | None = None
+    ) -> AnchoredSpans:
         """The masked tokens, with the sampled length of every accepted span."""
         if allowed is None:
             allowed = candidates(batch, vocab)
         budget = torch.ceil(batch.lengths.double() * self.rate).long()  # no [CLS]/[SEP] here
         probs = truncated_geometric(self.geometric_p, self.span_lower, self.span_upper)
-        return anchored_word_spans(allowed, word_groups(allowed, batch.word_starts), budget, probs,
-                                   self.span_lower, gen)
+        return anchored_word_spans(
+            allowed, word_groups(allowed, batch.word_starts), budget, probs, self.span_lower, gen
+        )
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         allowed = candidates(batch, vocab)
         chosen = self.spans(batch, vocab, gen, allowed).chosen
-        framed = torch.zeros(chosen.size(0), chosen.size(1) + 2, dtype=torch.bool,
-                             device=chosen.device)
+        framed = torch.zeros(
+            chosen.size(0), chosen.size(1) + 2, dtype=torch.bool, device=chosen.device
+        )
         framed[:, 1:-1] = chosen  # (B, L + 2): the masked tokens at their input_ids index
         first, last = run_bounds(framed)  # merged spans = runs of masked tokens
         u = rand(chosen, gen)
         if self.replacement == "span":  # the draw at a span's first token decides it all
             u = u.gather(1, (first[:, 1:-1] - 1).clamp(min=0))
         random_ids = unigram_tokens(batch.ids, allowed, gen)
-        extras = sbo_targets(framed, first, last, batch.lengths, self.max_pair_targets,
-                             batch.document_ids)
-        return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, self.random_replace,
-                         u=u, random_ids=random_ids, extras=extras)
+        extras = sbo_targets(
+            framed, first, last, batch.lengths, self.max_pair_targets, batch.document_ids
+        )
+        return mlm_batch(
+            batch,
+            vocab,
+            chosen,
+            gen,
+            self.mask_replace,
+            self.random_replace,
+            u=u,
+            random_ids=random_ids,
+            extras=extras,
+        )
 
 
 def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor:
@@ -321,8 +381,14 @@ def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor
     return pool.take(torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device))
 
 
-def sbo_targets(framed: Tensor, first: Tensor, last: Tensor, lengths: Tensor, max_targets: int,
-                document_ids: Tensor | None = None) -> dict[str, Tensor]:
+def sbo_targets(
+    framed: Tensor,
+    first: Tensor,
+    last: Tensor,
+    lengths: Tensor,
+    max_targets: int,
+    document_ids: Tensor | None = None,
+) -> dict[str, Tensor]:
     """SpanBERT's span-boundary targets, (B, L + 2) int64 each, -1 where none.
 
     `framed` marks the masked tokens at their `input_ids` index ([CLS] at 0), `first`/`last` the
@@ -339,14 +405,15 @@ def sbo_targets(framed: Tensor, first: Tensor, last: Tensor, lengths: Tensor, ma
         doc = torch.full_like(first, -1)
         doc[:, 1:-1] = document_ids
         left, right = (first - 1).clamp(min=0), (last + 1).clamp(max=doc.size(1) - 1)
-        sbo &= (doc.gather(1, left) == doc.gather(1, right))
-    return {"span_left": torch.where(sbo, first - 1, -1),
-            "span_right": torch.where(sbo, last + 1, -1),
-            "span_offset": torch.where(sbo, offset, -1)}
+        sbo &= doc.gather(1, left) == doc.gather(1, right)
+    return {
+        "span_left": torch.where(sbo, first - 1, -1),
+        "span_right": torch.where(sbo, last + 1, -1),
+        "span_offset": torch.where(sbo, offset, -1),
+    }
 
 
-@register("spanbert", arch="encoder", needs_words=True,
-          paper="Joshi et al. 2019, arXiv 1907.10529")
+@register("spanbert", arch="encoder", needs_words=True, paper="Joshi et al. 2019, arXiv 1907.10529")
 def spanbert(**overrides: Any) -> SpanMasking:
     """SpanBERT: spans of whole words (geometric, mean 3.8) to 15%, one fate per span, SBO.
 
@@ -369,12 +436,16 @@ class ElectraMasking:
     mask_prob: float = param(0.15, "share of real tokens (incl. [CLS]/[SEP]) chosen (mask_prob)")
     mask_replace: float = param(0.85, "share of chosen tokens replaced by [MASK]; the rest stay")
     max_seq_length: int = param(
-        512, "the model's sequence length incl. [CLS]/[SEP] (or the batch's, if longer): caps "
+        512,
+        "the model's sequence length incl. [CLS]/[SEP] (or the batch's, if longer): caps "
         "the chosen tokens at N = int((mask_prob + 0.005) x it), the reference's "
-        "max_predictions_per_seq (79 at 512; it only binds for short configurations)")
+        "max_predictions_per_seq (79 at 512; it only binds for short configurations)",
+    )
     with_replacement: bool = param(
-        False, "draw the k positions with replacement, as the reference does (~7% duplicates, "
-        "electra #41); default: without, the fix #41 recommends")
+        False,
+        "draw the k positions with replacement, as the reference does (~7% duplicates, "
+        "electra #41); default: without, the fix #41 recommends",
+    )
 
     def __post_init__(self) -> None:
         check_mlm(self.mask_prob, self.mask_replace, 0.0, 0)
@@ -402,8 +473,9 @@ def draw_with_replacement(allowed: Tensor, k: Tensor, gen: torch.Generator) -> T
     """(B, L) bool: the distinct positions among k[b] uniform draws with replacement per row."""
     n = allowed.sum(1, keepdim=True)
     n_max = int(k.max()) if k.numel() else 0
-    u = torch.rand((allowed.size(0), n_max), generator=gen, device=allowed.device,
-                   dtype=torch.float64)
+    u = torch.rand(
+        (allowed.size(0), n_max), generator=gen, device=allowed.device, dtype=torch.float64
+    )
     pick = (u * n).long().minimum(n - 1)
     at = torch.searchsorted(allowed.long().cumsum(1), pick + 1).clamp(max=allowed.size(1) - 1)
     valid = (torch.arange(n_max, device=allowed.device) < k.unsqueeze(1)) & (n > 0)
@@ -411,8 +483,7 @@ def draw_with_replacement(allowed: Tensor, k: Tensor, gen: torch.Generator) -> T
     return (hits.scatter_add_(1, at, valid.long()) > 0) & allowed
 
 
-@register("electra", arch="encoder", paper="Clark et al. 2020, arXiv 2003.10555",
-          heads=("rtd",))
+@register("electra", arch="encoder", paper="Clark et al. 2020, arXiv 2003.10555", heads=("rtd",))
 def electra(**overrides: Any) -> ElectraMasking:
     """ELECTRA generator input: 15% of positions, 85% [MASK] / 15% unchanged, no random ids.
 

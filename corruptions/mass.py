@@ -72,8 +72,10 @@ class FragmentMasking:
         if self.mask_replace + self.random_replace > 1.0 + 1e-9:
             raise ValueError("mask_replace + random_replace must be <= 1")
         if self.decoder_start not in DECODER_STARTS:
-            raise ValueError(f"decoder_start must be one of {', '.join(DECODER_STARTS)}, "
-                             f"got '{self.decoder_start}'")
+            raise ValueError(
+                f"decoder_start must be one of {', '.join(DECODER_STARTS)}, "
+                f"got '{self.decoder_start}'"
+            )
 
     def place(self, lengths: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """(start, m) per row, in positions of the framed row `<s> x </s>` of length + 2."""
@@ -83,9 +85,11 @@ class FragmentMasking:
         n_starts = framed - m  # the fragment may start at 1 .. l - m
         u = rand(lengths, gen)
         anywhere = 1 + (rand(lengths, gen) * n_starts).long().clamp(max=n_starts - 1)
-        start = torch.where(u >= 1.0 - self.start_prob, 1,
-                            torch.where(u >= 1.0 - self.start_prob - self.end_prob, n_starts,
-                                        anywhere))
+        start = torch.where(
+            u >= 1.0 - self.start_prob,
+            1,
+            torch.where(u >= 1.0 - self.start_prob - self.end_prob, n_starts, anywhere),
+        )
         return start, m
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
@@ -96,8 +100,15 @@ class FragmentMasking:
         inside = (at >= start.unsqueeze(1)) & (at < (start + m).unsqueeze(1))
         text = (at >= 1) & (at <= lengths.unsqueeze(1))
         scored = inside & ~(text & vocab.is_special(ids))  # specials in the text carry no loss
-        input_ids, ops = replace_selected(ids, scored, vocab, gen, self.mask_replace,
-                                          self.random_replace, self.exclude_special_random)
+        input_ids, ops = replace_selected(
+            ids,
+            scored,
+            vocab,
+            gen,
+            self.mask_replace,
+            self.random_replace,
+            self.exclude_special_random,
+        )
 
         width = int(m.max()) if m.numel() else 0
         step = torch.arange(width, device=ids.device).unsqueeze(0)

@@ -70,8 +70,9 @@ class PermutationLM:
         "word: n whole words (the intended behaviour; may overshoot the goal)",
     )
     mask_targets: bool = param(
-        False, "write [MASK] into the input at targets (Hugging Face's collator); the original "
-        "keeps the real tokens, the query stream hides them"
+        False,
+        "write [MASK] into the input at targets (Hugging Face's collator); the original "
+        "keeps the real tokens, the query stream hides them",
     )
 
     def __post_init__(self) -> None:
@@ -82,8 +83,9 @@ class PermutationLM:
         if self.context < 1:
             raise ValueError(f"context must be >= 1, got {self.context}")
         if self.ngram_unit not in UNITS:
-            raise ValueError(f"ngram_unit must be one of {', '.join(UNITS)}, "
-                             f"got '{self.ngram_unit}'")
+            raise ValueError(
+                f"ngram_unit must be one of {', '.join(UNITS)}, got '{self.ngram_unit}'"
+            )
 
     def choose(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Tensor:
         """(B, L + 2) bool: the targets, on the framed row `x <sep> <cls>`."""
@@ -94,8 +96,9 @@ class PermutationLM:
         # special ids and the functional tokens count as word starts, like XLNet's <...> pieces
         starts = _widen(words, width) | ~allowed
         goal = round_half_even((lengths + 2).double() * self.rate)
-        marked = sample_ngrams(starts, lengths + 2, goal, gen, self.max_ngram, self.context,
-                               self.ngram_unit)
+        marked = sample_ngrams(
+            starts, lengths + 2, goal, gen, self.max_ngram, self.context, self.ngram_unit
+        )
         chosen = marked & allowed
         missing = (goal - chosen.sum(1)).clamp(min=0)
         return chosen | choose_few(allowed & ~chosen, missing, gen)
@@ -103,8 +106,12 @@ class PermutationLM:
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
         lengths = batch.lengths
-        ids = frame(frame(batch.ids, lengths, vocab.pad, last=vocab.eos), lengths + 1, vocab.pad,
-                    last=vocab.bos)
+        ids = frame(
+            frame(batch.ids, lengths, vocab.pad, last=vocab.eos),
+            lengths + 1,
+            vocab.pad,
+            last=vocab.bos,
+        )
         framing = positions(ids)
         functional = (framing == lengths.unsqueeze(1)) | (framing == lengths.unsqueeze(1) + 1)
         rank = factorisation_rank(chosen | functional, gen)
@@ -247,8 +254,9 @@ def _word_starts_table(starts: Tensor, max_ngram: int) -> tuple[Tensor, Tensor]:
     n_rows, width = starts.shape
     count = starts.long().cumsum(1)
     count = torch.cat([count, count[:, -1:]], dim=1)
-    spots = torch.full((n_rows, width + max_ngram + 1), width, dtype=torch.long,
-                       device=starts.device)
+    spots = torch.full(
+        (n_rows, width + max_ngram + 1), width, dtype=torch.long, device=starts.device
+    )
     cols = torch.arange(width, device=starts.device).expand(n_rows, width)
     spots.scatter_(1, torch.where(starts, count[:, :width] - 1, width + max_ngram), cols)
     spots[:, width + max_ngram] = width  # the column non-starts were written to
@@ -287,8 +295,9 @@ def choose_few(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
     return torch.zeros_like(allowed).scatter_(1, best.indices, take)
 
 
-def perm_mask_from_rank(perm_rank: Tensor, labels: Tensor, functional: Tensor | None = None
-                        ) -> Tensor:
+def perm_mask_from_rank(
+    perm_rank: Tensor, labels: Tensor, functional: Tensor | None = None
+) -> Tensor:
     """XLNet's `perm_mask` from the compact `perm_rank` extra (objectives.md §4.4 step 3).
 
     `out[b, i, j]` is True when position i may NOT attend to position j (XLNet's and Hugging
@@ -310,8 +319,13 @@ def perm_mask_from_rank(perm_rank: Tensor, labels: Tensor, functional: Tensor | 
     return ordered.unsqueeze(1) & (own.unsqueeze(2) <= perm_rank.unsqueeze(1))
 
 
-@register("xlnet-plm", arch="encoder", paper="Yang et al. 2019, arXiv 1906.08237",
-          needs_words=True, aliases=("xlnet", "plm"))
+@register(
+    "xlnet-plm",
+    arch="encoder",
+    paper="Yang et al. 2019, arXiv 1906.08237",
+    needs_words=True,
+    aliases=("xlnet", "plm"),
+)
 def xlnet_plm(**overrides: Any) -> PermutationLM:
     """XLNet permutation LM: 85/512 of each row predicted in n-grams, in a random order.
 

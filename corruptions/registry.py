@@ -131,8 +131,11 @@ def available() -> list[str]:
 
 def list_objectives(pattern: str = "*") -> list[Objective]:
     """The objectives whose name or an alias matches the glob `pattern`, sorted by name."""
-    return [o for n, o in sorted(_REGISTRY.items())
-            if any(fnmatch.fnmatch(key, pattern) for key in (n, *o.aliases))]
+    return [
+        o
+        for n, o in sorted(_REGISTRY.items())
+        if any(fnmatch.fnmatch(key, pattern) for key in (n, *o.aliases))
+    ]
 
 
 def get(name: str) -> Objective:
@@ -181,6 +184,21 @@ def create(name: str, **overrides: Any) -> Corruption:
         return objective.build(**values)
     except (ValueError, TypeError) as exc:
         raise InvalidParameter(f"objective '{objective.name}': {exc}") from exc
+
+
+def resolve(name: str, overrides: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The canonical name of `name` (aliases resolved, each part of an `a+b` composition) and
+    the value of every parameter it runs with, defaults included, after `overrides`."""
+    overrides = overrides or {}
+    names: list[str] = []
+    values: dict[str, Any] = {}
+    for part in name.split("+"):
+        objective = get(part.strip())
+        mine = {p.name for p in objective.params}
+        built = create(objective.name, **{k: v for k, v in overrides.items() if k in mine})
+        names.append(objective.name)
+        values.update({p.name: p.default for p in params_of(built)})
+    return "+".join(names), values
 
 
 def _compose(name: str, overrides: dict[str, Any]) -> Corruption:

@@ -53,8 +53,9 @@ from .registry import param, register
 from .types import Corrupted, Op, Tokens, Vocab
 
 
-def _check_mlm(rate: float, mask_replace: float, random_replace: float, max_predictions: int
-               ) -> None:
+def _check_mlm(
+    rate: float, mask_replace: float, random_replace: float, max_predictions: int
+) -> None:
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"rate must be in (0, 1], got {rate}")
     if mask_replace < 0 or random_replace < 0 or mask_replace + random_replace > 1.0 + 1e-9:
@@ -99,8 +100,9 @@ def chunks(batch: Tokens, sents: Sentences, short_seq_prob: float, gen: torch.Ge
     short = (u < short_seq_prob) & (budget > 2)
     target = torch.where(short, 2 + (v * (budget - 1)).long().clamp(max=budget - 2), budget)
     # the chunk ends at the first sentence start at or past the target (or at the row's end)
-    end = sents.starts.gather(1, torch.searchsorted(sents.starts, target.unsqueeze(1))
-                              .clamp(max=sents.starts.size(1) - 1)).squeeze(1)
+    end = sents.starts.gather(
+        1, torch.searchsorted(sents.starts, target.unsqueeze(1)).clamp(max=sents.starts.size(1) - 1)
+    ).squeeze(1)
     end = torch.where(short, end.minimum(batch.lengths), batch.lengths)
     if not bool(short.any()):
         return Chunks(batch, sents, target)
@@ -108,8 +110,16 @@ def chunks(batch: Tokens, sents: Sentences, short_seq_prob: float, gen: torch.Ge
     return Chunks(rows, sentences_of(rows), target)
 
 
-def _pair(batch: Tokens, vocab: Vocab, sents: Sentences, chunk: Chunks, a_end: Tensor,
-          from_other: Tensor, swap: Tensor | None, gen: torch.Generator) -> Pair:
+def _pair(
+    batch: Tokens,
+    vocab: Vocab,
+    sents: Sentences,
+    chunk: Chunks,
+    a_end: Tensor,
+    from_other: Tensor,
+    swap: Tensor | None,
+    gen: torch.Generator,
+) -> Pair:
     """`[CLS] A [SEP] B [SEP]` per row. A is the chunk up to `a_end`; B the rest of the chunk or,
     where `from_other`, a segment of another (whole) row, i.e. another document, that starts at a
     sentence and fills the target. Both are truncated to the target; A and B trade places where
@@ -136,17 +146,25 @@ def _pair(batch: Tokens, vocab: Vocab, sents: Sentences, chunk: Chunks, a_end: T
 class NextSentence:
     """NSP pairs with BERT MLM (exact budget, 80/10/10) on `[CLS] A [SEP] B [SEP]`."""
 
-    random_next: float = param(0.5, "probability that B comes from another row (label 1); "
-                                    "single-sentence rows always do (google-research/bert)")
-    short_seq_prob: float = param(0.1, "probability that a row's pair targets a uniform length "
-                                       "in [2, row length] instead (bert's short_seq_prob)")
+    random_next: float = param(
+        0.5,
+        "probability that B comes from another row (label 1); "
+        "single-sentence rows always do (google-research/bert)",
+    )
+    short_seq_prob: float = param(
+        0.1,
+        "probability that a row's pair targets a uniform length "
+        "in [2, row length] instead (bert's short_seq_prob)",
+    )
     rate: float = param(0.15, "share of the pair's tokens, specials counted, chosen for MLM")
     mask_replace: float = param(0.8, "share of chosen tokens replaced by [MASK]")
     random_replace: float = param(0.1, "share of chosen tokens replaced by a random token")
-    max_predictions: int = param(0, "cap on MLM predictions per pair (0: none; bert uses 20 at "
-                                    "128 tokens, ~77-80 at 512)")
+    max_predictions: int = param(
+        0, "cap on MLM predictions per pair (0: none; bert uses 20 at 128 tokens, ~77-80 at 512)"
+    )
     exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)")
+        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.random_next <= 1.0:
@@ -165,11 +183,17 @@ class NextSentence:
         budget = _budget(pair, self.rate, self.max_predictions)
         # single tokens: the uniform choice of `_ops.choose_k`, with a topk instead of a sort
         chosen = choose_ngrams(pair.plain, None, budget, (1.0,), gen).chosen
-        input_ids, labels, ops = mlm_on_pair(pair, vocab, chosen, gen, self.mask_replace,
-                                             self.random_replace, self.exclude_special_random)
+        input_ids, labels, ops = mlm_on_pair(
+            pair,
+            vocab,
+            chosen,
+            gen,
+            self.mask_replace,
+            self.random_replace,
+            self.exclude_special_random,
+        )
         extras = {"token_type_ids": pair.token_type_ids, "next_sentence_label": label.long()}
-        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch),
-                             extras)
+        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch), extras)
 
 
 @dataclass(frozen=True)
@@ -177,21 +201,31 @@ class SentenceOrder:
     """SOP pairs with ALBERT's n-gram whole-word MLM on `[CLS] A [SEP] B [SEP]`."""
 
     swap: float = param(0.5, "probability that A and B are swapped (label 1)")
-    short_seq_prob: float = param(0.1, "probability that a row's pair targets a uniform length "
-                                       "in [2, row length] instead (ALBERT's short_seq_prob)")
+    short_seq_prob: float = param(
+        0.1,
+        "probability that a row's pair targets a uniform length "
+        "in [2, row length] instead (ALBERT's short_seq_prob)",
+    )
     rate: float = param(0.15, "share of the pair's tokens, specials counted, chosen for MLM")
     max_predictions: int = param(
-        20, "cap on MLM predictions per pair: ALBERT's flags and README use 20 at 512 tokens, "
-            "i.e. 3.9% rather than 15% (albert #51); 0: no cap")
+        20,
+        "cap on MLM predictions per pair: ALBERT's flags and README use 20 at 512 tokens, "
+        "i.e. 3.9% rather than 15% (albert #51); 0: no cap",
+    )
     ngram: int = param(3, "longest masked n-gram, in words (ALBERT's --ngram)")
-    favor_shorter: bool = param(True, "n-gram sizes with P(n) proportional to 1/n (6/11, 3/11, "
-                                      "2/11 for n <= 3) rather than uniform")
-    whole_word: bool = param(True, "n-grams count whole words (ALBERT's do_whole_word_mask); "
-                                   "false: tokens")
+    favor_shorter: bool = param(
+        True,
+        "n-gram sizes with P(n) proportional to 1/n (6/11, 3/11, "
+        "2/11 for n <= 3) rather than uniform",
+    )
+    whole_word: bool = param(
+        True, "n-grams count whole words (ALBERT's do_whole_word_mask); false: tokens"
+    )
     mask_replace: float = param(0.8, "share of chosen tokens replaced by [MASK]")
     random_replace: float = param(0.1, "share of chosen tokens replaced by a random token")
     exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)")
+        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.swap <= 1.0:
@@ -215,17 +249,29 @@ class SentenceOrder:
         budget = _budget(pair, self.rate, self.max_predictions)
         sizes = size_probs(self.ngram, self.favor_shorter)
         chosen = choose_ngrams(pair.plain, words, budget, sizes, gen).chosen
-        input_ids, labels, ops = mlm_on_pair(pair, vocab, chosen, gen, self.mask_replace,
-                                             self.random_replace, self.exclude_special_random)
-        ops = ops.masked_fill(swap.unsqueeze(1) & pair.content & (ops == int(Op.KEEP)),
-                              int(Op.MOVED))
+        input_ids, labels, ops = mlm_on_pair(
+            pair,
+            vocab,
+            chosen,
+            gen,
+            self.mask_replace,
+            self.random_replace,
+            self.exclude_special_random,
+        )
+        ops = ops.masked_fill(
+            swap.unsqueeze(1) & pair.content & (ops == int(Op.KEEP)), int(Op.MOVED)
+        )
         extras = {"token_type_ids": pair.token_type_ids, "sentence_order_label": label.long()}
-        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch),
-                             extras)
+        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch), extras)
 
 
-@register("nsp", arch="encoder", paper="Devlin et al. 2018, arXiv 1810.04805",
-          needs_sentences=True, aliases=("bert-nsp",))
+@register(
+    "nsp",
+    arch="encoder",
+    paper="Devlin et al. 2018, arXiv 1810.04805",
+    needs_sentences=True,
+    aliases=("bert-nsp",),
+)
 def nsp(**overrides: Any) -> NextSentence:
     """BERT next-sentence prediction: B is the true next segment or (50%) another document's; + MLM.
 
@@ -238,8 +284,14 @@ def nsp(**overrides: Any) -> NextSentence:
     return NextSentence(**overrides)
 
 
-@register("sop", arch="encoder", paper="Lan et al. 2019, arXiv 1909.11942", needs_words=True,
-          needs_sentences=True, aliases=("albert-sop",))
+@register(
+    "sop",
+    arch="encoder",
+    paper="Lan et al. 2019, arXiv 1909.11942",
+    needs_words=True,
+    needs_sentences=True,
+    aliases=("albert-sop",),
+)
 def sop(**overrides: Any) -> SentenceOrder:
     """ALBERT sentence-order prediction: A and B consecutive, swapped 50% (label 1); + n-gram MLM.
 

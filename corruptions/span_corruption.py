@@ -58,16 +58,18 @@ class SpanCorruption:
     density: float = param(0.15, "share of tokens that end up inside a cut span (noise_density)")
     mean_span: float = param(3.0, "average cut span length in tokens (mean_noise_span_length)")
     random_roll: bool = param(
-        False, "rotate each row's mask by a random offset, so the last token is not always cut "
-        "(T5's random_roll; off in span_corruption)"
+        False,
+        "rotate each row's mask by a random offset, so the last token is not always cut "
+        "(T5's random_roll; off in span_corruption)",
     )
 
     def __post_init__(self) -> None:
         check_spans(self.density, self.mean_span)
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        noise = random_spans_noise_mask(batch.lengths, batch.ids.size(1), self.density,
-                                        self.mean_span, gen, self.random_roll)
+        noise = random_spans_noise_mask(
+            batch.lengths, batch.ids.size(1), self.density, self.mean_span, gen, self.random_roll
+        )
         return spans_batch(batch, noise & ~vocab.is_special(batch.ids), vocab)
 
 
@@ -101,8 +103,9 @@ def check_spans(density: float, mean_span: float) -> None:
         raise ValueError(f"mean_span must be >= 1 token, got {mean_span}")
 
 
-def span_counts(lengths: Tensor, density: float | Tensor, mean_span: float | Tensor,
-                max_spans: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+def span_counts(
+    lengths: Tensor, density: float | Tensor, mean_span: float | Tensor, max_spans: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
     """T5's per-row budget: (positions worked on, noise tokens, noise spans), each (B,) int64.
 
     A row of n tokens is worked on as max(n, 2) positions (the mask is truncated afterwards).
@@ -144,8 +147,9 @@ def random_composition(totals: Tensor, parts: Tensor, gen: torch.Generator) -> T
     # parts - 1 of the totals - 1 gaps, uniformly = the top random scores among valid gaps; every
     # row takes exactly width - 1 by adding width - parts forced picks that stand for "no cut"
     top = 2**31 - 1  # int32 scores: topk runs faster on them than on floats
-    scores = torch.randint(0, top, (n_rows, n_gaps), generator=gen, device=totals.device,
-                           dtype=torch.int32)
+    scores = torch.randint(
+        0, top, (n_rows, n_gaps), generator=gen, device=totals.device, dtype=torch.int32
+    )
     scores.masked_fill_(positions(scores) >= (totals - 1).unsqueeze(1), -1)
     forced = torch.arange(width - 1, device=totals.device) < (width - parts).unsqueeze(1)
     scores = torch.cat([scores, torch.where(forced, top, -1).int()], dim=1)
@@ -186,8 +190,10 @@ def random_spans_noise_mask(
     edges.scatter_add_(1, span_end, torch.full_like(span_end, -1))
     noise = edges.cumsum(1)[:, :full] > 0
     if random_roll:
-        offset = (torch.rand(lengths.shape, generator=gen, device=lengths.device,
-                             dtype=torch.float64) * work).long()
+        offset = (
+            torch.rand(lengths.shape, generator=gen, device=lengths.device, dtype=torch.float64)
+            * work
+        ).long()
         source = (positions(noise) - offset.unsqueeze(1)) % work.unsqueeze(1)
         noise = noise.gather(1, source)
     return noise[:, :width] & length_mask(lengths, width)
@@ -236,8 +242,9 @@ def denoise(
     has_lead = int(lead is not None)
     input_lens = lengths - n_noise + n_runs + has_lead + 1
     target_lens = n_noise + n_runs + trailing + 1
-    needed, in_width, out_width = (
-        torch.stack([(n_runs + trailing).max(), input_lens.max(), target_lens.max()]).tolist())
+    needed, in_width, out_width = torch.stack(
+        [(n_runs + trailing).max(), input_lens.max(), target_lens.max()]
+    ).tolist()
     fill = vocab.sentinel_tensor(ids.device)
     if needed > fill.numel():
         raise NotEnoughSentinels(needed=needed, available=fill.numel())
@@ -255,8 +262,9 @@ def denoise(
 
     targets = torch.where(noise, noise_no - 1 + run_no, out_width)  # where noise tokens go
     last = fill.index_select(0, n_runs.clamp(max=fill.numel() - 1))
-    labels, decoder = place_targets(ids, noise, first, targets, sentinel, trailing, last,
-                                    target_lens, out_width, vocab, no_loss)
+    labels, decoder = place_targets(
+        ids, noise, first, targets, sentinel, trailing, last, target_lens, out_width, vocab, no_loss
+    )
     return Corrupted(
         input_ids=inputs[:, :in_width],
         attention_mask=length_mask(input_lens, in_width),
@@ -265,9 +273,19 @@ def denoise(
     )
 
 
-def place_targets(ids: Tensor, noise: Tensor, first: Tensor, place: Tensor, sentinel: Tensor,
-                  trailing: Tensor, last: Tensor, target_lens: Tensor, width: int, vocab: Vocab,
-                  no_loss: Tensor | None) -> tuple[Tensor, Tensor]:
+def place_targets(
+    ids: Tensor,
+    noise: Tensor,
+    first: Tensor,
+    place: Tensor,
+    sentinel: Tensor,
+    trailing: Tensor,
+    last: Tensor,
+    target_lens: Tensor,
+    width: int,
+    vocab: Vocab,
+    no_loss: Tensor | None,
+) -> tuple[Tensor, Tensor]:
     """(labels, decoder inputs), each (B, width): noise tokens at `place` (`width` = drop), `<k>`
     just before the token that opens run k, `last` after a clean ending, then EOS."""
     pad, n_rows = vocab.pad, ids.size(0)
@@ -308,8 +326,10 @@ def random_spans_helper(
     def corrupted_lengths(n: int) -> tuple[int, int]:
         n_noise = round(n * noise_density)  # Python round: half to even, as the reference
         n_spans = round(n_noise / mean_noise_span_length)
-        return (n - n_noise + n_spans * extra_tokens_per_span_inputs + 1,
-                n_noise + n_spans * extra_tokens_per_span_targets + 1)
+        return (
+            n - n_noise + n_spans * extra_tokens_per_span_inputs + 1,
+            n_noise + n_spans * extra_tokens_per_span_targets + 1,
+        )
 
     n = inputs_length - 1
     while corrupted_lengths(n + 1)[0] <= inputs_length:
@@ -322,8 +342,9 @@ def random_spans_helper(
     return n, targets_length
 
 
-@register("t5-span", arch="encoder-decoder", paper="Raffel et al. 2020, arXiv 1910.10683",
-          aliases=("t5",))
+@register(
+    "t5-span", arch="encoder-decoder", paper="Raffel et al. 2020, arXiv 1910.10683", aliases=("t5",)
+)
 def t5_span(**overrides: Any) -> SpanCorruption:
     """T5 span corruption: 15% of tokens cut in spans of mean length 3, one sentinel per span.
 

@@ -185,8 +185,11 @@ class Corrupted:
 
     def as_dict(self) -> dict[str, Tensor]:
         """Model inputs and targets by their Hugging Face names, extras included; no `ops`."""
-        out = {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
-               "labels": self.labels}
+        out = {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "labels": self.labels,
+        }
         if self.decoder_input_ids is not None:
             out["decoder_input_ids"] = self.decoder_input_ids
         out.update(self.extras)

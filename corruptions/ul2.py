@@ -84,16 +84,20 @@ class MixtureOfDenoisers:
             raise ValueError("denoisers must not be empty")
         for entry in self.denoisers:
             if len(entry) != 3 or entry[0] not in MODES:
-                raise ValueError(f"each denoiser is (mode, mean span, density) with mode in "
-                                 f"{'/'.join(MODES)}, got {entry!r}")
+                raise ValueError(
+                    f"each denoiser is (mode, mean span, density) with mode in "
+                    f"{'/'.join(MODES)}, got {entry!r}"
+                )
             mode, mean, density = entry
             if mode == "S" and not 0.0 < density <= 0.5:
                 raise ValueError(f"S density (suffix share) must be in (0, 0.5], got {density}")
             if mode != "S":
                 check_spans(float(density), float(mean))
         if len(self.rates) != len(self.denoisers):
-            raise ValueError(f"rates needs one weight per denoiser ({len(self.denoisers)}), "
-                             f"got {len(self.rates)}")
+            raise ValueError(
+                f"rates needs one weight per denoiser ({len(self.denoisers)}), "
+                f"got {len(self.rates)}"
+            )
         if any(r < 0 for r in self.rates) or sum(self.rates) <= 0:
             raise ValueError("rates must be >= 0 and not all 0")
         if len(self.tokens) != len(MODES):
@@ -105,24 +109,45 @@ class MixtureOfDenoisers:
         self.check_sentinels(int(lengths.max()) if lengths.numel() else 0, len(vocab.sentinels))
         # one row per denoiser: mode, mean span (S: unused), density, paradigm id, rate
         table = torch.tensor(
-            [[MODES.index(mode), max(float(mean), 1.0), float(density),
-              leads[MODES.index(mode)] if leads else 0, float(rate)]
-             for (mode, mean, density), rate in zip(self.denoisers, self.rates, strict=True)],
-            dtype=torch.float64, device=device)
+            [
+                [
+                    MODES.index(mode),
+                    max(float(mean), 1.0),
+                    float(density),
+                    leads[MODES.index(mode)] if leads else 0,
+                    float(rate),
+                ]
+                for (mode, mean, density), rate in zip(self.denoisers, self.rates, strict=True)
+            ],
+            dtype=torch.float64,
+            device=device,
+        )
         choice = torch.multinomial(table[:, 4], ids.size(0), replacement=True, generator=gen)
         mode, mean, density, lead = table[choice, :4].unbind(1)
         is_s = mode == MODES.index("S")
         # every row in one pass: span rows get their own (mean, density); S rows are given
         # length 0 there (one empty span, no cost) and a prefix split instead
         span_noise = random_spans_noise_mask(
-            lengths.masked_fill(is_s, 0), ids.size(1), density, mean, gen,
-            max_spans=len(vocab.sentinels) if self.cap_spans else 0)
+            lengths.masked_fill(is_s, 0),
+            ids.size(1),
+            density,
+            mean,
+            gen,
+            max_spans=len(vocab.sentinels) if self.cap_spans else 0,
+        )
         split = prefix_split(lengths, density.clamp(max=0.5), gen)
         ordinary = batch.real & ~vocab.is_special(ids)
         suffix = (positions(ids) >= split.unsqueeze(1)) & is_s.unsqueeze(1) & batch.real
         span_noise &= ordinary
-        out = denoise(ids, lengths, span_noise | suffix, vocab, lead.long() if leads else None,
-                      sentinels=~is_s, no_loss=suffix & ~ordinary)
+        out = denoise(
+            ids,
+            lengths,
+            span_noise | suffix,
+            vocab,
+            lead.long() if leads else None,
+            sentinels=~is_s,
+            no_loss=suffix & ~ordinary,
+        )
         s_rows = ordinary & is_s.unsqueeze(1)
         ops = span_noise.to(torch.int8) * int(Op.SPAN)
         ops += (s_rows & ~suffix).to(torch.int8) * int(Op.CONTEXT)

@@ -74,28 +74,39 @@ class UniLMMasking:
     """Per-row UniLM mode, `[CLS] S1 [SEP] S2 [SEP]`, cloze masking with uni/bi/tri-gram units."""
 
     mode_probs: tuple[float, ...] = param(
-        (1 / 3, 1 / 6, 1 / 6, 1 / 3), "P(mode) per row for bidirectional, left-to-right, "
-        "right-to-left, seq2seq (paper: 1/3, 1/6, 1/6, 1/3)")
+        (1 / 3, 1 / 6, 1 / 6, 1 / 3),
+        "P(mode) per row for bidirectional, left-to-right, "
+        "right-to-left, seq2seq (paper: 1/3, 1/6, 1/6, 1/3)",
+    )
     rate: float = param(0.15, "share of the mode's candidate tokens masked")
-    max_predictions: int = param(0, "cap on masked tokens per row (0: none; the fine-tuning "
-                                    "code's default is 20)")
-    ngram_prob: float = param(0.2, "share of masked units that are n-grams of 2..ngram tokens "
-                                   "rather than single tokens (paper: 20% bigram or trigram)")
+    max_predictions: int = param(
+        0, "cap on masked tokens per row (0: none; the fine-tuning code's default is 20)"
+    )
+    ngram_prob: float = param(
+        0.2,
+        "share of masked units that are n-grams of 2..ngram tokens "
+        "rather than single tokens (paper: 20% bigram or trigram)",
+    )
     ngram: int = param(3, "longest masked n-gram; its sizes 2..ngram are equally likely")
     whole_word: bool = param(False, "units count whole words (the loader's mask_whole_word)")
     mask_replace: float = param(0.8, "share of masked tokens replaced by [MASK]")
     random_replace: float = param(0.1, "share of masked tokens replaced by a random token")
     exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)")
+        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
+    )
     mode_segments: bool = param(
-        False, "token_type_ids name the mode as the code's new_segment_ids: bidirectional 0/1, "
-               "left-to-right 2, right-to-left 3 (our pick), seq2seq 4/5; false: 0/1 always")
+        False,
+        "token_type_ids name the mode as the code's new_segment_ids: bidirectional 0/1, "
+        "left-to-right 2, right-to-left 3 (our pick), seq2seq 4/5; false: 0/1 always",
+    )
 
     def __post_init__(self) -> None:
         probs = self.mode_probs
         if len(probs) != len(MODES) or min(probs) < 0 or sum(probs) <= 0:
-            raise ValueError(f"mode_probs needs {len(MODES)} non-negative weights, not all 0 "
-                             f"({', '.join(MODES)})")
+            raise ValueError(
+                f"mode_probs needs {len(MODES)} non-negative weights, not all 0 "
+                f"({', '.join(MODES)})"
+            )
         if not 0.0 < self.rate <= 1.0:
             raise ValueError(f"rate must be in (0, 1], got {self.rate}")
         if self.max_predictions < 0:
@@ -104,8 +115,11 @@ class UniLMMasking:
             raise ValueError(f"ngram_prob must be in [0, 1], got {self.ngram_prob}")
         if self.ngram < 1 or (self.ngram == 1 and self.ngram_prob > 0):
             raise ValueError("ngram must be >= 2 when ngram_prob > 0 (and >= 1 always)")
-        if self.mask_replace < 0 or self.random_replace < 0 or \
-                self.mask_replace + self.random_replace > 1.0 + 1e-9:
+        if (
+            self.mask_replace < 0
+            or self.random_replace < 0
+            or self.mask_replace + self.random_replace > 1.0 + 1e-9
+        ):
             raise ValueError("mask_replace and random_replace must be >= 0 and sum to <= 1")
 
     def unit_probs(self) -> tuple[float, ...]:
@@ -125,8 +139,13 @@ class UniLMMasking:
         own = torch.arange(batch.ids.size(0), device=batch.ids.device)
         a_end = split_points(sentences_of(batch), batch.lengths, gen, split_single=True)
         mode = self.draw_modes(batch.ids.size(0), gen, batch.ids.device)
-        pair = assemble(batch.ids, batch.lengths, (own, torch.zeros_like(a_end), a_end),
-                        (own, a_end, batch.lengths - a_end), vocab)
+        pair = assemble(
+            batch.ids,
+            batch.lengths,
+            (own, torch.zeros_like(a_end), a_end),
+            (own, a_end, batch.lengths - a_end),
+            vocab,
+        )
         s2s = (mode == SEQ2SEQ).unsqueeze(1)
         content = pair.plain
         final_sep = positions(pair.ids) == (pair.lengths - 1).unsqueeze(1)
@@ -137,28 +156,40 @@ class UniLMMasking:
             budget = budget.clamp(max=self.max_predictions)
         words = pair_word_starts(batch, pair, self.whole_word)
         chosen = choose_ngrams(allowed, words, budget, self.unit_probs(), gen).chosen
-        input_ids, labels, ops = mlm_on_pair(pair, vocab, chosen, gen, self.mask_replace,
-                                             self.random_replace, self.exclude_special_random)
+        input_ids, labels, ops = mlm_on_pair(
+            pair,
+            vocab,
+            chosen,
+            gen,
+            self.mask_replace,
+            self.random_replace,
+            self.exclude_special_random,
+        )
         source = s2s & pair.content & ~pair.token_type_ids.bool() & (ops == int(Op.KEEP))
         ops = ops.masked_fill(source, int(Op.CONTEXT))
-        prefix = torch.where(mode == SEQ2SEQ, pair.first_len + 2,
-                             torch.where(mode == BIDIRECTIONAL, pair.lengths, 0))
-        extras = {"attention_mode": mode, "token_type_ids": self._types(pair, mode),
-                  "prefix_lengths": prefix}
-        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch),
-                             extras)
+        prefix = torch.where(
+            mode == SEQ2SEQ, pair.first_len + 2, torch.where(mode == BIDIRECTIONAL, pair.lengths, 0)
+        )
+        extras = {
+            "attention_mode": mode,
+            "token_type_ids": self._types(pair, mode),
+            "prefix_lengths": prefix,
+        }
+        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch), extras)
 
     def _types(self, pair: Pair, mode: Tensor) -> Tensor:
         if not self.mode_segments:
             return pair.token_type_ids
         base = torch.tensor([0, 2, 3, 4], device=mode.device)[mode].unsqueeze(1)
-        types = torch.where((mode == LEFT_TO_RIGHT) | (mode == RIGHT_TO_LEFT), 0,
-                            1).unsqueeze(1) * pair.token_type_ids + base
+        types = (
+            torch.where((mode == LEFT_TO_RIGHT) | (mode == RIGHT_TO_LEFT), 0, 1).unsqueeze(1)
+            * pair.token_type_ids
+            + base
+        )
         return types.masked_fill(~pair.real, 0)
 
 
-@register("unilm", arch="encoder", paper="Dong et al. 2019, arXiv 1905.03197",
-          needs_sentences=True)
+@register("unilm", arch="encoder", paper="Dong et al. 2019, arXiv 1905.03197", needs_sentences=True)
 def unilm(**overrides: Any) -> UniLMMasking:
     """UniLM: per-row bidirectional/left-to-right/right-to-left/seq2seq attention, cloze MLM.
 

@@ -104,7 +104,6 @@ def position_ids(input_ids: Tensor, doc: Tensor | None) -> Tensor:
     return pos - first
 
 
-
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Mask, dropout: float) -> Tensor:
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask.allowed, dropout_p=dropout, is_causal=mask.causal

@@ -65,8 +65,10 @@ def split_heldout(
         if len(parts) < 2:
             parts = documents[0].split()
         if len(parts) < 2:
-            raise DataError("the data is a single word, so none of it can be held out",
-                            "give more text, or held-out text with --eval-data")
+            raise DataError(
+                "the data is a single word, so none of it can be held out",
+                "give more text, or held-out text with --eval-data",
+            )
         cut = min(len(parts) - 1, max(1, round(len(parts) * 0.9)))
         return [" ".join(parts[:cut])], [" ".join(parts[cut:])]
 

@@ -58,8 +58,10 @@ class WriteError(RunError):
             fix = "fix the disk"
         saved = list_checkpoints(run_dir)
         if saved:
-            hint = (f"{fix}, then continue with: objectives train --resume {run_dir} "
-                    f"(the last good checkpoint is {saved[-1][1].name})")
+            hint = (
+                f"{fix}, then continue with: objectives train --resume {run_dir} "
+                f"(the last good checkpoint is {saved[-1][1].name})"
+            )
         else:
             hint = f"{fix}, then start the run again (no checkpoint was written yet)"
         super().__init__(f"cannot write {path}: {reason}", hint)

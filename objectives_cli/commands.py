@@ -52,8 +52,13 @@ class OneLineUsageErrors(TyperGroup):
     one `hint:` line on stderr, exit status 2, instead of Click's usage block. Done here rather
     than in main.run so that `CliRunner().invoke(app, ...)` sees the same status."""
 
-    def make_context(self, info_name: str | None, args: list[str],
-                     parent: typer.Context | None = None, **extra: Any) -> typer.Context:
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: typer.Context | None = None,
+        **extra: Any,
+    ) -> typer.Context:
         with one_line_usage_errors():
             return super().make_context(info_name, args, parent=parent, **extra)
 
@@ -94,9 +99,12 @@ def print_version(value: bool) -> None:
 
 @app.callback(cls=OneLineUsageErrors)
 def main(
-    show_version: Annotated[bool, typer.Option(
-        "--version", help="Print the version and exit.", callback=print_version,
-        is_eager=True)] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     """See, compare and train with pretraining objectives (BERT, SpanBERT, XLNet, MASS, BART,
     T5, ...)."""
@@ -105,8 +113,10 @@ def main(
 @app.command("list")
 def list_command(
     pattern: Annotated[str, typer.Argument(help="Only names matching this glob.")] = "*",
-    fmt: Annotated[ListFormat, typer.Option(
-        "--format", "-f", help="table (for people) or json (for machines).")] = ListFormat.table,
+    fmt: Annotated[
+        ListFormat,
+        typer.Option("--format", "-f", help="table (for people) or json (for machines)."),
+    ] = ListFormat.table,
 ) -> None:
     """List the registered objectives: architecture, paper and key defaults.
 
@@ -114,9 +124,10 @@ def list_command(
     """
     objectives = corruptions.list_objectives(pattern)
     if not objectives:
-        raise corruptions.UsageError(f"no objective matches '{pattern}'",
-                                     "names and aliases are matched as globs, e.g. 'bart*'; "
-                                     "see 'objectives list'")
+        raise corruptions.UsageError(
+            f"no objective matches '{pattern}'",
+            "names and aliases are matched as globs, e.g. 'bart*'; see 'objectives list'",
+        )
     if fmt is ListFormat.json:
         output.write_json([output.objective_record(o) for o in objectives])
     else:
@@ -133,41 +144,84 @@ def describe(
     """
     objective = corruptions.get(name)
     tok = load_tokenizer()
-    output.print_description(objective, views.sample(objective.name, tok, vocab_of(tok)),
-                             output.use_rich())
+    output.print_description(
+        objective, views.sample(objective.name, tok, vocab_of(tok)), output.use_rich()
+    )
 
 
 @app.command()
 def corrupt(
-    objective: Annotated[str, typer.Option(
-        "--objective", "-o", show_default=False,
-        help="Objective name or alias (see 'objectives list'); a+b composes BART noising.")],
-    path: Annotated[str | None, typer.Argument(
-        show_default=False, metavar="PATH|-",
-        help="Text file (documents separated by blank lines), directory, .jsonl/.parquet with a "
-             "'text' column, hf:NAME[:CONFIG], or '-' for stdin. Default: text piped into "
-             "stdin, else the built-in corpus.",
-    )] = None,
-    data: Annotated[str | None, typer.Option(
-        "--data", show_default=False, help="The text, as PATH (give one or the other).")] = None,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            "-o",
+            show_default=False,
+            help="Objective name or alias (see 'objectives list'); a+b composes BART noising.",
+        ),
+    ],
+    path: Annotated[
+        str | None,
+        typer.Argument(
+            show_default=False,
+            metavar="PATH|-",
+            help="Text file (documents separated by blank lines), directory, .jsonl/.parquet "
+            "with a 'text' column, hf:NAME[:CONFIG], or '-' for stdin. Default: text piped into "
+            "stdin, else the built-in corpus.",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", show_default=False, help="The text, as PATH (give one or the other)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed; same input and seed, same output.")] = 0,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", metavar="KEY=VALUE", show_default=False,
-        help="Override a parameter (repeatable); see 'objectives describe NAME'.")] = None,
-    tokenizer: Annotated[Path | None, typer.Option(
-        "--tokenizer", dir_okay=False, show_default=False,
-        help="Tokenizer JSON file. Default: the built-in tokenizer.")] = None,
-    max_length: Annotated[int, typer.Option(
-        "--max-length", min=1, help="Tokens per example: documents are cut into blocks of "
-        "at most this many tokens.")] = 128,
-    limit: Annotated[int | None, typer.Option(
-        min=0, show_default=False,
-        help=f"Number of examples; default {SHOW_LIMIT} for show/text, all for jsonl; 0 = all.",
-    )] = None,
-    fmt: Annotated[CorruptFormat | None, typer.Option(
-        "--format", "-f", show_default=False,
-        help="show (colour on a terminal), text (show, always plain) or jsonl (one JSON object "
-             "per example). Default: show on a terminal, jsonl otherwise.")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="KEY=VALUE",
+            show_default=False,
+            help="Override a parameter (repeatable); see 'objectives describe NAME'.",
+        ),
+    ] = None,
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokenizer",
+            dir_okay=False,
+            show_default=False,
+            help="Tokenizer JSON file. Default: the built-in tokenizer.",
+        ),
+    ] = None,
+    max_length: Annotated[
+        int,
+        typer.Option(
+            "--max-length",
+            min=1,
+            help="Tokens per example: documents are cut into blocks of at most this many tokens.",
+        ),
+    ] = 128,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            show_default=False,
+            help=f"Number of examples; default {SHOW_LIMIT} for show/text, all for jsonl; 0 = all.",
+        ),
+    ] = None,
+    fmt: Annotated[
+        CorruptFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            show_default=False,
+            help="show (colour on a terminal), text (show, always plain) or jsonl (one JSON object "
+            "per example). Default: show on a terminal, jsonl otherwise.",
+        ),
+    ] = None,
     show: Annotated[bool, typer.Option("--show", help="Same as --format show.")] = False,
 ) -> None:
     """Corrupt text with an objective and print what the model sees and predicts.
@@ -191,14 +245,16 @@ def corrupt(
     vocab = vocab_of(tok)
     source = path if path is not None else data
     documents = read_documents(source) if source is not None else read_piped_or_default()
-    examples = corrupt_documents(corruption, tok, vocab, documents, max_length, seed,
-                                 limit or None)
+    examples = corrupt_documents(corruption, tok, vocab, documents, max_length, seed, limit or None)
     if fmt is CorruptFormat.jsonl:
         output.write_jsonl(output.jsonl_row(e, name, params, seed, tok) for e in examples)
     else:
         pieces = views.Pieces(tok, vocab)
-        output.print_views((views.build(e, pieces) for e in examples), name,
-                           fmt is CorruptFormat.show and output.use_rich())
+        output.print_views(
+            (views.build(e, pieces) for e in examples),
+            name,
+            fmt is CorruptFormat.show and output.use_rich(),
+        )
 
 
 def resolved(objective: str, overrides: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -219,7 +275,8 @@ def parse_params(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise corruptions.InvalidParameter(f"--param expects KEY=VALUE, got '{item}'",
-                                               "for example --param rate=0.3")
+            raise corruptions.InvalidParameter(
+                f"--param expects KEY=VALUE, got '{item}'", "for example --param rate=0.3"
+            )
         out[key.strip()] = value
     return out

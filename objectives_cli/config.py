@@ -20,10 +20,20 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {  # per model preset: what "sensib
     "small": {"seq_len": 256, "batch_size": 32, "lr": 1e-3},
     "base": {"seq_len": 512, "batch_size": 32, "lr": 4e-4},
 }
-RESUMABLE = frozenset({  # settings a resumed run may change; the others would change the run
-    "steps", "budget", "device", "compile", "log_every", "eval_every", "eval_batches",
-    "save_every", "keep", "out",
-})
+RESUMABLE = frozenset(
+    {  # settings a resumed run may change; the others would change the run
+        "steps",
+        "budget",
+        "device",
+        "compile",
+        "log_every",
+        "eval_every",
+        "eval_batches",
+        "save_every",
+        "keep",
+        "out",
+    }
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,8 +90,7 @@ class TrainConfig:
             (self.warmup >= 0, f"--warmup must be at least 0, not {self.warmup}"),
             (self.log_every >= 1, f"--log-every must be at least 1, not {self.log_every}"),
             (self.keep >= 1, f"--keep must be at least 1, not {self.keep}"),
-            (self.eval_batches >= 1,
-             f"--eval-batches must be at least 1, not {self.eval_batches}"),
+            (self.eval_batches >= 1, f"--eval-batches must be at least 1, not {self.eval_batches}"),
             (0 <= self.dropout < 1, f"--dropout must be in [0, 1), not {self.dropout}"),
         ]
         for ok, message in checks:

@@ -38,10 +38,23 @@ VERSION = 4  # bump when the text may change: it names the cache file (4: pristi
 HELDOUT_PER_MILLE = 20  # 2% of documents, chosen by hash
 MIN_DOCUMENT_CHARS = 200  # shorter documents (a module with one one-line docstring) are dropped
 MAX_DOCUMENT_CHARS = 6000  # longer ones are cut at paragraphs (~2k tokens; a finer held-out split)
-SKIP_DIRS = frozenset({
-    "test", "tests", "idle_test", "idlelib", "turtledemo", "lib2to3", "ensurepip", "encodings",
-    "site-packages", "dist-packages", "lib-dynload", "__pycache__", "pydoc_data",
-})
+SKIP_DIRS = frozenset(
+    {
+        "test",
+        "tests",
+        "idle_test",
+        "idlelib",
+        "turtledemo",
+        "lib2to3",
+        "ensurepip",
+        "encodings",
+        "site-packages",
+        "dist-packages",
+        "lib-dynload",
+        "__pycache__",
+        "pydoc_data",
+    }
+)
 
 # String literals and comments, so that quotes inside code, comments or other strings never
 # start a docstring. Unrolled loops ("[^"\\]*(?:\\.[^"\\]*)*") keep the regex linear.
@@ -80,8 +93,11 @@ def stdlib_files(root: Path) -> list[Path]:
     files = []
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("config-"))
-        files.extend(Path(folder, n) for n in sorted(names)
-                     if n.endswith(".py") and not n.startswith("test_"))
+        files.extend(
+            Path(folder, n)
+            for n in sorted(names)
+            if n.endswith(".py") and not n.startswith("test_")
+        )
     return sorted(files)
 
 
@@ -111,12 +127,17 @@ def clean_paragraphs(text: str) -> list[str]:
     out = []
     for block in re.split(r"\n[ \t]*\n", text):
         block = _LITERAL.sub(r'"\1"', _ROLE.sub(r'"\1"', block))
-        lines = [ln for ln in block.split("\n")
-                 if ln.strip() and not _UNDERLINE.match(ln) and not ln.lstrip().startswith("..")]
+        lines = [
+            ln
+            for ln in block.split("\n")
+            if ln.strip() and not _UNDERLINE.match(ln) and not ln.lstrip().startswith("..")
+        ]
         if not lines:
             continue
-        if any(s.startswith((">>>", "$ ", "% ", "+-", "+=")) or "::=" in s
-               for s in map(str.strip, lines)):
+        if any(
+            s.startswith((">>>", "$ ", "% ", "+-", "+=")) or "::=" in s
+            for s in map(str.strip, lines)
+        ):
             continue  # doctests, shell sessions, tables, grammar productions
         if sum(map(_is_code, lines)) * 2 >= len(lines):
             continue
@@ -203,8 +224,11 @@ def _builtin_texts() -> Iterator[tuple[str, list[str]]]:
                 continue
             texts.append(getattr(obj, "__doc__", None) or "")
             if isinstance(obj, type):
-                texts.extend(getattr(m, "__doc__", None) or "" for k, m in sorted(vars(obj).items())
-                             if not k.startswith("_"))
+                texts.extend(
+                    getattr(m, "__doc__", None) or ""
+                    for k, m in sorted(vars(obj).items())
+                    if not k.startswith("_")
+                )
         yield f"builtin:{name}", [inspect.cleandoc(t) for t in texts if isinstance(t, str) and t]
 
 

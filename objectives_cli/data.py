@@ -22,12 +22,53 @@ from typing import Literal
 from corruptions.errors import DataError
 
 # Extensions that are never text; anything else in a directory is tried as UTF-8.
-BINARY_SUFFIXES = frozenset({
-    ".7z", ".a", ".arrow", ".bin", ".bmp", ".bz2", ".class", ".db", ".dll", ".dylib", ".exe",
-    ".gif", ".gz", ".ico", ".jar", ".jpeg", ".jpg", ".lz4", ".mo", ".mp3", ".mp4", ".npy", ".npz",
-    ".o", ".pdf", ".pkl", ".png", ".pt", ".pth", ".pyc", ".pyd", ".pyo", ".safetensors", ".so",
-    ".sqlite", ".tar", ".tgz", ".wav", ".webp", ".whl", ".xz", ".zip", ".zst",
-})
+BINARY_SUFFIXES = frozenset(
+    {
+        ".7z",
+        ".a",
+        ".arrow",
+        ".bin",
+        ".bmp",
+        ".bz2",
+        ".class",
+        ".db",
+        ".dll",
+        ".dylib",
+        ".exe",
+        ".gif",
+        ".gz",
+        ".ico",
+        ".jar",
+        ".jpeg",
+        ".jpg",
+        ".lz4",
+        ".mo",
+        ".mp3",
+        ".mp4",
+        ".npy",
+        ".npz",
+        ".o",
+        ".pdf",
+        ".pkl",
+        ".png",
+        ".pt",
+        ".pth",
+        ".pyc",
+        ".pyd",
+        ".pyo",
+        ".safetensors",
+        ".so",
+        ".sqlite",
+        ".tar",
+        ".tgz",
+        ".wav",
+        ".webp",
+        ".whl",
+        ".xz",
+        ".zip",
+        ".zst",
+    }
+)
 JSONL_SUFFIXES = frozenset({".jsonl", ".json-lines", ".ndjson"})
 
 
@@ -48,8 +89,10 @@ def read_documents(source: str | Path | None) -> list[str]:
         return _nonempty(_read_hf(text[3:]), text, "check the dataset has a 'text' column")
     path = Path(text)
     if not path.exists():
-        raise DataError(f"no such file or directory: {path}",
-                        "pass a text file, a directory, '-' for stdin, or hf:NAME")
+        raise DataError(
+            f"no such file or directory: {path}",
+            "pass a text file, a directory, '-' for stdin, or hf:NAME",
+        )
     if path.is_dir():
         return _nonempty(_read_dir(path), str(path), "the directory should hold UTF-8 text files")
     return _nonempty(_read_file(path), str(path), "documents are separated by blank lines")
@@ -81,10 +124,33 @@ _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
 # A sentence ends at ., ! or ? (closing quotes and brackets may follow) before whitespace, unless
 # the next word starts in lowercase ("e.g. the", "approx. value") or the word is an abbreviation.
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*\s+(?=[^\s])""")
-_ABBREVIATIONS = frozenset({
-    "e.g", "i.e", "etc", "vs", "cf", "al", "approx", "no", "nos", "fig", "figs", "eq", "mr", "mrs",
-    "ms", "dr", "prof", "st", "jr", "sr", "inc", "ltd", "co",
-})
+_ABBREVIATIONS = frozenset(
+    {
+        "e.g",
+        "i.e",
+        "etc",
+        "vs",
+        "cf",
+        "al",
+        "approx",
+        "no",
+        "nos",
+        "fig",
+        "figs",
+        "eq",
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "st",
+        "jr",
+        "sr",
+        "inc",
+        "ltd",
+        "co",
+    }
+)
 
 
 def split_sentences(document: str) -> list[str]:
@@ -151,8 +217,11 @@ def _read_file(path: Path) -> list[str]:
 
 def _text_files(root: Path) -> Iterator[Path]:
     for path in sorted(root.rglob("*")):
-        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts) \
-                and path.suffix.lower() not in BINARY_SUFFIXES:
+        if (
+            path.is_file()
+            and not any(p.startswith(".") for p in path.relative_to(root).parts)
+            and path.suffix.lower() not in BINARY_SUFFIXES
+        ):
             yield path
 
 
@@ -175,11 +244,15 @@ def _read_jsonl(path: Path) -> list[str]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}, line {number}: not JSON ({exc.msg})",
-                            "each line must be one JSON object with a 'text' field") from None
+            raise DataError(
+                f"{path}, line {number}: not JSON ({exc.msg})",
+                "each line must be one JSON object with a 'text' field",
+            ) from None
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise DataError(f"{path}, line {number}: no 'text' string field",
-                            "each line must be one JSON object with a 'text' field")
+            raise DataError(
+                f"{path}, line {number}: no 'text' string field",
+                "each line must be one JSON object with a 'text' field",
+            )
         docs.extend(split_documents(row["text"]))
     return docs
 
@@ -188,8 +261,10 @@ def _text_column(rows: object, name: str) -> list[str]:
     """The 'text' column of an Arrow table or a datasets.Dataset, as documents."""
     names = getattr(rows, "column_names", [])
     if "text" not in names:
-        raise DataError(f"{name} has no 'text' column (columns: {', '.join(map(str, names))})",
-                        "the data layer reads the 'text' column")
+        raise DataError(
+            f"{name} has no 'text' column (columns: {', '.join(map(str, names))})",
+            "the data layer reads the 'text' column",
+        )
     column = rows["text"]  # type: ignore[index]
     values = column.to_pylist() if hasattr(column, "to_pylist") else list(column)
     docs = []
@@ -220,7 +295,8 @@ def _read_hf(spec: str) -> list[str]:
         dataset = datasets.load_dataset(name, config or None, split="train")
     except Exception as exc:  # network, missing dataset, bad config: all user-fixable
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot load dataset hf:{spec}: {first}",
-                        "check the name and config, and that the Hub (or its cache) is reachable"
-                        ) from None
+        raise DataError(
+            f"cannot load dataset hf:{spec}: {first}",
+            "check the name and config, and that the Hub (or its cache) is reachable",
+        ) from None
     return _text_column(dataset, f"hf:{spec}")

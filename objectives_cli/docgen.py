@@ -38,27 +38,39 @@ def objective_page(objective: Objective, tok: tokenizers.Tokenizer, vocab: Vocab
     lines = [f"# {name}", "", NOTE, "", summary.strip(), ""]
     if more.strip():
         lines += [more.strip(), ""]
-    facts = [("architecture", objective.arch),
-             ("family", f"`{objective.family}` (corruptions/{objective.family}.py)"),
-             ("paper", objective.paper),
-             ("aliases", ", ".join(objective.aliases) or "none"),
-             ("needs word boundaries", output.yes(objective.needs_words)),
-             ("needs sentence boundaries", output.yes(objective.needs_sentences))]
+    facts = [
+        ("architecture", objective.arch),
+        ("family", f"`{objective.family}` (corruptions/{objective.family}.py)"),
+        ("paper", objective.paper),
+        ("aliases", ", ".join(objective.aliases) or "none"),
+        ("needs word boundaries", output.yes(objective.needs_words)),
+        ("needs sentence boundaries", output.yes(objective.needs_sentences)),
+    ]
     lines += ["| | |", "|---|---|", *(f"| {k} | {cell(v)} |" for k, v in facts), ""]
     lines += ["## Parameters", ""]
     if objective.params:
         lines += ["| name | default | help |", "|---|---|---|"]
-        lines += [f"| `{p.name}` | `{output.format_value(p.default)}` | {cell(p.help)} |"
-                  for p in objective.params]
+        lines += [
+            f"| `{p.name}` | `{output.format_value(p.default)}` | {cell(p.help)} |"
+            for p in objective.params
+        ]
         first = objective.params[0]
-        lines += ["", f"Change one with `--param NAME=VALUE`, e.g. `objectives corrupt -o {name} "
-                      f"--param {first.name}={output.format_value(first.default)}`."]
+        lines += [
+            "",
+            f"Change one with `--param NAME=VALUE`, e.g. `objectives corrupt -o {name} "
+            f"--param {first.name}={output.format_value(first.default)}`.",
+        ]
     else:
         lines.append("None.")
-    lines += ["", "## Example", "",
-              f"`objectives corrupt -o {name} --format text -` with the sample text below on "
-              "stdin (seed 0, max length 128; `objectives describe " + name + "` shows the same). "
-              "The markers are explained in [the guide](../index.md#reading-the-show-view).", ""]
+    lines += [
+        "",
+        "## Example",
+        "",
+        f"`objectives corrupt -o {name} --format text -` with the sample text below on "
+        "stdin (seed 0, max length 128; `objectives describe " + name + "` shows the same). "
+        "The markers are explained in [the guide](../index.md#reading-the-show-view).",
+        "",
+    ]
     lines += [f"> {doc}" if i == 0 else f">\n> {doc}" for i, doc in enumerate(SAMPLE_DOCUMENTS)]
     example = "".join(output.plain_view(v, name) for v in views.sample(name, tok, vocab))
     lines += ["", "```text", example.rstrip("\n"), "```", ""]
@@ -66,12 +78,21 @@ def objective_page(objective: Objective, tok: tokenizers.Tokenizer, vocab: Vocab
 
 
 def index_page(objectives: list[Objective]) -> str:
-    lines = ["# Objectives", "", NOTE, "",
-             "Every objective the registry holds; `objectives list` prints the same, and "
-             "`objectives describe NAME` one page.", "",
-             "| name | architecture | paper | summary |", "|---|---|---|---|"]
-    lines += [f"| [{o.name}]({o.name}.md) | {o.arch} | {cell(o.paper)} | {cell(o.summary)} |"
-              for o in objectives]
+    lines = [
+        "# Objectives",
+        "",
+        NOTE,
+        "",
+        "Every objective the registry holds; `objectives list` prints the same, and "
+        "`objectives describe NAME` one page.",
+        "",
+        "| name | architecture | paper | summary |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| [{o.name}]({o.name}.md) | {o.arch} | {cell(o.paper)} | {cell(o.summary)} |"
+        for o in objectives
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -89,8 +110,11 @@ def stale(directory: Path = DOCS) -> list[str]:
     """Pages that differ from what the registry generates, are missing, or are left over."""
     wanted = pages()
     have = {p.name for p in directory.glob("*.md")} if directory.is_dir() else set()
-    changed = [n for n, text in wanted.items()
-               if not (directory / n).is_file() or (directory / n).read_text() != text]
+    changed = [
+        n
+        for n, text in wanted.items()
+        if not (directory / n).is_file() or (directory / n).read_text() != text
+    ]
     return sorted(changed + sorted(have - set(wanted)))
 
 

@@ -51,8 +51,9 @@ class Example:
         return self.decoder_input_ids is not None
 
 
-def blocks(tok: tokenizers.Tokenizer, documents: Sequence[str], max_length: int, pad: int
-           ) -> Iterator[Tokens]:
+def blocks(
+    tok: tokenizers.Tokenizer, documents: Sequence[str], max_length: int, pad: int
+) -> Iterator[Tokens]:
     """The blocks of `documents` in order, a few documents' worth at a time, padded to
     `max_length` columns."""
     for start in range(0, len(documents), DOCS_PER_CHUNK):
@@ -69,8 +70,12 @@ def pad_to(batch: Tokens, width: int, pad: int) -> Tokens:
     def widen(t: torch.Tensor | None, fill: int | bool) -> torch.Tensor | None:
         return None if t is None else F.pad(t, (0, extra), value=fill)
 
-    return Tokens(widen(batch.ids, pad), batch.lengths, widen(batch.word_starts, False),
-                  widen(batch.sentence_starts, False))
+    return Tokens(
+        widen(batch.ids, pad),
+        batch.lengths,
+        widen(batch.word_starts, False),
+        widen(batch.sentence_starts, False),
+    )
 
 
 def batches(chunks: Iterable[Tokens], size: int = BATCH) -> Iterator[Tokens]:
@@ -123,8 +128,10 @@ def corrupt_documents(
             yield example
         index += batch.ids.size(0)
     if index == 0 and limit != 0:
-        raise DataError("the input holds no tokens: only spaces or characters the tokenizer "
-                        "drops (zero-width or control characters)")
+        raise DataError(
+            "the input holds no tokens: only spaces or characters the tokenizer "
+            "drops (zero-width or control characters)"
+        )
 
 
 def unbatch(batch: Tokens, out: Corrupted, first_index: int) -> Iterator[Example]:
@@ -143,8 +150,10 @@ def unbatch(batch: Tokens, out: Corrupted, first_index: int) -> Iterator[Example
     ids, inputs, labels = batch.ids.tolist(), out.input_ids.tolist(), out.labels.tolist()
     decoder = None if out.decoder_input_ids is None else out.decoder_input_ids.tolist()
     ops = None if out.ops is None else out.ops.tolist()
-    extras = {key: (value.tolist(), widths.get(value.size(1)) if value.dim() > 1 else None)
-              for key, value in out.extras.items()}
+    extras = {
+        key: (value.tolist(), widths.get(value.size(1)) if value.dim() > 1 else None)
+        for key, value in out.extras.items()
+    }
     for b, (n, s, t) in enumerate(zip(source_lens, input_lens, target_lens, strict=True)):
         yield Example(
             index=first_index + b,
@@ -153,7 +162,8 @@ def unbatch(batch: Tokens, out: Corrupted, first_index: int) -> Iterator[Example
             labels=labels[b][:t],
             decoder_input_ids=None if decoder is None else decoder[b][:t],
             ops=None if ops is None else ops[b][:n],
-            extras={key: values[b] if lens is None else values[b][: lens[b]]
-                    for key, (values, lens) in extras.items()},
+            extras={
+                key: values[b] if lens is None else values[b][: lens[b]]
+                for key, (values, lens) in extras.items()
+            },
         )
-

@@ -108,8 +108,10 @@ def fits(run: LoadedRun, ids: list[int]) -> list[int]:
     """`ids`, unless the model cannot read that many (a UsageError)."""
     most = run.model.cfg.max_len
     if len(ids) > most:
-        raise UsageError(f"the text is {len(ids)} tokens long, and this model reads at most "
-                         f"{most}", "shorten the text")
+        raise UsageError(
+            f"the text is {len(ids)} tokens long, and this model reads at most {most}",
+            "shorten the text",
+        )
     return ids
 
 

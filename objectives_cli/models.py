@@ -157,8 +157,12 @@ class Model(nn.Module):
             self.decoder = stack(cfg.n_decoder_layers, cross=True)
         if cfg.arch == "encoder":
             self.generator = Generator(cfg) if cfg.electra else None
-            self.mlm = MLMHead(self.generator.width if self.generator else d, d, cfg.vocab_size,
-                               transform=not cfg.two_stream)  # XLNet: no transform layer
+            self.mlm = MLMHead(
+                self.generator.width if self.generator else d,
+                d,
+                cfg.vocab_size,
+                transform=not cfg.two_stream,
+            )  # XLNet: no transform layer
             self.rtd = (
                 nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1)) if cfg.electra else None
             )

@@ -65,9 +65,16 @@ STYLES = {
     "inserted": "bold yellow",
     "special": "dim",
 }
-LEGEND_NAMES = {"mask": "masked", "random": "random token", "predict": "predicted, unchanged",
-                "delete": "deleted", "span": "span", "moved": "moved",
-                "context": "context, no loss", "inserted": "inserted"}
+LEGEND_NAMES = {
+    "mask": "masked",
+    "random": "random token",
+    "predict": "predicted, unchanged",
+    "delete": "deleted",
+    "span": "span",
+    "moved": "moved",
+    "context": "context, no loss",
+    "inserted": "inserted",
+}
 
 
 def stdout_console() -> Console:
@@ -98,8 +105,9 @@ def print_error(message: str, hint: str | None = None) -> None:
 # ---- JSON ---------------------------------------------------------------------------------
 
 
-def jsonl_row(example: Example, objective: str, params: dict[str, Any], seed: int,
-              tok: tokenizers.Tokenizer) -> dict[str, Any]:
+def jsonl_row(
+    example: Example, objective: str, params: dict[str, Any], seed: int, tok: tokenizers.Tokenizer
+) -> dict[str, Any]:
     """One JSONL row; the schema is documented in docs/jsonl.md."""
     target = [t for t in example.labels if t != IGNORE]
     row: dict[str, Any] = {
@@ -181,8 +189,7 @@ def rich_cells(cells: Sequence[Cell]) -> Text:
 
 def view_lines(view: View) -> list[tuple[str, str | list[Cell]]]:
     """The labelled lines of a view, in order; cell lists are formatted per medium."""
-    lines: list[tuple[str, str | list[Cell]]] = [("original", view.original),
-                                                 ("input", view.input)]
+    lines: list[tuple[str, str | list[Cell]]] = [("original", view.original), ("input", view.input)]
     lines.append(("target", view.target_note or view.target))
     lines.extend(view.extras)
     lines.append(("summary", view.summary))
@@ -220,8 +227,12 @@ def wrap_items(label: str, items: list[str], sep: str = " · ") -> str:
 
 def wrap(label: str, text: str, label_width: int = LABEL_WIDTH) -> str:
     """`label` in a column of its own, `text` wrapped beside it."""
-    wrapper = textwrap.TextWrapper(width=WIDTH, initial_indent=label.ljust(label_width),
-                                   subsequent_indent=" " * label_width, break_on_hyphens=False)
+    wrapper = textwrap.TextWrapper(
+        width=WIDTH,
+        initial_indent=label.ljust(label_width),
+        subsequent_indent=" " * label_width,
+        break_on_hyphens=False,
+    )
     return "\n".join(wrapper.wrap(text or "(empty)"))
 
 
@@ -258,8 +269,7 @@ def print_views(views: Iterable[View], objective: str, rich: bool) -> None:
 def key_defaults(objective: Objective, n: int = 3, longest: int = 24) -> str:
     """The first `n` parameters as name=value, long values shortened."""
     values = ((p.name, format_value(p.default)) for p in objective.params[:n])
-    return " ".join(f"{k}={v if len(v) <= longest else v[: longest - 1] + '…'}"
-                    for k, v in values)
+    return " ".join(f"{k}={v if len(v) <= longest else v[: longest - 1] + '…'}" for k, v in values)
 
 
 def format_value(value: Any) -> str:
@@ -281,8 +291,9 @@ def objective_record(objective: Objective) -> dict[str, Any]:
         "paper": objective.paper,
         "needs_words": objective.needs_words,
         "needs_sentences": objective.needs_sentences,
-        "params": {p.name: {"default": p.default, "type": p.kind, "help": p.help}
-                   for p in objective.params},
+        "params": {
+            p.name: {"default": p.default, "type": p.kind, "help": p.help} for p in objective.params
+        },
     }
 
 
@@ -298,8 +309,9 @@ def print_objectives(objectives: Sequence[Objective], rich: bool) -> None:
         return
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(3)]
     for row in (header, *rows):
-        sys.stdout.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False))
-                         + "  " + row[3] + "\n")
+        sys.stdout.write(
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[3] + "\n"
+        )
 
 
 def print_description(objective: Objective, examples: Sequence[View], rich: bool) -> None:
@@ -307,8 +319,11 @@ def print_description(objective: Objective, examples: Sequence[View], rich: bool
     facts = [
         ("architecture", f"{objective.arch} (family: {objective.family})"),
         ("paper", objective.paper),
-        ("needs", f"word boundaries: {yes(objective.needs_words)} · "
-                  f"sentence boundaries: {yes(objective.needs_sentences)}"),
+        (
+            "needs",
+            f"word boundaries: {yes(objective.needs_words)} · "
+            f"sentence boundaries: {yes(objective.needs_sentences)}",
+        ),
     ]
     if objective.aliases:
         facts.insert(0, ("aliases", ", ".join(objective.aliases)))
@@ -323,26 +338,35 @@ def yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def describe_plain(objective: Objective, facts: list[tuple[str, str]], more: str,
-                   examples: Sequence[View]) -> str:
+def describe_plain(
+    objective: Objective, facts: list[tuple[str, str]], more: str, examples: Sequence[View]
+) -> str:
     out = [textwrap.fill(f"{objective.name}: {objective.summary}", WIDTH), ""]
     out += [wrap(label, text, FACT_WIDTH) for label, text in facts]
     if more:
         out += ["", *(textwrap.fill(p, WIDTH) for p in more.split("\n\n"))]
     out += ["", "parameters (--param NAME=VALUE)"]
     for p in objective.params:
-        out.append(textwrap.fill(f"  {p.name} = {format_value(p.default)}", WIDTH,
-                                 subsequent_indent="      ", break_on_hyphens=False))
-        out.append(textwrap.fill(p.help, WIDTH, initial_indent="      ",
-                                 subsequent_indent="      "))
+        out.append(
+            textwrap.fill(
+                f"  {p.name} = {format_value(p.default)}",
+                WIDTH,
+                subsequent_indent="      ",
+                break_on_hyphens=False,
+            )
+        )
+        out.append(
+            textwrap.fill(p.help, WIDTH, initial_indent="      ", subsequent_indent="      ")
+        )
     if not objective.params:
         out.append("  none")
     out += ["", "example (seed 0, the sample text)"]
     return "\n".join(out) + "\n" + "".join(plain_view(v, objective.name) for v in examples)
 
 
-def describe_rich(objective: Objective, facts: list[tuple[str, str]], more: str,
-                  examples: Sequence[View]) -> None:
+def describe_rich(
+    objective: Objective, facts: list[tuple[str, str]], more: str, examples: Sequence[View]
+) -> None:
     console = stdout_console()
     console.print(Text.assemble((objective.name, "bold"), ": ", objective.summary))
     grid = Table.grid(padding=(0, 1))
@@ -355,8 +379,14 @@ def describe_rich(objective: Objective, facts: list[tuple[str, str]], more: str,
         console.print()
         for paragraph in more.split("\n\n"):
             console.print(Text(" ".join(paragraph.split())))
-    table = Table("parameter", "default", "help", title="parameters (--param NAME=VALUE)",
-                  title_justify="left", header_style="bold")
+    table = Table(
+        "parameter",
+        "default",
+        "help",
+        title="parameters (--param NAME=VALUE)",
+        title_justify="left",
+        header_style="bold",
+    )
     for p in objective.params:
         table.add_row(p.name, format_value(p.default), p.help)
     console.print()

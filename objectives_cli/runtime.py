@@ -66,8 +66,9 @@ def distributed() -> tuple[int, int, int, bool]:
 
     started = not dist.is_initialized()
     if started:  # the others wait while each machine's first process tokenises the corpus
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
-                                timeout=PROCESS_GROUP_TIMEOUT)
+        dist.init_process_group(
+            "nccl" if torch.cuda.is_available() else "gloo", timeout=PROCESS_GROUP_TIMEOUT
+        )
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), started
 
 

@@ -46,8 +46,10 @@ DEFAULT_VOCAB_SIZE = 8000
 # Characters a WordPiece or Unigram vocabulary holds whether the corpus has them or not, when the
 # vocabulary is large enough to spare the room (see _with_base_alphabet): printable ASCII, Latin-1
 # letters and signs, typographic punctuation. (Byte-level BPE has all 256 bytes anyway.)
-BASE_ALPHABET = sorted({*map(chr, range(0x21, 0x7F)), *map(chr, range(0xA1, 0x100)),
-                        *"‐–—‘’‚“”„†‡•…‰′″‹›€™−"} - {"\xad"})
+BASE_ALPHABET = sorted(
+    {*map(chr, range(0x21, 0x7F)), *map(chr, range(0xA1, 0x100)), *"‐–—‘’‚“”„†‡•…‰′″‹›€™−"}
+    - {"\xad"}
+)
 
 
 def _with_base_alphabet(vocab_size: int) -> bool:
@@ -57,7 +59,8 @@ def _with_base_alphabet(vocab_size: int) -> bool:
 
 def _bert_normalizer() -> normalizers.Normalizer:
     return normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False)
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
+    )
 
 
 def _to_wordpiece(bpe: Tokenizer, size: int) -> Tokenizer:
@@ -101,39 +104,51 @@ def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
         # Trained as a BPE on marked words, then turned into WordPiece: see _to_wordpiece.
         tok = Tokenizer(models.BPE())
         tok.normalizer = normalizers.Sequence([normalizers.Replace("▁", " "), _bert_normalizer()])
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.BertPreTokenizer(),
-            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=False),
-        ])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.BertPreTokenizer(),
+                pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=False),
+            ]
+        )
         # WordPiece holds each character twice (c and ##c): the BPE learns more, _to_wordpiece
         # cuts.
         trainer: trainers.Trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size + 1000, special_tokens=specials, show_progress=False)
+            vocab_size=vocab_size + 1000, special_tokens=specials, show_progress=False
+        )
     elif kind == "bpe":
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
         # ByteLevel joins the tokens into one string; Strip then drops the prefix space once.
         tok.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Strip(" ", 1, 0)])
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
     elif kind == "unigram":
         tok = Tokenizer(models.Unigram())
-        tok.normalizer = normalizers.Sequence([
-            normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " ")])
+        tok.normalizer = normalizers.Sequence(
+            [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " ")]
+        )
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
         trainer = trainers.UnigramTrainer(
-            vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-            unk_token="[UNK]", max_piece_length=16,
-            initial_alphabet=BASE_ALPHABET if _with_base_alphabet(vocab_size) else [])
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            show_progress=False,
+            unk_token="[UNK]",
+            max_piece_length=16,
+            initial_alphabet=BASE_ALPHABET if _with_base_alphabet(vocab_size) else [],
+        )
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(KINDS)}")
     return tok, trainer
 
 
-def train_tokenizer(documents: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000
-                    ) -> Tokenizer:
+def train_tokenizer(
+    documents: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000
+) -> Tokenizer:
     """Train a tokenizer of `kind` (wordpiece | bpe | unigram) with every SPECIAL_TOKENS entry.
 
     `vocab_size` counts everything, the 108 special tokens included; a small corpus may yield
@@ -143,9 +158,11 @@ def train_tokenizer(documents: Iterable[str], kind: str = "wordpiece", vocab_siz
         raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(KINDS)}")
     least = len(SPECIAL_TOKENS) + 20 + (256 if kind == "bpe" else 0)  # bpe: all 256 bytes
     if vocab_size < least:
-        raise ValueError(f"a {kind} vocab_size must be at least {least} ({len(SPECIAL_TOKENS)} "
-                         f"special tokens{', 256 bytes' if kind == 'bpe' else ''} and some text), "
-                         f"not {vocab_size}")
+        raise ValueError(
+            f"a {kind} vocab_size must be at least {least} ({len(SPECIAL_TOKENS)} "
+            f"special tokens{', 256 bytes' if kind == 'bpe' else ''} and some text), "
+            f"not {vocab_size}"
+        )
     tok, trainer = _blank(kind, vocab_size - N_SENTINELS)
     # Lines, not documents: encode_documents encodes sentences, so no piece should hold a "\n".
     lines = [line for doc in documents for line in doc.splitlines() if line.strip()]
@@ -175,25 +192,32 @@ def _canonicalize(tok: Tokenizer, kind: str) -> None:
         # all of them get the lowest score.
         floor = min((score for _, score in rest), default=0.0)
         slack = 1e-4 * (1 + sum(len(p) == 1 for p, _ in rest)) + 1e-9
-        rest = [(p, round(floor if len(p) == 1 and score <= floor + slack else score, 4))
-                for p, score in rest]
+        rest = [
+            (p, round(floor if len(p) == 1 and score <= floor + slack else score, 4))
+            for p, score in rest
+        ]
         rest.sort(key=lambda ps: (-ps[1], ps[0]))
-        tok.model = models.Unigram([*map(tuple, head), *rest], unk_id=BASE_SPECIALS.index("[UNK]"),
-                                   byte_fallback=False)
+        tok.model = models.Unigram(
+            [*map(tuple, head), *rest], unk_id=BASE_SPECIALS.index("[UNK]"), byte_fallback=False
+        )
 
 
 def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
     """A tokenizer file; None = the default tokenizer (works offline on a fresh machine)."""
     path = DEFAULT_TOKENIZER if path is None else Path(path)
     if not path.is_file():
-        raise DataError(f"no such tokenizer file: {path}",
-                        "train one with `objectives tokenizer train CORPUS --out FILE`")
+        raise DataError(
+            f"no such tokenizer file: {path}",
+            "train one with `objectives tokenizer train CORPUS --out FILE`",
+        )
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception for bad JSON
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path} is not a tokenizer file: {first}",
-                        "pass a tokenizer.json written by `tokenizers` (or this tool)") from None
+        raise DataError(
+            f"{path} is not a tokenizer file: {first}",
+            "pass a tokenizer.json written by `tokenizers` (or this tool)",
+        ) from None
     tok.no_truncation()
     tok.no_padding()
     return tok
@@ -216,8 +240,10 @@ def vocab_of(tok: Tokenizer) -> Vocab:
     for role, names in _ROLES.items():
         found = [i for i in map(tok.token_to_id, names) if i is not None]
         if not found:
-            raise DataError(f"the tokenizer has no {names[0]} token",
-                            "train one with `objectives tokenizer train CORPUS --out FILE`")
+            raise DataError(
+                f"the tokenizer has no {names[0]} token",
+                "train one with `objectives tokenizer train CORPUS --out FILE`",
+            )
         ids[role] = found[0]
     sentinels = []
     for k in itertools.count():
@@ -225,12 +251,17 @@ def vocab_of(tok: Tokenizer) -> Vocab:
         if i is None:
             break
         sentinels.append(i)
-    extra = {name: i for name in ("[NLU]", "[NLG]", "[S2S]")
-             if (i := tok.token_to_id(name)) is not None}
+    extra = {
+        name: i for name in ("[NLU]", "[NLG]", "[S2S]") if (i := tok.token_to_id(name)) is not None
+    }
     size = tok.get_vocab_size(with_added_tokens=True)
     special = torch.zeros(size, dtype=torch.bool)
-    marked = [*ids.values(), *sentinels, *extra.values(),
-              *(i for i, t in tok.get_added_tokens_decoder().items() if t.special and i < size)]
+    marked = [
+        *ids.values(),
+        *sentinels,
+        *extra.values(),
+        *(i for i, t in tok.get_added_tokens_decoder().items() if t.special and i < size),
+    ]
     special[torch.tensor(marked, dtype=torch.long)] = True
     return Vocab(size=size, sentinels=tuple(sentinels), extra=extra, special=special, **ids)
 
@@ -238,8 +269,8 @@ def vocab_of(tok: Tokenizer) -> Vocab:
 @dataclass(frozen=True)
 class EncodedDoc:
     ids: list[int]
-    word_starts: list[bool]       # from the tokenizer's word ids: same for WordPiece, BPE, Unigram
-    sentence_starts: list[bool]   # True at the first token of every sentence
+    word_starts: list[bool]  # from the tokenizer's word ids: same for WordPiece, BPE, Unigram
+    sentence_starts: list[bool]  # True at the first token of every sentence
 
 
 def encode_documents(tok: Tokenizer, documents: Sequence[str]) -> list[EncodedDoc]:
@@ -267,8 +298,11 @@ def encode_documents(tok: Tokenizer, documents: Sequence[str]) -> list[EncodedDo
             # A token opens a word when its word id differs from the previous token's.
             words += map(operator.ne, word_ids, [-1, *word_ids])
             starts.append(True)
-            starts += _FALSE[: len(sentence_ids) - 1] if len(sentence_ids) <= len(_FALSE) else (
-                [False] * (len(sentence_ids) - 1))
+            starts += (
+                _FALSE[: len(sentence_ids) - 1]
+                if len(sentence_ids) <= len(_FALSE)
+                else ([False] * (len(sentence_ids) - 1))
+            )
         out.append(EncodedDoc(ids, words, starts))
     return out
 
@@ -351,8 +385,11 @@ def _rebuild_default() -> None:
     tok = train_tokenizer(default_corpus("train"), "wordpiece", DEFAULT_VOCAB_SIZE)
     DEFAULT_TOKENIZER.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(DEFAULT_TOKENIZER), pretty=False)
-    print(f"wrote {DEFAULT_TOKENIZER} ({tok.get_vocab_size()} ids, "
-          f"{DEFAULT_TOKENIZER.stat().st_size / 1e3:.0f} kB)", file=sys.stderr)
+    print(
+        f"wrote {DEFAULT_TOKENIZER} ({tok.get_vocab_size()} ids, "
+        f"{DEFAULT_TOKENIZER.stat().st_size / 1e3:.0f} kB)",
+        file=sys.stderr,
+    )
 
 
 def _main(argv: list[str]) -> int:

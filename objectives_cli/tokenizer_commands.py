@@ -15,8 +15,9 @@ from corruptions.errors import DataError
 from .app import app
 from .corpus import write_atomic
 
-tokenizer_app = typer.Typer(help="Train tokenizers (WordPiece, BPE, Unigram).",
-                            no_args_is_help=True)
+tokenizer_app = typer.Typer(
+    help="Train tokenizers (WordPiece, BPE, Unigram).", no_args_is_help=True
+)
 app.add_typer(tokenizer_app, name="tokenizer")
 
 
@@ -28,16 +29,26 @@ class Kind(str, Enum):
 
 @tokenizer_app.command("train")
 def train(
-    corpus: Annotated[str, typer.Argument(
-        help="Text file, directory, '-' (stdin), .jsonl/.parquet with a 'text' column, "
-             "hf:NAME[:CONFIG], or 'default' for the built-in corpus.")],
-    out: Annotated[Path, typer.Option("--out", "-o", dir_okay=False,
-                                      help="Where to write the tokenizer JSON.")],
-    kind: Annotated[Kind, typer.Option(
-        help="wordpiece: BERT (cased); bpe: byte-level, GPT-2/BART; unigram: SentencePiece-style, "
-             "T5/ALBERT.")] = Kind.wordpiece,
-    vocab_size: Annotated[int, typer.Option(
-        min=228, help="Ids in all, the 108 special tokens included.")] = 8000,
+    corpus: Annotated[
+        str,
+        typer.Argument(
+            help="Text file, directory, '-' (stdin), .jsonl/.parquet with a 'text' column, "
+            "hf:NAME[:CONFIG], or 'default' for the built-in corpus."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", dir_okay=False, help="Where to write the tokenizer JSON.")
+    ],
+    kind: Annotated[
+        Kind,
+        typer.Option(
+            help="wordpiece: BERT (cased); bpe: byte-level, GPT-2/BART; unigram: "
+            "SentencePiece-style, T5/ALBERT."
+        ),
+    ] = Kind.wordpiece,
+    vocab_size: Annotated[
+        int, typer.Option(min=228, help="Ids in all, the 108 special tokens included.")
+    ] = 8000,
 ) -> None:
     """Train a tokenizer on CORPUS and write it to --out.
 
@@ -53,8 +64,11 @@ def train(
     start = time.perf_counter()
     documents = read_documents(None if corpus == "default" else corpus)
     size = sum(map(len, documents))
-    print(f"training a {kind.value} tokenizer ({vocab_size} ids) on {len(documents)} documents "
-          f"({size / 1e6:.2f} M characters)", file=sys.stderr)
+    print(
+        f"training a {kind.value} tokenizer ({vocab_size} ids) on {len(documents)} documents "
+        f"({size / 1e6:.2f} M characters)",
+        file=sys.stderr,
+    )
     try:
         tok = train_tokenizer(documents, kind.value, vocab_size)
     except ValueError as exc:  # a vocabulary too small for the kind
@@ -67,8 +81,11 @@ def train(
     size = tok.get_vocab_size()
     print(f"wrote {out}: {size} ids in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     if size < vocab_size:
-        print(f"warning: the corpus yields only {size} of the {vocab_size} ids asked for; a "
-              "bigger corpus gives the rest", file=sys.stderr)
+        print(
+            f"warning: the corpus yields only {size} of the {vocab_size} ids asked for; a "
+            "bigger corpus gives the rest",
+            file=sys.stderr,
+        )
 
 
 def check_writable(out: Path) -> None:

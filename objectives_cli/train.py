@@ -67,8 +67,15 @@ def train(
 class Trainer:
     """One run: set up from the config (or the run directory), then `run()` the loop."""
 
-    def __init__(self, cfg: TrainConfig, reporter: Reporter, resume: bool, rank: int, world: int,
-                 local_rank: int) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        reporter: Reporter,
+        resume: bool,
+        rank: int,
+        world: int,
+        local_rank: int,
+    ) -> None:
         self.cfg, self.resume, self.rank, self.world = cfg, resume, rank, world
         self.main = rank == 0
         self.reporter = reporter if self.main else PlainReporter(quiet=True)  # rank 0 talks
@@ -100,8 +107,9 @@ class Trainer:
         self.blocks = packed(self.data, cfg, self.info)
         for line in describe(self.model, self.info, cfg, self.device, self.blocks, world):
             self.reporter.message(line)
-        self.get_batch = batch_fn(cfg, self.blocks[0], self.corruption, self.data.vocab,
-                                  self.info, self.device, world)
+        self.get_batch = batch_fn(
+            cfg, self.blocks[0], self.corruption, self.data.vocab, self.info, self.device, world
+        )
         self.amp = amp_context(cfg, self.device)
         self.net: nn.Module = self.model
         if world > 1:
@@ -116,33 +124,42 @@ class Trainer:
     def restore(self) -> None:
         state = checkpoints.load_latest(self.run_dir, self.model, self.reporter.message)
         if state is None:
-            raise checkpoints.RunError(f"{self.run_dir} has no checkpoint to resume from",
-                                       "start it again without --resume")
+            raise checkpoints.RunError(
+                f"{self.run_dir} has no checkpoint to resume from",
+                "start it again without --resume",
+            )
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.tokens = int(state["tokens"])
         self.saved = self.step
-        self.reporter.message(f"resuming {self.run_dir} at step {self.step} "
-                              f"({Path(state['path']).name})")
+        self.reporter.message(
+            f"resuming {self.run_dir} at step {self.step} ({Path(state['path']).name})"
+        )
         before = int(state.get("world", self.world))
         if before != self.world:  # rows per step follow the process count
             self.reporter.message(
                 f"warning: the run was trained with {before} process(es) and resumes with "
                 f"{self.world}; each step now reads {self.world * self.cfg.grad_accum} "
                 f"micro-batches instead of {before * self.cfg.grad_accum}, so the run will not "
-                "match an uninterrupted one")
+                "match an uninterrupted one"
+            )
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         if self.resume and self.stop(False):  # a finished run: leave it as it is
             more = "--budget" if cfg.budget > 0 else f"--steps above {self.step}"
-            self.reporter.message(f"{self.run_dir} has already trained to step {self.step}; "
-                                  f"nothing to do (give {more} to train longer)")
+            self.reporter.message(
+                f"{self.run_dir} has already trained to step {self.step}; "
+                f"nothing to do (give {more} to train longer)"
+            )
             return {"steps": self.step, "tokens": self.tokens, "run_dir": str(self.run_dir)}
         first = self.evaluate() if not self.resume else None
         budget = cfg.budget > 0
-        self.reporter.start(cfg.budget if budget else cfg.steps,
-                            self.elapsed if budget else self.step, "s" if budget else "steps")
+        self.reporter.start(
+            cfg.budget if budget else cfg.steps,
+            self.elapsed if budget else self.step,
+            "s" if budget else "steps",
+        )
         self.bad = torch.zeros((), dtype=torch.bool, device=self.device)
         self.last: dict[str, Tensor] = {}
         self.window = (0, time.perf_counter())  # tokens and start of the current log interval
@@ -154,9 +171,17 @@ class Trainer:
                 lr = lr_at(cfg, self.step, progress)
                 for group in self.opt.param_groups:
                     group["lr"] = lr
-                self.last, n_tokens = train_step(cfg, self.net, self.model, self.opt,
-                                                 self.get_batch, self.step, self.rank, self.world,
-                                                 self.amp)
+                self.last, n_tokens = train_step(
+                    cfg,
+                    self.net,
+                    self.model,
+                    self.opt,
+                    self.get_batch,
+                    self.step,
+                    self.rank,
+                    self.world,
+                    self.amp,
+                )
                 self.bad |= ~torch.isfinite(torch.stack(list(self.last.values())).sum())
                 self.step += 1
                 self.tokens += n_tokens
@@ -210,8 +235,13 @@ class Trainer:
         check_finite(self.bad, self.step, self.run_dir, self.world)
         with shared_failure(self.world, self.device):
             if self.main:
-                state = {"optimizer": self.opt.state_dict(), "elapsed": self.elapsed,
-                         "tokens": self.tokens, "rng": torch.get_rng_state(), "world": self.world}
+                state = {
+                    "optimizer": self.opt.state_dict(),
+                    "elapsed": self.elapsed,
+                    "tokens": self.tokens,
+                    "rng": torch.get_rng_state(),
+                    "world": self.world,
+                }
                 checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
         self.saved = self.step
 
@@ -223,20 +253,30 @@ class Trainer:
         result: dict[str, float] = {}
         with shared_failure(self.world, self.device):
             if self.main:
-                batches = eval_batches(self.cfg, self.blocks[1], self.corruption,
-                                       self.data.vocab, self.info, self.device)
+                batches = eval_batches(
+                    self.cfg,
+                    self.blocks[1],
+                    self.corruption,
+                    self.data.vocab,
+                    self.info,
+                    self.device,
+                )
                 result = evaluate(self.model, batches, self.amp, self.cfg.seed)
                 if self.metrics is not None:
                     self.metrics.write(
-                        {"step": self.step, **{f"eval_{k}": v for k, v in result.items()}})
+                        {"step": self.step, **{f"eval_{k}": v for k, v in result.items()}}
+                    )
         self.evaluated = (self.step, result)
         return result
 
     def finish(self, first: dict[str, float] | None) -> dict[str, Any]:
         final = self.evaluate()
-        summary: dict[str, Any] = {"steps": self.step, "tokens": self.tokens,
-                                   "seconds": round(self.elapsed, 1),
-                                   "tokens_per_s": round(self.tokens / max(self.elapsed, 1e-9))}
+        summary: dict[str, Any] = {
+            "steps": self.step,
+            "tokens": self.tokens,
+            "seconds": round(self.elapsed, 1),
+            "tokens_per_s": round(self.tokens / max(self.elapsed, 1e-9)),
+        }
         if self.last:  # every rank holds its share of each term's mean
             names = sorted(self.last)
             shares = all_reduce(torch.stack([self.last[k] for k in names]), self.world).tolist()
@@ -389,8 +429,9 @@ class Interrupted(ObjectivesError):
     """SIGINT/SIGTERM: a checkpoint was saved (or, given `failed`, could not be); exit status
     128 + signal either way, so a scheduler still sees the signal."""
 
-    def __init__(self, signum: int, step: int, run_dir: Path,
-                 failed: checkpoints.WriteError | None = None) -> None:
+    def __init__(
+        self, signum: int, step: int, run_dir: Path, failed: checkpoints.WriteError | None = None
+    ) -> None:
         if failed is None:
             super().__init__(
                 f"interrupted at step {step}; checkpoint saved in {run_dir}",
@@ -424,12 +465,15 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
     if resume:
         stored = checkpoints.read_config(run_dir)
         before = TrainConfig.from_json(stored["train"])
-        changed = [k for k in asdict(cfg)
-                   if k not in RESUMABLE and getattr(before, k) != getattr(cfg, k)]
+        changed = [
+            k for k in asdict(cfg) if k not in RESUMABLE and getattr(before, k) != getattr(cfg, k)
+        ]
         if changed:
-            raise UsageError(f"cannot resume {run_dir} with another {changed[0]} "
-                             f"({getattr(before, changed[0])!r} -> {getattr(cfg, changed[0])!r})",
-                             "resuming continues the same run; start a new one with another --out")
+            raise UsageError(
+                f"cannot resume {run_dir} with another {changed[0]} "
+                f"({getattr(before, changed[0])!r} -> {getattr(cfg, changed[0])!r})",
+                "resuming continues the same run; start a new one with another --out",
+            )
         info = ObjectiveInfo.from_json(stored["objective"])
         model_cfg = ModelConfig(**stored["model"])
     else:
@@ -464,8 +508,10 @@ def check_fresh(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} is a file", "give a directory for the run")
     if run_dir.is_dir() and any(run_dir.iterdir()) and not checkpoints.is_run(run_dir):
-        raise UsageError(f"{run_dir} holds files that are not a run; they would be overwritten",
-                         "pick another --out (a new or empty directory)")
+        raise UsageError(
+            f"{run_dir} holds files that are not a run; they would be overwritten",
+            "pick another --out (a new or empty directory)",
+        )
 
 
 def describe(
@@ -491,5 +537,3 @@ def describe(
         f"{cfg.seq_len} tokens, packing {info.packing}; {cfg.batch_size} x {cfg.grad_accum} x "
         f"{world} rows per step; device {device}",
     ]
-
-

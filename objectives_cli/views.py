@@ -22,8 +22,16 @@ from corruptions import IGNORE, Op, Vocab, create
 
 from .examples import SAMPLE_DOCUMENTS, Example, corrupt_documents
 
-KIND_OF_OP = {Op.KEEP: "keep", Op.MASK: "mask", Op.RANDOM: "random", Op.PREDICT: "predict",
-              Op.DELETE: "delete", Op.SPAN: "span", Op.MOVED: "moved", Op.CONTEXT: "context"}
+KIND_OF_OP = {
+    Op.KEEP: "keep",
+    Op.MASK: "mask",
+    Op.RANDOM: "random",
+    Op.PREDICT: "predict",
+    Op.DELETE: "delete",
+    Op.SPAN: "span",
+    Op.MOVED: "moved",
+    Op.CONTEXT: "context",
+}
 KINDS = ("mask", "random", "predict", "delete", "span", "moved", "context", "inserted", "special")
 CHANGED = {int(op) for op in Op} - {int(Op.KEEP), int(Op.CONTEXT)}  # what counts as corrupted
 ATTENTION_MODES = {0: "bidirectional", 1: "left-to-right", 2: "right-to-left", 3: "seq2seq"}
@@ -90,8 +98,10 @@ class Pieces:
             return raw[len(self.prefix) :], True
         if self.start_mark:  # a lone `Ġ`/`▁` opens a word and shows nothing in running text
             text = self.tok.decode([token_id]).strip()
-            return (text or ("" if raw == self.start_mark else raw),
-                    not raw.startswith(self.start_mark))
+            return (
+                text or ("" if raw == self.start_mark else raw),
+                not raw.startswith(self.start_mark),
+            )
         return raw, False
 
     def standalone(self, token_id: int) -> str:
@@ -145,8 +155,12 @@ def elements(ops: Sequence[int]) -> list[Element]:
     out: list[Element] = []
     for i, op in enumerate(ops):
         last = out[-1] if out else None
-        if op == Op.SPAN and last is not None and last.stop == i and (
-                last.op == Op.SPAN or (last.op in HEADS and last.head == last.start)):
+        if (
+            op == Op.SPAN
+            and last is not None
+            and last.stop == i
+            and (last.op == Op.SPAN or (last.op in HEADS and last.head == last.start))
+        ):
             out[-1] = last._replace(stop=i + 1)
         elif op in HEADS and last is not None and last.op == Op.SPAN:
             out[-1] = Element(op, last.start, i + 1, i)
@@ -167,8 +181,11 @@ class Aligner:
         if e.op in (Op.KEEP, Op.PREDICT, Op.CONTEXT, Op.MOVED):
             return 0.0 if token == self.source[e.head] else INFINITY
         if e.op == Op.MASK:  # never framing: skipping and inserting (2) is cheaper
-            return 0.0 if token == self.pieces.vocab.mask else (
-                2.5 if self.pieces.special(token) else 1.5)
+            return (
+                0.0
+                if token == self.pieces.vocab.mask
+                else (2.5 if self.pieces.special(token) else 1.5)
+            )
         if e.op == Op.RANDOM:
             return 0.5 if self.pieces.special(token) else 0.0
         if e.op == Op.SPAN:  # a sentinel or mask rather than framing such as </s>
@@ -179,8 +196,9 @@ class Aligner:
     def skip(e: Element) -> float:
         return 0.0 if e.op in (Op.DELETE, Op.MOVED) else 1.0
 
-    def align(self, elems: Sequence[Element], inputs: Sequence[int], free_skips: bool = False
-              ) -> list[tuple[int | None, int | None]]:
+    def align(
+        self, elems: Sequence[Element], inputs: Sequence[int], free_skips: bool = False
+    ) -> list[tuple[int | None, int | None]]:
         """Pairs (element index or None, input index or None) in display order."""
         n, m = len(elems), len(inputs)
         skips = [0.0 if free_skips else self.skip(e) for e in elems]
@@ -195,13 +213,19 @@ class Aligner:
             row, above = cost[i], cost[i - 1]
             row[0] = above[0] + skip
             for j in range(1, m + 1):
-                row[j] = min(above[j - 1] + self.match(e, inputs[j - 1]), above[j] + skip,
-                             row[j - 1] + insert[j])
+                row[j] = min(
+                    above[j - 1] + self.match(e, inputs[j - 1]),
+                    above[j] + skip,
+                    row[j - 1] + insert[j],
+                )
         pairs: list[tuple[int | None, int | None]] = []
         i, j = n, m
         while i or j:
-            if i and j and cost[i][j] == cost[i - 1][j - 1] + self.match(elems[i - 1],
-                                                                        inputs[j - 1]):
+            if (
+                i
+                and j
+                and cost[i][j] == cost[i - 1][j - 1] + self.match(elems[i - 1], inputs[j - 1])
+            ):
                 pairs.append((i - 1, j - 1))
                 i, j = i - 1, j - 1
             elif i and cost[i][j] == cost[i - 1][j] + skips[i - 1]:
@@ -212,23 +236,32 @@ class Aligner:
                 j -= 1
         return pairs[::-1]
 
-    def align_moved(self, elems: Sequence[Element], inputs: Sequence[int], rounds: int = 3
-                    ) -> list[tuple[int | None, int | None]]:
+    def align_moved(
+        self, elems: Sequence[Element], inputs: Sequence[int], rounds: int = 3
+    ) -> list[tuple[int | None, int | None]]:
         """`align`, then pair what is left over again, a few times: moved text cannot all be
         in order, and each round picks up another block of it (with the masks inside it)."""
         pairs = self.align(elems, inputs)
         for _ in range(rounds):
             left_e = [e for e, j in pairs if j is None and elems[e].op != Op.DELETE]
             left_j = [j for e, j in pairs if e is None]
-            found = {left_e[a]: left_j[b] for a, b in self.align(
-                [elems[e] for e in left_e], [inputs[j] for j in left_j], free_skips=True)
-                if a is not None and b is not None
-                and self.match(elems[left_e[a]], inputs[left_j[b]]) < 1.0}
+            found = {
+                left_e[a]: left_j[b]
+                for a, b in self.align(
+                    [elems[e] for e in left_e], [inputs[j] for j in left_j], free_skips=True
+                )
+                if a is not None
+                and b is not None
+                and self.match(elems[left_e[a]], inputs[left_j[b]]) < 1.0
+            }
             if not found:
                 break
             at_input = {j: e for e, j in found.items()}
-            pairs = [(at_input[j], j) if e is None and j in at_input else (e, j)
-                     for e, j in pairs if not (j is None and e in found)]
+            pairs = [
+                (at_input[j], j) if e is None and j in at_input else (e, j)
+                for e, j in pairs
+                if not (j is None and e in found)
+            ]
         return pairs
 
 
@@ -258,8 +291,13 @@ def input_cells(example: Example, pieces: Pieces) -> list[Cell]:
             if op != Op.MOVED:
                 for token in source[start:stop]:
                     glue = pieces.piece(token)[1]
-                    cells.append(Cell(pieces.standalone(token) if not glue else
-                                      pieces.piece(token)[0], "delete", glue))
+                    cells.append(
+                        Cell(
+                            pieces.standalone(token) if not glue else pieces.piece(token)[0],
+                            "delete",
+                            glue,
+                        )
+                    )
             continue
         # the token stands where the source token stood, so it is glued as that one was
         glue = pieces.piece(source[start])[1]
@@ -314,15 +352,31 @@ def extra_lines(example: Example, pieces: Pieces) -> list[tuple[str, str]]:
         lines.append(("mode", ATTENTION_MODES.get(x["attention_mode"], str(x["attention_mode"]))))
     if "prefix_lengths" in x and x.get("attention_mode", 3) == 3:  # other modes say it all
         n = x["prefix_lengths"]
-        lines.append(("prefix", "none: every input token attends causally" if n <= 0 else
-                      "all input tokens see each other" if n >= len(inputs) else
-                      f"the first {n} input tokens see each other; the rest attend causally"))
+        lines.append(
+            (
+                "prefix",
+                "none: every input token attends causally"
+                if n <= 0
+                else "all input tokens see each other"
+                if n >= len(inputs)
+                else f"the first {n} input tokens see each other; the rest attend causally",
+            )
+        )
     if "perm_rank" in x:
         lines.append(("order", factorisation_order(example, pieces)))
     if "span_offset" in x and "span_left" in x and "span_right" in x:
         lines.append(("boundaries", boundaries(example, pieces)))
-    shown = {"token_type_ids", "next_sentence_label", "sentence_order_label", "attention_mode",
-             "prefix_lengths", "perm_rank", "span_left", "span_right", "span_offset"}
+    shown = {
+        "token_type_ids",
+        "next_sentence_label",
+        "sentence_order_label",
+        "attention_mode",
+        "prefix_lengths",
+        "perm_rank",
+        "span_left",
+        "span_right",
+        "span_offset",
+    }
     for key in sorted(set(x) - shown):  # the objective's own keys, as they are
         text = str(x[key])
         text = text if len(text) <= 200 else text[:199] + "…"
@@ -335,8 +389,12 @@ def factorisation_order(example: Example, pieces: Pieces) -> str:
     ranks = example.extras["perm_rank"]
     scored = [j for j, t in enumerate(example.labels) if t != IGNORE] or list(range(len(ranks)))
     order = sorted(scored, key=lambda j: ranks[j])
-    return " → ".join(pieces.standalone(example.labels[j] if example.labels[j] != IGNORE
-                                        else example.input_ids[j]) for j in order)
+    return " → ".join(
+        pieces.standalone(
+            example.labels[j] if example.labels[j] != IGNORE else example.input_ids[j]
+        )
+        for j in order
+    )
 
 
 def boundaries(example: Example, pieces: Pieces) -> str:
@@ -347,8 +405,12 @@ def boundaries(example: Example, pieces: Pieces) -> str:
             spans.setdefault((x["span_left"][j], x["span_right"][j]), []).append(j)
     parts = []
     for (left, right), members in spans.items():
-        inner = pieces.text([example.labels[j] if example.labels[j] != IGNORE
-                             else example.input_ids[j] for j in members])
+        inner = pieces.text(
+            [
+                example.labels[j] if example.labels[j] != IGNORE else example.input_ids[j]
+                for j in members
+            ]
+        )
         outer = (pieces.piece(example.input_ids[k])[0] for k in (left, right))
         parts.append(f"{next(outer)} [{inner}] {next(outer)}")
     return "; ".join(parts) or "none"
@@ -357,13 +419,17 @@ def boundaries(example: Example, pieces: Pieces) -> str:
 def summary(example: Example) -> str:
     ops = example.ops or []
     n_changed = sum(op in CHANGED for op in ops)
-    n_spans = sum(op in CHANGED and (i == 0 or ops[i - 1] not in CHANGED)
-                  for i, op in enumerate(ops))
+    n_spans = sum(
+        op in CHANGED and (i == 0 or ops[i - 1] not in CHANGED) for i, op in enumerate(ops)
+    )
     n = len(example.source_ids)
     share = f"{100 * n_changed / n:.1f}%" if n else "0.0%"
     scored = sum(t != IGNORE for t in example.labels)
-    tail = (f"input {len(example.input_ids)} · target {scored}" if example.seq2seq
-            else f"input {len(example.input_ids)} · {scored} scored")
+    tail = (
+        f"input {len(example.input_ids)} · target {scored}"
+        if example.seq2seq
+        else f"input {len(example.input_ids)} · {scored} scored"
+    )
     spans = "span" if n_spans == 1 else "spans"
     return f"{n} tokens · {n_changed} corrupted ({share}) · {n_spans} {spans} · {tail}"
 

@@ -31,13 +31,16 @@ def tokens(rows: list[list[int]], word_every: int = 0, sentence_every: int = 0) 
     """A padded batch; every `word_every`-th token opens a word (0: every token), and every
     `sentence_every`-th token opens a sentence (0: one sentence per row)."""
     words = [[word_every == 0 or i % word_every == 0 for i in range(len(r))] for r in rows]
-    sents = [[(i % sentence_every == 0) if sentence_every else i == 0 for i in range(len(r))]
-             for r in rows]
+    sents = [
+        [(i % sentence_every == 0) if sentence_every else i == 0 for i in range(len(r))]
+        for r in rows
+    ]
     return Tokens.from_lists(rows, TINY.pad, words, sents)
 
 
-def random_batch(batch: int, length: int, seed: int = 0, word_every: int = 0,
-                 sentence_every: int = 0) -> Tokens:
+def random_batch(
+    batch: int, length: int, seed: int = 0, word_every: int = 0, sentence_every: int = 0
+) -> Tokens:
     """Full rows of random ordinary ids, for statistical tests."""
     gen = torch.Generator().manual_seed(seed)
     pool = torch.tensor(ORDINARY)

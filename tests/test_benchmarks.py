@@ -27,10 +27,29 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_corruption_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
     out = tmp_path / "perf.md"
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "corruptions.py"), "--objectives", "bert-mlm",
-         "--lengths", "32", "--batch", "4", "--threads", "1", "--min-time", "0.01", "--rounds", "1",
-         "--no-peers", "--markdown", str(out)],
-        check=True, capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "corruptions.py"),
+            "--objectives",
+            "bert-mlm",
+            "--lengths",
+            "32",
+            "--batch",
+            "4",
+            "--threads",
+            "1",
+            "--min-time",
+            "0.01",
+            "--rounds",
+            "1",
+            "--no-peers",
+            "--markdown",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     table = out.read_text()
     assert "| bert-mlm | 32 | 1 |" in table
@@ -93,8 +112,9 @@ def test_transformers_training_flops_match_torchs_flop_counter(arch: str) -> Non
         assert expected > bench.train_flops(arch, shape, VOCAB, ROWS, LENGTH, tgt_len, scored)
 
 
-def run_throughput(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-                   *args: str) -> list[dict[str, object]]:
+def run_throughput(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> list[dict[str, object]]:
     """`train_throughput.py --json ARGS` in this process (transformers is imported once)."""
     pytest.importorskip("transformers")
     bench = throughput()
@@ -103,12 +123,27 @@ def run_throughput(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monke
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
-TINY_RUN = ("--model", "tiny", "--batch", "2", "--seq-len", "16", "--vocab", "500", "--steps",
-            "1", "--warmup", "1", "--threads", "1")
+TINY_RUN = (
+    "--model",
+    "tiny",
+    "--batch",
+    "2",
+    "--seq-len",
+    "16",
+    "--vocab",
+    "500",
+    "--steps",
+    "1",
+    "--warmup",
+    "1",
+    "--threads",
+    "1",
+)
 
 
 def test_throughput_prints_a_json_line_per_result(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     rows = run_throughput(capsys, monkeypatch, *TINY_RUN, "--device", "cpu", "--peak-tflops", "1")
     assert [r["arch"] for r in rows] == ["encoder", "encoder-decoder"]
     for r in rows:
@@ -125,7 +160,8 @@ def test_throughput_prints_a_json_line_per_result(
 @pytest.mark.slow
 @pytest.mark.filterwarnings(NON_LEAF_GRAD)
 def test_throughput_compiles_both_models(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     rows = run_throughput(capsys, monkeypatch, *TINY_RUN, "--device", "cpu", "--compile")
     assert all(r["compile"] for r in rows)
     assert all(float(r["ours_tokens_per_s"]) > 0 for r in rows)
@@ -135,10 +171,25 @@ def test_throughput_compiles_both_models(
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.filterwarnings(NON_LEAF_GRAD)
 def test_throughput_on_cuda_reports_mfu(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = run_throughput(capsys, monkeypatch, "--model", "small", "--batch", "8", "--seq-len",
-                          "128", "--steps", "3", "--warmup", "3", "--device", "cuda",
-                          "--compile")
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = run_throughput(
+        capsys,
+        monkeypatch,
+        "--model",
+        "small",
+        "--batch",
+        "8",
+        "--seq-len",
+        "128",
+        "--steps",
+        "3",
+        "--warmup",
+        "3",
+        "--device",
+        "cuda",
+        "--compile",
+    )
     for r in rows:
         for side in ("ours", "transformers"):
             assert 0 < float(r[f"{side}_useful_mfu"]) <= float(r[f"{side}_mfu"]) < 1

@@ -18,8 +18,10 @@ def batched(per_row: Callable[[list[int], Vocab, int], Row], seq2seq: bool = Fal
 
     def corrupt(batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         draws = torch.randint(0, 2**30, (batch.ids.size(0),), generator=gen).tolist()
-        rows = [per_row(batch.ids[b, : int(n)].tolist(), vocab, draws[b])
-                for b, n in enumerate(batch.lengths.tolist())]
+        rows = [
+            per_row(batch.ids[b, : int(n)].tolist(), vocab, draws[b])
+            for b, n in enumerate(batch.lengths.tolist())
+        ]
         width = max(len(r[0]) for r in rows)
         ids = torch.full((len(rows), width), vocab.pad)
         ops = torch.zeros_like(batch.ids, dtype=torch.int8)
@@ -38,8 +40,9 @@ def batched(per_row: Callable[[list[int], Vocab, int], Row], seq2seq: bool = Fal
                 else:
                     extras.setdefault(key, torch.zeros(len(rows), dtype=torch.long))
                     extras[key][b] = value
-        mask = torch.arange(width).unsqueeze(0) < torch.tensor([len(r[0]) for r in rows]
-                                                               ).unsqueeze(1)
+        mask = torch.arange(width).unsqueeze(0) < torch.tensor([len(r[0]) for r in rows]).unsqueeze(
+            1
+        )
         decoder = None
         if seq2seq:
             decoder = torch.cat([torch.full((len(rows), 1), vocab.pad), labels[:, :-1]], 1)
@@ -100,9 +103,18 @@ def segments(row: list[int], vocab: Vocab, draw: int) -> Row:
     offset[3:5] = [0, 1]
     left = [2 if o >= 0 else -1 for o in offset]
     right = [5 if o >= 0 else -1 for o in offset]
-    extras = {"token_type_ids": types, "next_sentence_label": 1, "sentence_order_label": 0,
-              "attention_mode": 3, "perm_rank": rank, "span_left": left, "span_right": right,
-              "span_offset": offset, "custom": 7, "a_long_custom_key": [1, 2]}
+    extras = {
+        "token_type_ids": types,
+        "next_sentence_label": 1,
+        "sentence_order_label": 0,
+        "attention_mode": 3,
+        "perm_rank": rank,
+        "span_left": left,
+        "span_right": right,
+        "span_offset": offset,
+        "custom": 7,
+        "a_long_custom_key": [1, 2],
+    }
     return inp, labels, None, ops, extras
 
 

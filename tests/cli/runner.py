@@ -22,8 +22,9 @@ class Result:
     stderr: str
 
 
-def invoke(*args: str, stdin: str | None = None, env: dict[str, str | None] | None = None
-           ) -> Result:
+def invoke(
+    *args: str, stdin: str | None = None, env: dict[str, str | None] | None = None
+) -> Result:
     """`objectives ARGS...` with stdout not a terminal (unless env forces one)."""
     code = 0
     with CliRunner().isolation(input=stdin, env={**PLAIN_ENV, **(env or {})}) as (out, err, _):

@@ -44,8 +44,10 @@ def test_list_plain_has_one_line_per_objective() -> None:
 def test_list_pattern_filters() -> None:
     records = json.loads(invoke("list", "bert-*", "--format", "json").stdout)
     assert {r["name"] for r in records} == {
-        o.name for o in corruptions.list_objectives()
-        if any(k.startswith("bert-") for k in (o.name, *o.aliases))}
+        o.name
+        for o in corruptions.list_objectives()
+        if any(k.startswith("bert-") for k in (o.name, *o.aliases))
+    }
     assert {r["name"] for r in records} >= {"bert-mlm", "nsp"}  # nsp: alias bert-nsp
 
 
@@ -91,30 +93,33 @@ def test_bad_param_value_is_a_usage_error() -> None:
 
 
 def test_unknown_param_lists_the_parameters() -> None:
-    one_error(invoke("corrupt", "-o", "bert-mlm", "--param", "nope=1", str(INPUT)), 2,
-              "nope", "rate")
+    one_error(
+        invoke("corrupt", "-o", "bert-mlm", "--param", "nope=1", str(INPUT)), 2, "nope", "rate"
+    )
 
 
 def test_param_without_equals_sign() -> None:
-    one_error(invoke("corrupt", "-o", "bert-mlm", "--param", "rate", str(INPUT)), 2,
-              "KEY=VALUE")
+    one_error(invoke("corrupt", "-o", "bert-mlm", "--param", "rate", str(INPUT)), 2, "KEY=VALUE")
 
 
-@pytest.mark.parametrize("args", [
-    ["corrupt"],  # missing --objective
-    ["corrupt", "-o", "bert-mlm", "--seed", "x"],
-    ["corrupt", "-o", "bert-mlm", "--fromat", "text"],
-    ["corrupt", "-o", "bert-mlm", "--format", "xml"],
-    ["corrupt", "-o", "bert-mlm", "--max-length", "0"],
-    ["corrupt", "-o", "bert-mlm", "--show", "--format", "jsonl"],
-    ["corrupt", "-o", "bert-mlm", "a.txt", "--data", "b.txt"],
-    ["lst"],
-    ["--bogus"],
-    ["describe"],
-    ["describe", "no-such-objective"],
-    ["list", "--format", "yaml"],
-    ["list", "zzz"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["corrupt"],  # missing --objective
+        ["corrupt", "-o", "bert-mlm", "--seed", "x"],
+        ["corrupt", "-o", "bert-mlm", "--fromat", "text"],
+        ["corrupt", "-o", "bert-mlm", "--format", "xml"],
+        ["corrupt", "-o", "bert-mlm", "--max-length", "0"],
+        ["corrupt", "-o", "bert-mlm", "--show", "--format", "jsonl"],
+        ["corrupt", "-o", "bert-mlm", "a.txt", "--data", "b.txt"],
+        ["lst"],
+        ["--bogus"],
+        ["describe"],
+        ["describe", "no-such-objective"],
+        ["list", "--format", "yaml"],
+        ["list", "zzz"],
+    ],
+)
 def test_usage_errors_are_one_error_line_and_exit_2(args: list[str]) -> None:
     one_error(invoke(*args), 2)
 
@@ -158,16 +163,36 @@ def test_no_path_and_nothing_piped_uses_the_default_corpus() -> None:
 @pytest.mark.parametrize("args", [["list"], ["corrupt", "-o", "bert-mlm", "--limit", "2"]])
 def test_a_full_disk_on_stdout_is_one_error_line(args: list[str]) -> None:
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "objectives_cli", *args], stdout=full,
-                              stderr=subprocess.PIPE, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "objectives_cli", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 1
     assert done.stderr == "error: cannot write the output: No space left on device\n"
 
 
 @pytest.mark.parametrize("device", ["tpu", "CPU", "cuda:abc", "meta"])
 def test_unknown_device_is_a_usage_error(device: str, tmp_path: Path) -> None:
-    one_error(invoke("train", "-o", "bert-mlm", "--model", "tiny", "--steps", "1",
-                     "--device", device, "--out", str(tmp_path / "r")), 2, "unknown device")
+    one_error(
+        invoke(
+            "train",
+            "-o",
+            "bert-mlm",
+            "--model",
+            "tiny",
+            "--steps",
+            "1",
+            "--device",
+            device,
+            "--out",
+            str(tmp_path / "r"),
+        ),
+        2,
+        "unknown device",
+    )
 
 
 def test_list_matches_aliases() -> None:

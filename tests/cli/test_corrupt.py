@@ -65,8 +65,11 @@ def test_jsonl_rows_have_the_documented_fields() -> None:
 
 
 def test_param_and_seed_reach_the_rows() -> None:
-    rows = jsonl(invoke("corrupt", "--format", "jsonl", "--param", "rate=0.5", "--seed", "3",
-                        *GOLDEN_ARGS).stdout)
+    rows = jsonl(
+        invoke(
+            "corrupt", "--format", "jsonl", "--param", "rate=0.5", "--seed", "3", *GOLDEN_ARGS
+        ).stdout
+    )
     assert rows[0]["params"]["rate"] == 0.5
     assert rows[0]["seed"] == 3
     scored = sum(t != -100 for r in rows for t in r["labels"])
@@ -76,8 +79,10 @@ def test_param_and_seed_reach_the_rows() -> None:
 def test_stdin_and_path_give_the_same_examples() -> None:
     from_path = invoke("corrupt", "--format", "jsonl", *GOLDEN_ARGS).stdout
     args = [a for a in GOLDEN_ARGS if a != str(INPUT)]
-    assert invoke("corrupt", "--format", "jsonl", *args, "-", stdin=INPUT.read_text()
-                  ).stdout == from_path
+    assert (
+        invoke("corrupt", "--format", "jsonl", *args, "-", stdin=INPUT.read_text()).stdout
+        == from_path
+    )
     assert invoke("corrupt", "--format", "jsonl", *args, "--data", str(INPUT)).stdout == from_path
 
 
@@ -104,8 +109,9 @@ def test_show_on_a_terminal_is_coloured_and_fits_80_columns() -> None:
 
 
 def test_default_limit_for_text_is_5() -> None:
-    text = invoke("corrupt", "-o", "bert-mlm", "--format", "text", "--max-length", "8",
-                  str(INPUT)).stdout
+    text = invoke(
+        "corrupt", "-o", "bert-mlm", "--format", "text", "--max-length", "8", str(INPUT)
+    ).stdout
     assert text.count("── bert-mlm · example ") == 5
 
 
@@ -143,5 +149,6 @@ def test_any_tokenizer_kind_renders(kind: str, tmp_path: Path) -> None:
     inputs = [line for line in text.stdout.splitlines() if line.startswith("input")]
     assert not any(re.search(r"[Ġ▁]\w", line) for line in inputs)  # a lone marker may show
     rows = jsonl(invoke("corrupt", "--format", "jsonl", *args).stdout)
-    assert re.sub(r"\s", "", "".join(r["source"] for r in rows)) == re.sub(r"\s", "", "".join(
-        documents))
+    assert re.sub(r"\s", "", "".join(r["source"] for r in rows)) == re.sub(
+        r"\s", "", "".join(documents)
+    )

@@ -24,6 +24,7 @@ DOCS = ["The cat sat.\nIt purred.", "A dog barked. Then it slept.", "Last one"]
 
 # --- sources -------------------------------------------------------------------------------------
 
+
 def test_text_file_documents_are_separated_by_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "a.txt"
     path.write_text(TEXT, encoding="utf-8")
@@ -58,11 +59,14 @@ def test_jsonl_reads_the_text_field(tmp_path: Path) -> None:
     assert read_documents(path) == ["one doc. Two sentences.", "para", "split"]
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("{not json", "line 2: not JSON"),
-    ('{"title": "x"}', "line 2: no 'text' string field"),
-    ('["text"]', "line 2: no 'text' string field"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "line 2: not JSON"),
+        ('{"title": "x"}', "line 2: no 'text' string field"),
+        ('["text"]', "line 2: no 'text' string field"),
+    ],
+)
 def test_bad_jsonl_line_names_the_line(tmp_path: Path, line: str, message: str) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "fine"}\n' + line + "\n", encoding="utf-8")
@@ -91,7 +95,8 @@ def test_parquet_that_is_not_parquet(tmp_path: Path) -> None:
 
 
 def test_hf_calls_load_dataset_with_name_config_and_train_split(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     datasets = pytest.importorskip("datasets")
     calls = []
 
@@ -133,6 +138,7 @@ def test_none_is_the_default_corpus_train_split() -> None:
 
 
 # --- errors --------------------------------------------------------------------------------------
+
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file or directory") as info:
@@ -182,26 +188,50 @@ def test_not_utf8_inside_a_directory_names_that_file(tmp_path: Path) -> None:
 
 # --- sentences -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("document", "sentences"), [
-    ("One. Two! Three? Four", ["One.", "Two!", "Three?", "Four"]),
-    ("line one\nline two.", ["line one", "line two."]),
-    ("Use e.g. this one. Then stop.", ["Use e.g. this one.", "Then stop."]),
-    ("See e.g. Foo and i.e. Bar. Next.", ["See e.g. Foo and i.e. Bar.", "Next."]),
-    ("Call os.path.join() here. Fine.", ["Call os.path.join() here.", "Fine."]),
-    ("Pi is 3.14 today. Yes.", ["Pi is 3.14 today.", "Yes."]),
-    ('He said "stop." Then left.', ['He said "stop."', "Then left."]),
-    ("(Really?) Yes... Sure.", ["(Really?)", "Yes...", "Sure."]),
-    ("Written by J. Smith et al. in 1999.", ["Written by J. Smith et al. in 1999."]),
-    ("lowercase. after a stop stays", ["lowercase. after a stop stays"]),
-    ("  padded  \n\n\t\n", ["padded"]),
-    ("", []),
-])
+
+@pytest.mark.parametrize(
+    ("document", "sentences"),
+    [
+        ("One. Two! Three? Four", ["One.", "Two!", "Three?", "Four"]),
+        ("line one\nline two.", ["line one", "line two."]),
+        ("Use e.g. this one. Then stop.", ["Use e.g. this one.", "Then stop."]),
+        ("See e.g. Foo and i.e. Bar. Next.", ["See e.g. Foo and i.e. Bar.", "Next."]),
+        ("Call os.path.join() here. Fine.", ["Call os.path.join() here.", "Fine."]),
+        ("Pi is 3.14 today. Yes.", ["Pi is 3.14 today.", "Yes."]),
+        ('He said "stop." Then left.', ['He said "stop."', "Then left."]),
+        ("(Really?) Yes... Sure.", ["(Really?)", "Yes...", "Sure."]),
+        ("Written by J. Smith et al. in 1999.", ["Written by J. Smith et al. in 1999."]),
+        ("lowercase. after a stop stays", ["lowercase. after a stop stays"]),
+        ("  padded  \n\n\t\n", ["padded"]),
+        ("", []),
+    ],
+)
 def test_split_sentences(document: str, sentences: list[str]) -> None:
     assert split_sentences(document) == sentences
 
 
-@given(st.lists(st.sampled_from(["word", "Word", "e.g.", "x.", "end.", "Why?", "Yes!", '"q."',
-                                  "(a)", " ", "  ", "\n", "\t"]), max_size=40).map("".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "word",
+                "Word",
+                "e.g.",
+                "x.",
+                "end.",
+                "Why?",
+                "Yes!",
+                '"q."',
+                "(a)",
+                " ",
+                "  ",
+                "\n",
+                "\t",
+            ]
+        ),
+        max_size=40,
+    ).map("".join)
+)
 def test_split_sentences_keeps_every_word_in_order(document: str) -> None:
     sentences = split_sentences(document)
     assert " ".join(sentences).split() == document.split()
@@ -213,6 +243,7 @@ def test_split_documents_trims_lines_and_drops_empty_ones() -> None:
 
 
 # --- the default corpus --------------------------------------------------------------------------
+
 
 def test_default_corpus_size_and_split() -> None:
     train, heldout = default_corpus("train"), default_corpus("heldout")
@@ -229,8 +260,9 @@ def test_default_corpus_size_and_split() -> None:
 
 
 def test_default_corpus_is_clean_prose() -> None:
-    lines = [line for d in default_corpus("heldout") + default_corpus()[:100]
-             for line in d.split("\n")]
+    lines = [
+        line for d in default_corpus("heldout") + default_corpus()[:100] for line in d.split("\n")
+    ]
     assert all(line == line.strip() and "  " not in line for line in lines)
     assert not any(line.startswith((">>>", "...", ".. ")) or "::=" in line for line in lines)
     assert all(min(map(len, d.split("\n"))) > 0 for d in default_corpus()[:100])
@@ -246,8 +278,9 @@ def test_heldout_membership_depends_on_the_text_only() -> None:
     assert corpus.document_key("The cat sat on the mat.") == 0x5FAF202D3C0E9C32
 
 
-def test_replaced_interpreter_hooks_do_not_change_the_corpus(monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_replaced_interpreter_hooks_do_not_change_the_corpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """pytest replaces sys.unraisablehook and typer sys.excepthook: the text must not notice."""
     pristine = dict(corpus._builtin_texts())["builtin:sys"]
     monkeypatch.setattr(sys, "excepthook", lambda *args: None)
@@ -257,15 +290,19 @@ def test_replaced_interpreter_hooks_do_not_change_the_corpus(monkeypatch: pytest
 
 def test_corpus_gathered_here_equals_a_fresh_interpreter() -> None:
     """The cache is written by whichever process gathers first: a CLI run, a test, a notebook."""
-    script = ("import hashlib; from objectives_cli.corpus import gather; "
-              "print(hashlib.sha256('\\n\\n'.join(gather()).encode()).hexdigest())")
-    fresh = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                           check=True).stdout.strip()
+    script = (
+        "import hashlib; from objectives_cli.corpus import gather; "
+        "print(hashlib.sha256('\\n\\n'.join(gather()).encode()).hexdigest())"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert hashlib.sha256("\n\n".join(corpus.gather()).encode()).hexdigest() == fresh
 
 
-def test_corpus_is_cached_on_disk_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                              ) -> None:
+def test_corpus_is_cached_on_disk_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OBJECTIVES_CACHE", str(tmp_path))
     fake = ["First document. It has two sentences.", "Second document."]
     monkeypatch.setattr(corpus, "gather", lambda: fake)
@@ -287,8 +324,9 @@ def test_corpus_is_cached_on_disk_atomically(tmp_path: Path, monkeypatch: pytest
         corpus.corpus_documents.cache_clear()
 
 
-def test_unwritable_cache_still_gives_the_corpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                 ) -> None:
+def test_unwritable_cache_still_gives_the_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory", encoding="utf-8")
     monkeypatch.setenv("OBJECTIVES_CACHE", str(blocker / "sub"))
@@ -306,11 +344,16 @@ def test_gather_reads_a_source_tree_without_importing_it(tmp_path: Path) -> None
     (tmp_path / "boom.py").write_text(
         '"""A module whose import would fail, so it must not be imported. It still has words."""\n'
         "raise SystemExit('imported!')\n"
-        "def f():\n    '''Return a value that is computed with care and some thought.'''\n")
+        "def f():\n    '''Return a value that is computed with care and some thought.'''\n"
+    )
     docs = corpus._documents(corpus._stdlib_texts(tmp_path))  # no topics, no builtins
     assert docs == []  # shorter than MIN_DOCUMENT_CHARS
-    paragraphs = [p for _, texts in corpus._stdlib_texts(tmp_path) for t in texts
-                  for p in corpus.clean_paragraphs(t)]
+    paragraphs = [
+        p
+        for _, texts in corpus._stdlib_texts(tmp_path)
+        for t in texts
+        for p in corpus.clean_paragraphs(t)
+    ]
     assert paragraphs == [
         "A module whose import would fail, so it must not be imported. It still has words.",
         "Return a value that is computed with care and some thought.",
@@ -360,9 +403,11 @@ def test_docstrings_agree_with_ast_on_the_stdlib(module: str) -> None:
 
     path = Path(sysconfig.get_paths()["stdlib"]) / f"{module}.py"
     source = path.read_text("utf-8")
-    expected = [ast.get_docstring(node, clean=False) for node in ast.walk(ast.parse(source))
-                if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef |
-                              ast.AsyncFunctionDef)]
+    expected = [
+        ast.get_docstring(node, clean=False)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+    ]
     assert sorted(corpus.docstrings(source)) == sorted(d for d in expected if d is not None)
 
 

@@ -20,15 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_generated_pages_are_up_to_date() -> None:
     out_of_date = docgen.stale()
-    assert not out_of_date, (f"docs/objectives/ is out of date ({', '.join(out_of_date)}): "
-                             "run python -m objectives_cli.docgen and commit the pages")
+    assert not out_of_date, (
+        f"docs/objectives/ is out of date ({', '.join(out_of_date)}): "
+        "run python -m objectives_cli.docgen and commit the pages"
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_page_example_is_what_corrupt_prints(name: str) -> None:
     page = (docgen.DOCS / f"{name}.md").read_text()
-    printed = invoke("corrupt", "-o", name, "--format", "text", "-",
-                     stdin="\n\n".join(SAMPLE_DOCUMENTS) + "\n")
+    printed = invoke(
+        "corrupt", "-o", name, "--format", "text", "-", stdin="\n\n".join(SAMPLE_DOCUMENTS) + "\n"
+    )
     assert printed.code == 0, printed.stderr
     assert f"```text\n{printed.stdout}```" in page
 
@@ -63,6 +66,15 @@ def test_jsonl_doc_example_is_real() -> None:
     doc = (ROOT / "docs" / "jsonl.md").read_text()
     shown = re.search(r"```json\n(.*?)\n```", doc, re.DOTALL)
     assert shown is not None
-    run = invoke("corrupt", "-o", "bert-mlm", "--format", "jsonl", "--param", "rate=0.3", "-",
-                 stdin="The cat sat on the mat.\n")
+    run = invoke(
+        "corrupt",
+        "-o",
+        "bert-mlm",
+        "--format",
+        "jsonl",
+        "--param",
+        "rate=0.3",
+        "-",
+        stdin="The cat sat on the mat.\n",
+    )
     assert run.stdout == shown.group(1) + "\n"

@@ -16,8 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_closed_pipe_ends_quietly_and_a_fresh_process_gives_the_same_bytes() -> None:
     args = ["corrupt", "-o", "bert-mlm", "--format", "jsonl"]  # the whole default corpus
     process = subprocess.Popen(
-        [sys.executable, "-m", "objectives_cli", *args], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "objectives_cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONHASHSEED": "123"},
     )
     assert process.stdout is not None

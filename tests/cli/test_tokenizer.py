@@ -48,9 +48,18 @@ def small(kind: str) -> Tokenizer:
 
 # --- special tokens and Vocab --------------------------------------------------------------------
 
+
 def test_special_tokens_layout() -> None:
-    assert SPECIAL_TOKENS[:8] == ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[NLU]", "[NLG]",
-                                  "[S2S]")
+    assert SPECIAL_TOKENS[:8] == (
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "[NLU]",
+        "[NLG]",
+        "[S2S]",
+    )
     assert SPECIAL_TOKENS[8:] == tuple(f"<extra_id_{k}>" for k in range(99, -1, -1))
     assert len(set(SPECIAL_TOKENS)) == 108
 
@@ -74,7 +83,13 @@ def test_vocab_of(kind: str) -> None:
     vocab = vocab_of(tok)
     size = tok.get_vocab_size(with_added_tokens=True)
     assert (vocab.size, vocab.pad, vocab.unk, vocab.bos, vocab.eos, vocab.mask) == (
-        size, 0, 1, 2, 3, 4)
+        size,
+        0,
+        1,
+        2,
+        3,
+        4,
+    )
     assert vocab.sentinels == tuple(range(size - 1, size - 101, -1))
     assert dict(vocab.extra) == {"[NLU]": 5, "[NLG]": 6, "[S2S]": 7}
     assert vocab.special is not None
@@ -92,8 +107,9 @@ def test_vocab_of_accepts_other_families_names_and_rejects_missing_roles() -> No
     assert (vocab.pad, vocab.unk, vocab.bos, vocab.eos, vocab.mask) == (0, 1, 2, 3, 4)
     assert vocab.sentinels == ()
     assert dict(vocab.extra) == {}
-    no_mask = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3},
-                                         unk_token="[UNK]"))
+    no_mask = Tokenizer(
+        models.WordLevel({"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}, unk_token="[UNK]")
+    )
     with pytest.raises(DataError, match=r"no \[MASK\] token"):
         vocab_of(no_mask)
 
@@ -129,8 +145,9 @@ def test_word_starts_follow_the_pre_tokenizer(kind: str) -> None:
     tok = small(kind)
     text = "Unbelievably, zyxwvut interpreters reinterpret everything."
     [doc] = encode_documents(tok, [text])
-    words = tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)
-                                               if tok.normalizer else text)
+    words = tok.pre_tokenizer.pre_tokenize_str(
+        tok.normalizer.normalize_str(text) if tok.normalizer else text
+    )
     assert sum(doc.word_starts) == len(words)
     assert doc.word_starts[0]
     enc = tok.encode(text, add_special_tokens=False)
@@ -174,7 +191,8 @@ def test_default_tokenizer_is_rebuilt_identically() -> None:
     fresh = train_tokenizer(default_corpus("train"), "wordpiece", tk.DEFAULT_VOCAB_SIZE)
     shipped = json.loads(tk.DEFAULT_TOKENIZER.read_text("utf-8"))
     assert json.loads(fresh.to_str()) == shipped, (
-        "the default tokenizer is stale: run python -m objectives_cli.tokenizer --rebuild-default")
+        "the default tokenizer is stale: run python -m objectives_cli.tokenizer --rebuild-default"
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -223,6 +241,7 @@ def test_loaded_tokenizer_never_truncates_or_pads(tmp_path: Path) -> None:
 
 # --- encode_documents ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_encode_documents(kind: str) -> None:
     tok = small(kind)
@@ -232,8 +251,9 @@ def test_encode_documents(kind: str) -> None:
     for doc, text in zip(encoded, docs, strict=True):
         assert len(doc.ids) == len(doc.word_starts) == len(doc.sentence_starts)
         assert sum(doc.sentence_starts) == len(split_sentences(text))
-        expected = [i for s in split_sentences(text)
-                    for i in tok.encode(s, add_special_tokens=False).ids]
+        expected = [
+            i for s in split_sentences(text) for i in tok.encode(s, add_special_tokens=False).ids
+        ]
         assert doc.ids == expected  # no [CLS]/[SEP] added
     assert encoded[2] == EncodedDoc([], [], [])
     assert encode_documents(tok, []) == []
@@ -247,6 +267,7 @@ def test_text_that_contains_special_tokens_keeps_them() -> None:
 
 
 # --- batch_blocks --------------------------------------------------------------------------------
+
 
 def _doc(ids: list[int], words: list[bool], sents: list[bool] | None = None) -> EncodedDoc:
     return EncodedDoc(ids, words, sents if sents is not None else [i == 0 for i in range(len(ids))])
@@ -306,8 +327,9 @@ def documents(draw: st.DrawFn) -> list[EncodedDoc]:
         sents = draw(st.lists(st.booleans(), min_size=n, max_size=n))
         if n:
             words[0] = sents[0] = True
-        docs.append(EncodedDoc(draw(st.lists(st.integers(10, 99), min_size=n, max_size=n)),
-                               words, sents))
+        docs.append(
+            EncodedDoc(draw(st.lists(st.integers(10, 99), min_size=n, max_size=n)), words, sents)
+        )
     return docs
 
 
@@ -362,12 +384,25 @@ def test_corpus_tokens_helper() -> None:
 
 # --- the command ---------------------------------------------------------------------------------
 
+
 def test_train_command(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(small_corpus()[:10]), encoding="utf-8")
     out = tmp_path / "sub" / "tok.json"
-    result = CliRunner().invoke(app, ["tokenizer", "train", str(corpus), "--kind", "unigram",
-                                      "--vocab-size", "400", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "tokenizer",
+            "train",
+            str(corpus),
+            "--kind",
+            "unigram",
+            "--vocab-size",
+            "400",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert "wrote" in result.stderr
@@ -378,24 +413,30 @@ def test_train_command(tmp_path: Path) -> None:
 
 def test_train_command_reads_stdin(tmp_path: Path) -> None:
     out = tmp_path / "tok.json"
-    result = CliRunner().invoke(app, ["tokenizer", "train", "-", "--kind", "bpe", "--vocab-size",
-                                      "400", "--out", str(out)],
-                                input="The cat sat. The cat ran.\n\nA dog barked at the cat.\n")
+    result = CliRunner().invoke(
+        app,
+        ["tokenizer", "train", "-", "--kind", "bpe", "--vocab-size", "400", "--out", str(out)],
+        input="The cat sat. The cat ran.\n\nA dog barked at the cat.\n",
+    )
     assert result.exit_code == 0, result.output
     assert "on 2 documents" in result.stderr
     assert load_tokenizer(out).get_vocab_size() <= 400
 
 
-@pytest.mark.parametrize(("args", "code"), [
-    (["missing.txt"], 1),
-    (["empty.txt"], 1),
-    (["latin1.txt"], 1),
-    (["corpus.txt", "--kind", "sentencepiece"], 2),
-    (["corpus.txt", "--vocab-size", "100"], 2),
-    (["corpus.txt", "--vocab-size", "300", "--kind", "bpe"], 2),
-])
-def test_train_command_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str],
-                              code: int) -> None:
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["missing.txt"], 1),
+        (["empty.txt"], 1),
+        (["latin1.txt"], 1),
+        (["corpus.txt", "--kind", "sentencepiece"], 2),
+        (["corpus.txt", "--vocab-size", "100"], 2),
+        (["corpus.txt", "--vocab-size", "300", "--kind", "bpe"], 2),
+    ],
+)
+def test_train_command_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], code: int
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
     (tmp_path / "latin1.txt").write_bytes("café au lait".encode("latin-1"))
@@ -408,12 +449,15 @@ def test_train_command_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, a
 
 
 def test_train_command_error_is_one_line_on_stderr(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Through the real entry point (main.run): `error: ...` and `hint: ...`, exit status 1."""
     missing = tmp_path / "nope"
-    monkeypatch.setattr(sys, "argv", ["objectives", "tokenizer", "train", str(missing),
-                                      "--out", str(tmp_path / "t.json")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["objectives", "tokenizer", "train", str(missing), "--out", str(tmp_path / "t.json")],
+    )
     with pytest.raises(SystemExit) as info:
         run()
     assert info.value.code == 1
@@ -428,7 +472,17 @@ def test_train_command_error_is_one_line_on_stderr(
 def test_a_corpus_too_small_for_the_vocabulary_warns(tmp_path: Path) -> None:
     corpus = tmp_path / "tiny.txt"
     corpus.write_text("a tiny corpus with few words.\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["tokenizer", "train", str(corpus), "--vocab-size", "400",
-                                      "--out", str(tmp_path / "tok.json")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "tokenizer",
+            "train",
+            str(corpus),
+            "--vocab-size",
+            "400",
+            "--out",
+            str(tmp_path / "tok.json"),
+        ],
+    )
     assert result.exit_code == 0
     assert "warning: the corpus yields only" in result.output

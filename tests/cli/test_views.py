@@ -68,8 +68,17 @@ def test_moved_tokens_are_marked_and_keep_the_input_order() -> None:
 
 def test_sentence_level_extras_are_explained() -> None:
     text = plain("segments")
-    for label in ("paradigm", "segment A", "segment B", "NSP label", "SOP label", "mode",
-                  "order", "boundaries", "custom"):
+    for label in (
+        "paradigm",
+        "segment A",
+        "segment B",
+        "NSP label",
+        "SOP label",
+        "mode",
+        "order",
+        "boundaries",
+        "custom",
+    ):
         assert re.search(rf"^{label}\s", text, re.MULTILINE), label
     assert "extra      a_long_custom_key: [1, 2, -1" in text  # long keys go under "extra"
     assert "1 (B is a random segment)" in text

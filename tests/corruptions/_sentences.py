@@ -15,8 +15,14 @@ BIG = Vocab(size=100_000, pad=0, unk=1, bos=2, eos=3, mask=4)
 FIRST = 10  # ids FIRST + row * width + position
 
 
-def unique_batch(n_rows: int, width: int, seed: int, p_sentence: float = 0.1,
-                 p_word: float = 0.7, min_len: int = 1) -> Tokens:
+def unique_batch(
+    n_rows: int,
+    width: int,
+    seed: int,
+    p_sentence: float = 0.1,
+    p_word: float = 0.7,
+    min_len: int = 1,
+) -> Tokens:
     """Rows of 1..width distinct ids (id = FIRST + row * width + position), random sentence and
     word starts (position 0 opens both)."""
     assert FIRST + n_rows * width <= BIG.size
@@ -31,8 +37,9 @@ def unique_batch(n_rows: int, width: int, seed: int, p_sentence: float = 0.1,
     return Tokens(ids, lengths, words, sents)
 
 
-def sentence_batch(n_rows: int, width: int, seed: int, p_sentence: float,
-                   p_word: float = 1.0) -> Tokens:
+def sentence_batch(
+    n_rows: int, width: int, seed: int, p_sentence: float, p_word: float = 1.0
+) -> Tokens:
     """Full rows of random ordinary TINY ids with random sentence and word starts."""
     gen = torch.Generator().manual_seed(seed)
     pool = torch.tensor(ORDINARY)

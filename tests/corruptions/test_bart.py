@@ -44,8 +44,9 @@ def distinct_rows(n_rows: int, length: int, seed: int = 0) -> list[list[int]]:
     """Rows of distinct ordinary ids, so every token can be traced by its value."""
     gen = torch.Generator().manual_seed(seed)
     pool = torch.tensor(ORDINARY)
-    return [pool[torch.randperm(len(ORDINARY), generator=gen)[:length]].tolist()
-            for _ in range(n_rows)]
+    return [
+        pool[torch.randperm(len(ORDINARY), generator=gen)[:length]].tolist() for _ in range(n_rows)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,10 +54,15 @@ def distinct_rows(n_rows: int, length: int, seed: int = 0) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("name", [*NAMES, "bart-infill+bart-rotate", "bart-delete+bart-permute"])
-@given(ids=st.lists(word_ids, min_size=1, max_size=80), seed=st.integers(0, 2**32 - 1),
-       word_every=st.integers(0, 4), sentence_every=st.integers(0, 9))
-def test_target_is_the_clean_framed_document(name: str, ids: list[int], seed: int,
-                                             word_every: int, sentence_every: int) -> None:
+@given(
+    ids=st.lists(word_ids, min_size=1, max_size=80),
+    seed=st.integers(0, 2**32 - 1),
+    word_every=st.integers(0, 4),
+    sentence_every=st.integers(0, 9),
+)
+def test_target_is_the_clean_framed_document(
+    name: str, ids: list[int], seed: int, word_every: int, sentence_every: int
+) -> None:
     rows = [ids, ids[: max(1, len(ids) // 3)]]
     out = create(name)(tokens(rows, word_every, sentence_every), TINY, make_generator(seed))
     assert out.decoder_input_ids is not None
@@ -74,11 +80,13 @@ def test_specials_in_content_are_walls_and_not_scored() -> None:
     row = [11, 12, 13, TINY.unk, 14, 15, TINY.mask, 16, 17, 18, 19, TINY.sentinels[3], 20] * 8
     special = TINY.is_special(torch.tensor(row))
     for name in NAMES:
-        params = {k: v for k, v in {"rate": 0.9, "mask_random": 0.0}.items()
-                  if k in _params(name)}  # random ids could be specials
+        params = {
+            k: v for k, v in {"rate": 0.9, "mask_random": 0.0}.items() if k in _params(name)
+        }  # random ids could be specials
         for seed in range(20):
-            out = create(name, **params)(tokens([row], sentence_every=5), TINY,
-                                         make_generator(seed))
+            out = create(name, **params)(
+                tokens([row], sentence_every=5), TINY, make_generator(seed)
+            )
             assert (out.ops[0][special] == int(Op.KEEP)).all()
             assert (out.labels[0, 1:-1][special] == IGNORE).all()
             kept = content(out, 0)
@@ -95,10 +103,14 @@ def _params(name: str) -> set[str]:
 # Masking, deletion, infilling
 
 
-@given(ids=st.lists(word_ids, min_size=1, max_size=120), seed=st.integers(0, 2**32 - 1),
-       word_every=st.integers(0, 4))
-def test_infill_and_delete_inputs_are_subsequences(ids: list[int], seed: int,
-                                                   word_every: int) -> None:
+@given(
+    ids=st.lists(word_ids, min_size=1, max_size=120),
+    seed=st.integers(0, 2**32 - 1),
+    word_every=st.integers(0, 4),
+)
+def test_infill_and_delete_inputs_are_subsequences(
+    ids: list[int], seed: int, word_every: int
+) -> None:
     batch = tokens([ids], word_every=word_every)
     for name in ("bart-infill", "bart-delete", "bart-mask"):
         params = {"mask_random": 0.0} if "mask_random" in _params(name) else {}
@@ -142,7 +154,7 @@ def test_zero_length_spans_insert_a_mask() -> None:
     assert abs(extra.item() - math.exp(-3) / (1 - math.exp(-3))) < 0.01
     # an inserted token alone is random: ceil(1 x 0.1) = 1 (fairseq's insertion noise)
     out = create("bart-infill", mask_random=0.1)(batch, TINY, make_generator(1))
-    one_extra = (out.attention_mask.sum(1) == 4)
+    one_extra = out.attention_mask.sum(1) == 4
     inputs = out.input_ids[one_extra][:, 1:3]
     assert ((inputs != TINY.mask).sum(1) >= 1).float().mean() > 0.95
 
@@ -191,9 +203,12 @@ def test_overlapping_spans_follow_fairseq() -> None:
         [False, True, False, False, True, True, False],
         [False, False, False, True, True, False, False],
     ]
-    assert head.tolist() == [[True, False],  # ...with one <mask>
-                             [True, True],  # ...with two
-                             [True, True], [True, False]]
+    assert head.tolist() == [
+        [True, False],  # ...with one <mask>
+        [True, True],  # ...with two
+        [True, True],
+        [True, False],
+    ]
 
 
 def test_poisson_table_matches_fairseq() -> None:
@@ -323,8 +338,10 @@ def test_short_rows_rotate_to_themselves() -> None:
 def test_composition_ignores_the_order_of_naming() -> None:
     batch = random_batch(16, 200, seed=4, word_every=2, sentence_every=25)
     names = ["bart-rotate", "bart-infill", "bart-permute"]
-    outs = [create("+".join(order))(batch, TINY, make_generator(9))
-            for order in (names, names[::-1], names[1:] + names[:1])]
+    outs = [
+        create("+".join(order))(batch, TINY, make_generator(9))
+        for order in (names, names[::-1], names[1:] + names[:1])
+    ]
     for out in outs[1:]:
         for key, value in out.as_dict().items():
             assert torch.equal(value, outs[0].as_dict()[key]), key
@@ -340,8 +357,11 @@ def test_bart_is_permutation_then_infilling() -> None:
         assert torch.equal(value, composed.as_dict()[key]), key
     with_rotation = create("bart+bart-rotate", poisson_lambda="3.5")
     assert isinstance(with_rotation, BartNoising)
-    assert [type(p) for p in with_rotation.parts] == [SentencePermutation, TextInfilling,
-                                                      DocumentRotation]
+    assert [type(p) for p in with_rotation.parts] == [
+        SentencePermutation,
+        TextInfilling,
+        DocumentRotation,
+    ]
     assert with_rotation.parts[1].poisson_lambda == 3.5
 
 
@@ -363,8 +383,9 @@ def test_help_documents_lambda_and_order() -> None:
     assert "3.5" in lam.help
 
 
-@pytest.mark.parametrize("bad", [{"rate": 0.0}, {"rate": 1.5}, {"poisson_lambda": 0.0},
-                                 {"mask_random": -0.1}])
+@pytest.mark.parametrize(
+    "bad", [{"rate": 0.0}, {"rate": 1.5}, {"poisson_lambda": 0.0}, {"mask_random": -0.1}]
+)
 def test_invalid_parameters_are_rejected(bad: dict[str, float]) -> None:
     with pytest.raises(UsageError):
         create("bart-infill", **bad)
@@ -390,8 +411,12 @@ def infill_statistics(lam: float, seed: int) -> dict[str, float]:
     kept = float(((out.ops == int(Op.KEEP)) & batch.real).sum())
     new = encoder - kept  # masks and random tokens in the input
     masks = float((out.input_ids == vocab.mask).sum())
-    return {"hit": (n - kept) / n, "encoder": encoder / n, "new": new / n,
-            "random": (new - masks) / new}
+    return {
+        "hit": (n - kept) / n,
+        "encoder": encoder / n,
+        "new": new / n,
+        "random": (new - masks) / new,
+    }
 
 
 def test_infilling_statistics_match_the_reference() -> None:

@@ -11,8 +11,9 @@ from corruptions import IGNORE, Op, Tokens, create, make_generator
 from corruptions.causal import prefix_seq2seq, prefix_split
 from tests.helpers import ORDINARY, TINY, corpus_tokens, corpus_vocab, tokens
 
-rows_strategy = st.lists(st.lists(st.sampled_from(ORDINARY), min_size=1, max_size=80),
-                         min_size=1, max_size=4)
+rows_strategy = st.lists(
+    st.lists(st.sampled_from(ORDINARY), min_size=1, max_size=80), min_size=1, max_size=4
+)
 
 
 def chi_square_uniform(values: torch.Tensor, low: int, high: int, bins: int = 10) -> float:
@@ -25,6 +26,7 @@ def chi_square_uniform(values: torch.Tensor, low: int, high: int, bins: int = 10
 
 
 # --- clm ----------------------------------------------------------------------------------------
+
 
 @given(rows=rows_strategy)
 def test_clm_labels_are_the_inputs_plus_eos(rows: list[list[int]]) -> None:
@@ -61,6 +63,7 @@ def test_clm_never_predicts_special_ids_in_content() -> None:
 
 
 # --- prefix-lm (decoder-only) -------------------------------------------------------------------
+
 
 @given(rows=rows_strategy, seed=st.integers(0, 2**32 - 1))
 def test_prefix_lm_scores_exactly_the_suffix(rows: list[list[int]], seed: int) -> None:
@@ -113,9 +116,11 @@ def test_prefix_split_mean_and_chi_square_over_many_rows() -> None:
 
 # --- encoder-decoder prefix LM (UL2's S-denoiser) -----------------------------------------------
 
+
 @given(rows=rows_strategy, seed=st.integers(0, 2**32 - 1))
-def test_prefix_seq2seq_inputs_then_targets_give_the_source(rows: list[list[int]],
-                                                             seed: int) -> None:
+def test_prefix_seq2seq_inputs_then_targets_give_the_source(
+    rows: list[list[int]], seed: int
+) -> None:
     batch = tokens(rows)
     split = prefix_split(batch.lengths, 0.5, make_generator(seed))
     out = prefix_seq2seq(batch.ids, batch.lengths, split, TINY, lead=TINY.extra["[S2S]"])

@@ -57,15 +57,23 @@ def seeds(n: int) -> list[torch.Generator]:
 
 
 rows_strategy = st.lists(
-    st.lists(st.tuples(st.sampled_from([*ORDINARY, *ORDINARY, TINY.unk, TINY.mask, TINY.bos]),
-                       st.booleans()), min_size=1, max_size=80),
-    min_size=1, max_size=3)
+    st.lists(
+        st.tuples(
+            st.sampled_from([*ORDINARY, *ORDINARY, TINY.unk, TINY.mask, TINY.bos]), st.booleans()
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    min_size=1,
+    max_size=3,
+)
 
 
 def build(rows: list[list[tuple[int, bool]]]) -> Tokens:
     """A batch from (id, opens a word) pairs."""
-    return Tokens.from_lists([[i for i, _ in r] for r in rows], TINY.pad,
-                             [[w for _, w in r] for r in rows])
+    return Tokens.from_lists(
+        [[i for i, _ in r] for r in rows], TINY.pad, [[w for _, w in r] for r in rows]
+    )
 
 
 def check_mlm(batch: Tokens, out: Corrupted, vocab: Vocab) -> torch.Tensor:
@@ -161,13 +169,20 @@ def test_reproducible_and_input_untouched(name: str) -> None:
     assert not torch.equal(one.labels, other.labels)
 
 
-@pytest.mark.parametrize(("name", "bad"), [
-    ("bert-mlm", {"rate": 0.0}), ("bert-mlm", {"budget": "poisson"}),
-    ("whole-word", {"mask_replace": 0.95, "random_replace": 0.1}),
-    ("spanbert", {"geometric_p": 0.0}), ("spanbert", {"span_lower": 3, "span_upper": 2}),
-    ("spanbert", {"replacement": "token"}), ("spanbert", {"max_pair_targets": 0}),
-    ("electra", {"mask_prob": 1.5}), ("electra", {"max_seq_length": 0}),
-])
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("bert-mlm", {"rate": 0.0}),
+        ("bert-mlm", {"budget": "poisson"}),
+        ("whole-word", {"mask_replace": 0.95, "random_replace": 0.1}),
+        ("spanbert", {"geometric_p": 0.0}),
+        ("spanbert", {"span_lower": 3, "span_upper": 2}),
+        ("spanbert", {"replacement": "token"}),
+        ("spanbert", {"max_pair_targets": 0}),
+        ("electra", {"mask_prob": 1.5}),
+        ("electra", {"max_seq_length": 0}),
+    ],
+)
 def test_bad_parameters_are_rejected(name: str, bad: dict[str, object]) -> None:
     from corruptions import InvalidParameter
 
@@ -218,7 +233,8 @@ def test_bert_statistics_on_the_corpus() -> None:
     corrupt = create("bert-mlm")
     budget = torch.minimum(
         (torch.round((batch.lengths + 2).double() * 0.15).long()).clamp(min=1),
-        (batch.real & ~vocab.is_special(batch.ids)).sum(1))
+        (batch.real & ~vocab.is_special(batch.ids)).sum(1),
+    )
     mask = same = other = 0.0
     total = 0
     random_ids = []
@@ -252,8 +268,9 @@ def test_whole_word_is_all_or_none_per_word() -> None:
 
 
 @given(rows=rows_strategy, budget=st.integers(1, 30), seed=st.integers(0, 2**32 - 1))
-def test_whole_words_walks_like_the_reference(rows: list[list[tuple[int, bool]]], budget: int,
-                                              seed: int) -> None:
+def test_whole_words_walks_like_the_reference(
+    rows: list[list[tuple[int, bool]]], budget: int, seed: int
+) -> None:
     """Same word order (the scores `whole_words` draws first) -> same choice as bert's walk."""
     batch = build(rows)
     allowed = batch.real & ~TINY.is_special(batch.ids)
@@ -312,8 +329,9 @@ def test_whole_word_statistics_on_the_corpus() -> None:
 # --------------------------------------------------------------------------------------- spanbert
 
 
-def reference_spans(starts: list[bool], budget: int, anchors: list[int], lens: list[int]
-                    ) -> tuple[set[int], list[bool]]:
+def reference_spans(
+    starts: list[bool], budget: int, anchors: list[int], lens: list[int]
+) -> tuple[set[int], list[bool]]:
     """facebookresearch/SpanBERT's loop on given draws: the mask and which draws it accepted."""
     n, mask, accepted = len(starts), set(), []
 
@@ -351,12 +369,23 @@ def test_span_sampler_reproduces_the_sequential_reference(chunk: int) -> None:
         allowed = torch.arange(width) < lengths.unsqueeze(1)
         starts = word_groups(allowed, torch.rand(6, width, generator=gen) < 0.2 + 0.8 * trial / 40)
         budget = torch.ceil(lengths.double() * (0.05 + 0.6 * trial / 40)).long()
-        out = anchored_word_spans(allowed, starts, budget, truncated_geometric(0.2, 1, 10), 1,
-                                  make_generator(trial), chunk)
+        out = anchored_word_spans(
+            allowed,
+            starts,
+            budget,
+            truncated_geometric(0.2, 1, 10),
+            1,
+            make_generator(trial),
+            chunk,
+        )
         for b in range(6):
             n, d = int(lengths[b]), int(out.draws[b])
-            mask, accepted = reference_spans(starts[b, :n].tolist(), int(budget[b]),
-                                             out.anchors[b].tolist(), out.span_words[b].tolist())
+            mask, accepted = reference_spans(
+                starts[b, :n].tolist(),
+                int(budget[b]),
+                out.anchors[b].tolist(),
+                out.span_words[b].tolist(),
+            )
             assert set(out.chosen[b].nonzero().flatten().tolist()) == mask
             assert len(accepted) == d
             assert out.accepted[b, :d].tolist() == accepted
@@ -366,8 +395,9 @@ def test_span_sampler_reproduces_the_sequential_reference(chunk: int) -> None:
 def test_spanbert_budget_is_exact_ceil() -> None:
     lengths = list(range(1, 601))
     batch = full_rows(lengths)
-    batch = Tokens(batch.ids, batch.lengths, torch.rand(batch.ids.shape,
-                                                        generator=make_generator(1)) < 0.7)
+    batch = Tokens(
+        batch.ids, batch.lengths, torch.rand(batch.ids.shape, generator=make_generator(1)) < 0.7
+    )
     out = create("spanbert")(batch, TINY, make_generator(0))
     assert (out.labels != IGNORE).sum(1).tolist() == [math.ceil(n * 0.15) for n in lengths]
 
@@ -377,8 +407,9 @@ def sbo_check(batch: Tokens, out: Corrupted) -> tuple[torch.Tensor, torch.Tensor
     width = batch.ids.size(1)
     chosen = out.labels[:, 1 : width + 1] != IGNORE
     first, last = run_bounds(chosen)
-    left, right, offset = (out.extras[k][:, 1 : width + 1]
-                           for k in ("span_left", "span_right", "span_offset"))
+    left, right, offset = (
+        out.extras[k][:, 1 : width + 1] for k in ("span_left", "span_right", "span_offset")
+    )
     for key in ("span_left", "span_right", "span_offset"):
         assert out.extras[key].shape == out.input_ids.shape
         assert (out.extras[key][~out.attention_mask] == -1).all()
@@ -439,8 +470,9 @@ def test_spanbert_sbo_stays_inside_each_packed_document(cuts: list[int], seed: i
     assert (kept | ~has).all()  # targets are only removed
     lost = kept & ~has  # and only those with a boundary token in another document
     rows = lost.nonzero()[:, 0]
-    crossing = ((doc[rows, plain.extras["span_left"][lost]] != doc[lost])
-                | (doc[rows, plain.extras["span_right"][lost]] != doc[lost]))
+    crossing = (doc[rows, plain.extras["span_left"][lost]] != doc[lost]) | (
+        doc[rows, plain.extras["span_right"][lost]] != doc[lost]
+    )
     assert crossing.all()
 
 
@@ -507,13 +539,21 @@ def test_spanbert_short_rows_and_one_word() -> None:
 def test_electra_budget_and_no_random_ids() -> None:
     lengths = list(range(1, 601))
     out = create("electra")(full_rows(lengths), TINY, make_generator(0))
-    assert (out.labels != IGNORE).sum(1).tolist() == [max(1, round(0.15 * (n + 2)))
-                                                       for n in lengths]
+    assert (out.labels != IGNORE).sum(1).tolist() == [
+        max(1, round(0.15 * (n + 2))) for n in lengths
+    ]
     assert out.ops is not None
     assert not (out.ops == int(Op.RANDOM)).any()
     # max(1, min(N, round(0.15 x 12))): N = int(0.155 x 12) = 1 binds at max_seq_length 12
-    short = [(create("electra", max_seq_length=m)(full_rows([10]), TINY, make_generator(0))
-              .labels != IGNORE).sum().item() for m in (12, 512)]
+    short = [
+        (
+            create("electra", max_seq_length=m)(full_rows([10]), TINY, make_generator(0)).labels
+            != IGNORE
+        )
+        .sum()
+        .item()
+        for m in (12, 512)
+    ]
     assert short == [1, 2]
 
 

@@ -23,8 +23,10 @@ def sentences(n_rows: int, max_len: int, seed: int, min_len: int = 1) -> Tokens:
 
 def framed(batch: Tokens) -> torch.Tensor:
     """`<s> x </s>` padded: the original the fragment positions refer to."""
-    rows = [[TINY.bos, *r[: int(n)].tolist(), TINY.eos] for r, n in zip(batch.ids, batch.lengths,
-                                                                      strict=True)]
+    rows = [
+        [TINY.bos, *r[: int(n)].tolist(), TINY.eos]
+        for r, n in zip(batch.ids, batch.lengths, strict=True)
+    ]
     return tokens(rows).ids
 
 
@@ -131,8 +133,9 @@ def test_placement_probabilities() -> None:
     assert (share - expected).abs().max() < 0.025  # ~3400 sentences in the class
     # pooled over every class: the middle starts are uniform
     middle = (start > 1) & (start < full - m)
-    assert (middle.double() - 0.6 * (places - 2).clamp(min=0) / places).mean().item() == \
-        pytest.approx(0, abs=0.01)
+    assert (
+        middle.double() - 0.6 * (places - 2).clamp(min=0) / places
+    ).mean().item() == pytest.approx(0, abs=0.01)
 
 
 def test_80_10_10_inside_the_fragment_on_the_corpus() -> None:
@@ -151,9 +154,17 @@ def test_80_10_10_inside_the_fragment_on_the_corpus() -> None:
     assert scored == torch.round((batch.lengths + 2).double() * 0.5).sum().item()
 
 
-@pytest.mark.parametrize(("key", "value"), [("fragment", 0.0), ("fragment", 1.0),
-                                            ("start_prob", -0.1), ("end_prob", 0.9),
-                                            ("mask_replace", 0.95), ("decoder_start", "bos")])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("fragment", 0.0),
+        ("fragment", 1.0),
+        ("start_prob", -0.1),
+        ("end_prob", 0.9),
+        ("mask_replace", 0.95),
+        ("decoder_start", "bos"),
+    ],
+)
 def test_bad_parameters_are_rejected(key: str, value: object) -> None:
     with pytest.raises(InvalidParameter):
         create("mass", **{key: value})

@@ -23,9 +23,15 @@ from tests.helpers import TINY, corpus_tokens, corpus_vocab, random_batch, token
 P_N = [0.438, 0.219, 0.146, 0.109, 0.088]  # P(n) ∝ 1/n, n <= 5 (§4.4 defaults)
 
 
-def reference_walk(starts: list[bool], seg_len: int, goal: int, n_at: list[int],
-                   u_at: Sequence[float] | torch.Tensor, context: int = 6, unit: str = "piece"
-                   ) -> list[bool]:
+def reference_walk(
+    starts: list[bool],
+    seg_len: int,
+    goal: int,
+    n_at: list[int],
+    u_at: Sequence[float] | torch.Tensor,
+    context: int = 6,
+    unit: str = "piece",
+) -> list[bool]:
     """zihangdai/xlnet `_sample_mask`'s n-gram loop, restated; the round whose cursor is at c
     reads its n from n_at[c] and its left context from u_at[c] (a float32 tensor reproduces the
     library's rounding exactly)."""
@@ -57,22 +63,30 @@ def reference_walk(starts: list[bool], seg_len: int, goal: int, n_at: list[int],
     return mask
 
 
-def reference_sample(starts: list[bool], goal: int, rng: random.Random, unit: str = "piece"
-                     ) -> list[bool]:
+def reference_sample(
+    starts: list[bool], goal: int, rng: random.Random, unit: str = "piece"
+) -> list[bool]:
     """The same loop with fresh draws per round (n ∝ 1/n, left context uniform)."""
     length = len(starts)
     n_at = rng.choices(range(1, 6), weights=[1 / n for n in range(1, 6)], k=length)
-    return reference_walk(starts, length, goal, n_at, [rng.random() for _ in range(length)],
-                          unit=unit)
+    return reference_walk(
+        starts, length, goal, n_at, [rng.random() for _ in range(length)], unit=unit
+    )
 
 
 # --- the walk, exactly -------------------------------------------------------------------------
 
 
-@given(seed=st.integers(0, 2**31), width=st.integers(1, 80), goal=st.integers(0, 40),
-       density=st.floats(0.05, 1.0), unit=st.sampled_from(["piece", "word"]))
-def test_the_walk_is_the_reference_loop(seed: int, width: int, goal: int, density: float,
-                                        unit: str) -> None:
+@given(
+    seed=st.integers(0, 2**31),
+    width=st.integers(1, 80),
+    goal=st.integers(0, 40),
+    density=st.floats(0.05, 1.0),
+    unit=st.sampled_from(["piece", "word"]),
+)
+def test_the_walk_is_the_reference_loop(
+    seed: int, width: int, goal: int, density: float, unit: str
+) -> None:
     gen = torch.Generator().manual_seed(seed)
     rows = 6
     starts = torch.rand(rows, width, generator=gen) < density
@@ -81,14 +95,16 @@ def test_the_walk_is_the_reference_loop(seed: int, width: int, goal: int, densit
     n, u = draw_rounds(starts, gen)
     marks = walk_ngrams(starts, seg_lens, goals, n, u, unit=unit)
     for b in range(rows):
-        expected = reference_walk(starts[b].tolist(), int(seg_lens[b]), goal, n[b].tolist(),
-                                  u[b], unit=unit)
+        expected = reference_walk(
+            starts[b].tolist(), int(seg_lens[b]), goal, n[b].tolist(), u[b], unit=unit
+        )
         assert marks[b].tolist() == expected
 
 
 @given(seed=st.integers(0, 2**31), width=st.integers(1, 120), goal=st.integers(1, 60))
-def test_piece_ngrams_never_exceed_the_goal_and_start_at_word_starts(seed: int, width: int,
-                                                                     goal: int) -> None:
+def test_piece_ngrams_never_exceed_the_goal_and_start_at_word_starts(
+    seed: int, width: int, goal: int
+) -> None:
     gen = torch.Generator().manual_seed(seed)
     starts = torch.rand(4, width, generator=gen) < 0.7
     seg_lens = torch.randint(1, width + 1, (4,), generator=gen)
@@ -104,8 +120,9 @@ def test_word_ngrams_cover_whole_words() -> None:
     batch = random_batch(400, 200, seed=3, word_every=3)
     starts = batch.word_starts
     assert starts is not None
-    marks = sample_ngrams(starts, batch.lengths, torch.full((400,), 10**6), make_generator(4),
-                          unit="word")
+    marks = sample_ngrams(
+        starts, batch.lengths, torch.full((400,), 10**6), make_generator(4), unit="word"
+    )
     assert marks.any()
     runs = marks.long().diff(dim=1, prepend=torch.zeros(400, 1, dtype=torch.long))
     assert starts[runs == 1].all()  # every n-gram begins at a word start ...
@@ -151,8 +168,9 @@ def test_ngram_phase_on_the_corpus_matches_the_reference_loop(unit: str) -> None
     rng = random.Random(0)
     ours, ref, run_ours, run_ref = [], [], [], []
     for seed in range(REPEATS):
-        marks = sample_ngrams(batch.word_starts, batch.lengths, goal, make_generator(seed),
-                              unit=unit)
+        marks = sample_ngrams(
+            batch.word_starts, batch.lengths, goal, make_generator(seed), unit=unit
+        )
         ours.append(marks.sum(1).double())
         run_ours.append((marks[:, 1:] & ~marks[:, :-1]).sum().item())
     for b in range(batch.ids.size(0)):
@@ -199,8 +217,10 @@ def test_mask_targets_writes_mask_like_hugging_face() -> None:
     out = create("xlnet-plm", mask_targets=True)(batch, TINY, make_generator(0))
     chosen = out.labels != IGNORE
     assert (out.input_ids[chosen] == TINY.mask).all()
-    assert torch.equal(out.input_ids[~chosen][:10], create("xlnet-plm")(
-        batch, TINY, make_generator(0)).input_ids[~chosen][:10])
+    assert torch.equal(
+        out.input_ids[~chosen][:10],
+        create("xlnet-plm")(batch, TINY, make_generator(0)).input_ids[~chosen][:10],
+    )
     assert out.ops is not None
     assert torch.equal(out.ops == int(Op.MASK), chosen[:, :100])
 
@@ -252,8 +272,9 @@ def test_targets_on_the_corpus_are_exact_and_about_a_sixth() -> None:
 # --- the factorisation order and perm_mask -----------------------------------------------------
 
 
-def reference_perm_mask(rank: list[int], target: list[bool], functional: list[bool]
-                        ) -> list[list[bool]]:
+def reference_perm_mask(
+    rank: list[int], target: list[bool], functional: list[bool]
+) -> list[list[bool]]:
     """`_local_perm`, restated: plain context gets rank -1; i may not attend j iff j is
     target-or-functional and rank'(i) <= rank(j), rank'(i) = rank(i) (+ 1 for non-targets)."""
     ordered = [t or f for t, f in zip(target, functional, strict=True)]
@@ -271,16 +292,21 @@ def test_perm_mask_matches_the_reference_arithmetic() -> None:
     functional[:, 40:42] = True
     assert torch.equal(mask, perm_mask_from_rank(rank, labels, functional))
     for b in range(3):
-        expected = reference_perm_mask(rank[b].tolist(), (labels[b] != IGNORE).tolist(),
-                                       functional[b].tolist())
+        expected = reference_perm_mask(
+            rank[b].tolist(), (labels[b] != IGNORE).tolist(), functional[b].tolist()
+        )
         assert mask[b].tolist() == expected
 
 
 def test_perm_mask_structure_on_the_corpus() -> None:
     batch, vocab = corpus_tokens(200_000, 512), corpus_vocab()
     rows = slice(0, 48)
-    part = Tokens(batch.ids[rows], batch.lengths[rows], batch.word_starts[rows],  # type: ignore[index]
-                  batch.sentence_starts[rows])  # type: ignore[index]
+    part = Tokens(
+        batch.ids[rows],
+        batch.lengths[rows],
+        batch.word_starts[rows],  # type: ignore[index]
+        batch.sentence_starts[rows],
+    )  # type: ignore[index]
     out = create("xlnet-plm")(part, vocab, make_generator(7))
     rank, targets = out.extras["perm_rank"], out.labels != IGNORE
     mask = perm_mask_from_rank(rank, out.labels)
@@ -344,8 +370,10 @@ def test_same_seed_same_order_different_seed_different() -> None:
     assert not torch.equal(a, c)
 
 
-@pytest.mark.parametrize(("key", "value"), [("rate", 0.0), ("rate", 1.5), ("max_ngram", 0),
-                                            ("context", 0), ("ngram_unit", "letter")])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("rate", 0.0), ("rate", 1.5), ("max_ngram", 0), ("context", 0), ("ngram_unit", "letter")],
+)
 def test_bad_parameters_are_rejected(key: str, value: object) -> None:
     from corruptions import InvalidParameter
 

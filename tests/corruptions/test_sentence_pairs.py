@@ -46,20 +46,29 @@ def bert_truncate(a_len: int, b_len: int, budget: int) -> tuple[int, int]:
     return cut_a, cut_b
 
 
-@given(a=st.integers(0, 300), b=st.integers(0, 300), budget=st.integers(0, 400),
-       seed=st.integers(0, 2**31))
+@given(
+    a=st.integers(0, 300),
+    b=st.integers(0, 300),
+    budget=st.integers(0, 400),
+    seed=st.integers(0, 2**31),
+)
 def test_truncation_counts_are_berts(a: int, b: int, budget: int, seed: int) -> None:
     t = torch.tensor
-    a_front, a_back, b_front, b_back = truncate_pair(t([a]), t([b]), t([budget]),
-                                                     torch.Generator().manual_seed(seed))
+    a_front, a_back, b_front, b_back = truncate_pair(
+        t([a]), t([b]), t([budget]), torch.Generator().manual_seed(seed)
+    )
     assert (int(a_front + a_back), int(b_front + b_back)) == bert_truncate(a, b, budget)
     assert min(int(a_front), int(a_back), int(b_front), int(b_back)) >= 0
 
 
 def test_truncation_cuts_front_and_back_evenly() -> None:
     n = 20_000
-    a_front, a_back, _, _ = truncate_pair(torch.full((n,), 100), torch.full((n,), 10),
-                                          torch.full((n,), 60), torch.Generator().manual_seed(0))
+    a_front, a_back, _, _ = truncate_pair(
+        torch.full((n,), 100),
+        torch.full((n,), 10),
+        torch.full((n,), 60),
+        torch.Generator().manual_seed(0),
+    )
     assert (a_front + a_back == 50).all()
     assert abs(float(a_front.double().mean()) - 25.0) < 0.1  # Binomial(50, 0.5): sd/sqrt(n) 0.025
 
@@ -137,7 +146,8 @@ def test_nsp_layout_and_segment_ids() -> None:
         assert ids[len(a) + 1] == BIG.eos
         assert ids[total - 1] == BIG.eos
         assert types[row].tolist() == [0] * (len(a) + 2) + [1] * (len(b) + 1) + [0] * (
-            types.size(1) - total)
+            types.size(1) - total
+        )
         assert (out.input_ids[row, total:] == BIG.pad).all()
 
 
@@ -225,7 +235,7 @@ def test_sop_swaps_exactly(seed: int) -> None:
         where = [decode(t, WIDTH) for t in first + second]
         if len(starts) < 2:  # B from another document, label 1 (albert #234)
             assert label == 1
-            assert {r for r, _ in where[len(first):]} != {row}
+            assert {r for r, _ in where[len(first) :]} != {row}
             continue
         text = [(row, p) for p in range(n)]
         if label == 0:
@@ -233,7 +243,7 @@ def test_sop_swaps_exactly(seed: int) -> None:
             assert len(first) in starts
         else:  # the second segment's text comes first in the document
             swapped += 1
-            assert where == text[len(second):] + text[: len(second)]
+            assert where == text[len(second) :] + text[: len(second)]
             assert len(second) in starts
     assert swapped > 40
 
@@ -260,8 +270,11 @@ def test_sop_mlm_is_whole_word_and_capped_at_20() -> None:
     word_of = (batch.word_starts.long().cumsum(1) - 1).tolist()  # word index per source token
     ids = originals(out)
     for row in range(200):
-        held = [t for t in ids[row, : int(out.attention_mask[row].sum())].tolist()
-                if not BIG.is_special(torch.tensor(t))]
+        held = [
+            t
+            for t in ids[row, : int(out.attention_mask[row].sum())].tolist()
+            if not BIG.is_special(torch.tensor(t))
+        ]
         status: dict[tuple[int, int], set[bool]] = {}
         picked = set(ids[row][chosen[row]].tolist())
         for t in held:
@@ -319,8 +332,9 @@ def test_ngram_sizes_follow_one_over_n_on_the_corpus() -> None:
         shares = (counts.double() / counts.sum()).tolist()
         for share, expected in zip(shares, (6 / 11, 3 / 11, 2 / 11), strict=True):
             assert abs(share - expected) < tolerance
-    uniform = unit_sizes(allowed, batch.word_starts, torch.full((rows,), 512),
-                         size_probs(3, False), 13)
+    uniform = unit_sizes(
+        allowed, batch.word_starts, torch.full((rows,), 512), size_probs(3, False), 13
+    )
     assert abs(float(uniform[2]) / float(uniform.sum()) - 1 / 3) < 0.01
 
 
@@ -331,8 +345,9 @@ def test_sop_on_the_corpus_predicts_at_most_20() -> None:
     budget = torch.round(out.attention_mask.sum(1).double() * 0.15).clamp(min=1, max=20).long()
     assert (chosen <= budget).all()
     assert float(chosen.sum()) > 0.97 * float(budget.sum())  # whole words rarely leave a gap
-    assert abs(float((out.input_ids[out.labels != IGNORE] == vocab.mask).double().mean())
-               - 0.8) < 0.02
+    assert (
+        abs(float((out.input_ids[out.labels != IGNORE] == vocab.mask).double().mean()) - 0.8) < 0.02
+    )
 
 
 def test_ngram_choice_hits_the_budget_exactly_with_token_words() -> None:
@@ -394,8 +409,9 @@ def test_nsp_pair_length_does_not_give_the_label_away() -> None:
     short at 128 tokens, so that length alone predicted the label)."""
     batch, vocab = corpus_tokens(150_000, 128), corpus_vocab()
     lengths, labels = [], []
-    for i, rows in enumerate(torch.randperm(batch.ids.size(0), generator=make_generator(5))
-                             .split(32)):
+    for i, rows in enumerate(
+        torch.randperm(batch.ids.size(0), generator=make_generator(5)).split(32)
+    ):
         sub = type(batch)(*(None if t is None else t[rows] for t in batch._tensors()))
         out = create("nsp", short_seq_prob=0.0)(sub, vocab, make_generator(i))
         lengths.append(out.attention_mask.sum(1) - (sub.lengths + 3))

@@ -84,6 +84,7 @@ def full_pieces(length: int = 568) -> Tokens:
 
 # --- exact arithmetic ---------------------------------------------------------------------------
 
+
 def test_a_full_568_token_piece_gives_the_reference_lengths() -> None:
     batch, vocab = full_pieces(), corpus_vocab()
     out = create("t5-span")(batch, vocab, make_generator(0))
@@ -123,8 +124,9 @@ def test_a_full_568_token_piece_gives_the_reference_lengths() -> None:
         (9, 0.5, 2.0, (10, 9)),  # density 0.5 rule: (11, 10) would give targets > inputs
     ],
 )
-def test_random_spans_helper(inputs_length: int, density: float, mean: float,
-                             expected: tuple[int, int]) -> None:
+def test_random_spans_helper(
+    inputs_length: int, density: float, mean: float, expected: tuple[int, int]
+) -> None:
     assert random_spans_helper(inputs_length, density, mean) == expected
 
 
@@ -161,9 +163,11 @@ def test_noise_fraction_per_row_is_round_of_density_times_length() -> None:
 
 # --- properties ---------------------------------------------------------------------------------
 
+
 @given(
-    rows=st.lists(st.lists(st.sampled_from(ORDINARY), min_size=1, max_size=120),
-                  min_size=1, max_size=4),
+    rows=st.lists(
+        st.lists(st.sampled_from(ORDINARY), min_size=1, max_size=120), min_size=1, max_size=4
+    ),
     seed=st.integers(0, 2**32 - 1),
     density=st.sampled_from([0.15, 0.3, 0.5, 0.8]),
     mean=st.sampled_from([1.0, 3.0, 8.0]),
@@ -203,8 +207,9 @@ def test_special_ids_are_never_cut_and_the_rest_still_reconstructs() -> None:
     is_special = TINY.is_special(torch.tensor(row))
     assert not (out.ops[0][is_special] == int(Op.SPAN)).any()
     assert reconstruct(inputs[0], targets[0]) == row
-    assert not TINY.is_special(out.labels[0][~torch.isin(out.labels[0], torch.tensor(
-        [IGNORE, TINY.eos, *TINY.sentinels]))]).any()
+    assert not TINY.is_special(
+        out.labels[0][~torch.isin(out.labels[0], torch.tensor([IGNORE, TINY.eos, *TINY.sentinels]))]
+    ).any()
 
 
 def test_random_roll_moves_the_cut_away_from_the_end() -> None:
@@ -259,6 +264,7 @@ def test_rows_of_different_lengths_share_one_pass() -> None:
 
 # --- statistics ---------------------------------------------------------------------------------
 
+
 def run_lengths(flags: torch.Tensor) -> torch.Tensor:
     """Lengths of all maximal runs of True, over every row."""
     padded = torch.nn.functional.pad(flags.long(), (1, 1))
@@ -285,8 +291,9 @@ def test_span_lengths_follow_the_uniform_composition_over_a_million_tokens() -> 
         assert composition_pmf(85, 28, size) == pytest.approx(p, abs=5e-4)
         assert (spans == size).double().mean().item() == pytest.approx(p, abs=0.01), size
     assert gaps.double().mean().item() == pytest.approx(483 / 28, abs=1e-9)
-    assert (gaps == 1).double().mean().item() == pytest.approx(composition_pmf(483, 28, 1),
-                                                               abs=0.006)
+    assert (gaps == 1).double().mean().item() == pytest.approx(
+        composition_pmf(483, 28, 1), abs=0.006
+    )
 
 
 def test_iid_noise_rate_over_200k_tokens() -> None:

@@ -89,9 +89,12 @@ def test_s_rows_are_prefix_plus_suffix_and_span_rows_reconstruct() -> None:
             assert int((out.labels[b] != IGNORE).sum()) == 60 - k + 1
 
 
-@given(rows=st.lists(st.lists(st.sampled_from(ORDINARY), min_size=1, max_size=100),
-                     min_size=1, max_size=6),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    rows=st.lists(
+        st.lists(st.sampled_from(ORDINARY), min_size=1, max_size=100), min_size=1, max_size=6
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_reconstruction_holds_for_every_denoiser(rows: list[list[int]], seed: int) -> None:
     out = create("ul2")(tokens(rows), TINY, make_generator(seed))
     inputs, targets = rows_of(out)
@@ -107,7 +110,8 @@ def test_long_rows_need_more_sentinels_than_t5_has() -> None:
         create("ul2", rates=(1, 0, 0, 0, 0, 0, 0))(batch, TINY, make_generator(0))
     create("ul2")(random_batch(1, 602), TINY, make_generator(0))
     out = create("ul2", cap_spans=True, rates=(0, 0, 1, 0, 0, 0, 0))(
-        random_batch(4, 1000), TINY, make_generator(0))
+        random_batch(4, 1000), TINY, make_generator(0)
+    )
     assert out.ops is not None
     cut = out.ops == int(Op.SPAN)
     assert (cut.sum(1) == 500).all()
@@ -139,8 +143,12 @@ def test_bad_settings_are_rejected(params: dict[str, object]) -> None:
 
 
 def test_settings_from_the_command_line() -> None:
-    ul2 = create("ul2", rates="1,1,1,1,1,1,1", denoisers='[["R",3,0.15],["S",0,0.25],'
-                 '["X",3,0.5],["X",8,0.5],["X",64,0.15],["X",64,0.5],["R",8,0.15]]')
+    ul2 = create(
+        "ul2",
+        rates="1,1,1,1,1,1,1",
+        denoisers='[["R",3,0.15],["S",0,0.25],'
+        '["X",3,0.5],["X",8,0.5],["X",64,0.15],["X",64,0.5],["R",8,0.15]]',
+    )
     out = ul2(random_batch(3_000, 41, seed=6), TINY, make_generator(0))
     s_rows = out.extras["denoiser"] == 1
     split = out.attention_mask[s_rows].sum(1) - 2  # [S2S] prefix </s>

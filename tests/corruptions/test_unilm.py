@@ -38,12 +38,16 @@ def brute_mask(mode: int, prefix: int, length: int, width: int) -> list[list[boo
         RIGHT_TO_LEFT: lambda i, j: j >= i,
         SEQ2SEQ: lambda i, j: j < prefix or (i >= prefix and j <= i),
     }[mode]
-    return [[j < length and (i >= length or rule(i, j)) for j in range(width)]
-            for i in range(width)]
+    return [
+        [j < length and (i >= length or rule(i, j)) for j in range(width)] for i in range(width)
+    ]
 
 
-@given(rows=st.lists(st.tuples(st.integers(0, 3), st.integers(1, 12), st.integers(0, 12)),
-                     min_size=1, max_size=6))
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(1, 12), st.integers(0, 12)), min_size=1, max_size=6
+    )
+)
 def test_attention_masks_match_the_definitions(rows: list[tuple[int, int, int]]) -> None:
     width = max(n for _, n, _ in rows) + 2
     mode = torch.tensor([m for m, _, _ in rows])
@@ -62,8 +66,9 @@ def test_attention_masks_match_the_definitions(rows: list[tuple[int, int, int]])
 def test_seq2seq_source_rows_never_see_the_target() -> None:
     batch = unique_batch(300, WIDTH, seed=1)
     out = create("unilm", mode_probs=(0, 0, 0, 1))(batch, BIG, make_generator(1))
-    masks = attention_mask_for(out.extras["attention_mode"], out.extras["prefix_lengths"],
-                               out.attention_mask)
+    masks = attention_mask_for(
+        out.extras["attention_mode"], out.extras["prefix_lengths"], out.attention_mask
+    )
     types = out.extras["token_type_ids"]
     for b in range(300):
         n, prefix = int(out.attention_mask[b].sum()), int(out.extras["prefix_lengths"][b])
@@ -140,8 +145,9 @@ def test_ngram_share_of_masking_events_on_the_corpus() -> None:
     budget = torch.round(allowed.sum(1).double() * 0.15).clamp(min=1).long()
     events = n_gram = 0
     for seed in range(3):
-        choice = choose_ngrams(allowed, None, budget, UniLMMasking().unit_probs(),
-                               torch.Generator().manual_seed(seed))
+        choice = choose_ngrams(
+            allowed, None, budget, UniLMMasking().unit_probs(), torch.Generator().manual_seed(seed)
+        )
         for row in range(batch.ids.size(0)):
             _, sizes = torch.unique(choice.unit[row][choice.chosen[row]], return_counts=True)
             events += len(sizes)

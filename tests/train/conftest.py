@@ -24,9 +24,17 @@ def _one_thread() -> Iterator[None]:
 
 def tiny(out: Path, objective: str = "bert-mlm", **settings: Any) -> TrainConfig:
     """A run small enough for a test: tiny model, 32-token rows, 8 rows per step."""
-    values: dict[str, Any] = {"objective": objective, "out": str(out), "seq_len": 32,
-                              "batch_size": 8, "steps": 6, "log_every": 1, "eval_batches": 2,
-                              "device": "cpu", **settings}
+    values: dict[str, Any] = {
+        "objective": objective,
+        "out": str(out),
+        "seq_len": 32,
+        "batch_size": 8,
+        "steps": 6,
+        "log_every": 1,
+        "eval_batches": 2,
+        "device": "cpu",
+        **settings,
+    }
     return config_for("tiny", **values)
 
 

@@ -66,7 +66,8 @@ def test_a_fresh_run_refuses_an_existing_run_dir(run: Path) -> None:
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = train_module.term_losses
     calls = {"n": 0}
 

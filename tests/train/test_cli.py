@@ -13,8 +13,20 @@ from objectives_cli import checkpoints, training_commands
 from objectives_cli.runtime import QuietExit
 from tests.cli.runner import Result, invoke
 
-TINY_RUN = ("--steps", "3", "--seq-len", "32", "--batch-size", "4", "--eval-batches", "1",
-            "--device", "cpu", "--log-every", "1")
+TINY_RUN = (
+    "--steps",
+    "3",
+    "--seq-len",
+    "32",
+    "--batch-size",
+    "4",
+    "--eval-batches",
+    "1",
+    "--device",
+    "cpu",
+    "--log-every",
+    "1",
+)
 
 
 def trained(root: Path, objective: str) -> Path:
@@ -43,18 +55,21 @@ def test_train_talks_on_stderr_only(runs: dict[str, Path], tmp_path: Path) -> No
     assert config["objective"]["packing"] == "documents"
 
 
-@pytest.mark.parametrize(("args", "code", "says"), [
-    (("train",), 2, "which objective"),
-    (("train", "-o", "bert-mlmm", "--steps", "1"), 2, "did you mean 'bert-mlm'"),
-    (("train", "-o", "bert-mlm", "--budget", "soon"), 2, "time budget"),
-    (("train", "-o", "bert-mlm", "--budget", "0m"), 2, "time budget '0m' is zero"),
-    (("train", "--resume", "runs/a", "--out", "runs/b"), 2, "cannot be combined with --resume"),
-    (("train", "-o", "bert-mlm", "--lr", "-1"), 2, "--lr must be above 0, not -1.0"),
-    (("train", "-o", "bert-mlm", "--min-lr", "5"), 2, "--min-lr is a share of --lr"),
-    (("train", "-o", "bert-mlm", "--model", "huge"), 2, "unknown model"),
-    (("train", "--resume", "no/such/run"), 1, "not a run directory"),
-    (("eval", "no/such/run"), 1, "not a run directory"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (("train",), 2, "which objective"),
+        (("train", "-o", "bert-mlmm", "--steps", "1"), 2, "did you mean 'bert-mlm'"),
+        (("train", "-o", "bert-mlm", "--budget", "soon"), 2, "time budget"),
+        (("train", "-o", "bert-mlm", "--budget", "0m"), 2, "time budget '0m' is zero"),
+        (("train", "--resume", "runs/a", "--out", "runs/b"), 2, "cannot be combined with --resume"),
+        (("train", "-o", "bert-mlm", "--lr", "-1"), 2, "--lr must be above 0, not -1.0"),
+        (("train", "-o", "bert-mlm", "--min-lr", "5"), 2, "--min-lr is a share of --lr"),
+        (("train", "-o", "bert-mlm", "--model", "huge"), 2, "unknown model"),
+        (("train", "--resume", "no/such/run"), 1, "not a run directory"),
+        (("eval", "no/such/run"), 1, "not a run directory"),
+    ],
+)
 def test_bad_usage_exits_with_one_line(args: tuple[str, ...], code: int, says: str) -> None:
     result = invoke(*args)
     assert result.code == code
@@ -99,8 +114,15 @@ def test_eval_on_other_text_as_a_table(runs: dict[str, Path], tmp_path: Path) ->
 
 
 def test_fill_masks(runs: dict[str, Path]) -> None:
-    result = invoke("fill", str(runs["bert-mlm"]), "The capital of France is [MASK] .",
-                    "--top-k", "3", "-f", "json")
+    result = invoke(
+        "fill",
+        str(runs["bert-mlm"]),
+        "The capital of France is [MASK] .",
+        "--top-k",
+        "3",
+        "-f",
+        "json",
+    )
     assert result.code == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["kind"] == "masks"
@@ -119,8 +141,9 @@ def test_fill_without_a_mask_is_a_usage_error(runs: dict[str, Path]) -> None:
 
 @pytest.mark.parametrize(("name", "kind"), [("t5-span", "seq2seq"), ("clm", "continuation")])
 def test_fill_generates(runs: dict[str, Path], name: str, kind: str) -> None:
-    result = invoke("fill", str(runs[name]), "The cat <extra_id_0> the mat .", "--max-new", "5",
-                    "-f", "json")
+    result = invoke(
+        "fill", str(runs[name]), "The cat <extra_id_0> the mat .", "--max-new", "5", "-f", "json"
+    )
     assert result.code == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["kind"] == kind
@@ -130,8 +153,23 @@ def test_fill_generates(runs: dict[str, Path], name: str, kind: str) -> None:
 
 def test_a_time_budget_stops_the_run(tmp_path: Path) -> None:
     out = tmp_path / "budget"
-    result = invoke("train", "-o", "clm", "--budget", "2s", "--seq-len", "32", "--batch-size", "4",
-                    "--eval-batches", "1", "--device", "cpu", "--out", str(out))
+    result = invoke(
+        "train",
+        "-o",
+        "clm",
+        "--budget",
+        "2s",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "4",
+        "--eval-batches",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    )
     assert result.code == 0, result.stderr
     state = checkpoints.list_checkpoints(out)
     assert len(state) == 1
@@ -145,12 +183,21 @@ def test_packing_can_be_chosen(tmp_path: Path) -> None:
     result = invoke("train", "-o", "t5-span", *TINY_RUN, "--packing", "concat", "--out", str(out))
     assert result.code == 0, result.stderr
     assert json.loads((out / "config.json").read_text())["objective"]["packing"] == "concat"
-    refused = invoke("train", "-o", "nsp", *TINY_RUN, "--packing", "documents",
-                     "--out", str(tmp_path / "nsp"))
+    refused = invoke(
+        "train", "-o", "nsp", *TINY_RUN, "--packing", "documents", "--out", str(tmp_path / "nsp")
+    )
     assert refused.code == 2
     assert "cannot share a row" in refused.stderr
-    one_per_row = invoke("train", "-o", "prefix-lm", *TINY_RUN, "--packing", "documents",
-                         "--out", str(tmp_path / "plm"))
+    one_per_row = invoke(
+        "train",
+        "-o",
+        "prefix-lm",
+        *TINY_RUN,
+        "--packing",
+        "documents",
+        "--out",
+        str(tmp_path / "plm"),
+    )
     assert one_per_row.code == 2
     assert "treats each row as one document" in one_per_row.stderr
 
@@ -165,8 +212,17 @@ def test_cuda_out_of_memory_is_one_error_line_and_a_hint(
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(training_commands, "run_training", out_of_memory)
-    result = invoke("train", "-o", "bert-mlm", "--batch-size", "64", "--seq-len", "512",
-                    "--out", str(tmp_path / "r"))
+    result = invoke(
+        "train",
+        "-o",
+        "bert-mlm",
+        "--batch-size",
+        "64",
+        "--seq-len",
+        "512",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert result.code == 1
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
@@ -183,7 +239,10 @@ def test_cuda_out_of_memory_is_one_error_line_and_a_hint(
     [("eval", "evaluate_run", ()), ("fill", "fill_masks", ("a [MASK] b",))],
 )
 def test_eval_and_fill_out_of_memory_is_one_error_line_and_a_hint(
-    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, command: str, patched: str,
+    runs: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    patched: str,
     args: tuple[str, ...],
 ) -> None:
     from objectives_cli import inference
@@ -209,14 +268,16 @@ def test_under_torchrun_only_rank_0_prints_a_usage_error() -> None:
     assert first.stderr.startswith("error: no such option: --bogus")
 
 
-def test_quiet_exit_prints_nothing_and_keeps_the_status(monkeypatch: pytest.MonkeyPatch,
-                                                        tmp_path: Path) -> None:
+def test_quiet_exit_prints_nothing_and_keeps_the_status(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     def fail(*args: object, **kwargs: object) -> None:
         raise QuietExit(130)
 
     monkeypatch.setattr(training_commands, "run_training", fail)
-    assert invoke("train", "-o", "bert-mlm", "--model", "tiny", "--out", str(tmp_path / "r")
-                  ) == Result(130, "", "")
+    assert invoke(
+        "train", "-o", "bert-mlm", "--model", "tiny", "--out", str(tmp_path / "r")
+    ) == Result(130, "", "")
 
 
 def test_out_with_other_files_or_a_file_is_refused_and_left_alone(tmp_path: Path) -> None:
@@ -237,8 +298,7 @@ def test_out_with_other_files_or_a_file_is_refused_and_left_alone(tmp_path: Path
 
 
 @pytest.mark.parametrize("name", ["bert-mlm", "t5-span", "clm"])
-def test_fill_refuses_a_text_longer_than_the_model_reads(runs: dict[str, Path], name: str
-                                                         ) -> None:
+def test_fill_refuses_a_text_longer_than_the_model_reads(runs: dict[str, Path], name: str) -> None:
     """Cut silently, the text would lose its [MASK] (and the error would say it has none)."""
     result = invoke("fill", str(runs[name]), "word " * 300 + "[MASK] .")
     assert result.code == 2

@@ -24,8 +24,15 @@ SETTINGS = {"steps": 4, "batch_size": 4, "dropout": 0.1, "eval_batches": 1}
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-                       "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)})
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+        }
+    )
     torch.set_num_threads(1)
     train(tiny(Path(out), "spanbert", grad_accum=1, **SETTINGS), QUIET)
 
@@ -57,14 +64,23 @@ def test_two_ranks_equal_one_rank_with_two_micro_batches(tmp_path: Path) -> None
 
 # --- a failure on one rank stops every rank, and is reported once -----------------------------
 
+
 def _failing_worker(rank: int, world: int, port: int, out: str, where: str) -> None:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-                       "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)})
+    os.environ.update(
+        {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+        }
+    )
     torch.set_num_threads(1)
     settings: dict[str, object] = {"steps": 8, "save_every": 2, "eval_every": 4, "batch_size": 4}
     if where == "data":
         settings["data"] = str(Path(out) / "missing.txt")
     if where == "save" and rank == 0:
+
         def save(run_dir: Path, step: int, *args: object, **kwargs: object) -> Path:
             if step >= 4:
                 raise checkpoints.WriteError(run_dir / "x", OSError(28, "No space left"), run_dir)
@@ -73,6 +89,7 @@ def _failing_worker(rank: int, world: int, port: int, out: str, where: str) -> N
         real_save = checkpoints.save
         checkpoints.save = save  # type: ignore[assignment]
     if where == "eval" and rank == 0:
+
         def broken(*args: object, **kwargs: object) -> dict[str, float]:
             raise RuntimeError("evaluation broke")
 
@@ -88,17 +105,26 @@ def _failing_worker(rank: int, world: int, port: int, out: str, where: str) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("where", "rank0"), [
-    ("data", "DataError 1"),  # rank 0 reads the data first; the others never start on it
-    ("save", "WriteError 1"),  # only rank 0 writes checkpoints
-    ("eval", "RuntimeError evaluation broke"),  # only rank 0 evaluates; a bug keeps its type
-])
+@pytest.mark.parametrize(
+    ("where", "rank0"),
+    [
+        ("data", "DataError 1"),  # rank 0 reads the data first; the others never start on it
+        ("save", "WriteError 1"),  # only rank 0 writes checkpoints
+        ("eval", "RuntimeError evaluation broke"),  # only rank 0 evaluates; a bug keeps its type
+    ],
+)
 def test_a_failure_on_rank_0_alone_stops_the_other_rank_quietly(
-        tmp_path: Path, where: str, rank0: str) -> None:
+    tmp_path: Path, where: str, rank0: str
+) -> None:
     """Without the shared outcome, rank 1 would wait in its next collective (forever on NCCL)
     or die with a gloo traceback; now it exits at once with rank 0's status and prints nothing."""
-    context = mp.start_processes(_failing_worker, args=(2, free_port(), str(tmp_path), where),
-                                 nprocs=2, join=False, start_method="spawn")
+    context = mp.start_processes(
+        _failing_worker,
+        args=(2, free_port(), str(tmp_path), where),
+        nprocs=2,
+        join=False,
+        start_method="spawn",
+    )
     deadline = time.monotonic() + 120
     while not context.join(timeout=1):
         assert time.monotonic() < deadline, "a rank hung after the other failed"

@@ -48,16 +48,20 @@ def leftovers(run: Path) -> list[str]:
 
 
 def test_a_failed_checkpoint_keeps_the_previous_one(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tiny(tmp_path / "run", steps=6, save_every=2, keep=1)
     fail_file(monkeypatch, "state.pt", nth=2)  # the checkpoint of step 4
     with pytest.raises(checkpoints.WriteError) as failed:
         train(cfg, QUIET)
     run = Path(cfg.out)
     assert failed.value.message == (
-        f"cannot write {run / 'checkpoints' / 'step-00000004'}: No space left on device")
-    assert failed.value.hint == (f"free some space, then continue with: objectives train "
-                                 f"--resume {run} (the last good checkpoint is step-00000002)")
+        f"cannot write {run / 'checkpoints' / 'step-00000004'}: No space left on device"
+    )
+    assert failed.value.hint == (
+        f"free some space, then continue with: objectives train "
+        f"--resume {run} (the last good checkpoint is step-00000002)"
+    )
     assert failed.value.exit_code == 1
     assert [s for s, _ in checkpoints.list_checkpoints(run)] == [2]  # keep=1 deleted nothing
     assert leftovers(run) == []
@@ -90,16 +94,22 @@ def test_a_failed_metrics_line_is_cut_off(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_an_unwritable_run_dir_fails_before_training(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fail_file(monkeypatch, "tokenizer.json", nth=1,
-              exc=PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_file(
+        monkeypatch,
+        "tokenizer.json",
+        nth=1,
+        exc=PermissionError(errno.EACCES, os.strerror(errno.EACCES)),
+    )
     cfg = tiny(tmp_path / "run", steps=2)
     with pytest.raises(checkpoints.WriteError) as failed:
         train(cfg, QUIET)
     run = Path(cfg.out)
     assert failed.value.message == f"cannot write {run / 'tokenizer.json'}: Permission denied"
-    assert failed.value.hint == (f"make {run} writable, then start the run again "
-                                 "(no checkpoint was written yet)")
+    assert failed.value.hint == (
+        f"make {run} writable, then start the run again (no checkpoint was written yet)"
+    )
     assert leftovers(run) == []
 
 
@@ -116,7 +126,8 @@ class Interrupt(PlainReporter):
 
 
 def test_a_failed_checkpoint_on_sigint_says_so(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tiny(tmp_path / "run", steps=6, save_every=2)
     fail_file(monkeypatch, "model.safetensors", nth=2)  # the checkpoint the signal asks for
     with pytest.raises(Interrupted) as stopped:
@@ -125,7 +136,8 @@ def test_a_failed_checkpoint_on_sigint_says_so(
     assert stopped.value.exit_code == 128 + signal.SIGINT
     assert stopped.value.message == (
         f"interrupted at step 3, but its checkpoint was not saved: cannot write "
-        f"{run / 'checkpoints' / 'step-00000003'}: No space left on device")
+        f"{run / 'checkpoints' / 'step-00000003'}: No space left on device"
+    )
     assert "--resume" in (stopped.value.hint or "")
     assert "step-00000002" in (stopped.value.hint or "")
     assert [s for s, _ in checkpoints.list_checkpoints(run)] == [2]
@@ -133,10 +145,25 @@ def test_a_failed_checkpoint_on_sigint_says_so(
 
 
 def test_the_cli_reports_a_full_disk_in_two_lines(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = tmp_path / "run"
-    args = ("--steps", "4", "--save-every", "2", "--seq-len", "32", "--batch-size", "4",
-            "--eval-batches", "1", "--device", "cpu", "--out", str(run))
+    args = (
+        "--steps",
+        "4",
+        "--save-every",
+        "2",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "4",
+        "--eval-batches",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(run),
+    )
     fail_file(monkeypatch, "model.safetensors", nth=2)
     result = invoke("train", "-o", "bert-mlm", *args)
     assert result.code == 1

@@ -44,17 +44,28 @@ class Spy:
             self.encoded.append(batch.input_ids[0].tolist())
             return encode(batch)
 
-        def spy_decode(ids: torch.Tensor, memory: torch.Tensor, mask: Any,
-                       positions: torch.Tensor | None = None) -> torch.Tensor:
-            self.decoded.append((ids[0].tolist(), None if positions is None
-                                 else positions[0].tolist()))
+        def spy_decode(
+            ids: torch.Tensor,
+            memory: torch.Tensor,
+            mask: Any,
+            positions: torch.Tensor | None = None,
+        ) -> torch.Tensor:
+            self.decoded.append(
+                (ids[0].tolist(), None if positions is None else positions[0].tolist())
+            )
             return decode(ids, memory, mask, positions)
 
         self.greedy: list[tuple[list[int], list[int]]] = []  # (decoder start, tokens written)
         greedy = inference.greedy
 
-        def spy_greedy(run: LoadedRun, memory: torch.Tensor, mask: Any, start: list[int],
-                       *args: Any, **kwargs: Any) -> list[int]:
+        def spy_greedy(
+            run: LoadedRun,
+            memory: torch.Tensor,
+            mask: Any,
+            start: list[int],
+            *args: Any,
+            **kwargs: Any,
+        ) -> list[int]:
             tokens = greedy(run, memory, mask, start, *args, **kwargs)
             self.greedy.append((start, tokens))
             return tokens
@@ -65,14 +76,19 @@ class Spy:
 
 
 @torch.no_grad()
-def teacher_forced(run: LoadedRun, ids: list[int], decoder_ids: list[int],
-                   positions: list[int] | None = None) -> list[int]:
+def teacher_forced(
+    run: LoadedRun, ids: list[int], decoder_ids: list[int], positions: list[int] | None = None
+) -> list[int]:
     """Argmax of the training forward pass at every decoder position."""
     t = torch.tensor([ids])
     extras = {} if positions is None else {"decoder_position_ids": torch.tensor([positions])}
-    batch = Corrupted(t, torch.ones_like(t, dtype=torch.bool), torch.zeros(1, len(decoder_ids),
-                      dtype=torch.long), decoder_input_ids=torch.tensor([decoder_ids]),
-                      extras=extras)
+    batch = Corrupted(
+        t,
+        torch.ones_like(t, dtype=torch.bool),
+        torch.zeros(1, len(decoder_ids), dtype=torch.long),
+        decoder_input_ids=torch.tensor([decoder_ids]),
+        extras=extras,
+    )
     logits, _ = run.model(batch)["lm"]
     return logits.argmax(-1).tolist()
 
@@ -94,7 +110,8 @@ def test_the_probe_records_how_decoding_starts(runs: dict[str, Path]) -> None:
 
 
 def test_mass_writes_the_fragment_at_its_positions(
-        runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = load_run(runs["mass"], "cpu")
     spy = Spy(run, monkeypatch)
     before, after = "The cat sat on the", ". It was warm in the sun ."
@@ -104,7 +121,7 @@ def test_mass_writes_the_fragment_at_its_positions(
     assert ids[0] == run.vocab.bos  # <s> x </s>, as MASS frames it
     assert ids[-1] == run.vocab.eos
     assert ids[start : start + 4].count(run.vocab.mask) == 3
-    (first, written), = spy.greedy
+    ((first, written),) = spy.greedy
     assert first == [ids[start - 1]]  # the token before the fragment...
     for decoder_ids, positions in spy.decoded:  # ...at its own position, then one per token
         assert positions == list(range(start - 1, start - 1 + len(decoder_ids)))
@@ -133,7 +150,7 @@ def test_bart_decodes_after_eos_bos(runs: dict[str, Path], monkeypatch: pytest.M
     assert spy.encoded[0][-1] == vocab.eos
     assert vocab.mask in spy.encoded[0]  # BART marks spans with [MASK], not sentinels
     assert not set(spy.encoded[0]) & set(vocab.sentinels)
-    (start, written), = spy.greedy
+    ((start, written),) = spy.greedy
     assert start == [vocab.eos, vocab.bos]
     assert spy.decoded[0][0] == start
     assert 1 <= len(written) <= 6
@@ -142,8 +159,9 @@ def test_bart_decodes_after_eos_bos(runs: dict[str, Path], monkeypatch: pytest.M
     assert result["output"] == result["generated"]  # BART's target is the whole text
 
 
-def test_t5_marks_spans_with_sentinels(runs: dict[str, Path],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_t5_marks_spans_with_sentinels(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = load_run(runs["t5-span"], "cpu")
     spy = Spy(run, monkeypatch)
     result = inference.generate(run, "The cat [MASK] [MASK] on the [MASK] .", max_new=4)
@@ -158,13 +176,17 @@ def test_t5_marks_spans_with_sentinels(runs: dict[str, Path],
         inference.generate(run, "nothing to fill")
 
 
-@pytest.mark.parametrize(("text", "lead", "continues"), [
-    ("The cat [MASK] the mat .", "[NLU]", False),
-    ("The cat sat on", "[S2S]", True),
-    ("[NLG] The cat <extra_id_0> mat .", "[NLG]", False),
-])
-def test_ul2_gets_a_paradigm_token(runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
-                                   text: str, lead: str, continues: bool) -> None:
+@pytest.mark.parametrize(
+    ("text", "lead", "continues"),
+    [
+        ("The cat [MASK] the mat .", "[NLU]", False),
+        ("The cat sat on", "[S2S]", True),
+        ("[NLG] The cat <extra_id_0> mat .", "[NLG]", False),
+    ],
+)
+def test_ul2_gets_a_paradigm_token(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, text: str, lead: str, continues: bool
+) -> None:
     run = load_run(runs["ul2"], "cpu")
     spy = Spy(run, monkeypatch)
     result = inference.generate(run, text, max_new=3)
@@ -181,8 +203,15 @@ def test_splice_keeps_a_sentinel_left_unwritten() -> None:
 
 
 def test_fill_a_mass_run_through_the_cli(runs: dict[str, Path]) -> None:
-    result = invoke("fill", str(runs["mass"]), "The cat sat [MASK] [MASK] mat .", "-f", "json",
-                    "--device", "cpu")
+    result = invoke(
+        "fill",
+        str(runs["mass"]),
+        "The cat sat [MASK] [MASK] mat .",
+        "-f",
+        "json",
+        "--device",
+        "cpu",
+    )
     assert result.code == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["kind"] == "seq2seq"
@@ -190,7 +219,6 @@ def test_fill_a_mass_run_through_the_cli(runs: dict[str, Path]) -> None:
     refused = invoke("fill", str(runs["t5-span"]), "nothing to fill", "--device", "cpu")
     assert refused.code == 2
     assert refused.stderr.startswith("error: the text has no span to fill\nhint: ")
-
 
 
 def test_xlnet_fill_predicts_each_mask_from_the_context_alone(tmp_path: Path) -> None:

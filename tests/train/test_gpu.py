@@ -115,9 +115,26 @@ def test_compiled_training_on_cuda(name: str, tmp_path: Path) -> None:
 @pytest.mark.filterwarnings(NON_LEAF_GRAD)
 @pytest.mark.usefixtures("fresh_dynamo")
 def test_the_compile_flag_trains_on_cuda(tmp_path: Path) -> None:
-    result = invoke("train", "-o", "clm", "--compile", "--device", "cuda", "--steps", "4",
-                    "--seq-len", "32", "--batch-size", "8", "--eval-batches", "1", "--log-every",
-                    "1", "--out", str(tmp_path / "r"))
+    result = invoke(
+        "train",
+        "-o",
+        "clm",
+        "--compile",
+        "--device",
+        "cuda",
+        "--steps",
+        "4",
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "8",
+        "--eval-batches",
+        "1",
+        "--log-every",
+        "1",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert result.code == 0, result.stderr
     assert [row["step"] for row in read_metrics(tmp_path / "r") if "loss" in row] == [1, 2, 3, 4]
 

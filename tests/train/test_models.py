@@ -29,8 +29,9 @@ def model(arch: str, **kw: object) -> Model:
     return Model(ModelConfig(arch=arch, vocab_size=V, **{**preset("tiny", arch), **kw})).eval()
 
 
-def batch(ids: torch.Tensor, labels: torch.Tensor | None = None, **extras: torch.Tensor
-          ) -> Corrupted:
+def batch(
+    ids: torch.Tensor, labels: torch.Tensor | None = None, **extras: torch.Tensor
+) -> Corrupted:
     labels = ids.clone() if labels is None else labels
     return Corrupted(ids, torch.ones_like(ids, dtype=torch.bool), labels, extras=extras)
 
@@ -83,8 +84,9 @@ def test_unilm_modes() -> None:
 
 def test_padding_rows_never_produce_nan() -> None:
     real = torch.tensor([[True, True, True, False, False]])
-    b = Corrupted(ids(5), real, torch.full((1, 5), IGNORE),
-                  extras={"attention_mode": torch.tensor([2])})
+    b = Corrupted(
+        ids(5), real, torch.full((1, 5), IGNORE), extras={"attention_mode": torch.tensor([2])}
+    )
     h = model("encoder").run_encoder(b)[0]  # right-to-left: padding rows see nothing real
     assert torch.isfinite(h).all()
 
@@ -193,8 +195,13 @@ def test_mass_hides_masks_from_cross_attention_and_places_decoder_tokens() -> No
 def test_cross_attention_sees_every_real_source_token(packed: bool) -> None:
     real = torch.tensor([[True] * 12, [True] * 9 + [False] * 3])
     extras = {"document_ids": (torch.arange(12) >= 5).long().expand(2, 12)} if packed else {}
-    b = Corrupted(torch.cat([ids(), ids(seed=1)]), real, ids(4).expand(2, 4), ids(4).expand(2, 4),
-                  extras=extras)
+    b = Corrupted(
+        torch.cat([ids(), ids(seed=1)]),
+        real,
+        ids(4).expand(2, 4),
+        ids(4).expand(2, 4),
+        extras=extras,
+    )
     _, memory_mask = model("encoder-decoder").encode(b)
     assert memory_mask.empty is None
     assert memory_mask.allowed is not None
@@ -203,13 +210,17 @@ def test_cross_attention_sees_every_real_source_token(packed: bool) -> None:
     assert model("encoder-decoder").encode(full)[1] == (None, False, None)  # flash-eligible
 
 
-@pytest.mark.parametrize(("arch", "vocab", "max_len", "expected"), [
-    ("encoder", 30522, 512, 110e6),  # BERT-base
-    ("encoder-decoder", 50265, 1024, 139e6),  # BART-base
-    ("decoder", 50257, 1024, 124e6),  # GPT-2 small
-])
-def test_base_preset_matches_the_reference_size(arch: str, vocab: int, max_len: int,
-                                                expected: float) -> None:
+@pytest.mark.parametrize(
+    ("arch", "vocab", "max_len", "expected"),
+    [
+        ("encoder", 30522, 512, 110e6),  # BERT-base
+        ("encoder-decoder", 50265, 1024, 139e6),  # BART-base
+        ("decoder", 50257, 1024, 124e6),  # GPT-2 small
+    ],
+)
+def test_base_preset_matches_the_reference_size(
+    arch: str, vocab: int, max_len: int, expected: float
+) -> None:
     with torch.device("meta"):
         m = Model(ModelConfig(arch=arch, vocab_size=vocab, max_len=max_len, **preset("base", arch)))
     assert abs(param_counts(m)["total"] / expected - 1) < 0.03

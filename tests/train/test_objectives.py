@@ -20,8 +20,16 @@ from objectives_cli.train import prepare, train
 from tests.helpers import TINY, random_batch
 from tests.train.conftest import QUIET, tiny
 
-MODEL_KEYS = {"token_type_ids", "next_sentence_label", "sentence_order_label", "prefix_lengths",
-              "attention_mode", "perm_rank", "span_offset", "decoder_position_ids"}
+MODEL_KEYS = {
+    "token_type_ids",
+    "next_sentence_label",
+    "sentence_order_label",
+    "prefix_lengths",
+    "attention_mode",
+    "perm_rank",
+    "span_offset",
+    "decoder_position_ids",
+}
 MARGIN = 0.10
 
 
@@ -52,11 +60,18 @@ def test_held_out_loss_falls(name: str, tmp_path) -> None:
     assert terms, "every objective reports an accuracy"
 
 
-@pytest.mark.parametrize(("name", "packing"), [
-    ("bert-mlm", "documents"), ("spanbert", "documents"), ("xlnet-plm", "documents"),
-    ("clm", "rows"), ("prefix-lm", "rows"),  # one EOS and one prefix split per row
-    ("nsp", "rows"), ("t5-span", "rows"),
-])
+@pytest.mark.parametrize(
+    ("name", "packing"),
+    [
+        ("bert-mlm", "documents"),
+        ("spanbert", "documents"),
+        ("xlnet-plm", "documents"),
+        ("clm", "rows"),
+        ("prefix-lm", "rows"),  # one EOS and one prefix split per row
+        ("nsp", "rows"),
+        ("t5-span", "rows"),
+    ],
+)
 def test_auto_packing(tmp_path: Path, name: str, packing: str) -> None:
     _, _, info, _ = prepare(tiny(tmp_path, name), resume=False)
     assert info.packing == packing

@@ -12,8 +12,11 @@ from objectives_cli.tokenizer import EncodedDoc, load_tokenizer
 
 
 def doc(n: int, start: int, word_every: int = 2) -> EncodedDoc:
-    return EncodedDoc(list(range(start, start + n)), [i % word_every == 0 for i in range(n)],
-                      [i % 5 == 0 for i in range(n)])
+    return EncodedDoc(
+        list(range(start, start + n)),
+        [i % word_every == 0 for i in range(n)],
+        [i % 5 == 0 for i in range(n)],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,8 @@ def test_held_out_text_is_never_trained_on() -> None:
     sentences = " ".join(f"Sentence {i} is here." for i in range(20))
     assert split_heldout([sentences]) == (
         [" ".join(f"Sentence {i} is here." for i in range(18))],
-        [" ".join(f"Sentence {i} is here." for i in range(18, 20))])
+        [" ".join(f"Sentence {i} is here." for i in range(18, 20))],
+    )
     words = " ".join(f"w{i}" for i in range(50))  # one long sentence: its last words are held out
     train, held = split_heldout([words])
     assert train[0].split() + held[0].split() == words.split()

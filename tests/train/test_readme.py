@@ -18,8 +18,11 @@ def quick_start() -> list[list[str]]:
     section = README.read_text().split("## Training", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S)
     assert block, "the Training section needs a bash block"
-    return [shlex.split(line)[1:] for line in block.group(1).splitlines()
-            if line.startswith("objectives ")]
+    return [
+        shlex.split(line)[1:]
+        for line in block.group(1).splitlines()
+        if line.startswith("objectives ")
+    ]
 
 
 def test_quick_start_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

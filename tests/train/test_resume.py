@@ -71,7 +71,8 @@ def test_sigint_saves_and_resume_continues_exactly(straight: Path, tmp_path: Pat
 
 
 def test_resume_after_a_crash_redoes_the_steps_since_the_last_checkpoint(
-        straight: Path, tmp_path: Path) -> None:
+    straight: Path, tmp_path: Path
+) -> None:
     cfg = tiny(tmp_path / "run", "electra", save_every=3, **SETTINGS)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, StopAt(5, crash=True))
@@ -138,4 +139,5 @@ def test_resuming_a_finished_run_changes_nothing(straight: Path, tmp_path: Path)
     assert any("nothing to do (give --steps above 8" in s for s in said)
     assert (copy / "metrics.jsonl").read_text() == before
     assert [s for s, _ in checkpoints.list_checkpoints(copy)] == [
-        s for s, _ in checkpoints.list_checkpoints(straight)]
+        s for s, _ in checkpoints.list_checkpoints(straight)
+    ]

@@ -47,8 +47,10 @@ def test_presets_give_defaults_that_settings_override() -> None:
     assert config_for("base", seq_len=64).seq_len == 64
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("2h", 7200), ("90m", 5400), ("1h30m", 5400),
-                                               ("45s", 45), ("600", 600), ("1.5h", 5400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("2h", 7200), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("600", 600), ("1.5h", 5400)],
+)
 def test_budget_strings(text: str, seconds: float) -> None:
     assert parse_budget(text) == seconds
 
@@ -59,8 +61,10 @@ def test_bad_budget_strings(text: str) -> None:
         parse_budget(text)
 
 
-@pytest.mark.parametrize("bad", [{"model": "huge"}, {"packing": "tight"}, {"steps": 0},
-                                 {"schedule": "step"}, {"dropout": 1.0}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"model": "huge"}, {"packing": "tight"}, {"steps": 0}, {"schedule": "step"}, {"dropout": 1.0}],
+)
 def test_impossible_settings_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(UsageError):
         TrainConfig(**bad)  # type: ignore[arg-type]
