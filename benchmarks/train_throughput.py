@@ -46,8 +46,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from corruptions import IGNORE, Corrupted
-from objectives_cli.models import Model, ModelConfig, preset
-from objectives_cli.runtime import fused_adamw
+from objectives_cli.model.config import ModelConfig, preset
+from objectives_cli.model.model import Model
+from objectives_cli.train.runtime import fused_adamw
 
 
 def batch_encoder(

@@ -14,6 +14,7 @@ class ObjectivesError(Exception):
     """Base class: a message for the user, an optional hint, and the CLI exit status."""
 
     exit_code = 1
+    quiet = False  # True: exit with `exit_code` and print nothing (another process reported it)
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)

@@ -1,3 +1,3 @@
-from objectives_cli.main import run
+from objectives_cli.cli.main import run
 
 run()

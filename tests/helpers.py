@@ -62,8 +62,8 @@ _ENCODED: dict[str, list] = {}  # split -> EncodedDoc prefix of the default corp
 
 def _encoded_prefix(split: str, n_tokens: int) -> list:
     """The shortest prefix of the split's documents, encoded, that holds n_tokens (or all)."""
-    from objectives_cli.data import default_corpus
-    from objectives_cli.tokenizer import encode_documents, load_tokenizer
+    from objectives_cli.data.sources import default_corpus
+    from objectives_cli.data.tokenizer import encode_documents, load_tokenizer
 
     done = _ENCODED.setdefault(split, [])
     documents = default_corpus(split)  # type: ignore[arg-type]
@@ -86,22 +86,22 @@ def _encoded_prefix(split: str, n_tokens: int) -> list:
 @functools.cache
 def corpus_tokens(n_tokens: int = 200_000, length: int = 512, split: str = "train") -> Tokens:
     """At least n_tokens tokens of the default corpus with the default tokenizer, as full-ish
-    rows of `length` (batch_blocks of the documents, taken in order until n_tokens), cached per
+    rows of `length` (rows_of the documents, taken in order until n_tokens), cached per
     process.
 
     Raises ValueError when the split holds fewer tokens (the held-out split has ~10k)."""
-    from objectives_cli.tokenizer import batch_blocks
+    from objectives_cli.data.packing import rows_of
 
     docs = _encoded_prefix(split, n_tokens)
     total = sum(len(d.ids) for d in docs)
     if total < n_tokens:
         raise ValueError(f"the {split} split has only {total} tokens, not {n_tokens}")
-    return batch_blocks(docs, length, corpus_vocab().pad)
+    return rows_of(docs, length, corpus_vocab().pad)
 
 
 @functools.cache
 def corpus_vocab() -> Vocab:
     """The Vocab of the default tokenizer: vocab_of(load_tokenizer())."""
-    from objectives_cli.tokenizer import load_tokenizer, vocab_of
+    from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
 
     return vocab_of(load_tokenizer())

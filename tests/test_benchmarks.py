@@ -18,7 +18,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from corruptions import IGNORE
-from objectives_cli.models import Model, ModelConfig, preset
+from objectives_cli.model.config import ModelConfig, preset
+from objectives_cli.model.model import Model
 from tests.helpers import NON_LEAF_GRAD
 
 ROOT = Path(__file__).resolve().parent.parent

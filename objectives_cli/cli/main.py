@@ -15,12 +15,11 @@ from corruptions.errors import ObjectivesError
 
 # command modules: importing one registers its commands on `app`
 from . import (
-    commands,  # noqa: F401
-    tokenizer_commands,  # noqa: F401
-    training_commands,  # noqa: F401
+    inspect,  # noqa: F401
+    tokenizer,  # noqa: F401
+    training,  # noqa: F401
 )
 from .app import app
-from .runtime import QuietExit
 
 WRITE_ERRORS = {errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT, errno.EFBIG}
 
@@ -31,9 +30,9 @@ def run() -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     try:
         app(standalone_mode=True)
-    except QuietExit as exc:  # another torchrun rank printed the error
-        sys.exit(exc.exit_code)
     except ObjectivesError as exc:
+        if exc.quiet:  # another torchrun rank printed the error (train.runtime.QuietExit)
+            sys.exit(exc.exit_code)
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)

@@ -13,7 +13,6 @@ import typer
 from corruptions.errors import DataError
 
 from .app import app
-from .corpus import write_atomic
 
 tokenizer_app = typer.Typer(
     help="Train tokenizers (WordPiece, BPE, Unigram).", no_args_is_help=True
@@ -57,8 +56,9 @@ def train(
 
         objectives tokenizer train notes.txt --kind unigram --vocab-size 4000 --out tok.json
     """
-    from .data import read_documents
-    from .tokenizer import train_tokenizer
+    from objectives_cli.data.files import write_atomic
+    from objectives_cli.data.sources import read_documents
+    from objectives_cli.data.tokenizer import train_tokenizer
 
     check_writable(out)  # before the training, not after it
     start = time.perf_counter()

@@ -30,9 +30,10 @@ import os
 import re
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from .files import cache_dir, write_atomic
 
 VERSION = 4  # bump when the text may change: it names the cache file (4: pristine sys hooks)
 HELDOUT_PER_MILLE = 20  # 2% of documents, chosen by hash
@@ -249,33 +250,11 @@ def gather(root: Path | None = None) -> list[str]:
     return sorted(set(docs), key=lambda d: (document_key(d), d))
 
 
-def cache_dir() -> Path:
-    """Where the corpus (and other derived data) is cached."""
-    if os.environ.get("OBJECTIVES_CACHE"):
-        return Path(os.environ["OBJECTIVES_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "objectives"
-
-
 def cache_path() -> Path:
     """The cache file of this interpreter's corpus (its stdlib decides the text)."""
     stdlib = sysconfig.get_paths()["stdlib"]
     key = hashlib.blake2b(f"{stdlib}|{sys.version}".encode(), digest_size=6).hexdigest()
     return cache_dir() / f"corpus-v{VERSION}-py{sys.version_info[0]}{sys.version_info[1]}-{key}.txt"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @functools.cache

@@ -1,6 +1,6 @@
 """Text in, corrupted examples out: the pipeline behind `corrupt`, `describe` and the docs.
 
-Documents are tokenised and cut into blocks of at most `max_length` tokens (`batch_blocks`,
+Documents are tokenised and cut into blocks of at most `max_length` tokens (`packing.rows_of`,
 never crossing a document), in input order. Block i is example i. Blocks are corrupted
 `BATCH` at a time, one whole-batch call each, every batch padded to `max_length` columns, and
 batch k draws from `make_generator(seed, k)`. A batch's make-up therefore follows from the input
@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from corruptions import IGNORE, Corrupted, Corruption, Tokens, Vocab, make_generator
 from corruptions.errors import DataError
 
-from .tokenizer import batch_blocks, encode_documents
+from .packing import rows_of
+from .tokenizer import encode_documents
 
 BATCH = 16  # blocks per corruption call; part of what defines example i
 DOCS_PER_CHUNK = 64  # documents tokenised at a time, so `--limit 5` reads little of a big corpus
@@ -60,7 +61,7 @@ def blocks(
         encoded = encode_documents(tok, documents[start : start + DOCS_PER_CHUNK])
         encoded = [doc for doc in encoded if doc.ids]
         if encoded:
-            yield pad_to(batch_blocks(encoded, max_length, pad), max_length, pad)
+            yield pad_to(rows_of(encoded, max_length, pad), max_length, pad)
 
 
 def pad_to(batch: Tokens, width: int, pad: int) -> Tokens:

@@ -12,6 +12,7 @@ from source with a small lexer (nothing is imported), cleaned and deduplicated; 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -70,6 +71,7 @@ BINARY_SUFFIXES = frozenset(
     }
 )
 JSONL_SUFFIXES = frozenset({".jsonl", ".json-lines", ".ndjson"})
+HELDOUT_SHARE = 0.01  # documents held out of --data when no --eval-data is given
 
 
 def read_documents(source: str | Path | None) -> list[str]:
@@ -173,6 +175,38 @@ def split_sentences(document: str) -> list[str]:
         if sentence:
             out.append(sentence)
     return out
+
+
+def split_heldout(
+    documents: list[str], share: float = HELDOUT_SHARE
+) -> tuple[list[str], list[str]]:
+    """(train, held-out). A document is held out when the hash of its text falls in the first
+    `share`, so the split stays put when documents are added or reordered. At least one document
+    each way; a single document gives its last 10% of sentences (of words, when it reads as one
+    sentence), never text it also trains on."""
+    if len(documents) == 1:
+        parts = split_sentences(documents[0])
+        if len(parts) < 2:
+            parts = documents[0].split()
+        if len(parts) < 2:
+            raise DataError(
+                "the data is a single word, so none of it can be held out",
+                "give more text, or held-out text with --eval-data",
+            )
+        cut = min(len(parts) - 1, max(1, round(len(parts) * 0.9)))
+        return [" ".join(parts[:cut])], [" ".join(parts[cut:])]
+
+    def bucket(doc: str) -> float:
+        digest = hashlib.blake2b(doc.encode("utf-8", "surrogatepass"), digest_size=4).digest()
+        return int.from_bytes(digest, "little") / 2**32
+
+    held = [bucket(d) < share for d in documents]
+    if not any(held):
+        held[-1] = True
+    if all(held):
+        held[0] = False
+    pairs = list(zip(documents, held, strict=True))
+    return [d for d, h in pairs if not h], [d for d, h in pairs if h]
 
 
 def default_corpus(split: Literal["train", "heldout"] = "train") -> list[str]:

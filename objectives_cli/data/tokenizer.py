@@ -1,4 +1,4 @@
-"""Tokenizers (Hugging Face `tokenizers`), the `Vocab` the corruptions need, and packing.
+"""Tokenizers (Hugging Face `tokenizers`) and the `Vocab` the corruptions need.
 
 Three kinds, each set up the way its reference models are:
 
@@ -16,24 +16,23 @@ same file.
 
 The default tokenizer (`load_tokenizer()`) is a cased WordPiece of 8000 ids trained on the default
 corpus's train split, shipped in objectives_cli/assets/; rebuild it with
-`python -m objectives_cli.tokenizer --rebuild-default`.
+`python -m objectives_cli.data.tokenizer --rebuild-default`.
 """
 
 from __future__ import annotations
 
-import array
 import itertools
 import json
 import operator
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from corruptions import Tokens, Vocab
+from corruptions import Vocab
 from corruptions.errors import DataError
 
 N_SENTINELS = 100
@@ -41,7 +40,7 @@ BASE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[NLU]", "[NLG]",
 SENTINELS = tuple(f"<extra_id_{k}>" for k in range(N_SENTINELS - 1, -1, -1))  # 99 ... 0
 SPECIAL_TOKENS: tuple[str, ...] = BASE_SPECIALS + SENTINELS
 KINDS = ("wordpiece", "bpe", "unigram")
-DEFAULT_TOKENIZER = Path(__file__).parent / "assets" / "wordpiece-8k.json"
+DEFAULT_TOKENIZER = Path(__file__).parents[1] / "assets" / "wordpiece-8k.json"
 DEFAULT_VOCAB_SIZE = 8000
 # Characters a WordPiece or Unigram vocabulary holds whether the corpus has them or not, when the
 # vocabulary is large enough to spare the room (see _with_base_alphabet): printable ASCII, Latin-1
@@ -279,7 +278,7 @@ def encode_documents(tok: Tokenizer, documents: Sequence[str]) -> list[EncodedDo
     Each sentence (`data.split_sentences`) is encoded on its own, so its first token opens a
     sentence and a word; sentences that yield no tokens are skipped.
     """
-    from .data import split_sentences
+    from .sources import split_sentences
 
     per_doc = [split_sentences(d) for d in documents]
     flat = [s for sentences in per_doc for s in sentences]
@@ -310,77 +309,9 @@ def encode_documents(tok: Tokenizer, documents: Sequence[str]) -> list[EncodedDo
 _FALSE = [False] * 4096
 
 
-def _flat(docs: Sequence[EncodedDoc], field: str, code: str, dtype: torch.dtype) -> torch.Tensor:
-    """One field of every document, concatenated into a 1-d tensor (via array: ~10x faster than
-    torch.tensor on a list)."""
-    values = array.array(code, itertools.chain.from_iterable(getattr(d, field) for d in docs))
-    if not values:
-        return torch.zeros(0, dtype=dtype)
-    return torch.frombuffer(values, dtype=dtype).clone()
-
-
-def batch_blocks(docs: Sequence[EncodedDoc], max_length: int, pad: int) -> Tokens:
-    """Cut every document into consecutive chunks of <= max_length tokens (never crossing
-    documents), one padded row per chunk, word/sentence starts kept (a chunk's first token opens
-    a sentence).
-
-    A chunk that would end inside a word ends before that word instead (unless the word alone is
-    longer than max_length), so whole-word objectives never see half a word; the first token of
-    every row opens a word and a sentence. Rows are as wide as the longest chunk.
-    """
-    if max_length < 1:
-        raise ValueError(f"max_length must be positive, not {max_length}")
-    flat_ids = _flat(docs, "ids", "q", torch.long)
-    flat_words = _flat(docs, "word_starts", "b", torch.int8).bool()
-    flat_sents = _flat(docs, "sentence_starts", "b", torch.int8).bool()
-    n = flat_ids.numel()
-    if n == 0:
-        empty = torch.zeros((0, 0), dtype=torch.long)
-        return Tokens(empty, torch.zeros(0, dtype=torch.long), empty.bool(), empty.bool())
-    # last_start[i]: the last word start at or before i (within the flat stream).
-    last_start = torch.where(flat_words, torch.arange(n), 0).cummax(0).values
-    starts: list[int] = []
-    lengths: list[int] = []
-    begin = 0
-    for doc in docs:
-        end = begin + len(doc.ids)
-        pos = begin
-        while end - pos > max_length:
-            cut = int(last_start[pos + max_length])  # the word that would straddle the cut
-            if cut <= pos:
-                cut = pos + max_length  # one word longer than a row: cut it
-            starts.append(pos)
-            lengths.append(cut - pos)
-            pos = cut
-        if end > pos:
-            starts.append(pos)
-            lengths.append(end - pos)
-        begin = end
-    width = max(lengths, default=0)
-    start_t = torch.tensor(starts, dtype=torch.long)
-    length_t = torch.tensor(lengths, dtype=torch.long)
-    index = start_t.unsqueeze(1) + torch.arange(width).unsqueeze(0)  # (B, W)
-    real = torch.arange(width).unsqueeze(0) < length_t.unsqueeze(1)
-    index = torch.where(real, index, 0)
-    ids = torch.where(real, flat_ids[index], pad)
-    words = flat_words[index] & real
-    sents = flat_sents[index] & real
-    words[:, 0] |= real[:, 0]
-    sents[:, 0] |= real[:, 0]
-    return Tokens(ids, length_t, words, sents)
-
-
-def iter_words(tok: Tokenizer, text: str) -> Iterator[list[str]]:
-    """The pieces of each word of `text` (for display and tests)."""
-    enc = tok.encode(text, add_special_tokens=False)
-    pairs = zip(enc.word_ids, enc.tokens, strict=True)
-    for _, group in itertools.groupby(pairs, key=lambda p: p[0]):
-        yield [piece for _, piece in group]
-
-
 def _rebuild_default() -> None:
     """Train the default tokenizer on the default corpus and write it to the package assets."""
-    from .data import default_corpus
+    from .sources import default_corpus
 
     tok = train_tokenizer(default_corpus("train"), "wordpiece", DEFAULT_VOCAB_SIZE)
     DEFAULT_TOKENIZER.parent.mkdir(parents=True, exist_ok=True)
@@ -396,7 +327,7 @@ def _main(argv: list[str]) -> int:
     if argv == ["--rebuild-default"]:
         _rebuild_default()
         return 0
-    print("usage: python -m objectives_cli.tokenizer --rebuild-default", file=sys.stderr)
+    print("usage: python -m objectives_cli.data.tokenizer --rebuild-default", file=sys.stderr)
     return 2
 
 

@@ -3,16 +3,12 @@ and the heads that read the final states (MLM, SpanBERT's SBO, NSP/SOP)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import Mask, Rotary, attend, rotate
-
-if TYPE_CHECKING:
-    from .models import ModelConfig
+from .config import ModelConfig
 
 
 class SelfAttention(nn.Module):

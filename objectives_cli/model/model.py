@@ -7,16 +7,14 @@ it carries follows from what the objective emits (see `heads_for`): MLM (dense+G
 projection), SpanBERT's span boundary head, the NSP/SOP classifier, XLNet's two-stream
 attention, ELECTRA's generator + discriminator.
 
-`forward(batch)` returns, per loss term, the logits at the scored positions and their targets; the
-trainer computes every loss the same way (`train.term_losses`). Heads run only on scored positions
-(gather first, then project), so an MLM batch never builds a (B, S, V) tensor.
+`forward(batch)` returns, per loss term, the logits at the scored positions and their targets;
+the trainer computes every loss the same way (`train.losses.term_losses`). Heads run only on
+scored positions (gather first, then project), so an MLM batch never builds a (B, S, V) tensor.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,98 +23,10 @@ from torch import Tensor, nn
 from corruptions import IGNORE, Corrupted
 
 from .attention import Mask, key_padding, position_ids, self_attention_mask, two_stream_masks
+from .config import CLASSIFIER_KEYS, ModelConfig
 from .layers import Embeddings, MLMHead, PairClassifier, SpanBoundaryHead, Stack
 
-ARCHS = ("encoder", "decoder", "encoder-decoder")
-POSITIONS = ("learned", "rotary")
-LOSS_WEIGHTS: Mapping[str, float] = {"rtd": 50.0}  # ELECTRA's disc_weight; every other term 1.0
-TYPE_ROWS = 8  # segment-embedding rows: UniLM's new_segment_ids use 0..5
-CLASSIFIER_KEYS = {"next_sentence_label": "nsp", "sentence_order_label": "sop"}
-
-# name -> (d_model, n_heads, d_ff, encoder/decoder layers, layers per side of an encoder-decoder)
-PRESETS: Mapping[str, tuple[int, int, int, int, int]] = {
-    "tiny": (64, 2, 256, 2, 2),  # tests and CPU demos
-    "small": (512, 8, 2048, 6, 3),
-    "base": (768, 12, 3072, 12, 6),  # BERT-base / GPT-2 small 12x768; BART-base 6+6x768
-}
-
 Head = tuple[Tensor, Tensor]  # (logits (N, C) or (N,) for a binary term, targets (N,))
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shape of a model; stored with every checkpoint."""
-
-    arch: str  # encoder | decoder | encoder-decoder
-    vocab_size: int  # rows of the (tied) embedding table
-    d_model: int = 64  # hidden width
-    n_heads: int = 2  # attention heads
-    d_ff: int = 256  # feed-forward width
-    n_layers: int = 2  # encoder layers (decoder layers for arch=decoder)
-    n_decoder_layers: int = 0  # decoder layers of an encoder-decoder
-    max_len: int = 512  # positions the learned table covers (tokens)
-    positions: str = "learned"  # learned | rotary
-    dropout: float = 0.0  # on embeddings, attention and residual branches
-    token_types: int = 0  # segment-embedding rows (0: the objective emits no token_type_ids)
-    sbo: bool = False  # SpanBERT span boundary head
-    classifier: str = ""  # "nsp" or "sop": pooled first-token 2-way head
-    two_stream: bool = False  # XLNet content + query streams
-    electra: bool = False  # generator + replaced-token discriminator
-    generator_ratio: float = 0.25  # ELECTRA generator width / discriminator width (small, large)
-    sbo_offsets: int = 15  # SpanBERT: SBO targets per span (max_pair_targets)
-    sbo_dim: int = 200  # SpanBERT: width of the offset embedding (pair_positional_embedding_size;
-    # at most d_model, so the tiny preset's is 64)
-    cross_hide: int = -1  # MASS: encoder positions holding this id are hidden from the decoder
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, not {self.arch!r}")
-        if self.positions not in POSITIONS:
-            raise ValueError(f"positions must be one of {POSITIONS}, not {self.positions!r}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
-        if self.positions == "rotary" and (self.d_model // self.n_heads) % 2:
-            raise ValueError("rotary positions need an even head width")
-
-
-def preset(name: str, arch: str) -> dict[str, int]:
-    """The shape fields of preset `name` for `arch`."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}")
-    d, heads, ff, layers, per_side = PRESETS[name]
-    if arch == "encoder-decoder":
-        return {
-            "d_model": d,
-            "n_heads": heads,
-            "d_ff": ff,
-            "n_layers": per_side,
-            "n_decoder_layers": per_side,
-        }
-    return {"d_model": d, "n_heads": heads, "d_ff": ff, "n_layers": layers, "n_decoder_layers": 0}
-
-
-def heads_for(
-    arch: str, batch: Corrupted, electra: bool = False, mask_id: int = -1
-) -> dict[str, object]:
-    """The head fields of `ModelConfig` that a batch of this objective needs.
-
-    Read from the standard `extras` keys (corruptions/types.py), so a new objective that emits
-    them trains with no change here; `electra` comes from the registry (`heads`).
-    A seq2seq objective that places decoder tokens (`decoder_position_ids`, MASS) also hides the
-    encoder's `mask_id` positions from cross-attention, as MASS does.
-    """
-    ex = batch.extras
-    types = int(ex["token_type_ids"].max()) + 1 if "token_type_ids" in ex else 0
-    classifier = next((name for key, name in CLASSIFIER_KEYS.items() if key in ex), "")
-    encoder = arch == "encoder"
-    return {
-        "token_types": max(types, TYPE_ROWS) if types else 0,
-        "sbo": encoder and "span_offset" in ex,
-        "classifier": classifier if encoder else "",
-        "two_stream": encoder and "perm_rank" in ex,
-        "electra": encoder and electra,
-        "cross_hide": mask_id if arch == "encoder-decoder" and "decoder_position_ids" in ex else -1,
-    }
 
 
 class Generator(nn.Module):

@@ -35,8 +35,8 @@ from rich.table import Table
 from rich.text import Text
 
 from corruptions import IGNORE, Objective
+from objectives_cli.data.examples import Example
 
-from .examples import Example
 from .views import Cell, View
 
 WIDTH = 80  # views never need more columns than this

@@ -1,58 +1,13 @@
-"""How a training run talks: a Rich progress bar on a terminal, one line per log interval
-otherwise, and a summary table at the end; all of it on stderr."""
+"""A training run on a terminal: a Rich progress bar and a summary table, on stderr. It keeps
+the `train.report.Reporter` protocol (the plain, one-line-per-interval form lives there)."""
 
 from __future__ import annotations
 
-import sys
-from typing import Any, Protocol
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-
-
-class Reporter(Protocol):
-    """Where a run talks: messages, per-step progress, metric rows, the final summary."""
-
-    def message(self, text: str) -> None: ...
-    def start(self, total: float, done: float, unit: str) -> None: ...
-    def advance(self, done: float, row: dict[str, float] | None) -> None: ...
-    def finish(self, summary: dict[str, Any]) -> None: ...
-
-
-class PlainReporter:
-    """One line per log interval on stderr (the CLI uses a Rich progress bar on a terminal)."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-
-    def message(self, text: str) -> None:
-        if not self.quiet:
-            print(text, file=sys.stderr, flush=True)
-
-    def start(self, total: float, done: float, unit: str) -> None:
-        pass
-
-    def advance(self, done: float, row: dict[str, float] | None) -> None:
-        if row is not None:
-            self.message(format_row(row))
-
-    def finish(self, summary: dict[str, Any]) -> None:
-        self.message("  ".join(f"{k} {v}" for k, v in summary.items()))
-
-
-def format_row(row: dict[str, float]) -> str:
-    parts = []
-    for key, value in row.items():
-        if key == "step":
-            parts.append(f"step {int(value)}")
-        elif key == "lr":
-            parts.append(f"lr {value:.2e}")
-        elif key in ("tokens_per_s", "tokens"):
-            parts.append(f"{key.replace('_per_s', '/s')} {value:,.0f}")
-        elif isinstance(value, float):
-            parts.append(f"{key} {value:.4f}")
-    return "  ".join(parts)
 
 
 class RichReporter:
@@ -62,6 +17,12 @@ class RichReporter:
         self.console = console
         self.progress: Progress | None = None
         self.task: Any = None
+
+    @staticmethod
+    def on_terminal() -> RichReporter | None:
+        """A reporter on stderr when stderr is a terminal, else None."""
+        console = Console(stderr=True)
+        return RichReporter(console) if console.is_terminal else None
 
     def message(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False)

@@ -19,8 +19,7 @@ from typing import NamedTuple
 import tokenizers
 
 from corruptions import IGNORE, Op, Vocab, create
-
-from .examples import SAMPLE_DOCUMENTS, Example, corrupt_documents
+from objectives_cli.data.examples import SAMPLE_DOCUMENTS, Example, corrupt_documents
 
 KIND_OF_OP = {
     Op.KEEP: "keep",

@@ -13,10 +13,9 @@ positions survive, which extras it emits), so the trainer needs no per-objective
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,16 +30,14 @@ from corruptions import (
     get,
     make_generator,
 )
-from corruptions.errors import DataError
+from objectives_cli.data.packing import Blocks, Corpus, encode_corpus, pack
+from objectives_cli.data.sources import default_corpus, read_documents, split_heldout
+from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
 
-from .packing import Blocks, Corpus, encode_corpus, pack
-
-if TYPE_CHECKING:
-    from .config import TrainConfig
+from .config import TrainConfig
 
 BatchFn = Callable[[int, int, int], tuple[Corrupted, int]]
 IN_PLACE = (int(Op.KEEP), int(Op.PREDICT), int(Op.CONTEXT))
-HELDOUT_SHARE = 0.01  # documents held out of --data when no --eval-data is given
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,45 +48,8 @@ class Data:
     heldout: Corpus
 
 
-def split_heldout(
-    documents: list[str], share: float = HELDOUT_SHARE
-) -> tuple[list[str], list[str]]:
-    """(train, held-out). A document is held out when the hash of its text falls in the first
-    `share`, so the split stays put when documents are added or reordered. At least one document
-    each way; a single document gives its last 10% of sentences (of words, when it reads as one
-    sentence), never text it also trains on."""
-    if len(documents) == 1:
-        from .data import split_sentences
-
-        parts = split_sentences(documents[0])
-        if len(parts) < 2:
-            parts = documents[0].split()
-        if len(parts) < 2:
-            raise DataError(
-                "the data is a single word, so none of it can be held out",
-                "give more text, or held-out text with --eval-data",
-            )
-        cut = min(len(parts) - 1, max(1, round(len(parts) * 0.9)))
-        return [" ".join(parts[:cut])], [" ".join(parts[cut:])]
-
-    def bucket(doc: str) -> float:
-        digest = hashlib.blake2b(doc.encode("utf-8", "surrogatepass"), digest_size=4).digest()
-        return int.from_bytes(digest, "little") / 2**32
-
-    held = [bucket(d) < share for d in documents]
-    if not any(held):
-        held[-1] = True
-    if all(held):
-        held[0] = False
-    pairs = list(zip(documents, held, strict=True))
-    return [d for d, h in pairs if not h], [d for d, h in pairs if h]
-
-
 def load_data(cfg: TrainConfig, tokenizer: str | None) -> Data:
     """Read, split and tokenise the documents (the tokenised corpus is cached on disk)."""
-    from .data import default_corpus, read_documents
-    from .tokenizer import load_tokenizer, vocab_of
-
     tok = load_tokenizer(tokenizer)
     if cfg.eval_data is not None:
         train_docs, held_docs = read_documents(cfg.data), read_documents(cfg.eval_data)

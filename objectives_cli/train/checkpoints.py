@@ -3,7 +3,7 @@
     RUN/config.json                  every setting resolved: train, model, objective, versions
     RUN/tokenizer.json               the tokenizer the run was trained with
     RUN/metrics.jsonl                one JSON object per logged step or evaluation
-    RUN/checkpoints/step-00000100/   model.safetensors + state.pt (optimizer, RNG, step, clock)
+    RUN/checkpoints/step-00000100/   model.safetensors + state.pt (optimizer, step, clock)
 
 A checkpoint directory is written under a temporary name and renamed when complete, so a crash
 mid-write never leaves a checkpoint that looks whole. `load_latest` falls back to the previous
@@ -12,9 +12,8 @@ checkpoint when the newest cannot be read. `state.pt` holds only tensors and pla
 
 A write that fails (full disk, no permission) removes what it half-wrote, leaves the complete
 checkpoints alone and raises `WriteError`, which names the path, the OS reason and the last good
-checkpoint. Files are written with `os.write` from bytes serialised in memory: `torch.save` and
-safetensors report a full disk as RuntimeError("unexpected pos ...") or SafetensorError, without
-the errno that tells a full disk from a missing permission.
+checkpoint. Files are written by `data.files` from bytes serialised in memory, so a full disk
+keeps its errno.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from corruptions import ObjectivesError
+from objectives_cli.data import files
 
 CHECKPOINTS = "checkpoints"
 PREFIX = "step-"
@@ -68,31 +68,11 @@ class WriteError(RunError):
         self.path, self.reason = path, reason
 
 
-def write_all(fd: int, data: bytes | memoryview) -> None:
-    """Write all of `data` to `fd` (one `os.write` may take only part of it)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def write_file(path: Path, data: bytes | memoryview) -> None:
-    """Create `path` holding `data`, flushed to disk; raises OSError (errno kept) on failure."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Replace `path` by `data` whole or not at all; raises WriteError (run dir = its folder)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """`files.write_atomic`, raising WriteError (run dir = its folder)."""
     try:
-        write_file(tmp, data.encode() if isinstance(data, str) else data)
-        tmp.replace(path)
+        files.write_atomic(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise WriteError(path, exc, path.parent) from None
 
 
@@ -165,8 +145,8 @@ def save(run_dir: Path, step: int, model: nn.Module, state: dict[str, Any], keep
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        write_file(tmp / "model.safetensors", safetensors_bytes(weights))
-        write_file(tmp / "state.pt", state_bytes.getbuffer())
+        files.write_file(tmp / "model.safetensors", safetensors_bytes(weights))
+        files.write_file(tmp / "state.pt", state_bytes.getbuffer())
         if final.exists():  # the same step again (resumed past a damaged checkpoint)
             final.rename(replaced)
         tmp.rename(final)
@@ -234,7 +214,7 @@ class Metrics:
             try:
                 end = os.lseek(fd, 0, os.SEEK_END)
                 try:
-                    write_all(fd, (json.dumps(row) + "\n").encode())
+                    files.write_all(fd, (json.dumps(row) + "\n").encode())
                 except OSError:
                     os.ftruncate(fd, end)
                     raise

@@ -6,12 +6,11 @@ only `RESUMABLE` settings change.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from corruptions import UsageError
-
-from .packing import PACKINGS
+from corruptions.errors import UsageError
+from objectives_cli.data import PACKINGS
 
 SCHEDULES = ("linear", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -36,40 +35,93 @@ RESUMABLE = frozenset(
 )
 
 
+# Help panels of `objectives train --help`, in this order.
+PANELS = ("Objective and data", "Model", "Length and optimisation", "Device", "Run directory")
+
+
+def setting(default: Any, help: str, panel: str, least: float | None = None) -> Any:
+    """A `TrainConfig` field with its help text, its `--help` panel and its least value: the CLI
+    option is generated from this (cli/training.py), so each setting is declared once."""
+    return field(default=default, metadata={"help": help, "panel": panel, "least": least})
+
+
+DATA, MODEL, OPTIM, DEVICE, RUN = PANELS
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Every setting of a run; config.json stores it resolved and resume reads it back."""
 
-    objective: str = "bert-mlm"  # registered objective (or a+b composition)
-    params: tuple[tuple[str, str], ...] = ()  # objective parameter overrides, as --param k=v
-    data: str | None = None  # documents (see data.read_documents); None: the embedded corpus
-    eval_data: str | None = None  # held-out documents; None: a fixed split of `data`
-    tokenizer: str | None = None  # tokenizer file; None: the default tokenizer
-    model: str = "tiny"  # shape preset: tiny | small | base
-    positions: str = "learned"  # learned | rotary
-    dropout: float = 0.0  # dropout probability
-    seq_len: int = 128  # content tokens per row, before the objective frames it
-    packing: str = "auto"  # auto | documents | rows | concat (see packing.py)
-    batch_size: int = 16  # rows per micro-batch, per rank
-    grad_accum: int = 1  # micro-batches per optimizer step
-    steps: int = 1000  # optimizer steps (a --tokens or --budget run sets it)
-    budget: float = 0.0  # wall-clock seconds; > 0: stop then, LR schedule follows elapsed time
-    lr: float = 2e-3  # peak learning rate
-    min_lr: float = 0.1  # final learning rate, as a share of lr
-    warmup: float = 0.05  # linear LR ramp: share of the run (< 1) or steps (>= 1)
-    schedule: str = "linear"  # decay after warmup: linear | cosine
-    weight_decay: float = 0.01  # AdamW decay on matrices (not biases, norms)
-    clip: float = 1.0  # gradient-norm clip (0: off)
-    seed: int = 0  # data order, corruption, initialisation, dropout
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    compile: bool = False  # torch.compile the model
-    log_every: int = 10  # steps between metrics lines
-    eval_every: int = 0  # steps between held-out evaluations (0: start and end only)
-    eval_batches: int = 8  # held-out micro-batches per evaluation
-    save_every: int = 0  # steps between checkpoints (0: at the end and on SIGINT/SIGTERM)
-    keep: int = 3  # checkpoints kept
-    out: str = "runs/run"  # run directory
+    objective: str = setting(
+        "bert-mlm",
+        "Objective name or alias (see 'objectives list'); a+b composes BART noising.",
+        DATA,
+    )
+    params: tuple[tuple[str, str], ...] = setting(
+        (), "Objective parameter override (repeatable); see 'objectives describe NAME'.", DATA
+    )
+    data: str | None = setting(
+        None,
+        "Training text: a file (documents separated by blank lines), a directory, "
+        ".jsonl/.parquet with a 'text' column, or hf:NAME[:CONFIG]. Default: the built-in corpus.",
+        DATA,
+    )
+    eval_data: str | None = setting(
+        None,
+        "Held-out text. Default: 1% of the documents of --data, chosen by a hash of their text "
+        "(the built-in corpus has its own split).",
+        DATA,
+    )
+    tokenizer: str | None = setting(
+        None, "Tokenizer JSON file. Default: the built-in tokenizer.", DATA
+    )
+    model: str = setting(
+        "tiny",
+        "Model size: tiny (tests, CPU demos), small, or base (BERT-base / BART-base / GPT-2 "
+        "small).",
+        MODEL,
+    )
+    positions: str = setting("learned", "learned or rotary position embeddings.", MODEL)
+    dropout: float = setting(0.0, "Dropout probability.", MODEL)
+    seq_len: int = setting(
+        128, "Content tokens per row, before the objective frames it.", DATA, least=2
+    )
+    packing: str = setting("auto", "auto, documents, rows or concat; see docs/training.md.", DATA)
+    batch_size: int = setting(16, "Rows per micro-batch, per process.", OPTIM, least=1)
+    grad_accum: int = setting(1, "Micro-batches per optimizer step.", OPTIM, least=1)
+    steps: int = setting(
+        1000, "Optimizer steps (--tokens and --budget set them instead).", OPTIM, least=1
+    )
+    budget: float = setting(
+        0.0,
+        "Wall-clock budget, e.g. 2h or 45m: train until then, with the learning-rate schedule "
+        "stretched over it.",
+        OPTIM,
+    )
+    lr: float = setting(2e-3, "Peak learning rate.", OPTIM)
+    min_lr: float = setting(0.1, "Final learning rate, as a share of --lr.", OPTIM)
+    warmup: float = setting(0.05, "Linear warmup: a share of the run (< 1) or steps (>= 1).", OPTIM)
+    schedule: str = setting("linear", "Decay after warmup: linear or cosine.", OPTIM)
+    weight_decay: float = setting(
+        0.01, "AdamW weight decay on matrices (not biases, norms).", OPTIM
+    )
+    clip: float = setting(1.0, "Gradient-norm clip; 0 = off.", OPTIM)
+    seed: int = setting(0, "Seed of data order, corruption, initialisation and dropout.", OPTIM)
+    precision: str = setting(
+        "auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16.", DEVICE
+    )
+    device: str = setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N.", DEVICE)
+    compile: bool = setting(False, "torch.compile the model.", DEVICE)
+    log_every: int = setting(10, "Steps per metrics line.", RUN, least=1)
+    eval_every: int = setting(
+        0, "Steps between held-out evaluations; 0 = at the start and the end.", RUN, least=0
+    )
+    eval_batches: int = setting(8, "Held-out micro-batches per evaluation.", RUN, least=1)
+    save_every: int = setting(
+        0, "Steps between checkpoints; 0 = at the end (and on Ctrl-C).", RUN, least=0
+    )
+    keep: int = setting(3, "Checkpoints kept.", RUN, least=1)
+    out: str = setting("runs/run", "Run directory. Default: runs/OBJECTIVE.", RUN)
 
     def __post_init__(self) -> None:
         checks = [
@@ -126,6 +178,20 @@ def config_for(
         per_step = cfg.batch_size * cfg.grad_accum * world * cfg.seq_len
         cfg = replace(cfg, steps=max(1, math.ceil(tokens / per_step)))
     return cfg
+
+
+def resumed(stored: TrainConfig, given: dict[str, Any], run_dir: str) -> TrainConfig:
+    """The config of a resumed run: `stored`, with the settings of `given` that a resumed run
+    may change (`RESUMABLE`); any other given setting must equal the stored one."""
+    fixed = sorted(k for k, v in given.items() if k not in RESUMABLE and getattr(stored, k) != v)
+    if fixed:
+        option = "--" + fixed[0].replace("_", "-")
+        raise UsageError(
+            f"{option} cannot change when resuming (the run used {getattr(stored, fixed[0])!r})",
+            "resuming continues the same run; start a new one with another --out",
+        )
+    changed = {k: v for k, v in given.items() if k in RESUMABLE}
+    return TrainConfig.from_json({**stored.to_json(), **changed, "out": run_dir})
 
 
 # --- learning rate ------------------------------------------------------------------------------

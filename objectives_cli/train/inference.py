@@ -17,14 +17,17 @@ import torch
 from torch import Tensor
 
 from corruptions import IGNORE, Corrupted, NotEnoughSentinels, UsageError, create
+from objectives_cli.data.packing import encode_corpus, pack
+from objectives_cli.data.sources import read_documents
+from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
+from objectives_cli.model.config import ModelConfig
+from objectives_cli.model.model import Model
 
 from . import checkpoints
 from .batches import ObjectiveInfo, eval_batches, load_data, packed
 from .config import TrainConfig
-from .models import Model, ModelConfig
-from .packing import encode_corpus, pack
+from .losses import evaluate
 from .runtime import amp_context, resolve_device
-from .train import evaluate
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,8 +44,6 @@ class LoadedRun:
 
 def load_run(run_dir: Path, device: str = "auto", warn: Any = print) -> LoadedRun:
     """The newest readable checkpoint of `run_dir`, in eval mode."""
-    from .tokenizer import load_tokenizer, vocab_of
-
     stored = checkpoints.read_config(run_dir)
     cfg = TrainConfig.from_json(stored["train"])
     info = ObjectiveInfo.from_json(stored["objective"])
@@ -70,8 +71,6 @@ def load_run(run_dir: Path, device: str = "auto", warn: Any = print) -> LoadedRu
 
 def evaluate_run(run: LoadedRun, data: str | None = None, batches: int = 50) -> dict[str, Any]:
     """Held-out loss and accuracy per term: on the run's held-out split, or on `data`."""
-    from .data import read_documents
-
     cfg = run.cfg
     corruption = create(cfg.objective, **dict(cfg.params))
     if data is None:

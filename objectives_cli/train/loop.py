@@ -14,34 +14,33 @@ equals 2N straight steps exactly; 2 ranks x 1 micro-batch equal 1 rank x 2 micro
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from corruptions import Corrupted, ObjectivesError, UsageError, create, make_generator
+from corruptions import ObjectivesError
+from objectives_cli.model.model import Model
 
 from . import checkpoints
-from .batches import Data, ObjectiveInfo, batch_fn, eval_batches, load_data, packed, probe
-from .config import RESUMABLE, TrainConfig, lr_at
-from .models import LOSS_WEIGHTS, Head, Model, ModelConfig, heads_for, param_counts, preset
-from .packing import Blocks
-from .progress import PlainReporter, Reporter
+from .batches import batch_fn, eval_batches, packed
+from .config import TrainConfig, lr_at
+from .losses import LOSS_WEIGHTS, evaluate, term_losses, weighted_total
+from .report import PlainReporter, Reporter
 from .runtime import (
     QuietExit,
     all_reduce,
     amp_context,
     catch_signals,
+    derived_seed,
     distributed,
     make_optimizer,
     resolve_device,
     shared_failure,
 )
+from .setup import describe_run, prepare, start_run
 
 # --- the loop ------------------------------------------------------------------------------------
 
@@ -105,7 +104,7 @@ class Trainer:
         if resume and not self.main:
             self.restore()
         self.blocks = packed(self.data, cfg, self.info)
-        for line in describe(self.model, self.info, cfg, self.device, self.blocks, world):
+        for line in describe_run(self.model, self.info, cfg, self.device, self.blocks, world):
             self.reporter.message(line)
         self.get_batch = batch_fn(
             cfg, self.blocks[0], self.corruption, self.data.vocab, self.info, self.device, world
@@ -239,7 +238,6 @@ class Trainer:
                     "optimizer": self.opt.state_dict(),
                     "elapsed": self.elapsed,
                     "tokens": self.tokens,
-                    "rng": torch.get_rng_state(),
                     "world": self.world,
                 }
                 checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
@@ -364,63 +362,6 @@ def train_step(
     return {k: sums[k] / total[k] for k in names}, n_tokens
 
 
-# --- losses -------------------------------------------------------------------------------------
-
-
-def term_losses(
-    outputs: dict[str, Head], accuracy: bool = False
-) -> dict[str, tuple[Tensor, Tensor]]:
-    """Per term: (summed loss, correct predictions) — cross-entropy, or binary for (N,) logits."""
-    out = {}
-    for name, (logits, targets) in outputs.items():
-        if logits.dim() == 1:
-            loss = F.binary_cross_entropy_with_logits(
-                logits.float(), targets.float(), reduction="sum"
-            )
-            correct = ((logits > 0) == (targets > 0.5)).sum() if accuracy else loss.new_zeros(())
-        else:
-            loss = F.cross_entropy(logits.float(), targets, reduction="sum")
-            correct = (logits.argmax(-1) == targets).sum() if accuracy else loss.new_zeros(())
-        out[name] = (loss, correct)
-    return out
-
-
-def weighted_total(means: dict[str, float]) -> float:
-    return sum(LOSS_WEIGHTS.get(k, 1.0) * v for k, v in means.items())
-
-
-@torch.no_grad()
-def evaluate(model: Model, batches: Iterator[Corrupted], amp: Any, seed: int) -> dict[str, float]:
-    """Held-out loss and accuracy per term, and the weighted total ('loss')."""
-    was_training = model.training
-    model.eval()
-    sums: dict[str, list[float]] = {}
-    for i, batch in enumerate(batches):
-        torch.manual_seed(derived_seed(seed, "eval", i))
-        counts = {k: int(v.sum()) for k, v in model.scored(batch).items()}
-        with amp:
-            outputs = model(batch)
-        for name, (loss, correct) in term_losses(outputs, accuracy=True).items():
-            acc = sums.setdefault(name, [0.0, 0.0, 0.0])
-            acc[0] += float(loss)
-            acc[1] += float(correct)
-            acc[2] += counts.get(name, 0)
-    model.train(was_training)
-    result: dict[str, float] = {}
-    for name, (loss, correct, count) in sums.items():
-        result[f"{name}_loss"] = loss / max(count, 1)
-        result[f"{name}_acc"] = correct / max(count, 1)
-    result["loss"] = weighted_total({k: result[f"{k}_loss"] for k in sums})
-    return result
-
-
-def derived_seed(seed: int, *keys: int | str) -> int:
-    return make_generator(seed, "rng", *keys).initial_seed()
-
-
-# --- setup ------------------------------------------------------------------------------------
-
-
 class NonFiniteLoss(ObjectivesError):
     """The loss became inf or NaN; the run stops and keeps its last good checkpoint."""
 
@@ -443,97 +384,3 @@ class Interrupted(ObjectivesError):
                 failed.hint,
             )
         self.exit_code = 128 + signum
-
-
-def run_config(cfg: TrainConfig, model_cfg: ModelConfig, info: ObjectiveInfo) -> dict[str, Any]:
-    """config.json: the settings, the model shape, what the probe found and every objective
-    parameter's value (defaults included; `train.params` holds only the overrides)."""
-    from .commands import resolved
-
-    objective = {**info.to_json(), "params": resolved(cfg.objective, dict(cfg.params))[1]}
-    return {"train": cfg.to_json(), "model": asdict(model_cfg), "objective": objective}
-
-
-def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
-    """Data, corruption, objective facts and model shape: probed on a fresh run, read on resume."""
-    run_dir = Path(cfg.out)
-    tokenizer = str(run_dir / "tokenizer.json") if resume else cfg.tokenizer
-    corruption = create(cfg.objective, **dict(cfg.params))
-    if not resume:  # before reading the data, which can take a while
-        check_fresh(run_dir)
-    data = load_data(cfg, tokenizer)
-    if resume:
-        stored = checkpoints.read_config(run_dir)
-        before = TrainConfig.from_json(stored["train"])
-        changed = [
-            k for k in asdict(cfg) if k not in RESUMABLE and getattr(before, k) != getattr(cfg, k)
-        ]
-        if changed:
-            raise UsageError(
-                f"cannot resume {run_dir} with another {changed[0]} "
-                f"({getattr(before, changed[0])!r} -> {getattr(cfg, changed[0])!r})",
-                "resuming continues the same run; start a new one with another --out",
-            )
-        info = ObjectiveInfo.from_json(stored["objective"])
-        model_cfg = ModelConfig(**stored["model"])
-    else:
-        info, sample = probe(cfg, data, corruption)
-        model_cfg = ModelConfig(
-            arch=info.arch,
-            vocab_size=data.vocab.size,
-            max_len=max(64, 2 * cfg.seq_len),
-            positions=cfg.positions,
-            dropout=cfg.dropout,
-            **preset(cfg.model, info.arch),
-            **heads_for(info.arch, sample, info.electra, data.vocab.mask),  # type: ignore[arg-type]
-            # SpanBERT's offset table has a row per SBO target of a span (its max_pair_targets)
-            sbo_offsets=getattr(corruption, "max_pair_targets", ModelConfig.sbo_offsets),
-        )
-    return data, corruption, info, model_cfg
-
-
-def start_run(cfg: TrainConfig, data: Data, info: ObjectiveInfo, model_cfg: ModelConfig) -> None:
-    # prepare() has checked the directory (check_fresh) before reading the data
-    checkpoints.start(Path(cfg.out), run_config(cfg, model_cfg, info), data.tok.to_str())
-
-
-def check_fresh(run_dir: Path) -> None:
-    """Refuse an --out that holds a run, or files of another kind (a run that stopped before its
-    first checkpoint is simply started again)."""
-    if checkpoints.list_checkpoints(run_dir):
-        raise UsageError(
-            f"{run_dir} already holds a run",
-            f"continue it with --resume {run_dir}, or pick another --out",
-        )
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--out {run_dir} is a file", "give a directory for the run")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not checkpoints.is_run(run_dir):
-        raise UsageError(
-            f"{run_dir} holds files that are not a run; they would be overwritten",
-            "pick another --out (a new or empty directory)",
-        )
-
-
-def describe(
-    model: Model,
-    info: ObjectiveInfo,
-    cfg: TrainConfig,
-    device: torch.device,
-    blocks: tuple[Blocks, Blocks],
-    world: int,
-) -> list[str]:
-    counts = param_counts(model)
-    parts = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items() if k != "total")
-    shape = model.cfg
-    layers = (
-        f"{shape.n_layers}+{shape.n_decoder_layers}"
-        if shape.arch == "encoder-decoder"
-        else str(shape.n_layers)
-    )
-    return [
-        f"objective {info.name} ({info.arch}), model {cfg.model}: {layers} layers x "
-        f"{shape.d_model}, {counts['total'] / 1e6:.2f}M parameters ({parts})",
-        f"data: {len(blocks[0]):,} train rows, {len(blocks[1]):,} held-out rows of <= "
-        f"{cfg.seq_len} tokens, packing {info.packing}; {cfg.batch_size} x {cfg.grad_accum} x "
-        f"{world} rows per step; device {device}",
-    ]

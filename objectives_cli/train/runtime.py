@@ -11,15 +11,14 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from corruptions import ObjectivesError, UsageError
+from corruptions import ObjectivesError, UsageError, make_generator
 
-if TYPE_CHECKING:
-    from .config import TrainConfig
+from .config import TrainConfig
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -83,6 +82,8 @@ def all_reduce(t: Tensor, world: int, op: str = "sum") -> Tensor:
 class QuietExit(ObjectivesError):
     """Exit with `exit_code` and print nothing: another rank of this torchrun job reports the
     error, so a job with 8 processes prints it once rather than 8 times (or as 7 tracebacks)."""
+
+    quiet = True
 
     def __init__(self, exit_code: int) -> None:
         super().__init__("another process of this run stopped with an error")
@@ -149,3 +150,8 @@ def fused_adamw(device: torch.device) -> bool:
 
     supported = getattr(_foreach_utils, "_get_fused_kernels_supported_devices", lambda: ["cuda"])
     return device.type in supported()
+
+
+def derived_seed(seed: int, *keys: int | str) -> int:
+    """A seed for torch's global RNG (dropout, ELECTRA's sampling) that follows from `keys`."""
+    return make_generator(seed, "rng", *keys).initial_seed()

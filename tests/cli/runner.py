@@ -1,4 +1,4 @@
-"""Run the real entry point (`objectives_cli.main.run`) in-process, streams captured apart."""
+"""Run the real entry point (`objectives_cli.cli.main.run`) in-process, streams captured apart."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from objectives_cli.main import run
+from objectives_cli.cli.main import run
 
 GOLDEN = Path(__file__).parent / "golden"
 INPUT = GOLDEN / "input.txt"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import corruptions
-from objectives_cli.data import read_documents
-from objectives_cli.examples import BATCH
-from objectives_cli.tokenizer import train_tokenizer
+from objectives_cli.data.examples import BATCH
+from objectives_cli.data.sources import read_documents
+from objectives_cli.data.tokenizer import train_tokenizer
 from tests.cli.runner import GOLDEN, INPUT, invoke
 
 NAMES = [o.name for o in corruptions.list_objectives()]

@@ -15,8 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corruptions.errors import DataError
-from objectives_cli import corpus
-from objectives_cli.data import default_corpus, read_documents, split_documents, split_sentences
+from objectives_cli.data import corpus
+from objectives_cli.data.sources import (
+    default_corpus,
+    read_documents,
+    split_documents,
+    split_sentences,
+)
 
 TEXT = "The cat sat.\nIt purred.\n\n\nA dog barked. Then it slept.\n  \nLast one\n"
 DOCS = ["The cat sat.\nIt purred.", "A dog barked. Then it slept.", "Last one"]
@@ -291,7 +296,7 @@ def test_replaced_interpreter_hooks_do_not_change_the_corpus(
 def test_corpus_gathered_here_equals_a_fresh_interpreter() -> None:
     """The cache is written by whichever process gathers first: a CLI run, a test, a notebook."""
     script = (
-        "import hashlib; from objectives_cli.corpus import gather; "
+        "import hashlib; from objectives_cli.data.corpus import gather; "
         "print(hashlib.sha256('\\n\\n'.join(gather()).encode()).hexdigest())"
     )
     fresh = subprocess.run(

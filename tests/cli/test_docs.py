@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import corruptions
-from objectives_cli import docgen
-from objectives_cli.examples import SAMPLE_DOCUMENTS
+from objectives_cli.data.examples import SAMPLE_DOCUMENTS
+from objectives_cli.render import docgen
 from tests.cli.runner import invoke
 
 NAMES = [o.name for o in corruptions.list_objectives()]
@@ -22,7 +22,7 @@ def test_generated_pages_are_up_to_date() -> None:
     out_of_date = docgen.stale()
     assert not out_of_date, (
         f"docs/objectives/ is out of date ({', '.join(out_of_date)}): "
-        "run python -m objectives_cli.docgen and commit the pages"
+        "run python -m objectives_cli.render.docgen and commit the pages"
     )
 
 

@@ -16,13 +16,13 @@ from tokenizers import Tokenizer
 from typer.testing import CliRunner
 
 from corruptions.errors import DataError
-from objectives_cli import tokenizer as tk
-from objectives_cli.data import default_corpus, split_sentences
-from objectives_cli.main import app, run
-from objectives_cli.tokenizer import (
+from objectives_cli.cli.main import app, run
+from objectives_cli.data import tokenizer as tk
+from objectives_cli.data.packing import rows_of
+from objectives_cli.data.sources import default_corpus, split_sentences
+from objectives_cli.data.tokenizer import (
     SPECIAL_TOKENS,
     EncodedDoc,
-    batch_blocks,
     encode_documents,
     load_tokenizer,
     train_tokenizer,
@@ -191,7 +191,8 @@ def test_default_tokenizer_is_rebuilt_identically() -> None:
     fresh = train_tokenizer(default_corpus("train"), "wordpiece", tk.DEFAULT_VOCAB_SIZE)
     shipped = json.loads(tk.DEFAULT_TOKENIZER.read_text("utf-8"))
     assert json.loads(fresh.to_str()) == shipped, (
-        "the default tokenizer is stale: run python -m objectives_cli.tokenizer --rebuild-default"
+        "the default tokenizer is stale: "
+        "run python -m objectives_cli.data.tokenizer --rebuild-default"
     )
 
 
@@ -206,8 +207,8 @@ def test_training_is_deterministic_across_processes(tmp_path: Path) -> None:
     """Rust hash seeds differ per process: train in two fresh interpreters and compare files."""
     script = (
         "import sys\n"
-        "from objectives_cli.data import default_corpus\n"
-        "from objectives_cli.tokenizer import train_tokenizer\n"
+        "from objectives_cli.data.sources import default_corpus\n"
+        "from objectives_cli.data.tokenizer import train_tokenizer\n"
         "docs = default_corpus()[:25]\n"
         "for kind in ('wordpiece', 'unigram'):\n"
         "    train_tokenizer(docs, kind, 500).save(sys.argv[1] + kind)\n"
@@ -266,7 +267,7 @@ def test_text_that_contains_special_tokens_keeps_them() -> None:
     assert 7999 in doc.ids
 
 
-# --- batch_blocks --------------------------------------------------------------------------------
+# --- rows_of --------------------------------------------------------------------------------
 
 
 def _doc(ids: list[int], words: list[bool], sents: list[bool] | None = None) -> EncodedDoc:
@@ -278,7 +279,7 @@ def test_batch_blocks_cuts_before_a_word_that_would_straddle() -> None:
     words = [True, False, False, True, True, False, True] + [False] * 6
     sents = [True, False, False, False, True] + [False] * 8
     doc = _doc(list(range(10, 23)), words, sents)
-    out = batch_blocks([doc, _doc([30, 31], [True, False])], max_length=5, pad=-1)
+    out = rows_of([doc, _doc([30, 31], [True, False])], max_length=5, pad=-1)
     assert out.ids.tolist() == [
         [10, 11, 12, 13, -1],
         [14, 15, -1, -1, -1],
@@ -306,16 +307,16 @@ def test_batch_blocks_cuts_before_a_word_that_would_straddle() -> None:
 
 
 def test_batch_blocks_edge_cases() -> None:
-    empty = batch_blocks([], 8, pad=0)
+    empty = rows_of([], 8, pad=0)
     assert empty.ids.shape == (0, 0)
     assert empty.lengths.shape == (0,)
-    assert batch_blocks([_doc([], [])], 8, pad=0).ids.shape == (0, 0)
-    one = batch_blocks([_doc([5], [True]), _doc([], []), _doc([6, 7], [True, True])], 8, pad=0)
+    assert rows_of([_doc([], [])], 8, pad=0).ids.shape == (0, 0)
+    one = rows_of([_doc([5], [True]), _doc([], []), _doc([6, 7], [True, True])], 8, pad=0)
     assert one.ids.tolist() == [[5, 0], [6, 7]]  # as wide as the longest chunk
     assert one.ids.dtype == torch.long
     assert one.lengths.tolist() == [1, 2]
     with pytest.raises(ValueError, match="max_length"):
-        batch_blocks([_doc([1], [True])], 0, pad=0)
+        rows_of([_doc([1], [True])], 0, pad=0)
 
 
 @st.composite
@@ -335,7 +336,7 @@ def documents(draw: st.DrawFn) -> list[EncodedDoc]:
 
 @given(docs=documents(), max_length=st.integers(1, 16))
 def test_batch_blocks_properties(docs: list[EncodedDoc], max_length: int) -> None:
-    out = batch_blocks(docs, max_length, pad=3)
+    out = rows_of(docs, max_length, pad=3)
     assert out.word_starts is not None
     assert out.sentence_starts is not None
     rows = [out.ids[i, : out.lengths[i]].tolist() for i in range(out.ids.size(0))]

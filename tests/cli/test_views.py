@@ -10,9 +10,9 @@ from contextlib import redirect_stdout
 import pytest
 
 from corruptions import IGNORE
-from objectives_cli import output, views
-from objectives_cli.examples import SAMPLE_DOCUMENTS, Example, corrupt_documents
-from objectives_cli.tokenizer import load_tokenizer, vocab_of
+from objectives_cli.data.examples import SAMPLE_DOCUMENTS, Example, corrupt_documents
+from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
+from objectives_cli.render import output, views
 from tests.cli.fakes import FAKES
 from tests.cli.runner import invoke
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from objectives_cli.config import TrainConfig, config_for
-from objectives_cli.progress import PlainReporter
+from objectives_cli.train.config import TrainConfig, config_for
+from objectives_cli.train.report import PlainReporter
 
 
 @pytest.fixture(autouse=True, scope="package")

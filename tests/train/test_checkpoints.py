@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from corruptions import UsageError
-from objectives_cli import checkpoints
-from objectives_cli import train as train_module
-from objectives_cli.train import NonFiniteLoss, train
+from objectives_cli.train import checkpoints
+from objectives_cli.train import loop as train_module
+from objectives_cli.train.loop import NonFiniteLoss, train
 from tests.train.conftest import QUIET, tiny
 
 
@@ -50,7 +50,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous(run: Path, tmp_path: Pa
     with pytest.raises(checkpoints.RunError):  # every checkpoint fails for the wrong model...
         checkpoints.load_latest(copy, model, warnings.append)
     warnings.clear()
-    from objectives_cli.inference import load_run
+    from objectives_cli.train.inference import load_run
 
     loaded = load_run(copy, "cpu", warn=warnings.append)  # ...and the right one loads step 4
     assert loaded.step == 4

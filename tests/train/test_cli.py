@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from objectives_cli import checkpoints, training_commands
-from objectives_cli.runtime import QuietExit
+from objectives_cli.train import checkpoints
+from objectives_cli.train import loop as train_loop
+from objectives_cli.train.runtime import QuietExit
 from tests.cli.runner import Result, invoke
 
 TINY_RUN = (
@@ -206,12 +207,11 @@ def test_cuda_out_of_memory_is_one_error_line_and_a_hint(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """What the user sees when a step does not fit on the GPU (the error torch raises there)."""
-    from objectives_cli import training_commands
 
     def out_of_memory(*args: object, **kwargs: object) -> None:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(training_commands, "run_training", out_of_memory)
+    monkeypatch.setattr(train_loop, "train", out_of_memory)
     result = invoke(
         "train",
         "-o",
@@ -245,7 +245,7 @@ def test_eval_and_fill_out_of_memory_is_one_error_line_and_a_hint(
     patched: str,
     args: tuple[str, ...],
 ) -> None:
-    from objectives_cli import inference
+    from objectives_cli.train import inference
 
     def out_of_memory(*a: object, **kw: object) -> None:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -274,7 +274,7 @@ def test_quiet_exit_prints_nothing_and_keeps_the_status(
     def fail(*args: object, **kwargs: object) -> None:
         raise QuietExit(130)
 
-    monkeypatch.setattr(training_commands, "run_training", fail)
+    monkeypatch.setattr(train_loop, "train", fail)
     assert invoke(
         "train", "-o", "bert-mlm", "--model", "tiny", "--out", str(tmp_path / "r")
     ) == Result(130, "", "")

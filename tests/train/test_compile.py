@@ -18,9 +18,9 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from objectives_cli.checkpoints import read_metrics
-from objectives_cli.progress import PlainReporter
-from objectives_cli.train import train
+from objectives_cli.train.checkpoints import read_metrics
+from objectives_cli.train.loop import train
+from objectives_cli.train.report import PlainReporter
 from tests.helpers import NON_LEAF_GRAD
 from tests.train.conftest import QUIET, tiny
 

@@ -15,9 +15,9 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from corruptions import ObjectivesError
-from objectives_cli import checkpoints
-from objectives_cli import train as train_module
-from objectives_cli.train import train
+from objectives_cli.train import checkpoints
+from objectives_cli.train import loop as train_module
+from objectives_cli.train.loop import train
 from tests.train.conftest import QUIET, tiny
 
 SETTINGS = {"steps": 4, "batch_size": 4, "dropout": 0.1, "eval_batches": 1}

@@ -3,7 +3,7 @@ OS reason, nothing half-written stays behind, the complete checkpoints are untou
 `--resume` continues from the last good one.
 
 The failures are injected where every file of the run directory is written (`write_all` and
-`write_file` in checkpoints.py), after part of the data went out, as a real full disk does.
+`write_file` in data/files.py), after part of the data went out, as a real full disk does.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from objectives_cli import checkpoints
-from objectives_cli.inference import load_run
-from objectives_cli.progress import PlainReporter
-from objectives_cli.train import Interrupted, train
+from objectives_cli.data import files
+from objectives_cli.train import checkpoints
+from objectives_cli.train.inference import load_run
+from objectives_cli.train.loop import Interrupted, train
+from objectives_cli.train.report import PlainReporter
 from tests.cli.runner import invoke
 from tests.train.conftest import QUIET, tiny
 
@@ -29,7 +30,7 @@ FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 def fail_file(monkeypatch: pytest.MonkeyPatch, name: str, nth: int, exc: OSError = FULL) -> None:
     """The `nth` write of a file whose name holds `name` (temporary names included) writes
     half its data, then raises `exc`."""
-    real, seen = checkpoints.write_file, {"n": 0}
+    real, seen = files.write_file, {"n": 0}
 
     def failing(path: Path, data: bytes | memoryview) -> None:
         if name in path.name:
@@ -39,7 +40,7 @@ def fail_file(monkeypatch: pytest.MonkeyPatch, name: str, nth: int, exc: OSError
                 raise exc
         real(path, data)
 
-    monkeypatch.setattr(checkpoints, "write_file", failing)
+    monkeypatch.setattr(files, "write_file", failing)
 
 
 def leftovers(run: Path) -> list[str]:
@@ -75,7 +76,7 @@ def test_a_failed_checkpoint_keeps_the_previous_one(
 
 
 def test_a_failed_metrics_line_is_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = checkpoints.write_all
+    real = files.write_all
 
     def failing(fd: int, data: bytes | memoryview) -> None:
         if bytes(data).startswith(b'{"step": 3,'):  # the line of step 3: a part, then no space
@@ -83,7 +84,7 @@ def test_a_failed_metrics_line_is_cut_off(tmp_path: Path, monkeypatch: pytest.Mo
             raise FULL
         real(fd, data)
 
-    monkeypatch.setattr(checkpoints, "write_all", failing)
+    monkeypatch.setattr(files, "write_all", failing)
     cfg = tiny(tmp_path / "run", steps=6, save_every=2)
     with pytest.raises(checkpoints.WriteError, match=r"metrics\.jsonl: No space left on device"):
         train(cfg, QUIET)

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from corruptions import Corrupted, UsageError
-from objectives_cli import inference
-from objectives_cli.inference import LoadedRun, load_run
-from objectives_cli.train import train
+from objectives_cli.train import inference
+from objectives_cli.train.inference import LoadedRun, load_run
+from objectives_cli.train.loop import train
 from tests.cli.runner import invoke
 from tests.train.conftest import QUIET, tiny
 

@@ -33,11 +33,13 @@ from corruptions import (
     list_objectives,
     make_generator,
 )
-from objectives_cli import training_commands
-from objectives_cli.checkpoints import read_metrics
-from objectives_cli.models import ARCHS, Model, ModelConfig, preset
-from objectives_cli.runtime import amp_context
-from objectives_cli.train import Trainer, term_losses, train
+from objectives_cli.model.config import ARCHS, ModelConfig, preset
+from objectives_cli.model.model import Model
+from objectives_cli.train import loop as train_loop
+from objectives_cli.train.checkpoints import read_metrics
+from objectives_cli.train.loop import Trainer, train
+from objectives_cli.train.losses import term_losses
+from objectives_cli.train.runtime import amp_context
 from tests.cli.runner import invoke
 from tests.helpers import NON_LEAF_GRAD, corpus_tokens, corpus_vocab
 from tests.train.conftest import QUIET, tiny
@@ -252,7 +254,7 @@ def test_cuda_out_of_memory_is_one_error_line_and_a_hint(
         twice_the_gpu = 2 * torch.cuda.get_device_properties(CUDA).total_memory
         torch.empty(twice_the_gpu, dtype=torch.uint8, device=CUDA)  # the allocator's own error
 
-    monkeypatch.setattr(training_commands, "run_training", too_big)
+    monkeypatch.setattr(train_loop, "train", too_big)
     result = invoke("train", "-o", "bert-mlm", "--device", "cuda", "--out", str(tmp_path / "r"))
     assert result.code == 1
     assert "Traceback" not in result.stderr

@@ -9,15 +9,10 @@ import pytest
 import torch
 
 from corruptions import IGNORE, Corrupted, create, make_generator
-from objectives_cli.attention import Mask, key_padding, position_ids, self_attention_mask
-from objectives_cli.models import (
-    Model,
-    ModelConfig,
-    heads_for,
-    param_counts,
-    preset,
-)
-from objectives_cli.train import term_losses
+from objectives_cli.model.attention import Mask, key_padding, position_ids, self_attention_mask
+from objectives_cli.model.config import ModelConfig, heads_for, preset
+from objectives_cli.model.model import Model, param_counts
+from objectives_cli.train.losses import term_losses
 from tests.cli.fakes import FAKES
 from tests.helpers import TINY, random_batch
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from corruptions import create, get, list_objectives, make_generator
-from objectives_cli.batches import is_electra
-from objectives_cli.checkpoints import read_metrics
-from objectives_cli.train import prepare, train
+from objectives_cli.train.batches import is_electra
+from objectives_cli.train.checkpoints import read_metrics
+from objectives_cli.train.loop import train
+from objectives_cli.train.setup import prepare
 from tests.helpers import TINY, random_batch
 from tests.train.conftest import QUIET, tiny
 

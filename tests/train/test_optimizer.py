@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from objectives_cli.models import Model, ModelConfig, preset
-from objectives_cli.runtime import fused_adamw, make_optimizer
+from objectives_cli.model.config import ModelConfig, preset
+from objectives_cli.model.model import Model
+from objectives_cli.train.runtime import fused_adamw, make_optimizer
 from tests.train.conftest import tiny
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from corruptions.errors import DataError
-from objectives_cli.batches import split_heldout
-from objectives_cli.packing import Corpus, corpus_from, encode_corpus, pack
-from objectives_cli.tokenizer import EncodedDoc, load_tokenizer
+from objectives_cli.data.packing import Corpus, corpus_from, encode_corpus, pack
+from objectives_cli.data.sources import split_heldout
+from objectives_cli.data.tokenizer import EncodedDoc, load_tokenizer
 
 
 def doc(n: int, start: int, word_every: int = 2) -> EncodedDoc:

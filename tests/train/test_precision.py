@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from objectives_cli.checkpoints import read_metrics
-from objectives_cli.runtime import amp_context
-from objectives_cli.train import Trainer, train
+from objectives_cli.train.checkpoints import read_metrics
+from objectives_cli.train.loop import Trainer, train
+from objectives_cli.train.runtime import amp_context
 from tests.train.conftest import QUIET, tiny
 from tests.train.test_objectives import cases
 

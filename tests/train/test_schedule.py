@@ -8,8 +8,8 @@ import math
 import pytest
 
 from corruptions import UsageError
-from objectives_cli.config import TrainConfig, config_for, lr_at
-from objectives_cli.training_commands import parse_budget
+from objectives_cli.cli.options import parse_budget
+from objectives_cli.train.config import TrainConfig, config_for, lr_at
 
 
 def test_warmup_then_linear_decay_to_min_lr() -> None:

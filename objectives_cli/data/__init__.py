@@ -1,0 +1,16 @@
+"""Text in, `Tokens` out: the data layer.
+
+    sources.py    documents from files, directories, stdin, jsonl, parquet and hf: datasets;
+                  sentence splitting; the held-out split
+    corpus.py     the built-in corpus (Python's own documentation), gathered once and cached
+    tokenizer.py  WordPiece / byte-level BPE / Unigram tokenizers with the project's special
+                  tokens, and the `Vocab` the corruptions read
+    packing.py    the one packer: tokenised documents -> a flat `Corpus` (cached on disk) ->
+                  fixed-length rows (`Blocks` for training, `rows_of` for `corrupt`)
+    examples.py   text -> corrupted examples, in input order (`corrupt`, `describe`, the docs)
+    files.py      the cache directory and the one atomic file writer
+
+Nothing here knows the command line, the model or the training loop.
+"""
+
+PACKINGS = ("documents", "rows", "concat")  # how documents fill rows; see packing.py

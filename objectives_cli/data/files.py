@@ -1,0 +1,56 @@
+"""Where derived data is kept, and the one way this project writes a file.
+
+Every file the project writes (the corpus and token caches, tokenizers, a run's config, metrics
+and checkpoints) goes through `write_atomic` or `write_file`: bytes serialised in memory first,
+then `os.write` to a temporary name in the same directory, fsync, rename. A crash never leaves a
+file that looks whole, and a full disk raises `OSError` with its errno (ENOSPC vs EACCES), which
+`torch.save` and safetensors do not give (they report RuntimeError("unexpected pos ...")).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Where the corpus and tokenised data are cached: $OBJECTIVES_CACHE, else
+    $XDG_CACHE_HOME/objectives, else ~/.cache/objectives."""
+    if os.environ.get("OBJECTIVES_CACHE"):
+        return Path(os.environ["OBJECTIVES_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "objectives"
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of `data` to `fd` (one `os.write` may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_file(path: Path, data: bytes | memoryview) -> None:
+    """Create `path` holding `data`, flushed to disk; raises OSError (errno kept) on failure."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace `path` by `data` whole or not at all (parent directories are created).
+
+    Raises:
+        OSError: the file could not be written; nothing is left behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        write_file(tmp, data.encode() if isinstance(data, str) else data)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,10 @@
+"""Everything the user reads, and the only package that imports Rich.
+
+    output.py    JSON and JSONL on stdout; the show/text views; list and describe
+    views.py     what the show view says of one corrupted example, before formatting
+    progress.py  the Rich progress bar and summary of a training run
+    tables.py    eval and fill results as tables
+    docgen.py    docs/objectives/*.md, generated from the registry (python -m ...render.docgen)
+
+Colour only on a terminal (and never with NO_COLOR); machine output never goes through Rich.
+"""

@@ -1,0 +1,113 @@
+"""Setting a run up: data, corruption, objective facts and model shape (probed on a fresh run,
+read from config.json on resume), the run directory's first files, and the lines that describe
+the run before its first step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from corruptions import UsageError, create, resolve
+from objectives_cli.data.packing import Blocks
+from objectives_cli.model.config import ModelConfig, heads_for, preset
+from objectives_cli.model.model import Model, param_counts
+
+from . import checkpoints
+from .batches import Data, ObjectiveInfo, load_data, probe
+from .config import RESUMABLE, TrainConfig
+
+
+def run_config(cfg: TrainConfig, model_cfg: ModelConfig, info: ObjectiveInfo) -> dict[str, Any]:
+    """config.json: the settings, the model shape, what the probe found and every objective
+    parameter's value (defaults included; `train.params` holds only the overrides)."""
+    objective = {**info.to_json(), "params": resolve(cfg.objective, dict(cfg.params))[1]}
+    return {"train": cfg.to_json(), "model": asdict(model_cfg), "objective": objective}
+
+
+def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
+    """Data, corruption, objective facts and model shape: probed on a fresh run, read on resume."""
+    run_dir = Path(cfg.out)
+    tokenizer = str(run_dir / "tokenizer.json") if resume else cfg.tokenizer
+    corruption = create(cfg.objective, **dict(cfg.params))
+    if not resume:  # before reading the data, which can take a while
+        check_fresh(run_dir)
+    data = load_data(cfg, tokenizer)
+    if resume:
+        stored = checkpoints.read_config(run_dir)
+        before = TrainConfig.from_json(stored["train"])
+        changed = [
+            k for k in asdict(cfg) if k not in RESUMABLE and getattr(before, k) != getattr(cfg, k)
+        ]
+        if changed:
+            raise UsageError(
+                f"cannot resume {run_dir} with another {changed[0]} "
+                f"({getattr(before, changed[0])!r} -> {getattr(cfg, changed[0])!r})",
+                "resuming continues the same run; start a new one with another --out",
+            )
+        info = ObjectiveInfo.from_json(stored["objective"])
+        model_cfg = ModelConfig(**stored["model"])
+    else:
+        info, sample = probe(cfg, data, corruption)
+        model_cfg = ModelConfig(
+            arch=info.arch,
+            vocab_size=data.vocab.size,
+            max_len=max(64, 2 * cfg.seq_len),
+            positions=cfg.positions,
+            dropout=cfg.dropout,
+            **preset(cfg.model, info.arch),
+            **heads_for(info.arch, sample, info.electra, data.vocab.mask),  # type: ignore[arg-type]
+            # SpanBERT's offset table has a row per SBO target of a span (its max_pair_targets)
+            sbo_offsets=getattr(corruption, "max_pair_targets", ModelConfig.sbo_offsets),
+        )
+    return data, corruption, info, model_cfg
+
+
+def start_run(cfg: TrainConfig, data: Data, info: ObjectiveInfo, model_cfg: ModelConfig) -> None:
+    # prepare() has checked the directory (check_fresh) before reading the data
+    checkpoints.start(Path(cfg.out), run_config(cfg, model_cfg, info), data.tok.to_str())
+
+
+def check_fresh(run_dir: Path) -> None:
+    """Refuse an --out that holds a run, or files of another kind (a run that stopped before its
+    first checkpoint is simply started again)."""
+    if checkpoints.list_checkpoints(run_dir):
+        raise UsageError(
+            f"{run_dir} already holds a run",
+            f"continue it with --resume {run_dir}, or pick another --out",
+        )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} is a file", "give a directory for the run")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not checkpoints.is_run(run_dir):
+        raise UsageError(
+            f"{run_dir} holds files that are not a run; they would be overwritten",
+            "pick another --out (a new or empty directory)",
+        )
+
+
+def describe_run(
+    model: Model,
+    info: ObjectiveInfo,
+    cfg: TrainConfig,
+    device: torch.device,
+    blocks: tuple[Blocks, Blocks],
+    world: int,
+) -> list[str]:
+    counts = param_counts(model)
+    parts = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items() if k != "total")
+    shape = model.cfg
+    layers = (
+        f"{shape.n_layers}+{shape.n_decoder_layers}"
+        if shape.arch == "encoder-decoder"
+        else str(shape.n_layers)
+    )
+    return [
+        f"objective {info.name} ({info.arch}), model {cfg.model}: {layers} layers x "
+        f"{shape.d_model}, {counts['total'] / 1e6:.2f}M parameters ({parts})",
+        f"data: {len(blocks[0]):,} train rows, {len(blocks[1]):,} held-out rows of <= "
+        f"{cfg.seq_len} tokens, packing {info.packing}; {cfg.batch_size} x {cfg.grad_accum} x "
+        f"{world} rows per step; device {device}",
+    ]
