@@ -48,6 +48,10 @@ class ModelConfig:
     sbo_dim: int = 200  # SpanBERT: width of the offset embedding (pair_positional_embedding_size;
     # at most d_model, so the tiny preset's is 64)
     cross_hide: int = -1  # MASS: encoder positions holding this id are hidden from the decoder
+    embed_norm: bool = False  # LayerNorm on the summed input embeddings (RoBERTa, BART)
+    # a learned bias on the output logits of a decoder or encoder-decoder (BART's
+    # final_logits_bias); decoders are trained without one, as GPT-2 is (runs before it had one)
+    lm_bias: bool = True
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

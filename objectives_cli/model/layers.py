@@ -144,6 +144,7 @@ class Embeddings(nn.Module):
             nn.Embedding(cfg.max_len, cfg.d_model) if cfg.positions == "learned" else None
         )
         self.types = nn.Embedding(cfg.token_types, cfg.d_model) if cfg.token_types else None
+        self.norm = nn.LayerNorm(cfg.d_model) if cfg.embed_norm else None
         self.drop = nn.Dropout(cfg.dropout)
         self.max_len = cfg.max_len
 
@@ -158,6 +159,8 @@ class Embeddings(nn.Module):
         x = self.tokens(ids) + self.position(positions)
         if self.types is not None and types is not None:
             x = x + self.types(types)
+        if self.norm is not None:
+            x = self.norm(x)
         return self.drop(x)
 
 

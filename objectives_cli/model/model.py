@@ -84,7 +84,7 @@ class Model(nn.Module):
             self.classifier = PairClassifier(d) if cfg.classifier else None
             self.mask_emb = nn.Parameter(torch.zeros(d)) if cfg.two_stream else None
         else:
-            self.lm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+            self.lm_bias = nn.Parameter(torch.zeros(cfg.vocab_size)) if cfg.lm_bias else None
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith(("attn.proj.weight", "cross.proj.weight", "mlp.2.weight")):

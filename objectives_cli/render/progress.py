@@ -3,11 +3,34 @@ the `train.report.Reporter` protocol (the plain, one-line-per-interval form live
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+T = TypeVar("T")
+
+
+def track(items: Iterable[T], total: int, label: str = "") -> Iterator[T]:
+    """`items`, with a progress bar on stderr when it is a terminal (and more than a few)."""
+    console = Console(stderr=True)
+    if not console.is_terminal or total < 100:
+        yield from items
+        return
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        for item in items:
+            yield item
+            progress.advance(task)
 
 
 class RichReporter:

@@ -42,19 +42,24 @@ class LoadedRun:
     device: torch.device
 
 
-def load_run(run_dir: Path, device: str = "auto", warn: Any = print) -> LoadedRun:
-    """The newest readable checkpoint of `run_dir`, in eval mode."""
+def load_run(
+    run_dir: Path, device: str = "auto", warn: Any = print, step: int | None = None
+) -> LoadedRun:
+    """The newest readable checkpoint of `run_dir` (or the one of `step`), in eval mode."""
     stored = checkpoints.read_config(run_dir)
     cfg = TrainConfig.from_json(stored["train"])
     info = ObjectiveInfo.from_json(stored["objective"])
     model = Model(ModelConfig(**stored["model"]))
-    state = checkpoints.load_latest(run_dir, model, warn, with_state=False)
-    if state is None:
-        raise checkpoints.RunError(
-            f"{run_dir} has no checkpoint yet",
-            "train it first (a checkpoint is written at the end)",
-        )
-    step = int(Path(state["path"]).name.split("-")[-1])
+    if step is not None:
+        load_step(run_dir, model, step)
+    else:
+        state = checkpoints.load_latest(run_dir, model, warn, with_state=False)
+        if state is None:
+            raise checkpoints.RunError(
+                f"{run_dir} has no checkpoint yet",
+                "train it first (a checkpoint is written at the end)",
+            )
+        step = int(Path(state["path"]).name.split("-")[-1])
     torch_device = resolve_device(device)
     tok = load_tokenizer(Path(run_dir) / "tokenizer.json")
     return LoadedRun(
@@ -67,6 +72,21 @@ def load_run(run_dir: Path, device: str = "auto", warn: Any = print) -> LoadedRu
         step,
         torch_device,
     )
+
+
+def load_step(run_dir: Path, model: Model, step: int) -> None:
+    """Load the checkpoint of `step` into `model` (a RunError names the steps there are)."""
+    saved = dict(checkpoints.list_checkpoints(run_dir))
+    if step not in saved:
+        have = ", ".join(map(str, saved)) or "none"
+        raise checkpoints.RunError(f"{run_dir} has no checkpoint of step {step} (it has: {have})")
+    try:
+        weights, _ = checkpoints.read_checkpoint(saved[step], with_state=False)
+        model.load_state_dict(weights)
+    except Exception as exc:  # truncated or corrupted files, or another model's weights
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        name = saved[step].name
+        raise checkpoints.RunError(f"checkpoint {name} is damaged ({first[:200]})") from None
 
 
 def evaluate_run(run: LoadedRun, data: str | None = None, batches: int = 50) -> dict[str, Any]:

@@ -58,6 +58,7 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
             max_len=max(64, 2 * cfg.seq_len),
             positions=cfg.positions,
             dropout=cfg.dropout,
+            lm_bias=info.arch == "encoder-decoder",  # GPT-2 has none; BART's final_logits_bias
             **preset(cfg.model, info.arch),
             **heads_for(info.arch, sample, info.electra, data.vocab.mask),  # type: ignore[arg-type]
             # SpanBERT's offset table has a row per SBO target of a span (its max_pair_targets)
