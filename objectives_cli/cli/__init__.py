@@ -7,6 +7,7 @@ function each, and hand its result to render/.
     inspect.py    list, describe, corrupt
     tokenizer.py  tokenizer train
     training.py   train (its options generated from TrainConfig), eval, fill
+    downstream.py finetune, probe, compare
 
 Nothing imports cli/. Heavy modules (torch, the trainer) are imported inside the commands.
 """

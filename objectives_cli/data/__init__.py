@@ -9,6 +9,8 @@
                   fixed-length rows (`Blocks` for training, `rows_of` for `corrupt`)
     examples.py   text -> corrupted examples, in input order (`corrupt`, `describe`, the docs)
     files.py      the cache directory and the one atomic file writer
+    tasks.py      downstream classification tasks from files, hf: datasets or built-in ones
+    builtin_tasks.py  the built-in tasks, made from the default corpus
 
 Nothing here knows the command line, the model or the training loop.
 """

@@ -4,6 +4,8 @@
     views.py     what the show view says of one corrupted example, before formatting
     progress.py  the Rich progress bar and summary of a training run
     tables.py    eval and fill results as tables
+    downstream.py  a finetune or probe result as a table
+    compare.py   the compare table, compare.md and its pictures (matplotlib, Agg backend)
     docgen.py    docs/objectives/*.md, generated from the registry (python -m ...render.docgen)
 
 Colour only on a terminal (and never with NO_COLOR); machine output never goes through Rich.

@@ -9,6 +9,10 @@
     checkpoints.py  the run directory: config, tokenizer, metrics, checkpoints
     report.py       how the loop talks (Reporter; the plain, one-line form)
     inference.py    load a run; eval, fill in masks, generate
+    downstream.py   task examples as model inputs, the pooled state a head reads, scores
+    finetune.py     fine-tune a run (all weights + a head) on a task, early stopping
+    probe.py        a linear probe on frozen features; the bag-of-words baseline
+    compare.py      pretrain objectives at an equal budget, fine-tune and probe each
 
 Uses model/ and data/; knows nothing of the command line or of Rich.
 """

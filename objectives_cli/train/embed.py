@@ -44,12 +44,15 @@ class Embedded:
     cut: bool  # the text was longer than the model reads and was cut
 
 
-def check_options(run: LoadedRun, pool: str | None, layer: str) -> tuple[str, int | None]:
-    """(pool, block index or None for 'last', -1 for 'mean'), checked against the run."""
+def check_options(
+    run: LoadedRun, pool: str | None, layer: str, decoder: bool = False
+) -> tuple[str, int | None]:
+    """(pool, block index or None for 'last', -1 for 'mean'), checked against the run (the
+    decoder's blocks with `decoder`)."""
     pool = pool or DEFAULT_POOL[run.model.cfg.arch]
     if pool not in POOLS:
         raise UsageError(f"unknown pooling '{pool}'", f"use one of: {', '.join(POOLS)}")
-    blocks = len(stack_of(run).blocks)
+    blocks = len(stack_of(run, decoder).blocks)
     if layer == "last":
         return pool, None
     if layer == "mean":
@@ -59,9 +62,11 @@ def check_options(run: LoadedRun, pool: str | None, layer: str) -> tuple[str, in
     return pool, int(layer)
 
 
-def stack_of(run: LoadedRun) -> Any:
+def stack_of(run: LoadedRun, decoder: bool = False) -> Any:
+    """The stack whose states are read: the decoder of a decoder (or, with `decoder`, of an
+    encoder-decoder), else the encoder."""
     model = run.model
-    return model.decoder if model.cfg.arch == "decoder" else model.encoder
+    return model.decoder if decoder or model.cfg.arch == "decoder" else model.encoder
 
 
 def embed_texts(
@@ -102,34 +107,58 @@ def pooled(h: Tensor, pool: str) -> Tensor:
 
 @torch.no_grad()
 def hidden_states(
-    run: LoadedRun, rows: list[list[int]], block: int | None
+    run: LoadedRun,
+    rows: list[list[int]],
+    block: int | None,
+    segments: list[list[int]] | None = None,
+    decoder: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """(B, S, D) states of the chosen layer for right-padded `rows`, and the (B, S) real mask."""
+    """`layer_states` without gradients (embeddings and probes)."""
+    return layer_states(run, rows, block, segments, decoder)
+
+
+def layer_states(
+    run: LoadedRun,
+    rows: list[list[int]],
+    block: int | None,
+    segments: list[list[int]] | None = None,
+    decoder: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """(B, S, D) states of the chosen layer for right-padded `rows`, and the (B, S) real mask.
+
+    `segments`: each row's token types (0 = sentence A, 1 = B), used where the model has
+    segment embeddings. `decoder`: an encoder-decoder's decoder states, the decoder fed the row
+    after its start token while reading the encoder's states of the row (BART's
+    classification recipe); the mask then covers the start token too. Fine-tuning calls this
+    with gradients.
+    """
     model, device = run.model, run.device
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), run.vocab.pad, dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row)
-    ids = ids.to(device)
-    mask = ids.new_zeros(ids.shape, dtype=torch.bool)
-    for i, row in enumerate(rows):
-        mask[i, : len(row)] = True
+    lengths = torch.tensor([len(r) for r in rows])
+    ids = pad_rows(rows, run.vocab.pad).to(device)
+    mask = (torch.arange(ids.size(1)) < lengths[:, None]).to(device)
     extras: dict[str, Tensor] = {}
-    if model.cfg.token_types:  # one segment, as a single sentence is
-        extras["token_type_ids"] = torch.zeros_like(ids)
+    if model.cfg.token_types:  # one segment for a single text, two for a pair
+        extras["token_type_ids"] = (
+            torch.zeros_like(ids) if segments is None else pad_rows(segments, 0).to(device)
+        )
     if run.info.prefix:  # a prefix LM reads the text as its (bidirectional) prefix
         extras["prefix_lengths"] = mask.sum(1)
     batch = Corrupted(ids, mask, torch.full_like(ids, IGNORE), extras=extras)
     captured: list[Tensor] = []
     hooks = [
         b.register_forward_hook(lambda m, i, out: captured.append(out[0]))
-        for b in stack_of(run).blocks
+        for b in (stack_of(run, decoder).blocks if block is not None else ())
     ]
     try:
         if model.cfg.arch == "decoder":
             last = model.run_decoder(batch)
         elif model.cfg.arch == "encoder":
             last, _ = model.run_encoder(batch)
+        elif decoder:
+            start = run.info.decoder_start if run.info.decoder_start is not None else run.vocab.pad
+            fed = torch.cat([ids.new_full((len(rows), 1), start), ids], 1)
+            last = model.decode(fed, *model.encode(batch))
+            mask = torch.cat([mask[:, :1], mask], 1)
         else:
             last, _ = model.encode(batch)
     finally:
@@ -140,3 +169,9 @@ def hidden_states(
     if block == -1:
         return torch.stack(captured).mean(0), mask
     return captured[block - 1], mask
+
+
+def pad_rows(rows: list[list[int]], pad: int) -> Tensor:
+    """(B, longest) int64: the rows left-aligned, the rest `pad`."""
+    width = max(len(r) for r in rows)
+    return torch.tensor([[*r, *[pad] * (width - len(r))] for r in rows], dtype=torch.long)
