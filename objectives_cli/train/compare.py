@@ -97,7 +97,7 @@ def compare(
     except (KeyboardInterrupt, Interrupted):
         raise Stopped() from None
     summary = summarise(settings, rows, tasks, results, warn)
-    checkpoints.write_atomic(out / "compare.json", json.dumps(summary, indent=1) + "\n")
+    downstream.write_result(out / "compare.json", summary)
     return summary
 
 
@@ -175,7 +175,7 @@ def check_settings(out: Path, settings: CompareSettings) -> None:
         return
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file", "give a directory")
-    checkpoints.write_atomic(path, json.dumps(mine, indent=1) + "\n")
+    downstream.write_result(path, mine)
 
 
 def pretrain(entry: Entry, settings: CompareSettings, reporter: Reporter) -> None:

@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from corruptions import UsageError
+from corruptions import ObjectivesError, UsageError
+from objectives_cli.data import files
 from objectives_cli.data.tasks import Example, Task
 from objectives_cli.model.model import Model
 
-from . import checkpoints
 from .inference import LoadedRun
 from .runtime import derived_seed
 
@@ -143,9 +143,15 @@ def result_path(
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
-    """The result as JSON (atomically); a run directory that is not writable is an error that
-    keeps the result on stdout (the caller prints it first)."""
-    checkpoints.write_atomic(path, json.dumps(result, indent=1) + "\n")
+    """`result` as JSON, atomically. A file that cannot be written (a read-only run directory,
+    a full disk) is one error line; callers print a result before they store it."""
+    try:
+        files.write_atomic(path, json.dumps(result, indent=1) + "\n")
+    except OSError as exc:
+        raise ObjectivesError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            "what was computed before is kept; free space or make the folder writable",
+        ) from None
 
 
 def read_result(path: Path) -> dict[str, Any] | None:

@@ -26,10 +26,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from torch import Tensor
 
+from corruptions import ObjectivesError
+from objectives_cli.data import files
 from objectives_cli.data.files import cache_dir
 from objectives_cli.data.tasks import SPLITS, Example, Task
 
-from . import checkpoints, downstream
+from . import downstream
 from .embed import check_options, hidden_states
 from .inference import LoadedRun
 
@@ -106,9 +108,9 @@ def features(
         out[split] = (x, inputs.labels)
     tensors = {f"{s}_{k}": t for s, (x, y) in out.items() for k, t in (("x", x), ("y", y))}
     try:
-        checkpoints.write_atomic(path, save({**tensors, "cut": torch.tensor(cut)}))
-    except checkpoints.WriteError as exc:
-        warn(f"warning: the features were not cached ({exc.message})")
+        files.write_atomic(path, save({**tensors, "cut": torch.tensor(cut)}))
+    except OSError as exc:
+        warn(f"warning: the features were not cached ({exc.strerror or exc})")
     return out, cut
 
 
@@ -203,6 +205,6 @@ def baselines(task: Task, warn: Callable[[str], None] = print) -> dict[str, floa
         ]
     try:
         downstream.write_result(path, out)
-    except checkpoints.WriteError as exc:
+    except ObjectivesError as exc:
         warn(f"warning: the baselines were not cached ({exc.message})")
     return out

@@ -207,3 +207,45 @@ def test_an_interrupted_compare_keeps_what_it_finished(
     finished = invoke(*args)
     assert finished.code == 0, finished.stderr
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # kept, not redone
+
+
+def test_a_result_that_cannot_be_stored_is_printed_first(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from objectives_cli.data import files
+
+    def full(path: Path, data: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    task = str(task_file(tmp_path / "pets.jsonl"))
+    monkeypatch.setattr(files, "write_atomic", full)
+    result = invoke("probe", str(run), "--task", task, "--device", "cpu")
+    one_line(result, 1, "cannot write")
+    assert "No space left on device" in result.stderr
+    assert json.loads(result.stdout)["method"] == "probe"  # the result was printed before
+
+
+def test_the_readme_commands_parse_as_shown() -> None:
+    """The README's downstream block: every line is a command whose options parse (running it
+    takes minutes to hours: docs/compare.md records the comparison's run)."""
+    import typer
+
+    from objectives_cli.cli.app import app
+    from tests.train.test_readme import commands
+
+    group = typer.main.get_command(app)
+    lines = commands("## Which objective makes the better model?")
+    assert [line[1] for line in lines] == [
+        "train",
+        "finetune",
+        "probe",
+        "finetune",
+        "compare",
+        "compare",
+    ]
+    for line in lines:
+        assert line[0] == "objectives"
+        command = group.get_command(typer.Context(group), line[1])  # type: ignore[attr-defined]
+        command.make_context(line[1], line[2:])  # raises on an unknown or missing option

@@ -232,3 +232,12 @@ def test_bag_of_words_baseline_sees_words_not_order() -> None:
     found = probe.baselines(task_from_rows("swaps", rows, "swaps"))
     assert found["bow"] <= 0.6
     assert found["bow_per_sentence"] >= 0.95
+
+
+def test_segment_ids_reach_a_model_with_segment_embeddings(runs: dict[str, LoadedRun]) -> None:
+    run = runs["nsp"]
+    framed = downstream.encode(run, pairs().examples[:2])
+    assert framed.segments is not None
+    with_segments, _ = embed.hidden_states(run, framed.rows, None, framed.segments)
+    without, _ = embed.hidden_states(run, framed.rows, None)
+    assert not torch.allclose(with_segments, without)
