@@ -86,9 +86,9 @@ class Task:
         """One line: classes, split sizes and the majority baseline."""
         sizes = self.sizes()
         return (
-            f"task {self.name}: {len(self.classes)} classes, {sizes['train']:,} train / "
-            f"{sizes['validation']:,} validation / {sizes['test']:,} test examples"
-            f"{' (text pairs)' if self.pair else ''}; majority class {self.majority():.3f}"
+            f"task {self.name}: {len(self.classes)} classes{', text pairs' if self.pair else ''}; "
+            f"train/validation/test {sizes['train']}/{sizes['validation']}/{sizes['test']}; "
+            f"majority class {self.majority():.3f}"
         )
 
 

@@ -127,7 +127,7 @@ def loss_figure(result: dict[str, Any]) -> bytes:
     for ax, (label, points) in zip(axes.flat, curves.items(), strict=False):
         ax.plot([p["tokens"] / 1e6 for p in points], [p["loss"] for p in points], marker=".")
         ax.set_title(label, fontsize=10)
-        ax.set_xlabel("input tokens (M)", fontsize=8)
+        ax.set_xlabel("tokens read, padding excluded (M)", fontsize=8)
         ax.set_ylabel("held-out loss", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(curves) :]:
@@ -144,7 +144,7 @@ def scores_figure(result: dict[str, Any]) -> bytes:
 
     columns, rows = result["columns"], result["rows"]
     width = 0.8 / max(1, len(rows))
-    figure, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(columns) * max(1, len(rows)) / 3), 4))
+    figure, ax = plt.subplots(figsize=(min(14.0, 2.0 + 0.22 * len(columns) * len(rows)), 4))
     colors = plt.get_cmap("tab20").colors
     for i, row in enumerate(rows):
         means = [row["scores"][c]["mean"] for c in columns]
