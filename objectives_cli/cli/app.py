@@ -61,7 +61,7 @@ app = typer.Typer(
     help="See, compare and train with pretraining objectives "
     "(BERT, SpanBERT, XLNet, MASS, BART, T5, ...).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )

@@ -12,10 +12,11 @@ from typing import Annotated
 
 import typer
 
+from corruptions.errors import UsageError
 from objectives_cli.render import output
 
 from .app import app
-from .options import CorruptFormat, Format, ParamOpt, parse_params
+from .options import CorruptFormat, Format, ParamOpt, complete_objective, parse_params
 
 SHOW_LIMIT = 5  # examples show/text print unless --limit says otherwise
 
@@ -32,23 +33,28 @@ def list_command(
 
     objectives list 'bart-*'   |   objectives list --format json
     """
-    import corruptions
+    from objectives_cli.data import catalog
 
-    objectives = corruptions.list_objectives(pattern)
-    if not objectives:
-        raise corruptions.UsageError(
+    records = catalog.matching(pattern)
+    if not records:
+        raise UsageError(
             f"no objective matches '{pattern}'",
             "names and aliases are matched as globs, e.g. 'bart*'; see 'objectives list'",
         )
     if fmt is Format.json:
-        output.write_json([output.objective_record(o) for o in objectives])
+        output.write_json(records)
     else:
-        output.print_objectives(objectives, output.use_rich())
+        output.print_objectives(records, output.use_rich())
 
 
 @app.command()
 def describe(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="An objective name or alias.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME", help="An objective name or alias.", autocompletion=complete_objective
+        ),
+    ],
 ) -> None:
     """Explain one objective: parameters, paper, what it needs, and an example.
 
@@ -74,6 +80,7 @@ def corrupt(
             "-o",
             show_default=False,
             help="Objective name or alias (see 'objectives list'); a+b composes BART noising.",
+            autocompletion=complete_objective,
         ),
     ],
     path: Annotated[

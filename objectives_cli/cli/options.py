@@ -50,6 +50,14 @@ ParamOpt = Annotated[
 ]
 
 
+def complete_objective(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of an objective name: names and aliases from the cached catalog, so a
+    TAB never waits for torch."""
+    from objectives_cli.data import catalog
+
+    return catalog.completions(incomplete)
+
+
 def table_or_json(fmt: Format | None) -> Format:
     """The format asked for, else a table on a terminal and JSON in a pipe."""
     return fmt or (Format.table if sys.stdout.isatty() else Format.json)

@@ -25,7 +25,15 @@ from objectives_cli.render import tables
 from objectives_cli.train.config import PANELS, PRESET_DEFAULTS, TrainConfig, config_for, resumed
 
 from .app import app
-from .options import DeviceOpt, Format, FormatOpt, parse_budget, parse_params, table_or_json
+from .options import (
+    DeviceOpt,
+    Format,
+    FormatOpt,
+    complete_objective,
+    parse_budget,
+    parse_params,
+    table_or_json,
+)
 
 # Settings typed on the command line otherwise than they are stored: option names, the type
 # typed, and how that becomes the stored value.
@@ -77,6 +85,7 @@ def setting_option(f: Field[Any], kind: Any) -> inspect.Parameter:
         min=meta["least"],
         rich_help_panel=meta["panel"],
         metavar="KEY=VALUE" if f.name == "params" else None,
+        autocompletion=complete_objective if f.name == "objective" else None,
     )
     annotation = Annotated[TYPED.get(f.name, kind) | None, option]  # type: ignore[valid-type]
     return inspect.Parameter(

@@ -26,18 +26,20 @@ import textwrap
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tokenizers
 from rich.console import Console, Group
 from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from corruptions import IGNORE, Objective
-from objectives_cli.data.examples import Example
+if TYPE_CHECKING:  # imported where used: `list`, `--help` and errors need no torch
+    import tokenizers
 
-from .views import Cell, View
+    from corruptions import Objective
+    from objectives_cli.data.examples import Example
+
+    from .views import Cell, View
 
 WIDTH = 80  # views never need more columns than this
 LABEL_WIDTH = 11  # the label column of a view, its gap included
@@ -109,6 +111,8 @@ def jsonl_row(
     example: Example, objective: str, params: dict[str, Any], seed: int, tok: tokenizers.Tokenizer
 ) -> dict[str, Any]:
     """One JSONL row; the schema is documented in docs/jsonl.md."""
+    from corruptions import IGNORE
+
     target = [t for t in example.labels if t != IGNORE]
     row: dict[str, Any] = {
         "objective": objective,
@@ -266,9 +270,9 @@ def print_views(views: Iterable[View], objective: str, rich: bool) -> None:
 # ---- list and describe ----------------------------------------------------------------------
 
 
-def key_defaults(objective: Objective, n: int = 3, longest: int = 24) -> str:
-    """The first `n` parameters as name=value, long values shortened."""
-    values = ((p.name, format_value(p.default)) for p in objective.params[:n])
+def key_defaults(params: dict[str, dict[str, Any]], n: int = 3, longest: int = 24) -> str:
+    """The first `n` parameters of a catalog record as name=value, long values shortened."""
+    values = ((k, format_value(p["default"])) for k, p in list(params.items())[:n])
     return " ".join(f"{k}={v if len(v) <= longest else v[: longest - 1] + '…'}" for k, v in values)
 
 
@@ -280,26 +284,10 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def objective_record(objective: Objective) -> dict[str, Any]:
-    """What `list --format json` says about one objective."""
-    return {
-        "name": objective.name,
-        "aliases": list(objective.aliases),
-        "family": objective.family,
-        "arch": objective.arch,
-        "summary": objective.summary,
-        "paper": objective.paper,
-        "needs_words": objective.needs_words,
-        "needs_sentences": objective.needs_sentences,
-        "params": {
-            p.name: {"default": p.default, "type": p.kind, "help": p.help} for p in objective.params
-        },
-    }
-
-
-def print_objectives(objectives: Sequence[Objective], rich: bool) -> None:
-    """The objectives as a table: a Rich one on a terminal, aligned columns otherwise."""
-    rows = [(o.name, o.arch, o.paper, key_defaults(o)) for o in objectives]
+def print_objectives(records: Sequence[dict[str, Any]], rich: bool) -> None:
+    """Catalog records (`data.catalog`) as a table: a Rich one on a terminal, aligned columns
+    otherwise."""
+    rows = [(r["name"], r["arch"], r["paper"], key_defaults(r["params"])) for r in records]
     header = ("name", "architecture", "paper", "key defaults")
     if rich:
         table = Table(*header, header_style="bold")
