@@ -16,20 +16,22 @@ from corruptions.errors import UsageError
 from objectives_cli.render import output
 
 from .app import app
-from .options import CorruptFormat, Format, ParamOpt, complete_objective, parse_params
+from .options import CorruptFormat, Format, at_least, complete_objective, parse_params
 
 SHOW_LIMIT = 5  # examples show/text print unless --limit says otherwise
 
 
 @app.command("list")
 def list_command(
-    pattern: Annotated[str, typer.Argument(help="Only names matching this glob.")] = "*",
+    pattern: Annotated[
+        str, typer.Argument(metavar="PATTERN", help="Only names or aliases matching this glob.")
+    ] = "*",
     fmt: Annotated[
         Format,
-        typer.Option("--format", "-f", help="table (for people) or json (for machines)."),
+        typer.Option("--format", "-f", help="table (for people) or json (for programs)."),
     ] = Format.table,
 ) -> None:
-    """List the registered objectives: architecture, paper and key defaults.
+    """List the objectives: architecture, paper, key defaults.
 
     objectives list 'bart-*'   |   objectives list --format json
     """
@@ -56,7 +58,7 @@ def describe(
         ),
     ],
 ) -> None:
-    """Explain one objective: parameters, paper, what it needs, and an example.
+    """Explain one objective: parameters, paper, an example.
 
     objectives describe t5-span
     """
@@ -71,6 +73,9 @@ def describe(
     )
 
 
+OBJECTIVE, INPUT, OUTPUT = "Objective", "Input", "Output"  # corrupt's help panels
+
+
 @app.command()
 def corrupt(
     objective: Annotated[
@@ -78,9 +83,11 @@ def corrupt(
         typer.Option(
             "--objective",
             "-o",
+            metavar="NAME",
             show_default=False,
             help="Objective name or alias (see 'objectives list'); a+b composes BART noising.",
             autocompletion=complete_objective,
+            rich_help_panel=OBJECTIVE,
         ),
     ],
     path: Annotated[
@@ -88,42 +95,62 @@ def corrupt(
         typer.Argument(
             show_default=False,
             metavar="PATH|-",
-            help="Text file (documents separated by blank lines), directory, .jsonl/.parquet "
-            "with a 'text' column, hf:NAME[:CONFIG], or '-' for stdin. Default: text piped into "
-            "stdin, else the built-in corpus.",
+            help="Text file (documents separated by blank lines), directory, .jsonl/.parquet, "
+            "hf:NAME[:CONFIG], or - for stdin. Default: piped text, else the built-in corpus.",
         ),
     ] = None,
     data: Annotated[
         str | None,
         typer.Option(
-            "--data", show_default=False, help="The text, as PATH (give one or the other)."
+            "--data",
+            metavar="PATH",
+            show_default=False,
+            help="The same as PATH.",
+            rich_help_panel=INPUT,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed; same input and seed, same output.")] = 0,
-    param: ParamOpt = None,
+    seed: Annotated[
+        int,
+        typer.Option(help="Same input and seed, same output.", rich_help_panel=OBJECTIVE),
+    ] = 0,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="KEY=VALUE",
+            show_default=False,
+            help="Override a parameter (repeatable); see 'objectives describe NAME'.",
+            rich_help_panel=OBJECTIVE,
+        ),
+    ] = None,
     tokenizer: Annotated[
         Path | None,
         typer.Option(
             "--tokenizer",
+            metavar="FILE",
             dir_okay=False,
             show_default=False,
-            help="Tokenizer JSON file. Default: the built-in tokenizer.",
+            help="Tokenizer JSON file. Default: the built-in WordPiece.",
+            rich_help_panel=INPUT,
         ),
     ] = None,
     max_length: Annotated[
         int,
         typer.Option(
             "--max-length",
-            min=1,
-            help="Tokens per example: documents are cut into blocks of at most this many tokens.",
+            callback=at_least(1),
+            help="Tokens per example; longer documents are cut into blocks.",
+            rich_help_panel=INPUT,
         ),
     ] = 128,
     limit: Annotated[
         int | None,
         typer.Option(
-            min=0,
+            callback=at_least(0),
             show_default=False,
-            help=f"Number of examples; default {SHOW_LIMIT} for show/text, all for jsonl; 0 = all.",
+            help=f"Examples: default {SHOW_LIMIT} for show and text, all for jsonl; 0 = all.",
+            rich_help_panel=OUTPUT,
         ),
     ] = None,
     fmt: Annotated[
@@ -132,13 +159,16 @@ def corrupt(
             "--format",
             "-f",
             show_default=False,
-            help="show (colour on a terminal), text (show, always plain) or jsonl (one JSON object "
-            "per example). Default: show on a terminal, jsonl otherwise.",
+            help="show (in colour on a terminal), text (plain) or jsonl. Default: show on a "
+            "terminal, else jsonl.",
+            rich_help_panel=OUTPUT,
         ),
     ] = None,
-    show: Annotated[bool, typer.Option("--show", help="Same as --format show.")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="Same as --format show.", rich_help_panel=OUTPUT)
+    ] = False,
 ) -> None:
-    """Corrupt text with an objective and print what the model sees and predicts.
+    """Show what an objective does to text, or write it as JSONL.
 
     objectives corrupt -o t5-span --show   |   cat notes.txt | objectives corrupt -o bart -
     """

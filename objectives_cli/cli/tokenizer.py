@@ -13,9 +13,10 @@ import typer
 from corruptions.errors import DataError
 
 from .app import app
+from .options import at_least
 
 tokenizer_app = typer.Typer(
-    help="Train tokenizers (WordPiece, BPE, Unigram).", no_args_is_help=True
+    help="Train a tokenizer (WordPiece, BPE, Unigram).", no_args_is_help=True
 )
 app.add_typer(tokenizer_app, name="tokenizer")
 
@@ -31,12 +32,16 @@ def train(
     corpus: Annotated[
         str,
         typer.Argument(
-            help="Text file, directory, '-' (stdin), .jsonl/.parquet with a 'text' column, "
-            "hf:NAME[:CONFIG], or 'default' for the built-in corpus."
+            metavar="CORPUS",
+            help="Text file, directory, .jsonl/.parquet, hf:NAME[:CONFIG], - for stdin, or "
+            "'default' for the built-in corpus.",
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", dir_okay=False, help="Where to write the tokenizer JSON.")
+        Path,
+        typer.Option(
+            "--out", "-o", metavar="FILE", dir_okay=False, help="The tokenizer JSON to write."
+        ),
     ],
     kind: Annotated[
         Kind,
@@ -46,15 +51,16 @@ def train(
         ),
     ] = Kind.wordpiece,
     vocab_size: Annotated[
-        int, typer.Option(min=228, help="Ids in all, the 108 special tokens included.")
+        int,
+        typer.Option(callback=at_least(228), help="Ids in all, the 108 special tokens included."),
     ] = 8000,
 ) -> None:
     """Train a tokenizer on CORPUS and write it to --out.
 
-    It holds [PAD] [UNK] [CLS] [SEP] [MASK] [NLU] [NLG] [S2S] as ids 0-7 and T5's <extra_id_k>
-    sentinels as the last ids (<extra_id_0> = V-1). Same corpus and settings, same file.
+    Ids 0-7 are [PAD] [UNK] [CLS] [SEP] [MASK] [NLU] [NLG] [S2S], the last ids T5's
+    sentinels (<extra_id_0> = V-1). Same corpus and settings, same file.
 
-        objectives tokenizer train notes.txt --kind unigram --vocab-size 4000 --out tok.json
+    objectives tokenizer train notes.txt --kind unigram --out tok.json
     """
     from objectives_cli.data.files import write_atomic
     from objectives_cli.data.sources import read_documents

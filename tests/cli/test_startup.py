@@ -55,6 +55,8 @@ def warm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     "args",
     [
         ["--help"],
+        ["-h"],
+        [],
         ["--version"],
         ["list"],
         ["list", "bart*", "--format", "json"],
