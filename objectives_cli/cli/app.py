@@ -16,9 +16,13 @@ import typer
 from typer.core import TyperGroup
 
 try:  # recent typer carries its own copy of Click
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    from typer._click.exceptions import NoArgsIsHelpError, NoSuchOption, UsageError
 except ImportError:  # pragma: no cover
-    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
+    from click.exceptions import (  # type: ignore[no-redef]
+        NoArgsIsHelpError,
+        NoSuchOption,
+        UsageError,
+    )
 
 from objectives_cli.render.output import print_error
 
@@ -59,8 +63,15 @@ def one_line_usage_errors() -> Iterator[None]:
     except UsageError as exc:
         message = " ".join(exc.format_message().split()).rstrip(".")
         command = exc.ctx.command_path if exc.ctx is not None else "objectives"
+        hint = f"see '{command} --help'"
+        if isinstance(exc, NoSuchOption) and exc.option_name == "-o":
+            hint = "-o is --objective in every command; " + (
+                "write the tokenizer with --out FILE"
+                if exc.ctx is not None and any("--out" in p.opts for p in exc.ctx.command.params)
+                else hint
+            )
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank parses the same argv
-            print_error(message[:1].lower() + message[1:], f"see '{command} --help'")
+            print_error(message[:1].lower() + message[1:], hint)
         raise typer.Exit(2) from None
 
 

@@ -39,9 +39,7 @@ def train(
     ],
     out: Annotated[
         Path,
-        typer.Option(
-            "--out", "-o", metavar="FILE", dir_okay=False, help="The tokenizer JSON to write."
-        ),
+        typer.Option("--out", metavar="FILE", dir_okay=False, help="The tokenizer JSON to write."),
     ],
     kind: Annotated[
         Kind,

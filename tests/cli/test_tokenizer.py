@@ -28,6 +28,7 @@ from objectives_cli.data.tokenizer import (
     train_tokenizer,
     vocab_of,
 )
+from tests.cli.runner import invoke
 from tests.helpers import corpus_tokens, corpus_vocab
 
 KINDS = ("wordpiece", "bpe", "unigram")
@@ -487,3 +488,18 @@ def test_a_corpus_too_small_for_the_vocabulary_warns(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0
     assert "warning: the corpus yields only" in result.output
+
+
+def test_dash_o_is_the_objective_everywhere_so_not_the_output_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("some text here", encoding="utf-8")
+    result = invoke("tokenizer", "train", "notes.txt", "-o", "bert-mlm")
+    assert result.code == 2
+    assert result.stderr.splitlines() == [
+        "error: no such option: -o",
+        "hint: -o is --objective in every command; write the tokenizer with --out FILE",
+    ]
+    assert not (tmp_path / "bert-mlm").exists()
+    assert " -o " not in invoke("tokenizer", "train", "--help", env={"COLUMNS": "100"}).stdout
