@@ -60,11 +60,11 @@ def train(
 
     objectives tokenizer train notes.txt --kind unigram --out tok.json
     """
-    from objectives_cli.data.files import write_atomic
+    from objectives_cli.data.files import check_output_file, write_output_file
     from objectives_cli.data.sources import read_documents
     from objectives_cli.data.tokenizer import train_tokenizer
 
-    check_writable(out)  # before the training, not after it
+    check_output_file(out)  # before the training, not after it
     start = time.perf_counter()
     documents = read_documents(None if corpus == "default" else corpus)
     size = sum(map(len, documents))
@@ -78,8 +78,7 @@ def train(
     except ValueError as exc:  # a vocabulary too small for the kind
         raise typer.BadParameter(str(exc), param_hint="--vocab-size") from None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out, tok.to_str())
+        write_output_file(out, tok.to_str())
     except OSError as exc:
         raise DataError(f"cannot write {out}: {exc.strerror}") from None
     size = tok.get_vocab_size()
@@ -90,10 +89,3 @@ def train(
             "bigger corpus gives the rest",
             file=sys.stderr,
         )
-
-
-def check_writable(out: Path) -> None:
-    """Fail early on an --out below a file (typer itself refuses an --out that is a folder)."""
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise DataError(f"cannot write {out}: {parent} is a file, not a directory")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -503,3 +506,49 @@ def test_dash_o_is_the_objective_everywhere_so_not_the_output_file(
     ]
     assert not (tmp_path / "bert-mlm").exists()
     assert " -o " not in invoke("tokenizer", "train", "--help", env={"COLUMNS": "100"}).stdout
+
+
+def make_special(path: Path, kind: str) -> None:
+    """A path of `kind` that `--out` must not write over."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (path.parent / "target.txt").write_text("keep me\n", encoding="utf-8")
+        path.symlink_to("target.txt")
+    elif kind == "dangling symlink":
+        path.symlink_to("nowhere.json")
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(path))
+    elif kind == "device":
+        if os.geteuid() != 0:
+            pytest.skip("creating a device node needs root")
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # like /dev/null
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "dangling symlink", "socket", "device"])
+def test_out_is_never_written_over_unless_a_regular_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("some text here. and more.\n", encoding="utf-8")
+    out = tmp_path / "out.json"
+    make_special(out, kind)
+    before = os.lstat(out)
+    result = invoke("tokenizer", "train", "notes.txt", "--vocab-size", "300", "--out", "out.json")
+    assert result.code == 2, result.stderr
+    assert result.stderr.splitlines()[0].startswith("error: refusing to write over out.json: it is")
+    assert "training" not in result.stderr  # refused before any work
+    after = os.lstat(out)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    if kind == "symlink":
+        assert (tmp_path / "target.txt").read_text(encoding="utf-8") == "keep me\n"
+
+
+def test_out_replaces_a_regular_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("some text here. and more.\n", encoding="utf-8")
+    (tmp_path / "out.json").write_text("old", encoding="utf-8")
+    result = invoke("tokenizer", "train", "notes.txt", "--vocab-size", "300", "--out", "out.json")
+    assert result.code == 0, result.stderr
+    assert load_tokenizer(tmp_path / "out.json").get_vocab_size() > 108
