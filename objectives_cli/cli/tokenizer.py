@@ -62,19 +62,21 @@ def train(
     """
     from objectives_cli.data.files import check_output_file, write_output_file
     from objectives_cli.data.sources import read_documents
-    from objectives_cli.data.tokenizer import train_tokenizer
+    from objectives_cli.render.output import count
 
     check_output_file(out)  # before the training, not after it
     start = time.perf_counter()
     documents = read_documents(None if corpus == "default" else corpus)
-    size = sum(map(len, documents))
-    print(
-        f"training a {kind.value} tokenizer ({vocab_size} ids) on {len(documents)} documents "
-        f"({size / 1e6:.2f} M characters)",
+    print(  # before importing the trainer (and torch): a second or two
+        f"training a {kind.value} tokenizer ({vocab_size} ids) on "
+        f"{count(len(documents), 'document')} ({count(sum(map(len, documents)), 'character')})",
         file=sys.stderr,
+        flush=True,
     )
-    try:
-        tok = train_tokenizer(documents, kind.value, vocab_size)
+    from objectives_cli.data.tokenizer import train_tokenizer
+
+    try:  # the trainer's own progress bars, on a terminal
+        tok = train_tokenizer(documents, kind.value, vocab_size, progress=sys.stderr.isatty())
     except ValueError as exc:  # a vocabulary too small for the kind
         raise typer.BadParameter(str(exc), param_hint="--vocab-size") from None
     try:

@@ -96,8 +96,11 @@ def _to_wordpiece(bpe: Tokenizer, size: int) -> Tokenizer:
     return tok
 
 
-def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
-    """An untrained tokenizer of `kind` and its trainer for `vocab_size` learned ids."""
+def _blank(
+    kind: str, vocab_size: int, progress: bool = False
+) -> tuple[Tokenizer, trainers.Trainer]:
+    """An untrained tokenizer of `kind` and its trainer for `vocab_size` learned ids; `progress`:
+    the trainer draws its progress bars (`tokenizers` draws them on a terminal only)."""
     specials = list(BASE_SPECIALS)
     if kind == "wordpiece":
         # Trained as a BPE on marked words, then turned into WordPiece: see _to_wordpiece.
@@ -112,7 +115,7 @@ def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
         # WordPiece holds each character twice (c and ##c): the BPE learns more, _to_wordpiece
         # cuts.
         trainer: trainers.Trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size + 1000, special_tokens=specials, show_progress=False
+            vocab_size=vocab_size + 1000, special_tokens=specials, show_progress=progress
         )
     elif kind == "bpe":
         tok = Tokenizer(models.BPE())
@@ -122,7 +125,7 @@ def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
             special_tokens=specials,
-            show_progress=False,
+            show_progress=progress,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
     elif kind == "unigram":
@@ -135,7 +138,7 @@ def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
         trainer = trainers.UnigramTrainer(
             vocab_size=vocab_size,
             special_tokens=specials,
-            show_progress=False,
+            show_progress=progress,
             unk_token="[UNK]",
             max_piece_length=16,
             initial_alphabet=BASE_ALPHABET if _with_base_alphabet(vocab_size) else [],
@@ -146,12 +149,17 @@ def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
 
 
 def train_tokenizer(
-    documents: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000
+    documents: Iterable[str],
+    kind: str = "wordpiece",
+    vocab_size: int = 8000,
+    progress: bool = False,
 ) -> Tokenizer:
     """Train a tokenizer of `kind` (wordpiece | bpe | unigram) with every SPECIAL_TOKENS entry.
 
     `vocab_size` counts everything, the 108 special tokens included; a small corpus may yield
-    fewer ids. The sentinels are added after training, so they are the last ids.
+    fewer ids. The sentinels are added after training, so they are the last ids. `progress`
+    shows the trainer's own progress bars on stderr (each phase; Unigram's EM steps take
+    seconds), when stderr is a terminal; it does not change the result.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -162,7 +170,7 @@ def train_tokenizer(
             f"special tokens{', 256 bytes' if kind == 'bpe' else ''} and some text), "
             f"not {vocab_size}"
         )
-    tok, trainer = _blank(kind, vocab_size - N_SENTINELS)
+    tok, trainer = _blank(kind, vocab_size - N_SENTINELS, progress)
     # Lines, not documents: encode_documents encodes sentences, so no piece should hold a "\n".
     lines = [line for doc in documents for line in doc.splitlines() if line.strip()]
     tok.train_from_iterator(lines, trainer=trainer, length=len(lines))

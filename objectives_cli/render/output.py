@@ -97,6 +97,17 @@ def use_rich() -> bool:
     return console.is_terminal and not console.no_color
 
 
+def count(n: int, noun: str) -> str:
+    """`n` things for people: '1 document', '9,999 characters', '12.3 k characters',
+    '1.66 M characters'."""
+    number = f"{n:,}"
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if n >= scale:
+            number = f"{n / (scale if unit != 'k' else 1e3):.3g} {unit}"
+            break
+    return f"{number} {noun}{'' if n == 1 else 's'}"
+
+
 def print_error(message: str, hint: str | None = None) -> None:
     """A user error as main.run prints one: `error: ...` and maybe `hint: ...` on stderr."""
     print(f"error: {message}", file=sys.stderr)

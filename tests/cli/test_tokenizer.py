@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -552,3 +553,52 @@ def test_out_replaces_a_regular_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     result = invoke("tokenizer", "train", "notes.txt", "--vocab-size", "300", "--out", "out.json")
     assert result.code == 0, result.stderr
     assert load_tokenizer(tmp_path / "out.json").get_vocab_size() > 108
+
+
+def test_counts_are_human_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("some text here. and more.\n", encoding="utf-8")
+    result = invoke("tokenizer", "train", "notes.txt", "--vocab-size", "300", "--out", "t.json")
+    assert result.code == 0, result.stderr
+    assert "on 1 document (25 characters)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("n", "noun", "shown"),
+    [
+        (0, "document", "0 documents"),
+        (1, "document", "1 document"),
+        (9_999, "character", "9,999 characters"),
+        (12_345, "character", "12.3 k characters"),
+        (1_660_000, "character", "1.66 M characters"),
+        (2_500_000_000, "character", "2.5 G characters"),
+    ],
+)
+def test_count(n: int, noun: str, shown: str) -> None:
+    from objectives_cli.render.output import count
+
+    assert count(n, noun) == shown
+
+
+def test_training_shows_progress_on_a_terminal(tmp_path: Path) -> None:
+    """Unigram training is the slow one (its EM steps); on a terminal each phase shows."""
+    import pty
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(small_corpus()[:10]), encoding="utf-8")
+    leader, follower = pty.openpty()
+    args = ["tokenizer", "train", str(corpus), "--kind", "unigram", "--vocab-size", "400"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "objectives_cli", *args, "--out", str(tmp_path / "t.json")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    )
+    os.close(follower)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the process has gone and all is read
+        while chunk := os.read(leader, 65536):  # read as it comes: a full pty would block it
+            shown += chunk
+    os.close(leader)
+    assert process.wait(timeout=300) == 0
+    assert b"EM training" in shown
