@@ -19,6 +19,9 @@ from .app import app
 from .options import CorruptFormat, Format, at_least, complete_objective, parse_params
 
 SHOW_LIMIT = 5  # examples show/text print unless --limit says otherwise
+# Every batch of 16 blocks is padded to --max-length columns (data/examples.py), so memory grows
+# with it whatever the input: 64 Ki tokens cost ~300 MB; 10^8 would allocate until killed.
+MAX_LENGTH = 1 << 16
 
 
 @app.command("list")
@@ -139,8 +142,8 @@ def corrupt(
         int,
         typer.Option(
             "--max-length",
-            callback=at_least(1),
-            help="Tokens per example; longer documents are cut into blocks.",
+            callback=at_least(1, MAX_LENGTH),
+            help=f"Tokens per example, at most {MAX_LENGTH}; longer documents are cut into blocks.",
             rich_help_panel=INPUT,
         ),
     ] = 128,

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,7 +87,11 @@ def read_documents(source: str | Path | None) -> list[str]:
         return default_corpus("train")
     text = str(source)
     if text == "-":
-        docs = split_documents(_decode(sys.stdin.buffer.read(), "<stdin>"))
+        if stdin_state() == "closed":
+            raise DataError(
+                "standard input is closed", "pipe some text in, e.g. `echo 'the cat sat' | ...`"
+            )
+        docs = split_documents(_decode(_read_stdin(), "<stdin>"))
         return _nonempty(docs, "<stdin>", "pipe some text in, e.g. `echo 'the cat sat' | ...`")
     if text.startswith("hf:"):
         return _nonempty(_read_hf(text[3:]), text, "check the dataset has a 'text' column")
@@ -101,14 +107,49 @@ def read_documents(source: str | Path | None) -> list[str]:
 
 
 def read_piped_or_default() -> list[str]:
-    """What a command reads when given no source: text piped into standard input if there is
-    any (`cat notes.txt | objectives corrupt ...`), else the default corpus (train split)."""
-    stdin = sys.stdin
-    if stdin is not None and not stdin.isatty():
-        raw = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
-        if raw.strip():
-            return _nonempty(split_documents(_decode(raw, "<stdin>")), "<stdin>", "")
+    """What a command reads when given no source: what is piped into standard input
+    (`cat notes.txt | objectives corrupt ...`), else the default corpus (train split).
+
+    A pipe or a redirected file is read even when it turns out empty, which is then an error
+    (`grep NOMATCH f | objectives ...` must not quietly corrupt the default corpus instead); a
+    terminal, /dev/null or a closed stdin mean that nothing is piped. (A stream without a file
+    descriptor, as a test runner's, counts as piped when it holds anything.)"""
+    state = stdin_state()
+    if state in ("pipe", "stream"):
+        raw = _read_stdin()
+        if state == "pipe" or raw.strip():
+            return _nonempty(
+                split_documents(_decode(raw, "<stdin>")),
+                "<stdin>",
+                "nothing came through the pipe; without one, the built-in corpus is read",
+            )
     return default_corpus("train")
+
+
+def stdin_state() -> Literal["closed", "terminal", "nothing", "pipe", "stream"]:
+    """What standard input is: closed, a terminal, nothing (a character device such as
+    /dev/null), a pipe (a pipe, socket or regular file), or a stream without a descriptor."""
+    stdin = sys.stdin
+    if stdin is None or stdin.closed:
+        return "closed"
+    try:
+        fd = stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return "stream"
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return "closed"
+    if stdin.isatty():
+        return "terminal"
+    if stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode):
+        return "pipe"
+    return "nothing"
+
+
+def _read_stdin() -> bytes:
+    stdin = sys.stdin
+    return stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
 
 
 def split_documents(text: str) -> list[str]:
@@ -157,7 +198,12 @@ _ABBREVIATIONS = frozenset(
 
 def split_sentences(document: str) -> list[str]:
     """Sentences of a document: split at line breaks and after sentence-final punctuation."""
-    out = []
+    return list(iter_sentences(document))
+
+
+def iter_sentences(document: str) -> Iterator[str]:
+    """`split_sentences`, one at a time (a 50 MB line need not be split whole to read its
+    start)."""
     for line in document.splitlines():
         start = 0
         for m in _SENTENCE_END.finditer(line):
@@ -169,12 +215,11 @@ def split_sentences(document: str) -> list[str]:
                 continue  # "e.g. Foo", "J. Smith"
             sentence = line[start : m.end()].strip()
             if sentence:
-                out.append(sentence)
+                yield sentence
             start = m.end()
         sentence = line[start:].strip()
         if sentence:
-            out.append(sentence)
-    return out
+            yield sentence
 
 
 def split_heldout(

@@ -1,8 +1,8 @@
 """The one place that formats: Rich on a colour terminal, plain text otherwise, JSON for machines.
 
-Rich is used only when stdout is a terminal and NO_COLOR is unset (Rich's own detection, so
-FORCE_COLOR and TTY_COMPATIBLE work too), and never for JSON or JSONL, which go straight to
-stdout. Views are at most 80 columns wide in both forms.
+Rich is used only when stdout is a terminal that shows colour and NO_COLOR is unset (Rich's own
+detection, so FORCE_COLOR and TTY_COMPATIBLE work too, and TERM=dumb gets plain text), and never
+for JSON or JSONL, which go straight to stdout. Views are at most 80 columns wide in both forms.
 
 Plain-text markers (the same information as the colours):
 
@@ -92,9 +92,10 @@ def is_terminal() -> bool:
 
 
 def use_rich() -> bool:
-    """Rich output: stdout is a terminal and NO_COLOR is not set."""
+    """Rich output: stdout is a terminal that shows colour (not TERM=dumb) and NO_COLOR is not
+    set. The show view's colours carry its meaning, so without them the plain markers are used."""
     console = Console(file=sys.stdout)
-    return console.is_terminal and not console.no_color
+    return console.is_terminal and console.color_system is not None and not console.no_color
 
 
 def count(n: int, noun: str) -> str:
@@ -300,8 +301,11 @@ def print_objectives(records: Sequence[dict[str, Any]], rich: bool) -> None:
     otherwise."""
     rows = [(r["name"], r["arch"], r["paper"], key_defaults(r["params"])) for r in records]
     header = ("name", "architecture", "paper", "key defaults")
-    if rich:
-        table = Table(*header, header_style="bold")
+    if rich:  # names never wrap or shorten; the other columns fold on a narrow terminal
+        table = Table(header_style="bold")
+        table.add_column(header[0], no_wrap=True, min_width=max(len(r[0]) for r in rows))
+        for name in header[1:]:
+            table.add_column(name, overflow="fold")
         for row in rows:
             table.add_row(*row)
         stdout_console().print(table)

@@ -229,7 +229,7 @@ def test_load_tokenizer_errors(tmp_path: Path) -> None:
         load_tokenizer(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not a tokenizer", encoding="utf-8")
-    with pytest.raises(DataError, match="is not a tokenizer file") as info:
+    with pytest.raises(DataError, match="is not JSON") as info:
         load_tokenizer(bad)
     assert "\n" not in info.value.message
 
