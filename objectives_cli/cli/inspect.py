@@ -82,17 +82,18 @@ OBJECTIVE, INPUT, OUTPUT = "Objective", "Input", "Output"  # corrupt's help pane
 @app.command()
 def corrupt(
     objective: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--objective",
             "-o",
             metavar="NAME",
             show_default=False,
-            help="Objective name or alias (see 'objectives list'); a+b composes BART noising.",
+            help="Objective name or alias (see 'objectives list'); a+b composes BART noising. "
+            "Without it: one example under every objective.",
             autocompletion=complete_objective,
             rich_help_panel=OBJECTIVE,
         ),
-    ],
+    ] = None,
     path: Annotated[
         str | None,
         typer.Argument(
@@ -152,7 +153,8 @@ def corrupt(
         typer.Option(
             callback=at_least(0),
             show_default=False,
-            help=f"Examples: default {SHOW_LIMIT} for show and text, all for jsonl; 0 = all.",
+            help=f"Examples: default {SHOW_LIMIT} for show and text, all for jsonl, 1 per "
+            "objective without -o; 0 = all.",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -174,37 +176,49 @@ def corrupt(
     """Show what an objective does to text, or write it as JSONL.
 
     objectives corrupt -o t5-span --show   |   cat notes.txt | objectives corrupt -o bart -
+
+    objectives corrupt --show notes.txt    (the text under every objective)
     """
     import corruptions
-    from objectives_cli.data.examples import corrupt_documents
+    from objectives_cli.data import examples as made
     from objectives_cli.data.sources import read_documents, read_piped_or_default
     from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
     from objectives_cli.render import views
 
     if path is not None and data is not None:
-        raise corruptions.UsageError("give the text as PATH or with --data, not both")
+        raise UsageError("give the text as PATH or with --data, not both")
     if show and fmt not in (None, CorruptFormat.show):
-        raise corruptions.UsageError(f"--show contradicts --format {fmt.value}")
-    if show:
-        fmt = CorruptFormat.show
-    if fmt is None:
-        fmt = CorruptFormat.show if output.is_terminal() else CorruptFormat.jsonl
+        raise UsageError(f"--show contradicts --format {fmt.value}")
+    fmt = CorruptFormat.show if show else fmt
+    if objective is None:  # the zoo at a glance
+        if fmt is CorruptFormat.jsonl or param:
+            raise UsageError(
+                f"{'--format jsonl' if param is None else '--param'} needs one objective: "
+                "give -o NAME",
+                "without -o, corrupt shows one example under every objective (show or text)",
+            )
+        fmt = fmt or CorruptFormat.show  # a view, in a pipe too: JSONL is for one objective
+    fmt = fmt or (CorruptFormat.show if output.is_terminal() else CorruptFormat.jsonl)
     if limit is None:
-        limit = None if fmt is CorruptFormat.jsonl else SHOW_LIMIT
-    overrides = dict(parse_params(param or []))
-    corruption = corruptions.create(objective, **overrides)
-    name, params = corruptions.resolve(objective, overrides)
+        limit = 1 if objective is None else None if fmt is CorruptFormat.jsonl else SHOW_LIMIT
+    if objective is not None:
+        overrides = dict(parse_params(param or []))
+        corruption = corruptions.create(objective, **overrides)
+        name, params = corruptions.resolve(objective, overrides)
     tok = load_tokenizer(tokenizer)
     vocab = vocab_of(tok)
     source = path if path is not None else data
     documents = read_documents(source) if source is not None else read_piped_or_default()
-    examples = corrupt_documents(corruption, tok, vocab, documents, max_length, seed, limit or None)
+    rich = fmt is CorruptFormat.show and output.use_rich()
+    pieces = views.Pieces(tok, vocab)
+    if objective is None:
+        for each, shown in made.zoo(tok, vocab, documents, max_length, seed, limit or None):
+            output.print_views((views.build(e, pieces) for e in shown), each, rich)
+        return
+    examples = made.corrupt_documents(
+        corruption, tok, vocab, documents, max_length, seed, limit or None
+    )
     if fmt is CorruptFormat.jsonl:
         output.write_jsonl(output.jsonl_row(e, name, params, seed, tok) for e in examples)
     else:
-        pieces = views.Pieces(tok, vocab)
-        output.print_views(
-            (views.build(e, pieces) for e in examples),
-            name,
-            fmt is CorruptFormat.show and output.use_rich(),
-        )
+        output.print_views((views.build(e, pieces) for e in examples), name, rich)

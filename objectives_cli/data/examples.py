@@ -178,8 +178,16 @@ def corrupt_documents(
 ) -> Iterator[Example]:
     """Examples 0, 1, ... (at most `limit`) of `documents` corrupted with `seed`; a DataError
     when the documents hold no token at all (only characters the tokenizer drops)."""
+    source = batches(blocks(tok, documents, max_length, vocab.pad))
+    return corrupt_batches(corruption, vocab, source, seed, limit)
+
+
+def corrupt_batches(
+    corruption: Corruption, vocab: Vocab, source: Iterable[Tokens], seed: int, limit: int | None
+) -> Iterator[Example]:
+    """`corrupt_documents` on batches already made (`batches(blocks(...))`)."""
     index = 0
-    for number, batch in enumerate(batches(blocks(tok, documents, max_length, vocab.pad))):
+    for number, batch in enumerate(source):
         if limit is not None and index >= limit:
             return
         out = corruption(batch, vocab, make_generator(seed, number))
@@ -192,6 +200,35 @@ def corrupt_documents(
         raise DataError(
             "the input holds no tokens: only spaces or characters the tokenizer "
             "drops (zero-width or control characters)"
+        )
+
+
+def zoo(
+    tok: tokenizers.Tokenizer,
+    vocab: Vocab,
+    documents: Sequence[str],
+    max_length: int,
+    seed: int,
+    limit: int | None = 1,
+) -> Iterator[tuple[str, Iterator[Example]]]:
+    """The same text under every registered objective: (name, its first `limit` examples) in
+    the registry's order. Example i of an objective is the one `corrupt_documents` gives it (the
+    text is tokenised and batched once, for all of them)."""
+    import corruptions
+
+    made: list[Tokens] = []  # the batches read so far, shared by every objective
+    source = batches(blocks(tok, documents, max_length, vocab.pad))
+
+    def replay() -> Iterator[Tokens]:
+        yield from made
+        for batch in source:
+            made.append(batch)
+            yield batch
+
+    for objective in corruptions.list_objectives():
+        yield (
+            objective.name,
+            corrupt_batches(corruptions.create(objective.name), vocab, replay(), seed, limit),
         )
 
 

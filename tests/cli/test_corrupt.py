@@ -152,3 +152,60 @@ def test_any_tokenizer_kind_renders(kind: str, tmp_path: Path) -> None:
     assert re.sub(r"\s", "", "".join(r["source"] for r in rows)) == re.sub(
         r"\s", "", "".join(documents)
     )
+
+
+# --- without -o: every objective, one example each --------------------------------------------
+
+
+def test_without_an_objective_the_text_is_shown_under_every_objective() -> None:
+    result = invoke("corrupt", "--show", str(INPUT))  # the design card's own command
+    assert result.code == 0, result.stderr
+    titles = re.findall(r"^── (\S+) · example (\d+) ", result.stdout, re.MULTILINE)
+    assert titles == [(name, "0") for name in NAMES]
+
+
+def test_each_view_of_the_zoo_is_what_that_objective_shows() -> None:
+    zoo = invoke("corrupt", "--format", "text", "--max-length", "48", str(INPUT)).stdout
+    views = re.split(r"(?m)^(?=── )", zoo)[1:]
+    for name, view in zip(NAMES, views, strict=True):
+        one = invoke(
+            "corrupt",
+            "-o",
+            name,
+            "--format",
+            "text",
+            "--max-length",
+            "48",
+            "--limit",
+            "1",
+            str(INPUT),
+        )
+        assert view == one.stdout, name
+
+
+def test_without_an_objective_the_default_format_is_the_view_even_in_a_pipe() -> None:
+    result = invoke("corrupt", str(INPUT))
+    assert result.code == 0, result.stderr
+    assert result.stdout.startswith(f"── {NAMES[0]} · example 0 ")
+
+
+def test_without_an_objective_limit_counts_examples_per_objective() -> None:
+    text = invoke("corrupt", "--format", "text", "--max-length", "16", "--limit", "2", str(INPUT))
+    assert text.stdout.count(" · example 1 ") == len(NAMES)
+    assert " · example 2 " not in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--format", "jsonl"], ["-o"]),
+        (["--param", "rate=0.3"], ["-o"]),
+    ],
+)
+def test_what_needs_one_objective_says_so(args: list[str], words: list[str]) -> None:
+    result = invoke("corrupt", *args, str(INPUT))
+    assert result.code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ")
+    for word in words:
+        assert word in result.stderr
