@@ -211,14 +211,20 @@ def corrupt(
     documents = read_documents(source) if source is not None else read_piped_or_default()
     rich = fmt is CorruptFormat.show and output.use_rich()
     pieces = views.Pieces(tok, vocab)
+    unknown = made.UnknownCount(vocab.unk)
     if objective is None:
         for each, shown in made.zoo(tok, vocab, documents, max_length, seed, limit or None):
-            output.print_views((views.build(e, pieces) for e in shown), each, rich)
-        return
-    examples = made.corrupt_documents(
-        corruption, tok, vocab, documents, max_length, seed, limit or None
-    )
-    if fmt is CorruptFormat.jsonl:
-        output.write_jsonl(output.jsonl_row(e, name, params, seed, tok) for e in examples)
+            output.print_views((views.build(e, pieces) for e in unknown.watch(shown)), each, rich)
     else:
-        output.print_views((views.build(e, pieces) for e in examples), name, rich)
+        examples = unknown.watch(
+            made.corrupt_documents(
+                corruption, tok, vocab, documents, max_length, seed, limit or None
+            )
+        )
+        if fmt is CorruptFormat.jsonl:
+            output.write_jsonl(output.jsonl_row(e, name, params, seed, tok) for e in examples)
+        else:
+            output.print_views((views.build(e, pieces) for e in examples), name, rich)
+    warning = unknown.warning(source if source not in (None, "-") else None)
+    if warning:
+        output.print_warning(*warning)

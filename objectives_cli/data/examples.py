@@ -232,6 +232,37 @@ def zoo(
         )
 
 
+UNKNOWN_WARN_SHARE = 0.05  # warn when this share of the tokens or more is the unknown token
+
+
+@dataclass
+class UnknownCount:
+    """How many source tokens of the examples that went through `watch` are [UNK]: text the
+    tokenizer cannot represent (Chinese with the English WordPiece), which no objective then
+    corrupts, since [UNK] is special."""
+
+    unk: int
+    n_unknown: int = 0
+    n_tokens: int = 0
+
+    def watch(self, examples: Iterable[Example]) -> Iterator[Example]:
+        for example in examples:
+            self.n_tokens += len(example.source_ids)
+            self.n_unknown += example.source_ids.count(self.unk)
+            yield example
+
+    def warning(self, source: str | None) -> tuple[str, str] | None:
+        """A warning and a hint when UNKNOWN_WARN_SHARE or more of the tokens are [UNK]."""
+        if not self.n_tokens or self.n_unknown < UNKNOWN_WARN_SHARE * self.n_tokens:
+            return None
+        return (
+            f"{self.n_unknown / self.n_tokens:.0%} of the {self.n_tokens} tokens are [UNK] (which "
+            "no objective corrupts): the tokenizer cannot represent this text",
+            f"train one on it: objectives tokenizer train {source or 'FILE'} --out tok.json, "
+            "then --tokenizer tok.json",
+        )
+
+
 def unbatch(batch: Tokens, out: Corrupted, first_index: int) -> Iterator[Example]:
     """Split a corrupted batch into per-example lists, padding trimmed."""
     source_lens = batch.lengths.tolist()

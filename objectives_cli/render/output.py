@@ -116,6 +116,15 @@ def print_error(message: str, hint: str | None = None) -> None:
         print(f"hint: {hint}", file=sys.stderr)
 
 
+def print_warning(message: str, hint: str | None = None) -> None:
+    """`warning: ...` and maybe `hint: ...` on stderr, after what stdout holds so far."""
+    with suppress(OSError, ValueError):  # a reader that went away gets nothing more
+        sys.stdout.flush()
+    print(f"warning: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
 # ---- JSON ---------------------------------------------------------------------------------
 
 

@@ -209,3 +209,35 @@ def test_what_needs_one_objective_says_so(args: list[str], words: list[str]) -> 
     assert result.stderr.startswith("error: ")
     for word in words:
         assert word in result.stderr
+
+
+# --- text the tokenizer cannot represent ---------------------------------------------------------
+
+CHINESE = "猫坐在垫子上。它在那里很开心。\n\n狗在绿色的田野里跑得很快。\n"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "text"])
+def test_text_of_unknown_tokens_warns_once_with_the_share_and_a_fix(fmt: str) -> None:
+    result = invoke(
+        "corrupt", "-o", "bert-mlm", "--format", fmt, "--max-length", "4", "-", stdin=CHINESE
+    )
+    assert result.code == 0, result.stderr
+    assert result.stdout  # the examples still come
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr  # once, though the text spans several examples
+    assert re.fullmatch(r"warning: 100% of the \d+ tokens are \[UNK\] .*", lines[0]), lines[0]
+    assert lines[1].startswith("hint: ")
+    assert "objectives tokenizer train" in lines[1]
+
+
+def test_a_few_unknown_tokens_do_not_warn() -> None:
+    text = INPUT.read_text(encoding="utf-8") + "A snowman: ☃.\n"  # one [UNK] in ~130 tokens
+    result = invoke("corrupt", "-o", "bert-mlm", "--format", "jsonl", "-", stdin=text)
+    assert result.code == 0
+    assert result.stderr == ""
+
+
+def test_the_zoo_warns_once_too() -> None:
+    result = invoke("corrupt", "--format", "text", "-", stdin=CHINESE)
+    assert result.code == 0, result.stderr
+    assert result.stderr.count("warning: ") == 1
