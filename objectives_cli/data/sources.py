@@ -12,12 +12,16 @@ from source with a small lexer (nothing is imported), cleaned and deduplicated; 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import socket
 import stat
 import sys
+import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -363,19 +367,89 @@ def _read_parquet(path: Path) -> list[str]:
     return _text_column(table, str(path))
 
 
+HUB_TIMEOUT = 3.0  # seconds the Hub may take to accept a connection before we call it offline
+TRUE = ("1", "ON", "YES", "TRUE")
+
+
 def _read_hf(spec: str) -> list[str]:
-    """'NAME[:CONFIG]' through datasets.load_dataset, split 'train'."""
+    """'NAME[:CONFIG]' through datasets.load_dataset, split 'train'.
+
+    Offline, `datasets` would spend half a minute in retries before failing; so unless
+    HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) says so already, a connection to the Hub is tried
+    first (HUB_TIMEOUT), and when it fails the dataset is loaded in offline mode: from the local
+    cache, or one error line at once.
+    """
     name, _, config = spec.partition(":")
     if not name:
         raise DataError("hf: needs a dataset name", "e.g. hf:wikitext:wikitext-2-raw-v1")
-    import datasets
+    offline = any(
+        os.environ.get(v, "").upper() in TRUE for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+    unreachable = not offline and not hub_reachable()
+    with _offline_mode() if unreachable else contextlib.nullcontext():
+        import datasets
 
-    try:
-        dataset = datasets.load_dataset(name, config or None, split="train")
-    except Exception as exc:  # network, missing dataset, bad config: all user-fixable
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            f"cannot load dataset hf:{spec}: {first}",
-            "check the name and config, and that the Hub (or its cache) is reachable",
-        ) from None
+        try:
+            dataset = datasets.load_dataset(name, config or None, split="train")
+        except Exception as exc:  # network, missing dataset, bad config: all user-fixable
+            if unreachable:
+                raise DataError(
+                    f"cannot load dataset hf:{spec}: the Hugging Face Hub ({hub_endpoint()}) "
+                    "cannot be reached, and the dataset is not in the local cache",
+                    "connect to the network, or load it once while online (it is cached)",
+                ) from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(
+                f"cannot load dataset hf:{spec}: {first}",
+                "check the name and config, and that the Hub (or its cache) is reachable",
+            ) from None
     return _text_column(dataset, f"hf:{spec}")
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
+    """Whether a TCP connection to the Hub (HF_ENDPOINT, else huggingface.co) opens within
+    `timeout` seconds, name lookup included (it runs in a thread: a lookup can hang)."""
+    url = urllib.parse.urlsplit(hub_endpoint())
+    host = url.hostname or "huggingface.co"
+    port = url.port or (80 if url.scheme == "http" else 443)
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+OFFLINE_FLAGS = ("huggingface_hub.constants", "datasets.config")  # modules that read it at import
+
+
+@contextlib.contextmanager
+def _offline_mode() -> Iterator[None]:
+    """HF_HUB_OFFLINE for one load: the variable for the modules imported now, the flag they
+    keep for the ones imported already; both as they were afterwards."""
+    saved = os.environ.get("HF_HUB_OFFLINE")
+    before = {m: sys.modules[m].HF_HUB_OFFLINE for m in OFFLINE_FLAGS if m in sys.modules}
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    for m in before:
+        sys.modules[m].HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved
+        for m in OFFLINE_FLAGS:
+            if m in sys.modules:
+                sys.modules[m].HF_HUB_OFFLINE = before.get(m, (saved or "").upper() in TRUE)
