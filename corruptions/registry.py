@@ -10,19 +10,28 @@ An objective is a decorated factory in its family's module:
 Its parameters are the fields of the dataclass the factory returns (declared with `param`, which
 carries the help text), with the values the factory sets as defaults. The CLI, the trainer, the
 docs and the tests read this registry; nothing else lists objectives.
+
+Every family module (every module of this package not starting with "_") is imported the first
+time the registry is read (`get`, `create`, `list_objectives`, ...), so the registry is whole
+however the package was imported. This module itself needs no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib
 import json
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InvalidParameter, UnknownObjective, UsageError
-from .types import Corruption
+
+if TYPE_CHECKING:
+    from .types import Corruption
 
 Arch = Literal["encoder", "decoder", "encoder-decoder"]
 ARCHS: tuple[str, ...] = ("encoder", "decoder", "encoder-decoder")
@@ -81,6 +90,29 @@ class Objective:
 
 _REGISTRY: dict[str, Objective] = {}
 _ALIASES: dict[str, str] = {}
+_NOT_FAMILIES = {"errors", "registry", "types"}
+FAMILIES: tuple[str, ...] = tuple(
+    sorted(
+        m.name
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+        if not m.name.startswith("_") and m.name not in _NOT_FAMILIES
+    )
+)
+_loaded = False
+
+
+def _load_families() -> None:
+    """Import every family module once, so that all their objectives are registered."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True  # before the imports: a family that reads the registry must not recurse
+    try:
+        for family in FAMILIES:
+            importlib.import_module(f"{__package__}.{family}")
+    except BaseException:
+        _loaded = False
+        raise
 
 
 def register(
@@ -126,11 +158,13 @@ def register(
 
 def available() -> list[str]:
     """The canonical names of all objectives, sorted."""
+    _load_families()
     return sorted(_REGISTRY)
 
 
 def list_objectives(pattern: str = "*") -> list[Objective]:
     """The objectives whose name or an alias matches the glob `pattern`, sorted by name."""
+    _load_families()
     return [
         o
         for n, o in sorted(_REGISTRY.items())
@@ -140,6 +174,7 @@ def list_objectives(pattern: str = "*") -> list[Objective]:
 
 def get(name: str) -> Objective:
     """The objective called `name` (or one of its aliases); `UnknownObjective` otherwise."""
+    _load_families()
     name = _ALIASES.get(name, name)
     if name not in _REGISTRY:
         raise UnknownObjective(name, list(_REGISTRY), list(_ALIASES))

@@ -9,6 +9,7 @@
                   fixed-length rows (`Blocks` for training, `rows_of` for `corrupt`)
     examples.py   text -> corrupted examples, in input order (`corrupt`, `describe`, the docs)
     files.py      the cache directory and the one atomic file writer
+    catalog.py    the registry as plain data, cached, so `list` and completion need no torch
 
 Nothing here knows the command line, the model or the training loop.
 """

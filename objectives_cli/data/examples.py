@@ -21,11 +21,13 @@ import torch.nn.functional as F
 from corruptions import IGNORE, Corrupted, Corruption, Tokens, Vocab, make_generator
 from corruptions.errors import DataError
 
-from .packing import rows_of
-from .tokenizer import encode_documents
+from .packing import corpus_from, pack, rows_of
+from .sources import iter_sentences
+from .tokenizer import EncodedDoc, encode_pieces, pieces
 
 BATCH = 16  # blocks per corruption call; part of what defines example i
 DOCS_PER_CHUNK = 64  # documents tokenised at a time, so `--limit 5` reads little of a big corpus
+CHARS_PER_CHUNK = 1 << 16  # and characters: one huge document is tokenised a chunk at a time
 
 SAMPLE_DOCUMENTS: tuple[str, ...] = (
     "The quick brown fox jumps over the lazy dog. The dog does not move. "
@@ -55,13 +57,71 @@ class Example:
 def blocks(
     tok: tokenizers.Tokenizer, documents: Sequence[str], max_length: int, pad: int
 ) -> Iterator[Tokens]:
-    """The blocks of `documents` in order, a few documents' worth at a time, padded to
-    `max_length` columns."""
-    for start in range(0, len(documents), DOCS_PER_CHUNK):
-        encoded = encode_documents(tok, documents[start : start + DOCS_PER_CHUNK])
-        encoded = [doc for doc in encoded if doc.ids]
-        if encoded:
-            yield pad_to(rows_of(encoded, max_length, pad), max_length, pad)
+    """The blocks of `documents` in order, a little text at a time (`chunks`), each group
+    padded to `max_length` columns: so `--limit 3` tokenises the start of a 50 MB line, not
+    all of it.
+
+    The rows of a document are cut greedily from its start (`packing.pack`), so every row but
+    the last of the tokens seen so far is final: those are packed now, and the last row's
+    tokens wait for the rest of the document. The blocks are the same however the text is
+    chunked.
+    """
+    carry: EncodedDoc | None = None  # the tail of a document whose rest is still to come
+    for group in chunks(documents):
+        encoded = encode_pieces(tok, [doc_pieces for doc_pieces, _ in group])
+        ready = []
+        for doc, (_, ends) in zip(encoded, group, strict=True):
+            if carry is not None:
+                doc, carry = join(carry, doc), None
+            if ends:
+                ready.append(doc)
+            else:
+                done, carry = split_last_row(doc, max_length)
+                ready.append(done)
+        ready = [doc for doc in ready if doc.ids]
+        if ready:
+            yield pad_to(rows_of(ready, max_length, pad), max_length, pad)
+
+
+def chunks(documents: Sequence[str]) -> Iterator[list[tuple[list[tuple[str, int]], bool]]]:
+    """The documents as groups to tokenise at once: up to DOCS_PER_CHUNK documents and about
+    CHARS_PER_CHUNK characters, as (the `pieces` of its sentences, whether the document ends
+    there); a longer document is split between groups, at a sentence or a piece."""
+    group: list[tuple[list[tuple[str, int]], bool]] = []
+    size = 0
+    for document in documents:
+        doc_pieces: list[tuple[str, int]] = []
+        for piece in (p for s in iter_sentences(document) for p in pieces(s)):
+            doc_pieces.append(piece)
+            size += len(piece[0])
+            if size >= CHARS_PER_CHUNK:
+                yield [*group, (doc_pieces, False)]
+                group, doc_pieces, size = [], [], 0
+        group.append((doc_pieces, True))
+        if len(group) >= DOCS_PER_CHUNK or size >= CHARS_PER_CHUNK:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def join(head: EncodedDoc, tail: EncodedDoc) -> EncodedDoc:
+    return EncodedDoc(
+        head.ids + tail.ids,
+        head.word_starts + tail.word_starts,
+        head.sentence_starts + tail.sentence_starts,
+    )
+
+
+def split_last_row(doc: EncodedDoc, max_length: int) -> tuple[EncodedDoc, EncodedDoc]:
+    """(the tokens of `doc`'s final rows, the tokens of its last row): `pack` cuts the same rows
+    from the first part alone, and the last row may still grow."""
+    starts = pack(corpus_from([doc]), max_length, "rows").starts if doc.ids else None
+    cut = int(starts[-1]) if starts is not None and len(starts) else 0
+    return (
+        EncodedDoc(doc.ids[:cut], doc.word_starts[:cut], doc.sentence_starts[:cut]),
+        EncodedDoc(doc.ids[cut:], doc.word_starts[cut:], doc.sentence_starts[cut:]),
+    )
 
 
 def pad_to(batch: Tokens, width: int, pad: int) -> Tokens:
@@ -118,8 +178,16 @@ def corrupt_documents(
 ) -> Iterator[Example]:
     """Examples 0, 1, ... (at most `limit`) of `documents` corrupted with `seed`; a DataError
     when the documents hold no token at all (only characters the tokenizer drops)."""
+    source = batches(blocks(tok, documents, max_length, vocab.pad))
+    return corrupt_batches(corruption, vocab, source, seed, limit)
+
+
+def corrupt_batches(
+    corruption: Corruption, vocab: Vocab, source: Iterable[Tokens], seed: int, limit: int | None
+) -> Iterator[Example]:
+    """`corrupt_documents` on batches already made (`batches(blocks(...))`)."""
     index = 0
-    for number, batch in enumerate(batches(blocks(tok, documents, max_length, vocab.pad))):
+    for number, batch in enumerate(source):
         if limit is not None and index >= limit:
             return
         out = corruption(batch, vocab, make_generator(seed, number))
@@ -132,6 +200,66 @@ def corrupt_documents(
         raise DataError(
             "the input holds no tokens: only spaces or characters the tokenizer "
             "drops (zero-width or control characters)"
+        )
+
+
+def zoo(
+    tok: tokenizers.Tokenizer,
+    vocab: Vocab,
+    documents: Sequence[str],
+    max_length: int,
+    seed: int,
+    limit: int | None = 1,
+) -> Iterator[tuple[str, Iterator[Example]]]:
+    """The same text under every registered objective: (name, its first `limit` examples) in
+    the registry's order. Example i of an objective is the one `corrupt_documents` gives it (the
+    text is tokenised and batched once, for all of them)."""
+    import corruptions
+
+    made: list[Tokens] = []  # the batches read so far, shared by every objective
+    source = batches(blocks(tok, documents, max_length, vocab.pad))
+
+    def replay() -> Iterator[Tokens]:
+        yield from made
+        for batch in source:
+            made.append(batch)
+            yield batch
+
+    for objective in corruptions.list_objectives():
+        yield (
+            objective.name,
+            corrupt_batches(corruptions.create(objective.name), vocab, replay(), seed, limit),
+        )
+
+
+UNKNOWN_WARN_SHARE = 0.05  # warn when this share of the tokens or more is the unknown token
+
+
+@dataclass
+class UnknownCount:
+    """How many source tokens of the examples that went through `watch` are [UNK]: text the
+    tokenizer cannot represent (Chinese with the English WordPiece), which no objective then
+    corrupts, since [UNK] is special."""
+
+    unk: int
+    n_unknown: int = 0
+    n_tokens: int = 0
+
+    def watch(self, examples: Iterable[Example]) -> Iterator[Example]:
+        for example in examples:
+            self.n_tokens += len(example.source_ids)
+            self.n_unknown += example.source_ids.count(self.unk)
+            yield example
+
+    def warning(self, source: str | None) -> tuple[str, str] | None:
+        """A warning and a hint when UNKNOWN_WARN_SHARE or more of the tokens are [UNK]."""
+        if not self.n_tokens or self.n_unknown < UNKNOWN_WARN_SHARE * self.n_tokens:
+            return None
+        return (
+            f"{self.n_unknown / self.n_tokens:.0%} of the {self.n_tokens} tokens are [UNK] (which "
+            "no objective corrupts): the tokenizer cannot represent this text",
+            f"train one on it: objectives tokenizer train {source or 'FILE'} --out tok.json, "
+            "then --tokenizer tok.json",
         )
 
 
