@@ -29,11 +29,12 @@ from .registry import (
     create,
     get,
     list_objectives,
+    model_facts,
     param,
     register,
     resolve,
 )
-from .types import IGNORE, Corrupted, Corruption, Op, Tokens, Vocab
+from .types import IGNORE, Corrupted, Corruption, ModelFacts, Op, Tokens, Vocab
 
 _NOT_FAMILIES = {"errors", "registry", "types"}
 FAMILIES: tuple[str, ...] = tuple(
@@ -53,6 +54,7 @@ __all__ = [
     "Corruption",
     "DataError",
     "InvalidParameter",
+    "ModelFacts",
     "NotEnoughSentinels",
     "Objective",
     "ObjectivesError",
@@ -67,6 +69,7 @@ __all__ = [
     "get",
     "list_objectives",
     "make_generator",
+    "model_facts",
     "param",
     "register",
     "resolve",

@@ -62,6 +62,10 @@ def choose_ngrams(
     visit the units in random order and each unit word by word. One `topk` per batch finds the
     key that reaches the budget; its word is taken if it fits whole. No full sort.
 
+    With one-word units (`probs=(1.0,)`, NSP's MLM) this chooses tokens as uniformly as
+    `_ops.choose_k`, but from other draws (one int64 key per slot, not one float per position),
+    so swapping one for the other changes every output.
+
     Args:
         allowed: (B, L) bool, the tokens that may be chosen.
         word_starts: (B, L) bool, True where a token opens a word; None: every token is a word.

@@ -2,7 +2,8 @@
 
 Ragged results (deleted tokens, spans collapsed to one sentinel) are left-aligned and re-padded
 by `compact`; framing with [CLS]/[SEP] or <s>/</s> is `frame`; the 80/10/10 rule is
-`replace_selected`; an exact per-row budget of positions is `choose_k`.
+`replace_selected` (its settings checked by `check_mlm`); an exact per-row budget of positions is
+`pick_k` (indices in random order) or `choose_k` (a mask).
 """
 
 from __future__ import annotations
@@ -55,26 +56,78 @@ def rand(like: Tensor, gen: torch.Generator) -> Tensor:
     return torch.rand(like.shape, generator=gen, device=like.device)
 
 
-def choose_k(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
-    """Choose `min(k[b], allowed[b].sum())` positions uniformly without replacement in each row.
+def pick_k(
+    allowed: Tensor, k: Tensor, gen: torch.Generator, n_allowed: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """`min(k[b], allowed[b].sum())` distinct allowed positions per row, uniformly, in random order.
 
-    The k smallest of one uniform score per position win (`topk`, about 3x faster than a full
-    sort at L = 512; the same positions as ranking all scores).
+    The k smallest of one uniform score per position win: a `topk` (about 3x faster than a full
+    sort at L = 512), or where few are needed of many, a topk over the narrow slice of scores
+    that can win (`_smallest_few`, the same positions in the same order). One (B, L) draw from
+    `gen` always, even when no row needs a position. The order is random, so callers that pair
+    the picks with other draws (BART's span lengths, a sentence order) may use it.
+
+    Args:
+        allowed: (B, L) bool, the positions that may be picked.
+        k: (B,) int64 budget per row.
+        n_allowed: (B,) `allowed.sum(1)`, where the caller has it already.
+    Returns:
+        (idx, valid), both (B, K) with K = the largest budget met: idx[b, j] is a picked position
+        where valid[b, j], and anything (a repeat of another pick too) elsewhere.
+    """
+    if n_allowed is None:
+        n_allowed = allowed.sum(1)
+    k = torch.minimum(k, n_allowed)
+    top = min(int(k.max()) if k.numel() else 0, allowed.size(1))
+    scores = rand(allowed, gen).masked_fill_(~allowed, 2.0)
+    idx = _smallest_few(scores, k, n_allowed, top) if 16 <= top <= allowed.size(1) // 4 else None
+    if idx is None:
+        idx = scores.topk(top, dim=1, largest=False).indices  # sorted: a random order
+    valid = torch.arange(top, device=allowed.device).unsqueeze(0) < k.unsqueeze(1)
+    return idx, valid
+
+
+def _smallest_few(scores: Tensor, k: Tensor, n_allowed: Tensor, top: int) -> Tensor | None:
+    """`scores.topk(top, largest=False).indices` where the first k[b] matter, on a narrow slice.
+
+    The k[b] smallest of n[b] uniform scores lie below k/n with some slack (a binomial tail of
+    four standard deviations and then some): only the scores under that threshold are moved
+    left and ranked, a topk over a few dozen columns instead of the whole row. The result is
+    the same positions in the same order. None where a row has too few scores under its
+    threshold (the caller then ranks whole rows).
+    """
+    need = k.double()
+    cut = ((need + 4.0 * need.sqrt() + 8.0) / n_allowed.clamp(min=1).double()).clamp(max=1.0)
+    below = scores < cut.float().unsqueeze(1)  # never a disallowed one (2.0)
+    count = below.sum(1)
+    if bool((count < k).any()):
+        return None
+    width = max(int(count.max()), top)
+    if 2 * width > scores.size(1):
+        return None
+    dest = below.cumsum(1) * below  # left-aligned from column 1, the rest to the spare column 0
+    narrow = scores.new_full((scores.size(0), width + 1), 2.0).scatter_(1, dest, scores)
+    where = torch.zeros_like(narrow, dtype=torch.long).scatter_(
+        1, dest, positions(scores).expand_as(dest)
+    )
+    rank = narrow[:, 1:].topk(top, dim=1, largest=False).indices
+    return where[:, 1:].gather(1, rank)
+
+
+def choose_k(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
+    """`pick_k` as a mask: (B, L) bool, `min(k[b], allowed[b].sum())` positions per row chosen
+    uniformly without replacement. Nothing is drawn when no row needs a position.
 
     Args:
         allowed: (B, L) bool, the positions that may be chosen.
         k: (B,) int64 budget per row.
-    Returns:
-        (B, L) bool, the chosen positions.
     """
-    scores = rand(allowed, gen).masked_fill(~allowed, 2.0)
-    k = k.clamp(min=0, max=allowed.size(1))
-    n_max = int(k.max()) if k.numel() else 0
-    if n_max == 0:
+    if not k.numel() or int(k.max()) <= 0:
         return torch.zeros_like(allowed)
-    picked = scores.topk(n_max, dim=1, largest=False, sorted=True).indices  # (B, n_max)
-    take = torch.arange(n_max, device=allowed.device).unsqueeze(0) < k.unsqueeze(1)
-    return torch.zeros_like(allowed).scatter_(1, picked, take) & allowed
+    idx, valid = pick_k(allowed, k, gen)
+    width = allowed.size(1)  # invalid picks (any position, repeats too) go to a spare column
+    out = allowed.new_zeros((allowed.size(0), width + 1))
+    return out.scatter_(1, torch.where(valid, idx, width), True)[:, :width]
 
 
 def random_tokens(
@@ -91,6 +144,27 @@ def random_tokens(
     pool = (~vocab.special).nonzero().squeeze(1).to(like.device)
     pick = torch.randint(0, pool.numel(), like.shape, generator=gen, device=like.device)
     return pool[pick]
+
+
+def check_replacement(mask_replace: float, random_replace: float) -> None:
+    """The 80/10/10 settings of `replace_selected`: shares >= 0 that sum to <= 1 (the rest of
+    the chosen tokens stay as they are); ValueError names the bad setting."""
+    if mask_replace < 0 or random_replace < 0:
+        raise ValueError("mask_replace and random_replace must be >= 0")
+    if mask_replace + random_replace > 1.0 + 1e-9:
+        raise ValueError("mask_replace + random_replace must be <= 1")
+
+
+def check_mlm(
+    rate: float, mask_replace: float, random_replace: float, max_predictions: int = 0
+) -> None:
+    """The settings every MLM variant shares: a rate in (0, 1], the 80/10/10 shares
+    (`check_replacement`) and a cap >= 0; ValueError names the bad setting."""
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"rate must be in (0, 1], got {rate}")
+    check_replacement(mask_replace, random_replace)
+    if max_predictions < 0:
+        raise ValueError("max_predictions must be >= 0")
 
 
 def replace_selected(
@@ -128,21 +202,6 @@ def replace_selected(
     out = torch.where(to_random, random_ids, out)
     ops = ops.masked_fill(to_random, int(Op.RANDOM))
     return out, ops
-
-
-def run_starts(flags: Tensor) -> Tensor:
-    """(B, L) bool: True where a run of True begins."""
-    first = flags.clone()
-    first[:, 1:] &= ~flags[:, :-1]
-    return first
-
-
-def run_index(flags: Tensor) -> Tensor:
-    """(B, L) int64: the number (0, 1, ...) of the run of True each position belongs to.
-
-    Meaningful only where `flags` is True; positions before the first run get 0.
-    """
-    return (run_starts(flags).long().cumsum(1) - 1).clamp(min=0)
 
 
 def compact(values: Tensor, keep: Tensor, fill: int | float | bool) -> Tensor:

@@ -19,7 +19,7 @@ permutation). They compose (`bart-infill+bart-rotate`); whatever order they are 
 run in the reference's fixed order: permute -> mask / infill / delete -> insert -> rotate. The
 insertion step is the one text infilling asks for (its zero-length spans).
 
-The family is built from shared stages: a noise mask (`_pick` for exact per-row budgets,
+The family is built from shared stages: a noise mask (`_ops.pick_k` for exact per-row budgets,
 `span_lengths` and word coverage for spans), an input transform (replace, `compact`, `_insert`,
 reorder) and the target (`_finish`). Each noising function is one stage on a `_Doc` (the content
 without <s>/</s>, its clean base text and the op codes); `BartNoising` runs the stages and frames
@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ._ops import compact, frame, length_mask, positions, random_tokens
+from ._ops import compact, frame, length_mask, pick_k, positions, random_tokens
 from .errors import UsageError
 from .registry import param, register
 from .types import IGNORE, Corrupted, Corruption, Op, Tokens, Vocab
@@ -127,54 +127,6 @@ class _Doc:
         return torch.empty_like(ops).scatter_(1, self.perm, ops)
 
 
-def _pick(
-    allowed: Tensor, k: Tensor, gen: torch.Generator, n_allowed: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
-    """`min(k[b], allowed[b].sum())` distinct allowed positions per row, uniformly, in random order.
-
-    Returns:
-        (idx, valid), both (B, K) with K = max k: idx[b, j] is a position where valid[b, j].
-    """
-    if n_allowed is None:  # callers that know the count pass it (allowed.sum(1))
-        n_allowed = allowed.sum(1)
-    k = torch.minimum(k, n_allowed)
-    top = min(int(k.max()) if k.numel() else 0, allowed.size(1))
-    scores = torch.rand(allowed.shape, generator=gen, device=allowed.device)
-    scores.masked_fill_(~allowed, 2.0)
-    idx = _smallest_few(scores, k, n_allowed, top) if 16 <= top <= allowed.size(1) // 4 else None
-    if idx is None:
-        idx = scores.topk(top, dim=1, largest=False).indices  # sorted: a random order of the chosen
-    valid = torch.arange(top, device=allowed.device).unsqueeze(0) < k.unsqueeze(1)
-    return idx, valid
-
-
-def _smallest_few(scores: Tensor, k: Tensor, n_allowed: Tensor, top: int) -> Tensor | None:
-    """`scores.topk(top, largest=False).indices` where the first k[b] matter, on a narrow slice.
-
-    The k[b] smallest of n[b] uniform scores lie below k/n with some slack (a binomial tail of
-    four standard deviations and then some): only the scores under that threshold are moved left and
-    ranked, a topk over a few dozen columns instead of the whole row. The result is the same
-    positions in the same order. None where a row has too few scores under its threshold (the
-    caller then ranks whole rows).
-    """
-    need = k.double()
-    cut = ((need + 4.0 * need.sqrt() + 8.0) / n_allowed.clamp(min=1).double()).clamp(max=1.0)
-    below = scores < cut.float().unsqueeze(1)  # never a disallowed one (2.0)
-    count = below.sum(1)
-    if bool((count < k).any()):
-        return None
-    width = max(int(count.max()), top)
-    if 2 * width > scores.size(1):
-        return None
-    dest = below.cumsum(1) * below  # left-aligned from column 1, the rest to the spare column 0
-    narrow = scores.new_full((scores.size(0), width + 1), 2.0).scatter_(1, dest, scores)
-    where = torch.zeros_like(narrow, dtype=torch.long).scatter_(
-        1, dest, positions(scores).expand_as(dest)
-    )
-    rank = narrow[:, 1:].topk(top, dim=1, largest=False).indices
-    return where[:, 1:].gather(1, rank)
-
-
 def _budget(count: Tensor, rate: float) -> Tensor:
     """ceil(count x rate) in float32, as fairseq computes it on its float word-start tensor."""
     return torch.ceil(count.float() * rate).long()
@@ -210,7 +162,7 @@ def _masks(
 def _subword_pick(doc: _Doc, rate: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """ceil(rate x ordinary tokens) distinct ordinary tokens per row (fairseq: subword)."""
     ordinary = doc.base.real & ~doc.protected
-    return _pick(ordinary, _budget(ordinary.sum(1), rate), gen)
+    return pick_k(ordinary, _budget(ordinary.sum(1), rate), gen)
 
 
 def poisson_cdf(lam: float) -> list[float]:
@@ -347,7 +299,7 @@ def _span_noise(
     lengths, used = span_lengths(budget, lam, gen)
     nonzero = used & (lengths > 0)
     n_insert = (used & (lengths == 0)).sum(1)
-    idx, valid = _pick(ordinary, nonzero.sum(1), gen, n_ordinary)
+    idx, valid = pick_k(ordinary, nonzero.sum(1), gen, n_ordinary)
     span_len = compact(lengths, nonzero, 0)[:, : idx.size(1)]  # paired with the random starts
     first = idx if word is None else word.gather(1, idx).clamp(min=0)  # (padding of empty rows)
     last = torch.minimum(first + span_len, _ends(doc, word, special, idx))  # exclusive
@@ -389,7 +341,7 @@ def _insert(
     width = doc.ids.size(1) + int(n_insert.max())
     new_len = doc.lengths + n_insert
     slots = length_mask(new_len, width)
-    idx, valid = _pick(slots, n_insert, gen, new_len)
+    idx, valid = pick_k(slots, n_insert, gen, new_len)
     n_random = torch.ceil(n_insert.double() * mask_random).long()
     rank = torch.arange(idx.size(1), device=idx.device).unsqueeze(0)
     random_ids = random_tokens(idx, vocab, gen, exclude_special)
@@ -555,7 +507,7 @@ def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Gener
     n_slots = max(int(n_sent.max()) if n_sent.numel() else 0, 1)
     k = torch.ceil(n_sent.double() * 2 * ratio / 2.0).long()  # fairseq's ceil(n x 2p / 2)
     slot_ids = torch.arange(n_slots + 1, device=real.device).unsqueeze(0)
-    chosen, valid = _pick(slot_ids[:, :-1] < n_sent.unsqueeze(1), k, gen)  # random order
+    chosen, valid = pick_k(slot_ids[:, :-1] < n_sent.unsqueeze(1), k, gen)  # random order
     if chosen.size(1) == n_slots and bool((k >= n_sent).all()):
         # every sentence is chosen (BART's ratio 1): slot j takes the j-th chosen sentence
         order = torch.where(valid, chosen, slot_ids[:, :-1])

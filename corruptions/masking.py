@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ._ops import (
     candidates,
+    check_mlm,
     choose_k,
     encoder_batch,
     frame,
@@ -42,24 +43,10 @@ from ._ops import (
 )
 from ._spans import AnchoredSpans, anchored_word_spans, run_bounds, truncated_geometric, word_groups
 from .registry import param, register
-from .types import IGNORE, Corrupted, Tokens, Vocab
+from .types import IGNORE, Corrupted, ModelFacts, Tokens, Vocab
 
 BUDGETS = ("exact", "bernoulli")
 REPLACEMENTS = ("span", "word_piece")
-
-
-def check_mlm(
-    rate: float, mask_replace: float, random_replace: float, max_predictions: int
-) -> None:
-    """The checks every masking variant shares; ValueError names the bad setting."""
-    if not 0.0 < rate <= 1.0:
-        raise ValueError(f"rate must be in (0, 1], got {rate}")
-    if mask_replace < 0 or random_replace < 0:
-        raise ValueError("mask_replace and random_replace must be >= 0")
-    if mask_replace + random_replace > 1.0 + 1e-9:
-        raise ValueError("mask_replace + random_replace must be <= 1")
-    if max_predictions < 0:
-        raise ValueError("max_predictions must be >= 0")
 
 
 def exact_budget(lengths: Tensor, rate: float, max_predictions: int = 0) -> Tensor:
@@ -332,6 +319,10 @@ class SpanMasking:
             )
         if self.max_pair_targets < 1:
             raise ValueError("max_pair_targets must be >= 1")
+
+    def model_facts(self, vocab: Vocab) -> ModelFacts:
+        """The SBO head embeds a span offset 0 .. max_pair_targets - 1."""
+        return ModelFacts(sbo_offsets=self.max_pair_targets)
 
     def spans(
         self, batch: Tokens, vocab: Vocab, gen: torch.Generator, allowed: Tensor | None = None

@@ -35,7 +35,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._ops import frame, length_mask, positions, rand, replace_selected, round_half_even
+from ._ops import (
+    check_replacement,
+    frame,
+    length_mask,
+    positions,
+    rand,
+    replace_selected,
+    round_half_even,
+)
 from .registry import param, register
 from .types import IGNORE, Corrupted, Op, Tokens, Vocab
 
@@ -67,10 +75,7 @@ class FragmentMasking:
             raise ValueError(f"fragment must be in (0, 1), got {self.fragment}")
         if self.start_prob < 0 or self.end_prob < 0 or self.start_prob + self.end_prob > 1.0:
             raise ValueError("start_prob and end_prob must be >= 0 with a sum <= 1")
-        if self.mask_replace < 0 or self.random_replace < 0:
-            raise ValueError("mask_replace and random_replace must be >= 0")
-        if self.mask_replace + self.random_replace > 1.0 + 1e-9:
-            raise ValueError("mask_replace + random_replace must be <= 1")
+        check_replacement(self.mask_replace, self.random_replace)
         if self.decoder_start not in DECODER_STARTS:
             raise ValueError(
                 f"decoder_start must be one of {', '.join(DECODER_STARTS)}, "

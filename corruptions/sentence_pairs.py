@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from ._ngrams import choose_ngrams, size_probs
-from ._ops import encoder_batch, rand, round_half_even
+from ._ops import check_mlm, encoder_batch, rand, round_half_even
 from ._pairs import (
     Pair,
     Sentences,
@@ -51,17 +51,6 @@ from ._pairs import (
 )
 from .registry import param, register
 from .types import Corrupted, Op, Tokens, Vocab
-
-
-def _check_mlm(
-    rate: float, mask_replace: float, random_replace: float, max_predictions: int
-) -> None:
-    if not 0.0 < rate <= 1.0:
-        raise ValueError(f"rate must be in (0, 1], got {rate}")
-    if mask_replace < 0 or random_replace < 0 or mask_replace + random_replace > 1.0 + 1e-9:
-        raise ValueError("mask_replace and random_replace must be >= 0 and sum to <= 1")
-    if max_predictions < 0:
-        raise ValueError("max_predictions must be >= 0")
 
 
 def _check_short(short_seq_prob: float) -> None:
@@ -170,7 +159,7 @@ class NextSentence:
         if not 0.0 <= self.random_next <= 1.0:
             raise ValueError(f"random_next must be in [0, 1], got {self.random_next}")
         _check_short(self.short_seq_prob)
-        _check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
+        check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         sents = sentences_of(batch)
@@ -181,7 +170,8 @@ class NextSentence:
         label = (single | (rand(batch.lengths, gen) < self.random_next)) & (not alone)
         pair = _pair(batch, vocab, sents, chunk, a_end, label, None, gen)
         budget = _budget(pair, self.rate, self.max_predictions)
-        # single tokens: the uniform choice of `_ops.choose_k`, with a topk instead of a sort
+        # single tokens, uniformly, as `_ops.choose_k` would choose them but from other draws
+        # (one int64 key per slot); kept so that NSP's outputs stay as they were
         chosen = choose_ngrams(pair.plain, None, budget, (1.0,), gen).chosen
         input_ids, labels, ops = mlm_on_pair(
             pair,
@@ -233,7 +223,7 @@ class SentenceOrder:
         _check_short(self.short_seq_prob)
         if self.ngram < 1:
             raise ValueError(f"ngram must be >= 1, got {self.ngram}")
-        _check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
+        check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
         sents = sentences_of(batch)

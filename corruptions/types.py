@@ -196,6 +196,23 @@ class Corrupted:
         return out
 
 
+@dataclass(frozen=True, eq=False)
+class ModelFacts:
+    """What a model built for a corruption must know that no single batch shows.
+
+    `registry.model_facts(corruption, vocab)` returns them for any corruption; a corruption
+    class states its own in a `model_facts(self, vocab) -> ModelFacts` method (SpanBERT, UL2).
+    The defaults are those of a corruption without such needs.
+    """
+
+    # SpanBERT: rows of the SBO span-offset embedding, i.e. SBO targets per span
+    # (`max_pair_targets`); extras["span_offset"] stays below it. 0: no SBO head.
+    sbo_offsets: int = 0
+    # UL2: paradigm token id per mode "R", "X", "S" (vocab.extra[...] of the configured names);
+    # every input starts with its row's one. Empty: no paradigm tokens.
+    paradigm_ids: Mapping[str, int] = field(default_factory=dict)
+
+
 class Corruption(Protocol):
     """Anything that turns a clean batch into a training batch."""
 

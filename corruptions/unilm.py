@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ._ngrams import choose_ngrams
-from ._ops import encoder_batch, positions, round_half_even
+from ._ops import check_mlm, encoder_batch, positions, round_half_even
 from ._pairs import (
     Pair,
     assemble,
@@ -107,20 +107,11 @@ class UniLMMasking:
                 f"mode_probs needs {len(MODES)} non-negative weights, not all 0 "
                 f"({', '.join(MODES)})"
             )
-        if not 0.0 < self.rate <= 1.0:
-            raise ValueError(f"rate must be in (0, 1], got {self.rate}")
-        if self.max_predictions < 0:
-            raise ValueError("max_predictions must be >= 0")
+        check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
         if not 0.0 <= self.ngram_prob <= 1.0:
             raise ValueError(f"ngram_prob must be in [0, 1], got {self.ngram_prob}")
         if self.ngram < 1 or (self.ngram == 1 and self.ngram_prob > 0):
             raise ValueError("ngram must be >= 2 when ngram_prob > 0 (and >= 1 always)")
-        if (
-            self.mask_replace < 0
-            or self.random_replace < 0
-            or self.mask_replace + self.random_replace > 1.0 + 1e-9
-        ):
-            raise ValueError("mask_replace and random_replace must be >= 0 and sum to <= 1")
 
     def unit_probs(self) -> tuple[float, ...]:
         """P(unit has n tokens or words), n = 1..ngram."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,3 +94,38 @@ def test_the_library_stays_pure() -> None:
     code = f"import sys, corruptions; print(sorted({banned} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+SHARED = {"registry", "types", "errors"}  # what a family may import besides private modules
+
+
+def package_imports(path: Path) -> set[str]:
+    """The modules of `corruptions` that the file at `path` imports (relative or absolute)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            parts = (node.module or "").split(".")
+            if node.level == 1:
+                found.update([parts[0]] if node.module else [a.name for a in node.names])
+            elif parts[0] == "corruptions":
+                found.update(parts[1:2] or [a.name for a in node.names])
+        elif isinstance(node, ast.Import):
+            found.update(
+                a.name.split(".")[1] for a in node.names if a.name.startswith("corruptions.")
+            )
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", sorted(Path(corruptions.__file__).parent.glob("*.py")), ids=lambda p: p.stem
+)
+def test_families_import_no_other_family(path: Path) -> None:
+    """A family imports only private modules (`_*.py`), registry, types and errors; a private
+    module imports no family either, so nothing reaches one family through another."""
+    name = path.stem
+    if name == "__init__":
+        return
+    families = set(corruptions.FAMILIES)
+    assert name in families | SHARED or name.startswith("_"), name
+    crossing = package_imports(path) & families
+    assert not crossing, f"{name} imports the family module(s) {sorted(crossing)}"
