@@ -130,6 +130,20 @@ def choose_k(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
     return out.scatter_(1, torch.where(valid, idx, width), True)[:, :width]
 
 
+def draw_with_replacement(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
+    """(B, L) bool: the distinct positions among k[b] uniform draws with replacement per row."""
+    n = allowed.sum(1, keepdim=True)
+    n_max = int(k.max()) if k.numel() else 0
+    u = torch.rand(
+        (allowed.size(0), n_max), generator=gen, device=allowed.device, dtype=torch.float64
+    )
+    pick = (u * n).long().minimum(n - 1)
+    at = torch.searchsorted(allowed.long().cumsum(1), pick + 1).clamp(max=allowed.size(1) - 1)
+    valid = (torch.arange(n_max, device=allowed.device) < k.unsqueeze(1)) & (n > 0)
+    hits = torch.zeros(allowed.shape, dtype=torch.long, device=allowed.device)
+    return (hits.scatter_add_(1, at, valid.long()) > 0) & allowed
+
+
 def random_tokens(
     like: Tensor, vocab: Vocab, gen: torch.Generator, exclude_special: bool = False
 ) -> Tensor:

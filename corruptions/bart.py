@@ -19,15 +19,16 @@ permutation). They compose (`bart-infill+bart-rotate`); whatever order they are 
 run in the reference's fixed order: permute -> mask / infill / delete -> insert -> rotate. The
 insertion step is the one text infilling asks for (its zero-length spans).
 
-The family is built from shared stages: a noise mask (`_ops.pick_k` for exact per-row budgets,
-`span_lengths` and word coverage for spans), an input transform (replace, `compact`, `_insert`,
-reorder) and the target (`_finish`). Each noising function is one stage on a `_Doc` (the content
-without <s>/</s>, its clean base text and the op codes); `BartNoising` runs the stages and frames
-the result: source `<s> x </s>`, target the clean `<s> x </s>`, decoder input `</s> <s> x`
-(fairseq moves the final </s> to the front; Hugging Face's `decoder_start_token_id` is </s>).
-Labels are IGNORE at <s> (it always follows the start token, a free prediction the project's
-contract does not score) and at special tokens of the content. Sentence permutation reorders the
-base text itself, sentence starts included, so permuted sentences keep their boundaries.
+The family is built from shared stages (in `_bart.py`): a noise mask (`_ops.pick_k` for exact
+per-row budgets, `span_lengths` and word coverage for spans), an input transform (replace,
+`compact`, `insert_masks`, reorder) and the target (`finish`). Each noising function is one stage
+on a `Doc` (the content without <s>/</s>, its clean base text and the op codes); `BartNoising`
+runs the stages and frames the result: source `<s> x </s>`, target the clean `<s> x </s>`,
+decoder input `</s> <s> x` (fairseq moves the final </s> to the front; Hugging Face's
+`decoder_start_token_id` is </s>). Labels are IGNORE at <s> (it always follows the start token,
+a free prediction the project's contract does not score) and at special tokens of the content.
+Sentence permutation reorders the base text itself, sentence starts included, so permuted
+sentences keep their boundaries.
 
 Special tokens inside the content are walls: they are never chosen, masked, deleted or covered by a
 span (a span stops in front of one, as fairseq's spans stop at </s>) and do not count in the
@@ -37,7 +38,6 @@ budgets. Permutation and rotation carry them along with their neighbours; their 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -45,10 +45,19 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ._ops import compact, frame, length_mask, pick_k, positions, random_tokens
+from ._bart import (
+    Doc,
+    finish,
+    insert_masks,
+    mask_ids,
+    put_at,
+    span_noise,
+    subword_pick,
+)
+from ._ops import compact, pick_k, positions
 from .errors import UsageError
 from .registry import param, register
-from .types import IGNORE, Corrupted, Corruption, Op, Tokens, Vocab
+from .types import Corrupted, Corruption, Op, Tokens, Vocab
 
 PAPER = "Lewis et al. 2019, arXiv 1910.13461"
 LAMBDA_HELP = (
@@ -63,298 +72,6 @@ SUBWORD_RATE_HELP = (
     "share of tokens hit, budget ceil(rate x tokens) per document (0.3 as BART-large; the rate "
     "behind the paper's base-size Table 1 rows is not stated)"
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# The document being noised
-
-
-@dataclass(frozen=True)
-class _Doc:
-    """Documents mid-noising: content only (no <s>/</s>).
-
-    `base` is the clean text the token stages start from: the input, or after sentence
-    permutation the permuted input, whose positions map back to the input's through `perm`
-    (None: the identity). `ops` are Op codes on base positions. `pristine` while `ids` are still
-    `base.ids` (nothing masked, removed, inserted or rotated yet).
-    """
-
-    ids: Tensor  # (B, W) int64
-    lengths: Tensor  # (B,) int64
-    base: Tokens
-    protected: Tensor  # (B, L) bool: special ids of the base content, never noised
-    ops: Tensor  # (B, L) int8 on base positions
-    perm: Tensor | None = None  # (B, L) int64: input position of each base position
-    pristine: bool = True
-    any_special: bool = True  # False: `protected` is all False (nothing to carry or wall off)
-
-    @staticmethod
-    def start(batch: Tokens, vocab: Vocab) -> _Doc:
-        protected = vocab.is_special(batch.ids) & batch.real
-        return _Doc(
-            ids=batch.ids,
-            lengths=batch.lengths,
-            base=batch,
-            protected=protected,
-            ops=torch.zeros_like(batch.ids, dtype=torch.int8),
-            any_special=bool(protected.any()),
-        )
-
-    @property
-    def real(self) -> Tensor:
-        return length_mask(self.lengths, self.ids.size(1))
-
-    def untouched(self, stage: str) -> None:
-        """Masking and permutation work on base positions: nothing may have moved before."""
-        if not self.pristine:
-            raise RuntimeError(f"{stage} must run before tokens are masked, removed or moved")
-
-    def changed(self, ids: Tensor, ops: Tensor, lengths: Tensor | None = None) -> _Doc:
-        return replace(
-            self,
-            ids=ids,
-            ops=ops,
-            pristine=False,
-            lengths=self.lengths if lengths is None else lengths,
-        )
-
-    def source_ops(self) -> Tensor:
-        """(B, L) Op codes on the input's positions; specials and padding KEEP."""
-        keep = self.protected | ~self.base.real if self.any_special else ~self.base.real
-        ops = self.ops.masked_fill(keep, int(Op.KEEP))
-        if self.perm is None:
-            return ops
-        return torch.empty_like(ops).scatter_(1, self.perm, ops)
-
-
-def _budget(count: Tensor, rate: float) -> Tensor:
-    """ceil(count x rate) in float32, as fairseq computes it on its float word-start tensor."""
-    return torch.ceil(count.float() * rate).long()
-
-
-def _put(target: Tensor, idx: Tensor, valid: Tensor, values: Tensor | int | bool) -> Tensor:
-    """A copy of `target` (B, W) with values written at idx[b, j] where valid[b, j]."""
-    spare = target.size(1)
-    out = torch.cat([target, target.new_zeros(target.size(0), 1)], dim=1)
-    values = torch.as_tensor(values, dtype=target.dtype, device=target.device).expand(idx.shape)
-    return out.scatter_(1, torch.where(valid, idx, spare), values)[:, :-1]
-
-
-def _masks(
-    idx: Tensor,
-    valid: Tensor,
-    mask_random: float,
-    vocab: Vocab,
-    gen: torch.Generator,
-    exclude_special: bool = False,
-) -> tuple[Tensor, Tensor]:
-    """(ids, is_random) for picked positions: <mask>, or a random id with prob `mask_random`
-    (drawn from the whole vocabulary, as fairseq, unless `exclude_special`)."""
-    is_random = valid & (torch.rand(idx.shape, generator=gen, device=idx.device) < mask_random)
-    random_ids = random_tokens(idx, vocab, gen, exclude_special)
-    return torch.where(is_random, random_ids, vocab.mask), is_random
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared stages: choose tokens, Poisson spans, insertion
-
-
-def _subword_pick(doc: _Doc, rate: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """ceil(rate x ordinary tokens) distinct ordinary tokens per row (fairseq: subword)."""
-    ordinary = doc.base.real & ~doc.protected
-    return pick_k(ordinary, _budget(ordinary.sum(1), rate), gen)
-
-
-def poisson_cdf(lam: float) -> list[float]:
-    """CDF of Poisson(lam) truncated after the first k whose pmf is below 1e-7 (fairseq's table)."""
-    pmf, term = [], math.exp(-lam)
-    for k in range(128):
-        pmf.append(term)
-        if term < 1e-7:
-            break
-        term *= lam / (k + 1)
-    total, acc, cdf = sum(pmf), 0.0, []
-    for p in pmf:
-        acc += p
-        cdf.append(acc / total)
-    return cdf
-
-
-def poisson_draws(
-    shape: tuple[int, int], lam: float, gen: torch.Generator, device: torch.device | str = "cpu"
-) -> Tensor:
-    """i.i.d. span lengths from fairseq's truncated Poisson table (inverse CDF), int64."""
-    cdf = torch.tensor(poisson_cdf(lam), dtype=torch.float64, device=device)
-    u = torch.rand(shape, generator=gen, device=device, dtype=torch.float64)
-    return torch.searchsorted(cdf, u, right=True).clamp(max=cdf.numel() - 1)
-
-
-def span_lengths(budget: Tensor, lam: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Poisson span lengths per row until their sum reaches `budget`, the last one trimmed.
-
-    As fairseq: draw, append draws while the running sum is short, cut at the first index where
-    it reaches the budget and shorten that length so the total is exactly the budget. Zero lengths
-    stay in the list (they become insertions).
-
-    Returns:
-        (lengths, used): (B, K) int64 and bool; sum(lengths[used]) == budget per row.
-    """
-    most = int(budget.max()) if budget.numel() else 0
-    width = math.ceil(most / lam * 1.25) + 8  # enough draws for nearly every row in one round
-    draws: list[Tensor] = []
-    total = torch.zeros_like(budget)
-    while True:
-        draws.append(poisson_draws((budget.size(0), width), lam, gen, budget.device))
-        total = total + draws[-1].sum(1)
-        if not bool((total < budget).any()):
-            break
-    lengths = torch.cat(draws, dim=1)
-    cum = lengths.cumsum(1)
-    cut = (cum < budget.unsqueeze(1)).sum(1, keepdim=True)  # first index where the sum is reached
-    before = torch.where(cut > 0, cum.gather(1, (cut - 1).clamp(min=0)), 0)
-    col = positions(lengths)
-    lengths = torch.where(col == cut, budget.unsqueeze(1) - before, lengths)
-    used = (col <= cut) & (budget > 0).unsqueeze(1)
-    return lengths.masked_fill(~used, 0), used
-
-
-def _words(doc: _Doc) -> tuple[Tensor | None, Tensor, Tensor | None]:
-    """Word structure with specials as walls: (word index per token, None when every token is a
-    word; ordinary word starts; special flags, None when the batch has none).
-
-    A special token is a word of its own and the token after it opens a word; the first token of
-    a row opens a word even if the data layer says it continues one (a block cut inside a word).
-    """
-    real, word_starts = doc.base.real, doc.base.word_starts
-    special = doc.protected if doc.any_special else None
-    if word_starts is None and special is None:
-        return None, real, None
-    starts = real.clone() if word_starts is None else word_starts & real
-    starts[:, 0] |= real[:, 0]
-    if special is not None:
-        starts[:, 1:] |= special[:, :-1] & real[:, 1:]
-        starts |= special
-    ordinary = starts if special is None else starts & ~special
-    return starts.long().cumsum(1) - 1, ordinary, special
-
-
-def _ends(doc: _Doc, word: Tensor | None, special: Tensor | None, idx: Tensor) -> Tensor:
-    """Word index of the first wall at or after each picked position: the next special token,
-    else the end of the row (as fairseq's </s>)."""
-    if word is None:
-        return doc.lengths.unsqueeze(1).expand_as(idx)
-    n_words = word.gather(1, (doc.lengths - 1).clamp(min=0).unsqueeze(1)) + 1
-    if special is None:
-        return n_words.expand_as(idx)
-    width = word.size(1)
-    nxt = torch.where(special, positions(word), width).flip(1).cummin(1).values.flip(1)
-    nxt = nxt.gather(1, idx)
-    return torch.where(nxt < width, word.gather(1, nxt.clamp(max=width - 1)), n_words)
-
-
-def coverage(first: Tensor, last: Tensor, valid: Tensor, width: int) -> tuple[Tensor, Tensor]:
-    """How many spans cover each of `width` words, and which spans keep their <mask>.
-
-    Spans are [first, last) in words (B, S), where `valid`. A difference array (+1 at a span's
-    first word, -1 after its last) summed along the row counts the spans over every word. A
-    span keeps its <mask> when no other span covers its first word: starts are distinct words,
-    so any other span there started earlier, and fairseq's extension of that span deletes the
-    later start. Abutting spans keep a <mask> each.
-
-    Returns:
-        (cover, head): (B, width) int64 and (B, S) bool.
-    """
-    cover = torch.zeros(first.size(0), width + 2, dtype=torch.long, device=first.device)
-    spare = torch.full_like(first, width + 1)
-    cover.scatter_add_(1, torch.where(valid, first, spare), valid.long())
-    cover.scatter_add_(1, torch.where(valid, last, spare), -valid.long())
-    cover = cover.cumsum(1)
-    head = valid & (cover.gather(1, first) == 1)
-    return cover[:, :width], head
-
-
-def _span_noise(
-    doc: _Doc,
-    rate: float,
-    lam: float,
-    mask_random: float,
-    vocab: Vocab,
-    gen: torch.Generator,
-    exclude_special: bool = False,
-) -> tuple[_Doc, Tensor]:
-    """fairseq's span-poisson masking with replace_length 1, in words.
-
-    Spans start at distinct random ordinary word starts and cover `length` words (stopping at a
-    wall). A span's first token becomes <mask> unless it lies inside another span that started
-    earlier (overlaps are not merged: the reference deletes the later start); every other covered
-    token is deleted. Returns the noised doc and the number of masks to insert per row.
-    """
-    doc.untouched("text infilling")
-    real, width = doc.base.real, doc.ids.size(1)
-    if width == 0:
-        return doc, doc.lengths
-    word, ordinary, special = _words(doc)
-    n_ordinary = ordinary.sum(1)
-    budget = _budget(n_ordinary, rate)
-    lengths, used = span_lengths(budget, lam, gen)
-    nonzero = used & (lengths > 0)
-    n_insert = (used & (lengths == 0)).sum(1)
-    idx, valid = pick_k(ordinary, nonzero.sum(1), gen, n_ordinary)
-    span_len = compact(lengths, nonzero, 0)[:, : idx.size(1)]  # paired with the random starts
-    first = idx if word is None else word.gather(1, idx).clamp(min=0)  # (padding of empty rows)
-    last = torch.minimum(first + span_len, _ends(doc, word, special, idx))  # exclusive
-    cover, head = coverage(first, last, valid, width)
-    covered = (cover if word is None else cover.gather(1, word.clamp(min=0))) > 0
-    covered &= real
-    fill, is_random = _masks(idx, head, mask_random, vocab, gen, exclude_special)
-    ops = _put(
-        doc.ops.masked_fill(covered, int(Op.SPAN)),
-        idx,
-        head,
-        torch.where(is_random, int(Op.RANDOM), int(Op.MASK)),
-    )
-    keep = real & (ops != int(Op.SPAN))  # covered tokens go, except each span's <mask>
-    # compact the kept tokens, then write each span's <mask> at its token's new place
-    kept = keep.long().cumsum(1)
-    new_len = kept[:, -1]
-    out_width = int(new_len.max())
-    dest = torch.where(keep, kept - 1, out_width)
-    ids = doc.ids.new_zeros((doc.ids.size(0), out_width + 1)).scatter_(1, dest, doc.ids)
-    ids.scatter_(1, torch.where(head, dest.gather(1, idx), out_width), fill)
-    return doc.changed(ids[:, :out_width], ops, new_len), n_insert
-
-
-def _insert(
-    doc: _Doc,
-    n_insert: Tensor,
-    mask_random: float,
-    vocab: Vocab,
-    gen: torch.Generator,
-    exclude_special: bool = False,
-) -> _Doc:
-    """fairseq's insertion noise: n_insert[b] new tokens at uniformly random slots of the
-    lengthened content (never before <s> or after </s>); the first ceil(n x mask_random) of them
-    random ids, the rest <mask>. Exactly n_insert tokens (fairseq's ceil(len x n/len) adds one
-    more on a float rounding error now and then)."""
-    if not bool((n_insert > 0).any()):
-        return doc
-    width = doc.ids.size(1) + int(n_insert.max())
-    new_len = doc.lengths + n_insert
-    slots = length_mask(new_len, width)
-    idx, valid = pick_k(slots, n_insert, gen, new_len)
-    n_random = torch.ceil(n_insert.double() * mask_random).long()
-    rank = torch.arange(idx.size(1), device=idx.device).unsqueeze(0)
-    random_ids = random_tokens(idx, vocab, gen, exclude_special)
-    fill = torch.where(rank < n_random.unsqueeze(1), random_ids, vocab.mask)
-    at = torch.where(valid, idx, width)  # invalid picks go to a spare last column
-    inserted = slots.new_zeros((slots.size(0), width + 1)).scatter_(1, at, True)[:, :width]
-    old = torch.cat([doc.ids, doc.ids.new_zeros(doc.ids.size(0), 1)], dim=1)
-    source = ((~inserted).long().cumsum(1) - 1).clamp(0, doc.ids.size(1))  # old position
-    source = torch.cat([source, source.new_full((source.size(0), 1), doc.ids.size(1))], dim=1)
-    ids = old.gather(1, source)
-    ids[:, :width].masked_fill_(~slots, 0)
-    ids.scatter_(1, at, fill)
-    return replace(doc, ids=ids[:, :width], lengths=new_len)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,43 +103,10 @@ class BartNoising:
     combine: ClassVar = staticmethod(compose)
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        doc = _Doc.start(batch, vocab)
+        doc = Doc.start(batch, vocab)
         for part in self.parts:
             doc = part.apply(doc, vocab, gen)
-        return _finish(doc, batch, vocab)
-
-
-def _finish(doc: _Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
-    """Frame source and target as `<s> x </s>`; decoder input `</s> <s> x` (fairseq's shift).
-
-    Built in place rather than through `seq2seq`: the target's labels and decoder input come
-    straight from the batch (labels IGNORE at <s>, specials and padding).
-    """
-    width = doc.ids.size(1)
-    source = frame(doc.ids, doc.lengths, vocab.pad, vocab.bos, vocab.eos)
-    ids, n = batch.ids, batch.lengths
-    real = batch.real
-    unscored = ~real
-    if doc.any_special:  # back on the input's positions
-        unscored |= (
-            doc.protected
-            if doc.perm is None
-            else torch.empty_like(doc.protected).scatter_(1, doc.perm, doc.protected)
-        )
-    labels = ids.new_full((ids.size(0), ids.size(1) + 2), IGNORE)
-    labels[:, 1:-1] = ids.masked_fill(unscored, IGNORE)
-    labels.scatter_(1, (n + 1).unsqueeze(1), vocab.eos)
-    decoder = ids.new_empty((ids.size(0), ids.size(1) + 2))
-    decoder[:, 0] = vocab.eos
-    decoder[:, 1] = vocab.bos
-    decoder[:, 2:] = ids.masked_fill(~real, vocab.pad)
-    return Corrupted(
-        input_ids=source,
-        attention_mask=length_mask(doc.lengths + 2, width + 2),
-        labels=labels,
-        decoder_input_ids=decoder,
-        ops=doc.source_ops(),
-    )
+        return finish(doc, batch, vocab)
 
 
 class _Stage:
@@ -432,7 +116,7 @@ class _Stage:
     kind: ClassVar[str]
     combine: ClassVar = staticmethod(compose)
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         raise NotImplementedError
 
     def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
@@ -460,7 +144,7 @@ class SentencePermutation(_Stage):
     def __post_init__(self) -> None:
         _check_rate("permute_ratio", self.permute_ratio, low_open=False)
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         doc.untouched("sentence permutation")
         base, real = doc.base, doc.base.real
         if base.sentence_starts is None:  # one sentence: nothing to permute
@@ -542,14 +226,14 @@ class TokenMasking(_Stage):
         _check_rate("rate", self.rate)
         _check_rate("mask_random", self.mask_random, low_open=False)
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         doc.untouched("token masking")
-        idx, valid = _subword_pick(doc, self.rate, gen)
-        fill, is_random = _masks(
+        idx, valid = subword_pick(doc, self.rate, gen)
+        fill, is_random = mask_ids(
             idx, valid, self.mask_random, vocab, gen, self.exclude_special_random
         )
-        ops = _put(doc.ops, idx, valid, torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
-        return doc.changed(_put(doc.ids, idx, valid, fill), ops)
+        ops = put_at(doc.ops, idx, valid, torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
+        return doc.changed(put_at(doc.ids, idx, valid, fill), ops)
 
 
 @dataclass(frozen=True)
@@ -563,12 +247,12 @@ class TokenDeletion(_Stage):
     def __post_init__(self) -> None:
         _check_rate("rate", self.rate)
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         doc.untouched("token deletion")
-        idx, valid = _subword_pick(doc, self.rate, gen)
-        keep = _put(doc.base.real, idx, valid, False)
+        idx, valid = subword_pick(doc, self.rate, gen)
+        keep = put_at(doc.base.real, idx, valid, False)
         return doc.changed(
-            compact(doc.ids, keep, 0), _put(doc.ops, idx, valid, int(Op.DELETE)), keep.sum(1)
+            compact(doc.ids, keep, 0), put_at(doc.ops, idx, valid, int(Op.DELETE)), keep.sum(1)
         )
 
 
@@ -589,8 +273,8 @@ class TextInfilling(_Stage):
         if not 0.0 < self.poisson_lambda <= 64.0:
             raise ValueError(f"poisson_lambda must be in (0, 64], got {self.poisson_lambda}")
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
-        doc, n_insert = _span_noise(
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
+        doc, n_insert = span_noise(
             doc,
             self.rate,
             self.poisson_lambda,
@@ -599,7 +283,9 @@ class TextInfilling(_Stage):
             gen,
             self.exclude_special_random,
         )
-        return _insert(doc, n_insert, self.mask_random, vocab, gen, self.exclude_special_random)
+        return insert_masks(
+            doc, n_insert, self.mask_random, vocab, gen, self.exclude_special_random
+        )
 
 
 @dataclass(frozen=True)
@@ -617,7 +303,7 @@ class DocumentRotation(_Stage):
     def __post_init__(self) -> None:
         _check_rate("rotate", self.rotate, low_open=False)
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         n = doc.lengths
         draw = torch.rand((n.size(0), 2), generator=gen, device=n.device, dtype=torch.float64)
         # fairseq: offset in {1, ..., n + 1} over <s> x </s>; offsets 1 and n + 1 keep the order

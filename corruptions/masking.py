@@ -34,6 +34,7 @@ from ._ops import (
     candidates,
     check_mlm,
     choose_k,
+    draw_with_replacement,
     encoder_batch,
     frame,
     positions,
@@ -41,7 +42,14 @@ from ._ops import (
     replace_selected,
     round_half_even,
 )
-from ._spans import AnchoredSpans, anchored_word_spans, run_bounds, truncated_geometric, word_groups
+from ._spans import (
+    AnchoredSpans,
+    anchored_word_spans,
+    run_bounds,
+    truncated_geometric,
+    whole_words,
+    word_groups,
+)
 from .registry import param, register
 from .types import IGNORE, Corrupted, ModelFacts, Tokens, Vocab
 
@@ -198,67 +206,6 @@ class WholeWordMasking:
             self.random_replace,
             self.exclude_special_random,
         )
-
-
-def whole_words(allowed: Tensor, starts: Tensor, budget: Tensor, gen: torch.Generator) -> Tensor:
-    """google-research/bert's whole-word choice, the same outcome for the same word order.
-
-    The reference shuffles the words and walks them: it stops once `budget` pieces are chosen,
-    skips a word that would overshoot and goes on with the next (shorter ones may still fit).
-    Here the words of every row are ordered by a random score, and each round takes, among the
-    words still open that fit the remaining budget, the longest prefix whose cumulative piece
-    count fits; words that no longer fit close. That is the walk exactly: a round ends where
-    the walk first skips a word, the next round resumes after it with the smaller remainder,
-    which falls by at least one per round, so rounds <= 1 + the longest word (2 or 3 in practice).
-    Only the first budget + 32 words of the order are sorted (`topk`); a row that could still
-    take one of the others after them sends the batch through a full sort of the same scores.
-
-    Args:
-        allowed: (B, L) bool, pieces that may be chosen.
-        starts: (B, L) bool, first piece of each word (`word_groups`: no allowed piece comes
-            before the first start).
-        budget: (B,) int64, pieces per row.
-    Returns:
-        (B, L) bool: all pieces of the chosen words.
-    """
-    batch, width = allowed.shape
-    # (B, L) word index of each allowed token; the others point at a spare column `width`
-    word_of = torch.where(allowed, starts.cumsum(1) - 1, width)
-    pieces = torch.zeros(batch, width + 1, dtype=torch.long, device=allowed.device)
-    pieces.scatter_add_(1, word_of, allowed.long())
-    pieces = pieces[:, :width]  # (B, W) pieces per word, 0 past the last word
-    score = rand(pieces, gen).masked_fill(pieces == 0, 2.0)
-    n_words = int(starts.sum(1).max()) if batch else 0
-    head = min(n_words, int(budget.max()) + 32) if batch else 0
-    order = score.topk(head, dim=1, largest=False, sorted=True).indices
-    taken, left = _walk(pieces.gather(1, order), budget)
-    if head < n_words and bool((left > 0).any()):  # a full row takes no other word
-        unseen_fit = (pieces.masked_fill(pieces == 0, width + 1) <= left).sum(1) - (
-            (pieces.gather(1, order) <= left).sum(1)
-        )
-        if bool((unseen_fit > 0).any()):
-            order = score.argsort(1)
-            taken, _ = _walk(pieces.gather(1, order), budget)
-    chosen_word = torch.zeros(batch, width + 1, dtype=torch.bool, device=allowed.device)
-    chosen_word.scatter_(1, order, taken)  # the spare column stays False
-    return chosen_word.gather(1, word_of)
-
-
-def _walk(size: Tensor, budget: Tensor) -> tuple[Tensor, Tensor]:
-    """The reference's walk over words of `size` pieces (B, W) in order, budget (B,) pieces.
-
-    Returns:
-        taken (B, W) bool; left (B, 1) pieces of the budget not used.
-    """
-    left = budget.unsqueeze(1).clone()
-    open_ = (size > 0) & (size <= left)
-    taken = torch.zeros_like(open_)
-    while bool(open_.any()):
-        now = open_ & ((size * open_).cumsum(1) <= left)
-        taken |= now
-        left = left - (size * now).sum(1, keepdim=True)
-        open_ = open_ & ~now & (size <= left)
-    return taken, left
 
 
 @register(
@@ -458,20 +405,6 @@ class ElectraMasking:
         chosen = self.choose(batch, vocab, gen)
         # no random replacement in ELECTRA's generator input: `ids` stand in for random ids
         return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, 0.0, random_ids=batch.ids)
-
-
-def draw_with_replacement(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
-    """(B, L) bool: the distinct positions among k[b] uniform draws with replacement per row."""
-    n = allowed.sum(1, keepdim=True)
-    n_max = int(k.max()) if k.numel() else 0
-    u = torch.rand(
-        (allowed.size(0), n_max), generator=gen, device=allowed.device, dtype=torch.float64
-    )
-    pick = (u * n).long().minimum(n - 1)
-    at = torch.searchsorted(allowed.long().cumsum(1), pick + 1).clamp(max=allowed.size(1) - 1)
-    valid = (torch.arange(n_max, device=allowed.device) < k.unsqueeze(1)) & (n > 0)
-    hits = torch.zeros(allowed.shape, dtype=torch.long, device=allowed.device)
-    return (hits.scatter_add_(1, at, valid.long()) > 0) & allowed
 
 
 @register("electra", arch="encoder", paper="Clark et al. 2020, arXiv 2003.10555", heads=("rtd",))

@@ -10,16 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corruptions import IGNORE, Corrupted, Op, Tokens, UsageError, create, get, make_generator
+from corruptions._bart import coverage, poisson_cdf, poisson_draws, span_lengths
 from corruptions.bart import (
     BartNoising,
     DocumentRotation,
     SentencePermutation,
     TextInfilling,
     compose,
-    coverage,
-    poisson_cdf,
-    poisson_draws,
-    span_lengths,
 )
 from tests.helpers import ORDINARY, TINY, corpus_tokens, corpus_vocab, random_batch, tokens
 

@@ -22,9 +22,10 @@ from corruptions._spans import (
     poisson,
     run_bounds,
     truncated_geometric,
+    whole_words,
     word_groups,
 )
-from corruptions.masking import SpanMasking, whole_words
+from corruptions.masking import SpanMasking
 from tests.helpers import ORDINARY, TINY, corpus_tokens, corpus_vocab, tokens
 
 NAMES = ("bert-mlm", "whole-word", "spanbert", "electra")
