@@ -9,12 +9,13 @@ follow fairseq's `denoising_dataset.py`, is in bart.py's module docstring.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
-from ._ops import compact, frame, length_mask, pick_k, positions, random_tokens
+from ._ops import compact, frame, length_mask, origin_of, pick_k, positions, random_tokens
 from .types import IGNORE, Corrupted, Op, Tokens, Vocab
 
 # ---------------------------------------------------------------------------------------------
@@ -28,7 +29,8 @@ class Doc:
     `base` is the clean text the token stages start from: the input, or after sentence
     permutation the permuted input, whose positions map back to the input's through `perm`
     (None: the identity). `ops` are Op codes on base positions. `pristine` while `ids` are still
-    `base.ids` (nothing masked, removed, inserted or rotated yet).
+    `base.ids` (nothing masked, removed, inserted or rotated yet). `origin`, when tracked, is the
+    input position of each token of `ids` (-1: inserted), moved along with them by every stage.
     """
 
     ids: Tensor  # (B, W) int64
@@ -39,9 +41,10 @@ class Doc:
     perm: Tensor | None = None  # (B, L) int64: input position of each base position
     pristine: bool = True
     any_special: bool = True  # False: `protected` is all False (nothing to carry or wall off)
+    origin: Tensor | None = None  # (B, W) int64 when tracked (`Corrupted.origin`)
 
     @staticmethod
-    def start(batch: Tokens, vocab: Vocab) -> Doc:
+    def start(batch: Tokens, vocab: Vocab, with_origin: bool = False) -> Doc:
         protected = vocab.is_special(batch.ids) & batch.real
         return Doc(
             ids=batch.ids,
@@ -50,6 +53,7 @@ class Doc:
             protected=protected,
             ops=torch.zeros_like(batch.ids, dtype=torch.int8),
             any_special=bool(protected.any()),
+            origin=origin_of(batch.lengths, batch.ids.size(1)) if with_origin else None,
         )
 
     @property
@@ -61,13 +65,22 @@ class Doc:
         if not self.pristine:
             raise RuntimeError(f"{stage} must run before tokens are masked, removed or moved")
 
-    def changed(self, ids: Tensor, ops: Tensor, lengths: Tensor | None = None) -> Doc:
+    def changed(
+        self,
+        ids: Tensor,
+        ops: Tensor,
+        lengths: Tensor | None = None,
+        move: Callable[[Tensor], Tensor] | None = None,
+    ) -> Doc:
+        """The doc after a stage; `move` moves a (B, W) tensor as the stage moved the tokens
+        (applied to `origin`), None when they stayed in place."""
         return replace(
             self,
             ids=ids,
             ops=ops,
             pristine=False,
             lengths=self.lengths if lengths is None else lengths,
+            origin=self.origin if move is None or self.origin is None else move(self.origin),
         )
 
     def source_ops(self) -> Tensor:
@@ -271,9 +284,14 @@ def span_noise(
     new_len = kept[:, -1]
     out_width = int(new_len.max())
     dest = torch.where(keep, kept - 1, out_width)
-    ids = doc.ids.new_zeros((doc.ids.size(0), out_width + 1)).scatter_(1, dest, doc.ids)
+
+    def move(values: Tensor, fill_with: int = -1) -> Tensor:
+        out = values.new_full((values.size(0), out_width + 1), fill_with)
+        return out.scatter_(1, dest, values)
+
+    ids = move(doc.ids, 0)
     ids.scatter_(1, torch.where(head, dest.gather(1, idx), out_width), fill)
-    return doc.changed(ids[:, :out_width], ops, new_len), n_insert
+    return doc.changed(ids[:, :out_width], ops, new_len, lambda o: move(o)[:, :out_width]), n_insert
 
 
 def insert_masks(
@@ -300,13 +318,19 @@ def insert_masks(
     fill = torch.where(rank < n_random.unsqueeze(1), random_ids, vocab.mask)
     at = torch.where(valid, idx, width)  # invalid picks go to a spare last column
     inserted = slots.new_zeros((slots.size(0), width + 1)).scatter_(1, at, True)[:, :width]
-    old = torch.cat([doc.ids, doc.ids.new_zeros(doc.ids.size(0), 1)], dim=1)
     source = ((~inserted).long().cumsum(1) - 1).clamp(0, doc.ids.size(1))  # old position
     source = torch.cat([source, source.new_full((source.size(0), 1), doc.ids.size(1))], dim=1)
-    ids = old.gather(1, source)
-    ids[:, :width].masked_fill_(~slots, 0)
-    ids.scatter_(1, at, fill)
-    return replace(doc, ids=ids[:, :width], lengths=new_len)
+
+    def move(values: Tensor, new: Tensor | int, fill_with: int) -> Tensor:
+        """`values` (B, W) at their new places, `new` at the inserted ones, `fill_with` after."""
+        old = torch.cat([values, values.new_zeros(values.size(0), 1)], dim=1)
+        out = old.gather(1, source)
+        out[:, :width].masked_fill_(~slots, fill_with)
+        new = new if isinstance(new, Tensor) else torch.full_like(at, new)
+        return out.scatter_(1, at, new)[:, :width]
+
+    origin = None if doc.origin is None else move(doc.origin, -1, -1)
+    return replace(doc, ids=move(doc.ids, fill, 0), lengths=new_len, origin=origin)
 
 
 def finish(doc: Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
@@ -339,4 +363,5 @@ def finish(doc: Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
         labels=labels,
         decoder_input_ids=decoder,
         ops=doc.source_ops(),
+        origin=None if doc.origin is None else frame(doc.origin, doc.lengths, -1, -1, -1),
     )

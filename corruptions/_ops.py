@@ -257,12 +257,21 @@ def frame(
     return out
 
 
+def origin_of(lengths: Tensor, width: int, lead: int = 0) -> Tensor:
+    """`Corrupted.origin` of rows that keep their content in place behind `lead` framing
+    tokens: (B, width) int64, j - lead for lead <= j < lead + lengths[b], else -1 (framing,
+    anything appended, padding)."""
+    pos = torch.arange(-lead, width - lead, device=lengths.device).unsqueeze(0)
+    return torch.where((pos >= 0) & (pos < lengths.unsqueeze(1)), pos, -1)
+
+
 def encoder_batch(
     input_ids: Tensor,
     lengths: Tensor,
     labels: Tensor,
     ops: Tensor | None = None,
     extras: Mapping[str, Tensor] | None = None,
+    origin: Tensor | None = None,
 ) -> Corrupted:
     """A `Corrupted` for an encoder or decoder: attention on the first `lengths` positions,
     IGNORE labels outside them."""
@@ -273,6 +282,7 @@ def encoder_batch(
         labels=labels.masked_fill(~mask, IGNORE),
         ops=ops,
         extras=dict(extras or {}),
+        origin=origin,
     )
 
 
@@ -285,6 +295,7 @@ def seq2seq(
     start: int,
     ops: Tensor | None = None,
     extras: Mapping[str, Tensor] | None = None,
+    origin: Tensor | None = None,
 ) -> Corrupted:
     """A `Corrupted` for an encoder-decoder.
 
@@ -301,4 +312,5 @@ def seq2seq(
         decoder_input_ids=shifted.masked_fill(~out_mask, vocab.pad),
         ops=ops,
         extras=dict(extras or {}),
+        origin=origin,
     )

@@ -248,6 +248,15 @@ def source_ops(pair: Pair, pair_ops: Tensor, batch: Tokens) -> Tensor:
     return ops[:-1].view(n_rows, width)
 
 
+def pair_origin(pair: Pair, width: int) -> Tensor:
+    """`Corrupted.origin` of a pair: (B, W) int64, the position in row b of each token of row
+    b's pair that came from row b itself; -1 at the specials added here, at tokens taken from
+    another row (a random B) and at padding. `width` is the source rows' L."""
+    start = (torch.arange(pair.ids.size(0), device=pair.ids.device) * width).unsqueeze(1)
+    own = pair.content & (pair.source >= start) & (pair.source < start + width)
+    return torch.where(own, pair.source - start, -1)
+
+
 def pair_word_starts(batch: Tokens, pair: Pair, whole_word: bool) -> Tensor | None:
     """(B, W) bool: the source rows' word starts carried onto the pair; None (every token its own
     unit) when `whole_word` is False or the batch has no word starts."""

@@ -135,6 +135,7 @@ def denoise(
     lead: int | Tensor | None = None,
     sentinels: bool | Tensor = True,
     no_loss: Tensor | None = None,
+    with_origin: bool = False,
 ) -> Corrupted:
     """Inputs = the non-noise tokens, targets = the noise tokens, EOS after both; decoder start =
     pad (seqio's `make_autoregressive_inputs`).
@@ -151,6 +152,8 @@ def denoise(
         lead: an id, or (B,) ids, put before every input (UL2's paradigm token); None: nothing.
         sentinels: whether noise runs get sentinels, for all rows or per row ((B,) bool).
         no_loss: (B, L) bool, noise tokens that stay in the targets without loss (special ids).
+        with_origin: also place each input token's source position (`Corrupted.origin`; a
+            sentinel's is its run's first position).
     Raises:
         NotEnoughSentinels: a row has more runs than the vocabulary has sentinels.
     """
@@ -180,13 +183,12 @@ def denoise(
     sentinel = fill.index_select(0, (run_no - 1).clamp(0, fill.numel() - 1).flatten())
     sentinel = sentinel.view_as(ids)  # <k> for a token that opens run k
 
-    place = positions(ids) - noise_no + run_no + has_lead
-    keep = real & (~noise | first)
-    inputs = ids.new_full((n_rows, in_width + 1), pad)
-    inputs.scatter_(1, torch.where(keep, place, in_width), torch.where(first, sentinel, ids))
-    if lead is not None:
-        inputs[:, 0] = lead
-    inputs.scatter_(1, (input_lens - 1).unsqueeze(1), torch.full_like(ids[:, :1], vocab.eos))
+    at = torch.where(
+        real & (~noise | first), positions(ids) - noise_no + run_no + has_lead, in_width
+    )
+    inputs, origin = place_inputs(
+        torch.where(first, sentinel, ids), at, lead, input_lens, in_width, vocab, with_origin
+    )
 
     targets = torch.where(noise, noise_no - 1 + run_no, out_width)  # where noise tokens go
     last = fill.index_select(0, n_runs.clamp(max=fill.numel() - 1))
@@ -194,11 +196,35 @@ def denoise(
         ids, noise, first, targets, sentinel, trailing, last, target_lens, out_width, vocab, no_loss
     )
     return Corrupted(
-        input_ids=inputs[:, :in_width],
+        input_ids=inputs,
         attention_mask=length_mask(input_lens, in_width),
         labels=labels,
         decoder_input_ids=decoder,
+        origin=origin,
     )
+
+
+def place_inputs(
+    values: Tensor,
+    at: Tensor,
+    lead: int | Tensor | None,
+    input_lens: Tensor,
+    width: int,
+    vocab: Vocab,
+    with_origin: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """(inputs, origin), each (B, width): `values` (B, L) at their slots `at` (`width` = dropped),
+    `lead` in slot 0 when given, EOS at `input_lens - 1`, pad after; origin (when asked) the
+    source position of each placed value, -1 at the lead, the EOS and the padding."""
+    inputs = values.new_full((values.size(0), width + 1), vocab.pad)
+    inputs.scatter_(1, at, values)
+    if lead is not None:
+        inputs[:, 0] = lead
+    inputs.scatter_(1, (input_lens - 1).unsqueeze(1), torch.full_like(values[:, :1], vocab.eos))
+    if not with_origin:
+        return inputs[:, :width], None
+    origin = values.new_full((values.size(0), width + 1), -1)
+    return inputs[:, :width], origin.scatter_(1, at, positions(at).expand_as(at))[:, :width]
 
 
 def place_targets(
@@ -252,7 +278,12 @@ def prefix_split(lengths: Tensor, density: float | Tensor, gen: torch.Generator)
 
 
 def prefix_seq2seq(
-    ids: Tensor, lengths: Tensor, split: Tensor, vocab: Vocab, lead: int | Tensor | None = None
+    ids: Tensor,
+    lengths: Tensor,
+    split: Tensor,
+    vocab: Vocab,
+    lead: int | Tensor | None = None,
+    with_origin: bool = False,
 ) -> Corrupted:
     """Encoder-decoder prefix LM: inputs = the first `split` tokens + EOS, targets = the rest +
     EOS (T5's `prefix_lm`: `drop_noise_tokens` / `drop_nonnoise_tokens` of a prefix mask).
@@ -265,7 +296,9 @@ def prefix_seq2seq(
     real = length_mask(lengths, ids.size(1))
     suffix = real & (positions(ids) >= split.unsqueeze(1))
     special = vocab.is_special(ids)
-    out = denoise(ids, lengths, suffix, vocab, lead, sentinels=False, no_loss=suffix & special)
+    out = denoise(
+        ids, lengths, suffix, vocab, lead, False, suffix & special, with_origin=with_origin
+    )
     return replace(out, ops=prefix_ops(real, suffix, special))
 
 

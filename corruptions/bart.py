@@ -102,8 +102,10 @@ class BartNoising:
     parts: tuple[Any, ...] = field(default=())
     combine: ClassVar = staticmethod(compose)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        doc = Doc.start(batch, vocab)
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
+        doc = Doc.start(batch, vocab, with_origin)
         for part in self.parts:
             doc = part.apply(doc, vocab, gen)
         return finish(doc, batch, vocab)
@@ -119,8 +121,10 @@ class _Stage:
     def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         raise NotImplementedError
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        return BartNoising((self,))(batch, vocab, gen)
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
+        return BartNoising((self,))(batch, vocab, gen, with_origin=with_origin)
 
 
 def _check_rate(name: str, value: float, low_open: bool = True) -> None:
@@ -164,6 +168,7 @@ class SentencePermutation(_Stage):
             protected=doc.protected.gather(1, index) if doc.any_special else doc.protected,
             ops=doc.ops.masked_fill(moved, int(Op.MOVED)),  # pristine: all were KEEP
             perm=index if doc.perm is None else doc.perm.gather(1, index),
+            origin=None if doc.origin is None else doc.origin.gather(1, index),
         )
 
 
@@ -251,8 +256,9 @@ class TokenDeletion(_Stage):
         doc.untouched("token deletion")
         idx, valid = subword_pick(doc, self.rate, gen)
         keep = put_at(doc.base.real, idx, valid, False)
+        ops = put_at(doc.ops, idx, valid, int(Op.DELETE))
         return doc.changed(
-            compact(doc.ids, keep, 0), put_at(doc.ops, idx, valid, int(Op.DELETE)), keep.sum(1)
+            compact(doc.ids, keep, 0), ops, keep.sum(1), lambda o: compact(o, keep, -1)
         )
 
 
@@ -313,7 +319,8 @@ class DocumentRotation(_Stage):
         index = torch.where(doc.real, (pos + shift.unsqueeze(1)) % n.clamp(min=1).unsqueeze(1), pos)
         # every token still in the document moves: those not masked, deleted or moved before
         turned = (shift > 0).unsqueeze(1) & (doc.ops == int(Op.KEEP)) & doc.base.real
-        return doc.changed(doc.ids.gather(1, index), doc.ops.masked_fill(turned, int(Op.MOVED)))
+        ops = doc.ops.masked_fill(turned, int(Op.MOVED))
+        return doc.changed(doc.ids.gather(1, index), ops, move=lambda o: o.gather(1, index))
 
 
 @dataclass(frozen=True)
@@ -339,8 +346,10 @@ class Bart:
     def __post_init__(self) -> None:
         _ = self.parts  # building the parts validates every value
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        return BartNoising(self.parts)(batch, vocab, gen)
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
+        return BartNoising(self.parts)(batch, vocab, gen, with_origin=with_origin)
 
 
 # ---------------------------------------------------------------------------------------------

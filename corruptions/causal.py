@@ -31,13 +31,13 @@ start = pad.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ._ops import encoder_batch, frame, positions
+from ._ops import encoder_batch, frame, origin_of, positions
 from ._t5 import prefix_split
 from .registry import param, register
 from .types import IGNORE, Corrupted, Op, Tokens, Vocab
@@ -53,10 +53,12 @@ class CausalLM:
         "run_clm.py appends none)",
     )
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         ids, lengths, predicted = lm_rows(batch, vocab, self.append_eos)
         predicted[:, 0] = False  # nothing comes before the first token
-        return lm_batch(batch, ids, lengths, predicted, context=None)
+        return lm_batch(batch, ids, lengths, predicted, None, with_origin)
 
 
 @dataclass(frozen=True)
@@ -65,19 +67,17 @@ class PrefixLM:
 
     append_eos: bool = param(True, "append </s> to each row and predict it, as clm does")
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         split = prefix_split(batch.lengths, 0.5, gen)
         split = torch.maximum(split, batch.lengths.clamp(max=1))  # n = 1: the token is the prefix
         ids, lengths, predicted = lm_rows(batch, vocab, self.append_eos)
         in_prefix = positions(ids) < split.unsqueeze(1)
-        out = lm_batch(batch, ids, lengths, predicted & ~in_prefix, context=predicted & in_prefix)
-        return Corrupted(
-            out.input_ids,
-            out.attention_mask,
-            out.labels,
-            ops=out.ops,
-            extras={"prefix_lengths": split},
+        out = lm_batch(
+            batch, ids, lengths, predicted & ~in_prefix, predicted & in_prefix, with_origin
         )
+        return replace(out, extras={"prefix_lengths": split})
 
 
 def lm_rows(batch: Tokens, vocab: Vocab, append_eos: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -93,15 +93,22 @@ def lm_rows(batch: Tokens, vocab: Vocab, append_eos: bool) -> tuple[Tensor, Tens
 
 
 def lm_batch(
-    batch: Tokens, ids: Tensor, lengths: Tensor, predicted: Tensor, context: Tensor | None
+    batch: Tokens,
+    ids: Tensor,
+    lengths: Tensor,
+    predicted: Tensor,
+    context: Tensor | None,
+    with_origin: bool = False,
 ) -> Corrupted:
-    """A decoder `Corrupted`: labels = ids where `predicted`, ops on the source positions."""
+    """A decoder `Corrupted`: labels = ids where `predicted`, ops on the source positions;
+    the content keeps its place, so origin is the identity (-1 at the EOS appended)."""
     width = batch.ids.size(1)
     real = batch.real
     ops = (predicted[:, :width] & real).to(torch.int8) * int(Op.PREDICT)
     if context is not None:  # disjoint from `predicted`
         ops += (context[:, :width] & real).to(torch.int8) * int(Op.CONTEXT)
-    return encoder_batch(ids, lengths, ids.masked_fill(~predicted, IGNORE), ops=ops)
+    origin = origin_of(batch.lengths, ids.size(1)) if with_origin else None
+    return encoder_batch(ids, lengths, ids.masked_fill(~predicted, IGNORE), ops, origin=origin)
 
 
 @register(

@@ -37,6 +37,7 @@ from ._ops import (
     draw_with_replacement,
     encoder_batch,
     frame,
+    origin_of,
     positions,
     rand,
     replace_selected,
@@ -98,7 +99,9 @@ class TokenMasking:
             return chosen
         return choose_k(allowed, exact_budget(batch.lengths, self.rate, self.max_predictions), gen)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
         return mlm_batch(
             batch,
@@ -108,6 +111,7 @@ class TokenMasking:
             self.mask_replace,
             self.random_replace,
             self.exclude_special_random,
+            with_origin=with_origin,
         )
 
 
@@ -122,6 +126,7 @@ def mlm_batch(
     u: Tensor | None = None,
     random_ids: Tensor | None = None,
     extras: dict[str, Tensor] | None = None,
+    with_origin: bool = False,
 ) -> Corrupted:
     """Apply 80/10/10 at `chosen`, frame as `[CLS] x [SEP]`, labels = originals at `chosen`.
 
@@ -150,6 +155,7 @@ def mlm_batch(
         labels,
         ops=ops,
         extras=extras,
+        origin=origin_of(batch.lengths, ids.size(1) + 2, lead=1) if with_origin else None,
     )
 
 
@@ -195,7 +201,9 @@ class WholeWordMasking:
             allowed, starts, exact_budget(batch.lengths, self.rate, self.max_predictions), gen
         )
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
         return mlm_batch(
             batch,
@@ -205,6 +213,7 @@ class WholeWordMasking:
             self.mask_replace,
             self.random_replace,
             self.exclude_special_random,
+            with_origin=with_origin,
         )
 
 
@@ -283,7 +292,9 @@ class SpanMasking:
             allowed, word_groups(allowed, batch.word_starts), budget, probs, self.span_lower, gen
         )
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         allowed = candidates(batch, vocab)
         chosen = self.spans(batch, vocab, gen, allowed).chosen
         framed = torch.zeros(
@@ -308,6 +319,7 @@ class SpanMasking:
             u=u,
             random_ids=random_ids,
             extras=extras,
+            with_origin=with_origin,
         )
 
 
@@ -401,10 +413,21 @@ class ElectraMasking:
             return draw_with_replacement(allowed, k, gen)
         return choose_k(allowed, k, gen)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
         # no random replacement in ELECTRA's generator input: `ids` stand in for random ids
-        return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, 0.0, random_ids=batch.ids)
+        return mlm_batch(
+            batch,
+            vocab,
+            chosen,
+            gen,
+            self.mask_replace,
+            0.0,
+            random_ids=batch.ids,
+            with_origin=with_origin,
+        )
 
 
 @register("electra", arch="encoder", paper="Clark et al. 2020, arXiv 2003.10555", heads=("rtd",))

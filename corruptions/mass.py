@@ -39,6 +39,7 @@ from ._ops import (
     check_replacement,
     frame,
     length_mask,
+    origin_of,
     positions,
     rand,
     replace_selected,
@@ -97,7 +98,9 @@ class FragmentMasking:
         )
         return start, m
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         lengths = batch.lengths
         ids = frame(batch.ids, lengths, vocab.pad, vocab.bos, vocab.eos)  # (B, L + 2)
         start, m = self.place(lengths, gen)
@@ -130,6 +133,7 @@ class FragmentMasking:
             decoder_input_ids=decoder_input_ids.masked_fill(~real, vocab.pad),
             ops=ops[:, 1 : batch.ids.size(1) + 1].masked_fill(~batch.real, int(Op.KEEP)),
             extras={"decoder_position_ids": (where - 1).masked_fill(~real, 0)},
+            origin=origin_of(lengths, ids.size(1), lead=1) if with_origin else None,
         )
 
 

@@ -44,7 +44,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._ops import candidates, choose_k, frame, length_mask, positions, rand, round_half_even
+from ._ops import (
+    candidates,
+    choose_k,
+    frame,
+    length_mask,
+    origin_of,
+    positions,
+    rand,
+    round_half_even,
+)
 from .registry import param, register
 from .types import IGNORE, Corrupted, Op, Tokens, Vocab
 
@@ -103,7 +112,9 @@ class PermutationLM:
         missing = (goal - chosen.sum(1)).clamp(min=0)
         return chosen | choose_k(allowed & ~chosen, missing, gen)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
         lengths = batch.lengths
         ids = frame(
@@ -125,6 +136,7 @@ class PermutationLM:
             labels=ids.masked_fill(~chosen, IGNORE),
             ops=ops,
             extras={"perm_rank": rank},
+            origin=origin_of(lengths, ids.size(1)) if with_origin else None,
         )
 
 

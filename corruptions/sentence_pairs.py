@@ -42,6 +42,7 @@ from ._pairs import (
     assemble,
     mlm_on_pair,
     other_rows,
+    pair_origin,
     pair_word_starts,
     segment_from,
     sentences_of,
@@ -161,7 +162,9 @@ class NextSentence:
         _check_short(self.short_seq_prob)
         check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         sents = sentences_of(batch)
         chunk = chunks(batch, sents, self.short_seq_prob, gen)
         alone = batch.ids.size(0) < 2  # no other document to draw B from: label 0 only
@@ -183,7 +186,9 @@ class NextSentence:
             self.exclude_special_random,
         )
         extras = {"token_type_ids": pair.token_type_ids, "next_sentence_label": label.long()}
-        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch), extras)
+        origin = pair_origin(pair, batch.ids.size(1)) if with_origin else None
+        ops = source_ops(pair, ops, batch)
+        return encoder_batch(input_ids, pair.lengths, labels, ops, extras, origin)
 
 
 @dataclass(frozen=True)
@@ -225,7 +230,9 @@ class SentenceOrder:
             raise ValueError(f"ngram must be >= 1, got {self.ngram}")
         check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         sents = sentences_of(batch)
         chunk = chunks(batch, sents, self.short_seq_prob, gen)
         alone = batch.ids.size(0) < 2  # no other document: a single sentence is split in two
@@ -252,7 +259,9 @@ class SentenceOrder:
             swap.unsqueeze(1) & pair.content & (ops == int(Op.KEEP)), int(Op.MOVED)
         )
         extras = {"token_type_ids": pair.token_type_ids, "sentence_order_label": label.long()}
-        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch), extras)
+        origin = pair_origin(pair, batch.ids.size(1)) if with_origin else None
+        ops = source_ops(pair, ops, batch)
+        return encoder_batch(input_ids, pair.lengths, labels, ops, extras, origin)
 
 
 @register(

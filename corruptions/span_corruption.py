@@ -63,11 +63,13 @@ class SpanCorruption:
     def __post_init__(self) -> None:
         check_spans(self.density, self.mean_span)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         noise = random_spans_noise_mask(
             batch.lengths, batch.ids.size(1), self.density, self.mean_span, gen, self.random_roll
         )
-        return spans_batch(batch, noise & ~vocab.is_special(batch.ids), vocab)
+        return spans_batch(batch, noise & ~vocab.is_special(batch.ids), vocab, with_origin)
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,17 @@ class IidCorruption:
         if not 0.0 < self.density < 1.0:
             raise ValueError(f"density must be in (0, 1), got {self.density}")
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         u = torch.rand(batch.ids.shape, generator=gen, device=batch.ids.device)
         noise = (u < self.density) & batch.real & ~vocab.is_special(batch.ids)
-        return spans_batch(batch, noise, vocab)
+        return spans_batch(batch, noise, vocab, with_origin)
 
 
-def spans_batch(batch: Tokens, noise: Tensor, vocab: Vocab) -> Corrupted:
+def spans_batch(batch: Tokens, noise: Tensor, vocab: Vocab, with_origin: bool = False) -> Corrupted:
     """Sentinel inputs and targets for `noise`, ops = SPAN on the cut tokens."""
-    out = denoise(batch.ids, batch.lengths, noise, vocab)
+    out = denoise(batch.ids, batch.lengths, noise, vocab, with_origin=with_origin)
     return replace(out, ops=noise.to(torch.int8) * int(Op.SPAN))
 
 

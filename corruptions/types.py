@@ -164,6 +164,17 @@ class Corrupted:
     Decoder-arch objectives are causal unless `prefix_lengths` says otherwise; labels of a
     decoder objective are aligned with `input_ids` (the model predicts labels[t] at position t-1,
     the Hugging Face convention: labels = input_ids, shifted inside the loss).
+
+    `origin` (B, S) int64, only when the corruption was called `with_origin=True` (None
+    otherwise; training never needs it): for each input position, the source position (column of
+    `Tokens.ids`, same row) of the token it holds or stands for. A kept, predicted, masked,
+    randomly replaced, moved or context token points at its own source position; a token that
+    stands for a collapsed span (T5's sentinel, BART's <mask>) at the span's first position.
+    -1 where the input holds nothing of its own row: framing ([CLS], [SEP], <s>, </s>, XLNet's
+    <sep> <cls>), paradigm tokens, inserted tokens, segments taken from another row (NSP's
+    random B), padding. Each source position appears at most once per row; those that do not
+    appear were deleted, truncated, collapsed into a span after its first token, or moved to
+    the target (a prefix LM's suffix).
     """
 
     input_ids: Tensor  # (B, S) int64
@@ -172,6 +183,7 @@ class Corrupted:
     decoder_input_ids: Tensor | None = None  # (B, T) seq2seq only
     ops: Tensor | None = None  # (B, L) int8 Op codes on the source positions
     extras: Mapping[str, Tensor] = field(default_factory=dict)
+    origin: Tensor | None = None  # (B, S) int64 source position of each input token, -1: none
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Corrupted:
         """Move every tensor to `device`."""
@@ -184,7 +196,8 @@ class Corrupted:
         return replace(self, **moved, extras=extras)
 
     def as_dict(self) -> dict[str, Tensor]:
-        """Model inputs and targets by their Hugging Face names, extras included; no `ops`."""
+        """Model inputs and targets by their Hugging Face names, extras included; no `ops` or
+        `origin`."""
         out = {
             "input_ids": self.input_ids,
             "attention_mask": self.attention_mask,
@@ -214,6 +227,12 @@ class ModelFacts:
 
 
 class Corruption(Protocol):
-    """Anything that turns a clean batch into a training batch."""
+    """Anything that turns a clean batch into a training batch.
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted: ...
+    `with_origin=True` asks for `Corrupted.origin` too (for display: the show view); asking
+    changes nothing else, not even the random draws.
+    """
+
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted: ...

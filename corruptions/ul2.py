@@ -102,7 +102,9 @@ class MixtureOfDenoisers:
         if len(self.tokens) != len(MODES):
             raise ValueError("tokens needs one name for each of R, X, S")
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         ids, lengths, device = batch.ids, batch.lengths, batch.ids.device
         leads = self.paradigm_ids(vocab)
         self.check_sentinels(int(lengths.max()) if lengths.numel() else 0, len(vocab.sentinels))
@@ -146,6 +148,7 @@ class MixtureOfDenoisers:
             lead.long() if leads else None,
             sentinels=~is_s,
             no_loss=suffix & ~ordinary,
+            with_origin=with_origin,
         )
         s_rows = ordinary & is_s.unsqueeze(1)
         ops = span_noise.to(torch.int8) * int(Op.SPAN)

@@ -32,6 +32,7 @@ from ._pairs import (
     Pair,
     assemble,
     mlm_on_pair,
+    pair_origin,
     pair_word_starts,
     sentences_of,
     source_ops,
@@ -126,7 +127,9 @@ class UniLMMasking:
         u = torch.rand(n_rows, generator=gen, device=device, dtype=torch.float64)
         return (u.unsqueeze(1) >= cum).sum(1)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         own = torch.arange(batch.ids.size(0), device=batch.ids.device)
         a_end = split_points(sentences_of(batch), batch.lengths, gen, split_single=True)
         mode = self.draw_modes(batch.ids.size(0), gen, batch.ids.device)
@@ -166,7 +169,9 @@ class UniLMMasking:
             "token_type_ids": self._types(pair, mode),
             "prefix_lengths": prefix,
         }
-        return encoder_batch(input_ids, pair.lengths, labels, source_ops(pair, ops, batch), extras)
+        origin = pair_origin(pair, batch.ids.size(1)) if with_origin else None
+        ops = source_ops(pair, ops, batch)
+        return encoder_batch(input_ids, pair.lengths, labels, ops, extras, origin)
 
     def _types(self, pair: Pair, mode: Tensor) -> Tensor:
         if not self.mode_segments:

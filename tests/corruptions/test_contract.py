@@ -129,3 +129,73 @@ def test_families_import_no_other_family(path: Path) -> None:
     assert name in families | SHARED or name.startswith("_"), name
     crossing = package_imports(path) & families
     assert not crossing, f"{name} imports the family module(s) {sorted(crossing)}"
+
+
+REORDERS = {"bart", "bart-permute", "bart-rotate", "sop"}  # may put content out of source order
+COMPOSED = [
+    "bart-infill+bart-rotate",
+    "bart-delete+bart-permute+bart-rotate",
+    "bart-mask+bart-permute",
+]
+PRESENT = [int(Op.MASK), int(Op.RANDOM), int(Op.MOVED), int(Op.CONTEXT)]  # always in the input
+AS_IS = [int(Op.KEEP), int(Op.PREDICT), int(Op.CONTEXT), int(Op.MOVED)]  # in the input unchanged
+HEADS = [int(Op.MASK), int(Op.RANDOM), int(Op.SPAN)]  # may stand for the span after them
+
+
+@pytest.mark.parametrize("name", NAMES + COMPOSED)
+@given(ids=st.lists(word_ids, min_size=1, max_size=96), seed=st.integers(0, 2**32 - 1))
+def test_origin_says_where_every_input_token_came_from(
+    name: str, ids: list[int], seed: int
+) -> None:
+    specials = [TINY.mask, TINY.eos, TINY.sentinels[1]]
+    with_special = [*ids[:5], specials[seed % 3], *ids[5:]]  # a special id inside the content
+    batch = tokens(
+        [ids, with_special, ids[: max(1, len(ids) // 3)]], word_every=2, sentence_every=7
+    )
+    plain = create(name)(batch, TINY, make_generator(seed))
+    out = create(name)(batch, TINY, make_generator(seed), with_origin=True)
+    assert plain.origin is None
+    for key, value in plain.as_dict().items():  # asking for origin changes nothing else
+        assert torch.equal(value, out.as_dict()[key]), key
+    assert out.origin is not None
+    assert out.origin.shape == out.input_ids.shape
+    assert out.origin.dtype == torch.long
+    assert (out.origin[~out.attention_mask] == -1).all()
+    for row in range(batch.ids.size(0)):
+        check_origin_row(name, batch.ids[row, : int(batch.lengths[row])], out, row)
+
+
+def check_origin_row(name: str, source: torch.Tensor, out: corruptions.Corrupted, row: int) -> None:
+    """One row of `test_origin_says_where_every_input_token_came_from`."""
+    assert out.origin is not None
+    assert out.ops is not None
+    n, origin, inputs = source.numel(), out.origin[row], out.input_ids[row]
+    reorders = bool(REORDERS & set(name.split("+")))
+    ops = out.ops[row, :n].long()
+    at = origin >= 0
+    held = origin[at]
+    assert (held < n).all()
+    assert held.unique().numel() == held.numel()  # each source position at most once
+    if not reorders:
+        assert (held.diff() > 0).all()  # in source order
+    present = torch.zeros(n, dtype=torch.bool).index_fill_(0, held, True)
+    op_at = ops[held]
+    same = torch.isin(op_at, torch.tensor(AS_IS))
+    assert torch.equal(inputs[at][same], source[held][same])
+    assert (inputs[at][op_at == int(Op.MASK)] == TINY.mask).all()
+    assert torch.isin(inputs[at][op_at == int(Op.SPAN)], TINY.sentinel_tensor(inputs.device)).all()
+    assert not present[ops == int(Op.DELETE)].any()
+    assert present[torch.isin(ops, torch.tensor(PRESENT))].all()
+    assert present[~TINY.is_special(source) & (ops == int(Op.KEEP))].all()
+    # an absent SPAN token follows, in source order, the present token that stands for its span
+    # or another such token (after a sentence permutation a span may run on from elsewhere)
+    absent_span = ~present & (ops == int(Op.SPAN))
+    head = present & torch.isin(ops, torch.tensor(HEADS))
+    after = torch.cat([torch.tensor([False]), (head | absent_span)[:-1]])
+    if not reorders:
+        assert after[absent_span].all()
+    if (
+        get(name.split("+")[0]).arch != "encoder-decoder"
+    ):  # labels follow the input: they hold the source
+        scored = at & (out.labels[row] != IGNORE)
+        assert torch.equal(out.labels[row][scored], source[origin[scored]])
