@@ -111,12 +111,11 @@ def mask_ids(
     mask_random: float,
     vocab: Vocab,
     gen: torch.Generator,
-    exclude_special: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """(ids, is_random) for picked positions: <mask>, or a random id with prob `mask_random`
-    (drawn from the whole vocabulary, as fairseq, unless `exclude_special`)."""
+    (an ordinary id, `_ops.random_tokens`; fairseq draws from [1, V), specials included)."""
     is_random = valid & (torch.rand(idx.shape, generator=gen, device=idx.device) < mask_random)
-    random_ids = random_tokens(idx, vocab, gen, exclude_special)
+    random_ids = random_tokens(idx, vocab, gen)
     return torch.where(is_random, random_ids, vocab.mask), is_random
 
 
@@ -245,7 +244,6 @@ def span_noise(
     mask_random: float,
     vocab: Vocab,
     gen: torch.Generator,
-    exclude_special: bool = False,
 ) -> tuple[Doc, Tensor]:
     """fairseq's span-poisson masking with replace_length 1, in words.
 
@@ -271,7 +269,7 @@ def span_noise(
     cover, head = coverage(first, last, valid, width)
     covered = (cover if word is None else cover.gather(1, word.clamp(min=0))) > 0
     covered &= real
-    fill, is_random = mask_ids(idx, head, mask_random, vocab, gen, exclude_special)
+    fill, is_random = mask_ids(idx, head, mask_random, vocab, gen)
     ops = put_at(
         doc.ops.masked_fill(covered, int(Op.SPAN)),
         idx,
@@ -300,7 +298,6 @@ def insert_masks(
     mask_random: float,
     vocab: Vocab,
     gen: torch.Generator,
-    exclude_special: bool = False,
 ) -> Doc:
     """fairseq's insertion noise: n_insert[b] new tokens at uniformly random slots of the
     lengthened content (never before <s> or after </s>); the first ceil(n x mask_random) of them
@@ -314,7 +311,7 @@ def insert_masks(
     idx, valid = pick_k(slots, n_insert, gen, new_len)
     n_random = torch.ceil(n_insert.double() * mask_random).long()
     rank = torch.arange(idx.size(1), device=idx.device).unsqueeze(0)
-    random_ids = random_tokens(idx, vocab, gen, exclude_special)
+    random_ids = random_tokens(idx, vocab, gen)
     fill = torch.where(rank < n_random.unsqueeze(1), random_ids, vocab.mask)
     at = torch.where(valid, idx, width)  # invalid picks go to a spare last column
     inserted = slots.new_zeros((slots.size(0), width + 1)).scatter_(1, at, True)[:, :width]

@@ -16,6 +16,11 @@ from torch import Tensor
 
 from .types import IGNORE, Corrupted, Op, Tokens, Vocab
 
+# how help texts say where random replacements come from (`random_tokens`)
+ORDINARY_RANDOM = (
+    "an ordinary id, never a special one; the reference draws from the whole vocabulary"
+)
+
 
 def make_generator(
     seed: int, *keys: int | str, device: torch.device | str = "cpu"
@@ -144,20 +149,22 @@ def draw_with_replacement(allowed: Tensor, k: Tensor, gen: torch.Generator) -> T
     return (hits.scatter_add_(1, at, valid.long()) > 0) & allowed
 
 
-def random_tokens(
-    like: Tensor, vocab: Vocab, gen: torch.Generator, exclude_special: bool = False
-) -> Tensor:
-    """Uniformly random ids shaped like `like`.
+ORDINARY_RANDOM = (
+    "an ordinary id, never a special one; the reference draws from the whole vocabulary"
+)
 
-    The references draw from the whole vocabulary, specials included (google-research/bert,
-    transformers #15342); `exclude_special=True` draws only ordinary tokens.
+
+def random_tokens(like: Tensor, vocab: Vocab, gen: torch.Generator) -> Tensor:
+    """Ids shaped like `like`, uniform over the ordinary (non-special) ids of `vocab`.
+
+    Every objective's random replacements come from here. The references draw from the whole
+    vocabulary (google-research/bert, transformers #15342) or from [1, V) (fairseq), so a
+    [CLS], a <mask> or a T5 sentinel can land in the input, where it means something else (a
+    sentinel makes a BART input look like T5's); here it never does.
     """
-    if not exclude_special:
-        return torch.randint(0, vocab.size, like.shape, generator=gen, device=like.device)
-    assert vocab.special is not None
-    pool = (~vocab.special).nonzero().squeeze(1).to(like.device)
+    pool = vocab.ordinary_ids(like.device)
     pick = torch.randint(0, pool.numel(), like.shape, generator=gen, device=like.device)
-    return pool[pick]
+    return pool.take(pick)
 
 
 def check_replacement(mask_replace: float, random_replace: float) -> None:
@@ -188,7 +195,6 @@ def replace_selected(
     gen: torch.Generator,
     mask_prob: float = 0.8,
     random_prob: float = 0.1,
-    exclude_special: bool = False,
     u: Tensor | None = None,
     random_ids: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
@@ -199,7 +205,7 @@ def replace_selected(
         u: (B, L) the uniform draws to decide by, when the caller shares one draw between several
             positions (SpanBERT: one per span); drawn here if None.
         random_ids: (B, L) the ids to write at "random" positions (SpanBERT: corpus unigrams);
-            uniform over the vocabulary (`random_tokens`) if None. A caller that never writes
+            uniform over the ordinary ids (`random_tokens`) if None. A caller that never writes
             random ids (random_prob = 0) may pass `ids` to save the draw.
     Returns:
         (input ids, ops): the new ids and the `Op` code of every position (int8).
@@ -211,7 +217,7 @@ def replace_selected(
     ops = torch.full_like(ids, int(Op.KEEP), dtype=torch.int8)
     ops = ops.masked_fill(chosen, int(Op.PREDICT)).masked_fill(to_mask, int(Op.MASK))
     if random_ids is None:  # drawn even when random_prob = 0: one stream for every caller
-        random_ids = random_tokens(ids, vocab, gen, exclude_special)
+        random_ids = random_tokens(ids, vocab, gen)
     to_random = chosen & (u >= mask_prob) & (u < mask_prob + random_prob)
     out = torch.where(to_random, random_ids, out)
     ops = ops.masked_fill(to_random, int(Op.RANDOM))

@@ -221,7 +221,6 @@ def mlm_on_pair(
     gen: torch.Generator,
     mask_replace: float,
     random_replace: float,
-    exclude_special_random: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """80/10/10 (`_ops.replace_selected`) at `chosen` positions of the pair.
 
@@ -229,9 +228,7 @@ def mlm_on_pair(
         (input_ids, labels, ops): (B, W) each; labels hold the original ids at `chosen`, IGNORE
         elsewhere; ops are `Op` codes on the pair's positions.
     """
-    input_ids, ops = replace_selected(
-        pair.ids, chosen, vocab, gen, mask_replace, random_replace, exclude_special_random
-    )
+    input_ids, ops = replace_selected(pair.ids, chosen, vocab, gen, mask_replace, random_replace)
     return input_ids, torch.where(chosen, pair.ids, IGNORE), ops
 
 

@@ -64,9 +64,9 @@ LAMBDA_HELP = (
     "mean span length in words, Poisson(lambda) truncated where the pmf falls below 1e-7 "
     "(paper: 3; the BART-large command in fairseq #1899 used 3.5)"
 )
-MASK_RANDOM_HELP = "share of masks that are a random token instead (BART-large command: 0.1)"
-EXCLUDE_SPECIAL_HELP = (
-    "draw random tokens from ordinary tokens only (fairseq draws from the whole vocabulary)"
+MASK_RANDOM_HELP = (
+    "share of masks that are a random token instead (BART-large command: 0.1); an ordinary id, "
+    "never a special one (fairseq draws from [1, V), which holds <mask> and any sentinels)"
 )
 SUBWORD_RATE_HELP = (
     "share of tokens hit, budget ceil(rate x tokens) per document (0.3 as BART-large; the rate "
@@ -225,7 +225,6 @@ class TokenMasking(_Stage):
     kind: ClassVar[str] = "token masking"
     rate: float = param(0.3, SUBWORD_RATE_HELP)
     mask_random: float = param(0.1, MASK_RANDOM_HELP)
-    exclude_special_random: bool = param(False, EXCLUDE_SPECIAL_HELP)
 
     def __post_init__(self) -> None:
         _check_rate("rate", self.rate)
@@ -234,9 +233,7 @@ class TokenMasking(_Stage):
     def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         doc.untouched("token masking")
         idx, valid = subword_pick(doc, self.rate, gen)
-        fill, is_random = mask_ids(
-            idx, valid, self.mask_random, vocab, gen, self.exclude_special_random
-        )
+        fill, is_random = mask_ids(idx, valid, self.mask_random, vocab, gen)
         ops = put_at(doc.ops, idx, valid, torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
         return doc.changed(put_at(doc.ids, idx, valid, fill), ops)
 
@@ -271,7 +268,6 @@ class TextInfilling(_Stage):
     rate: float = param(0.3, "share of words in spans, budget ceil(rate x words) (BART: 0.3)")
     poisson_lambda: float = param(3.0, LAMBDA_HELP)
     mask_random: float = param(0.1, MASK_RANDOM_HELP)
-    exclude_special_random: bool = param(False, EXCLUDE_SPECIAL_HELP)
 
     def __post_init__(self) -> None:
         _check_rate("rate", self.rate)
@@ -287,11 +283,8 @@ class TextInfilling(_Stage):
             self.mask_random,
             vocab,
             gen,
-            self.exclude_special_random,
         )
-        return insert_masks(
-            doc, n_insert, self.mask_random, vocab, gen, self.exclude_special_random
-        )
+        return insert_masks(doc, n_insert, self.mask_random, vocab, gen)
 
 
 @dataclass(frozen=True)
@@ -330,7 +323,6 @@ class Bart:
     rate: float = param(0.3, "share of words in spans, budget ceil(rate x words) (BART: 0.3)")
     poisson_lambda: float = param(3.0, LAMBDA_HELP)
     mask_random: float = param(0.1, MASK_RANDOM_HELP)
-    exclude_special_random: bool = param(False, EXCLUDE_SPECIAL_HELP)
     permute_ratio: float = param(1.0, "share of sentences shuffled among their slots (BART: all)")
     combine: ClassVar = staticmethod(compose)
 
@@ -338,9 +330,7 @@ class Bart:
     def parts(self) -> tuple[Any, ...]:
         return (
             SentencePermutation(self.permute_ratio),
-            TextInfilling(
-                self.rate, self.poisson_lambda, self.mask_random, self.exclude_special_random
-            ),
+            TextInfilling(self.rate, self.poisson_lambda, self.mask_random),
         )
 
     def __post_init__(self) -> None:
@@ -364,15 +354,20 @@ def bart_infill(**overrides: Any) -> TextInfilling:
     none given: every token is a word). Span lengths are drawn until they reach the budget (the
     last one trimmed); zero-length spans insert a <mask> (insertion noise, as fairseq; a popular
     port drops them). Overlapping spans are not merged: a start inside an earlier span is deleted,
-    so ~26.7% of tokens are replaced or removed. 10% of masks are random tokens. lambda: the
-    paper says 3 (used here), the BART-large command used 3.5.
+    so ~26.7% of tokens are replaced or removed. 10% of masks are random tokens, drawn from the
+    ordinary ids only: fairseq draws from [1, V), which holds <mask> and, in a T5-style
+    vocabulary, the sentinels. lambda: the paper says 3 (used here), the BART-large command used
+    3.5.
     """
     return TextInfilling(**overrides)
 
 
 @register("bart-mask", arch="encoder-decoder", paper=PAPER)
 def bart_mask(**overrides: Any) -> TokenMasking:
-    """BART token masking: 30% of tokens replaced by <mask> (10% of them by a random token)."""
+    """BART token masking: 30% of tokens replaced by <mask> (10% of them by a random token).
+
+    Random tokens are ordinary ids, never a special one (fairseq draws from [1, V)).
+    """
     return TokenMasking(**overrides)
 
 
@@ -408,7 +403,8 @@ def bart(**overrides: Any) -> Bart:
 
     As the BART-large command of fairseq #1899 (mask 0.3, span-poisson, replace-length 1,
     mask-random 0.1, permute-sentences 1, rotate 0, insert 0) except lambda: the paper's 3, where
-    the command used 3.5 (mBART's value). Noising functions compose (bart+bart-rotate) and always
-    run in the reference's order: permute, mask / infill / delete, insert, rotate.
+    the command used 3.5 (mBART's value), and random tokens, which are ordinary ids here (fairseq
+    draws from [1, V), specials included). Noising functions compose (bart+bart-rotate) and
+    always run in the reference's order: permute, mask / infill / delete, insert, rotate.
     """
     return Bart(**overrides)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ._ops import (
+    ORDINARY_RANDOM,
     candidates,
     check_mlm,
     choose_k,
@@ -73,16 +74,15 @@ class TokenMasking:
 
     rate: float = param(0.15, "share of tokens chosen for prediction (masked_lm_prob)")
     mask_replace: float = param(0.8, "share of chosen tokens replaced by [MASK]")
-    random_replace: float = param(0.1, "share of chosen tokens replaced by a random token")
+    random_replace: float = param(
+        0.1, f"share of chosen tokens replaced by a random token ({ORDINARY_RANDOM})"
+    )
     budget: str = param(
         "exact",
         "exact: max(1, round(rate x length incl. [CLS]/[SEP])) tokens per sequence, as "
         "google-research/bert; bernoulli: each token independently, as Hugging Face's collator",
     )
     max_predictions: int = param(0, "cap on chosen tokens per sequence (0: no cap)")
-    exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
-    )
 
     def __post_init__(self) -> None:
         check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
@@ -110,7 +110,6 @@ class TokenMasking:
             gen,
             self.mask_replace,
             self.random_replace,
-            self.exclude_special_random,
             with_origin=with_origin,
         )
 
@@ -122,7 +121,6 @@ def mlm_batch(
     gen: torch.Generator,
     mask_replace: float = 0.8,
     random_replace: float = 0.1,
-    exclude_special_random: bool = False,
     u: Tensor | None = None,
     random_ids: Tensor | None = None,
     extras: dict[str, Tensor] | None = None,
@@ -143,7 +141,6 @@ def mlm_batch(
         gen,
         mask_replace,
         random_replace,
-        exclude_special_random,
         u=u,
         random_ids=random_ids,
     )
@@ -170,7 +167,8 @@ def bert_mlm(**overrides: Any) -> TokenMasking:
 
     The budget per sequence is exact, max(1, round(0.15 x length)) with [CLS] and [SEP] counted,
     as google-research/bert's create_pretraining_data.py; `budget=bernoulli` gives Hugging Face's
-    dynamic per-token draw instead.
+    dynamic per-token draw instead. Random tokens are ordinary ids (the reference draws from the
+    whole vocabulary, [CLS], [SEP] and [MASK] included), in every objective of the zoo.
     """
     return TokenMasking(**overrides)
 
@@ -184,11 +182,10 @@ class WholeWordMasking:
 
     rate: float = param(0.15, "share of pieces chosen for prediction (masked_lm_prob)")
     mask_replace: float = param(0.8, "share of chosen pieces replaced by [MASK] (each piece draws)")
-    random_replace: float = param(0.1, "share of chosen pieces replaced by a random token")
-    max_predictions: int = param(0, "cap on chosen pieces per sequence (0: no cap)")
-    exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
+    random_replace: float = param(
+        0.1, f"share of chosen pieces replaced by a random token ({ORDINARY_RANDOM})"
     )
+    max_predictions: int = param(0, "cap on chosen pieces per sequence (0: no cap)")
 
     def __post_init__(self) -> None:
         check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
@@ -212,7 +209,6 @@ class WholeWordMasking:
             gen,
             self.mask_replace,
             self.random_replace,
-            self.exclude_special_random,
             with_origin=with_origin,
         )
 

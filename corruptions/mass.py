@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ._ops import (
+    ORDINARY_RANDOM,
     check_replacement,
     frame,
     length_mask,
@@ -61,9 +62,8 @@ class FragmentMasking:
     start_prob: float = param(0.2, "probability that the fragment starts right after <s>")
     end_prob: float = param(0.2, "probability that the fragment ends at the closing </s>")
     mask_replace: float = param(0.8, "share of fragment tokens replaced by [MASK] (word_mask)")
-    random_replace: float = param(0.1, "share of fragment tokens replaced by a random token")
-    exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
+    random_replace: float = param(
+        0.1, f"share of fragment tokens replaced by a random token ({ORDINARY_RANDOM})"
     )
     decoder_start: str = param(
         "previous",
@@ -115,7 +115,6 @@ class FragmentMasking:
             gen,
             self.mask_replace,
             self.random_replace,
-            self.exclude_special_random,
         )
 
         width = int(m.max()) if m.numel() else 0

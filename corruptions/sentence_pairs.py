@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from ._ngrams import choose_ngrams, size_probs
-from ._ops import check_mlm, encoder_batch, rand, round_half_even
+from ._ops import ORDINARY_RANDOM, check_mlm, encoder_batch, rand, round_half_even
 from ._pairs import (
     Pair,
     Sentences,
@@ -148,12 +148,11 @@ class NextSentence:
     )
     rate: float = param(0.15, "share of the pair's tokens, specials counted, chosen for MLM")
     mask_replace: float = param(0.8, "share of chosen tokens replaced by [MASK]")
-    random_replace: float = param(0.1, "share of chosen tokens replaced by a random token")
+    random_replace: float = param(
+        0.1, f"share of chosen tokens replaced by a random token ({ORDINARY_RANDOM})"
+    )
     max_predictions: int = param(
         0, "cap on MLM predictions per pair (0: none; bert uses 20 at 128 tokens, ~77-80 at 512)"
-    )
-    exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
     )
 
     def __post_init__(self) -> None:
@@ -183,7 +182,6 @@ class NextSentence:
             gen,
             self.mask_replace,
             self.random_replace,
-            self.exclude_special_random,
         )
         extras = {"token_type_ids": pair.token_type_ids, "next_sentence_label": label.long()}
         origin = pair_origin(pair, batch.ids.size(1)) if with_origin else None
@@ -217,9 +215,8 @@ class SentenceOrder:
         True, "n-grams count whole words (ALBERT's do_whole_word_mask); false: tokens"
     )
     mask_replace: float = param(0.8, "share of chosen tokens replaced by [MASK]")
-    random_replace: float = param(0.1, "share of chosen tokens replaced by a random token")
-    exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
+    random_replace: float = param(
+        0.1, f"share of chosen tokens replaced by a random token ({ORDINARY_RANDOM})"
     )
 
     def __post_init__(self) -> None:
@@ -253,7 +250,6 @@ class SentenceOrder:
             gen,
             self.mask_replace,
             self.random_replace,
-            self.exclude_special_random,
         )
         ops = ops.masked_fill(
             swap.unsqueeze(1) & pair.content & (ops == int(Op.KEEP)), int(Op.MOVED)

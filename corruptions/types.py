@@ -72,6 +72,20 @@ class Vocab:
             special = special.to(ids.device)
         return special.take(ids)  # a gather: about twice as fast as special[ids] on CPU
 
+    def ordinary_ids(self, device: torch.device) -> Tensor:
+        """The ids that are not special, ascending, int64 on `device`: what random replacement
+        draws from. Computed once per device."""
+        cache: dict[str, Tensor] = self.__dict__.setdefault("_ordinary_ids", {})
+        key = str(device)
+        if key not in cache:
+            special = self.special
+            assert special is not None
+            pool = (~special).nonzero().squeeze(1)
+            if pool.numel() == 0:
+                raise ValueError("the vocabulary has no ordinary (non-special) id")
+            cache[key] = pool.to(device)
+        return cache[key]
+
     def sentinel_tensor(self, device: torch.device) -> Tensor:
         """The sentinel ids as an int64 tensor on `device` (sentinel k at index k)."""
         return torch.tensor(self.sentinels, dtype=torch.long, device=device)

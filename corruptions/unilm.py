@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ._ngrams import choose_ngrams
-from ._ops import check_mlm, encoder_batch, positions, round_half_even
+from ._ops import ORDINARY_RANDOM, check_mlm, encoder_batch, positions, round_half_even
 from ._pairs import (
     Pair,
     assemble,
@@ -91,9 +91,8 @@ class UniLMMasking:
     ngram: int = param(3, "longest masked n-gram; its sizes 2..ngram are equally likely")
     whole_word: bool = param(False, "units count whole words (the loader's mask_whole_word)")
     mask_replace: float = param(0.8, "share of masked tokens replaced by [MASK]")
-    random_replace: float = param(0.1, "share of masked tokens replaced by a random token")
-    exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
+    random_replace: float = param(
+        0.1, f"share of masked tokens replaced by a random token ({ORDINARY_RANDOM})"
     )
     mode_segments: bool = param(
         False,
@@ -157,7 +156,6 @@ class UniLMMasking:
             gen,
             self.mask_replace,
             self.random_replace,
-            self.exclude_special_random,
         )
         source = s2s & pair.content & ~pair.token_type_ids.bool() & (ops == int(Op.KEEP))
         ops = ops.masked_fill(source, int(Op.CONTEXT))

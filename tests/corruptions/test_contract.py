@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import corruptions
 from corruptions import IGNORE, Op, create, get, list_objectives, make_generator
-from tests.helpers import ORDINARY, TINY, tokens
+from tests.helpers import ORDINARY, TINY, random_batch, tokens
 
 NAMES = [o.name for o in list_objectives()]
 word_ids = st.sampled_from(ORDINARY)
@@ -199,3 +199,38 @@ def check_origin_row(name: str, source: torch.Tensor, out: corruptions.Corrupted
     ):  # labels follow the input: they hold the source
         scored = at & (out.labels[row] != IGNORE)
         assert torch.equal(out.labels[row][scored], source[origin[scored]])
+
+
+def most_random(name: str) -> dict[str, float]:
+    """Overrides that make every replacement of `name` a random one, where it has them."""
+    params = {p.name for part in name.split("+") for p in get(part).params}
+    if "random_replace" in params:
+        return {"mask_replace": 0.0, "random_replace": 1.0}
+    return {"mask_random": 1.0} if "mask_random" in params else {}
+
+
+@pytest.mark.parametrize("name", NAMES + COMPOSED)
+@pytest.mark.parametrize("overrides", ["defaults", "all random"])
+def test_random_replacements_are_never_special(name: str, overrides: str) -> None:
+    """A third of TINY's ids are specials (sentinels, [MASK], [CLS], paradigm tokens...), the
+    content here none: a random id drawn from the whole vocabulary would often be one. Where the
+    input holds a special id, it is framing, [MASK], or the objective's own sentinel or paradigm
+    token; a token that replaced a source token at random is never special."""
+    corrupt = create(name, **(most_random(name) if overrides == "all random" else {}))
+    batch = random_batch(32, 96, seed=5, word_every=2, sentence_every=9)
+    allowed = [TINY.bos, TINY.eos, TINY.mask]
+    if name == "ul2":
+        allowed += list(TINY.extra.values())
+    if get(name.split("+")[0]).sentinels:
+        allowed += list(TINY.sentinels)
+    for seed in range(3):
+        out = corrupt(batch, TINY, make_generator(seed), with_origin=True)
+        assert out.ops is not None
+        assert out.origin is not None
+        ids = out.input_ids[out.attention_mask]
+        special = TINY.is_special(ids)
+        assert torch.isin(ids[special], torch.tensor(allowed)).all()
+        at = out.origin >= 0
+        rows = torch.arange(batch.ids.size(0)).unsqueeze(1).expand_as(out.origin)
+        randomised = out.ops[rows[at], out.origin[at]] == int(Op.RANDOM)
+        assert not TINY.is_special(out.input_ids[at][randomised]).any()
