@@ -13,15 +13,18 @@ two half the time (label 1). A pooled-[CLS] classifier predicts the label, and M
     token types    0   0  0  0    0   1  1    1
 
 With probability short_seq_prob (0.1, as bert and ALBERT) a row's pair targets a uniform length in
-[2, row length] instead, built from its first sentences up to that length (bert draws it per
-document, here per row, the same share). Chunks with a single sentence always take B from another
-row (label 1) in both: google-research/bert
-does so, and ALBERT's SOP data keeps these NSP-style negatives (albert #234). The pair fits the
-row's own length (A + B <= tokens in the row, at least 2), cut from the longer side as bert's
-`truncate_seq_pair`. A random B comes from a row with text enough for it, starting at a sentence
-with text enough after it (see `_pairs.segment_from`: otherwise a short pair would give its label
-away). Each row must come from a different document (the data layer's blocks); a
-batch of one row has no other document, so there a single sentence is split at a random token
+[2, row length] instead: its chunk is its first sentences, whole, until they reach the target
+(and a random B grows, whole sentences, until A + B reaches it), so a short pair holds at least
+the target and ends on a sentence boundary, as google-research/bert's
+`create_instances_from_document` (which draws the target per document, here per row, the same
+share). Chunks with a single sentence always take B from another row (label 1) in both:
+google-research/bert does so, and ALBERT's SOP data keeps these NSP-style negatives (albert #234).
+Every pair is then cut to the row's own length (A + B <= tokens in the row, at least 2; bert's
+max_num_tokens), from the longer side as bert's `truncate_seq_pair`, never to the short target.
+A random B comes from a row with text enough for it, starting at a sentence with text enough
+after it (see `_pairs.segment_from`: otherwise a short pair would give its label away). Each row
+must come from a different document (the data layer's blocks); a batch of one row has no other
+document, so there a single sentence is split at a random token
 (NSP: label 0 always, never a B from the same document, the mislabelling of
 NVIDIA/DeepLearningExamples #421; SOP: the two halves are swapped as usual).
 """
@@ -81,7 +84,9 @@ class Chunks:
 
     rows: Tokens  # the source rows with their lengths cut to the chunks
     sentences: Sentences  # the chunks' sentences
-    target: Tensor  # (B,) int64: tokens A + B may hold
+    # (B,) int64: the length the chunk, and A with a random B, grow to in whole sentences
+    # (bert's target_seq_length); the pair is cut to the row's budget, not to this
+    target: Tensor
 
 
 def chunks(batch: Tokens, sents: Sentences, short_seq_prob: float, gen: torch.Generator) -> Chunks:
@@ -112,18 +117,20 @@ def _pair(
 ) -> Pair:
     """`[CLS] A [SEP] B [SEP]` per row. A is the chunk up to `a_end`; B the rest of the chunk or,
     where `from_other`, a segment of another (whole) row, i.e. another document, that starts at a
-    sentence and fills the target. Both are truncated to the target; A and B trade places where
+    sentence and takes whole sentences until A + B reaches the target. Both are then truncated
+    to the row's budget (bert's max_num_tokens, not the target); A and B trade places where
     `swap`."""
     lengths = chunk.rows.lengths
     own = torch.arange(lengths.size(0), device=lengths.device)
-    budget = chunk.target
+    need = chunk.target - a_end  # bert's target_b_length
     b_row, b_start, b_len = own, a_end, lengths - a_end
     if lengths.size(0) >= 2:
-        rows = other_rows(batch.lengths, gen, budget - a_end)
-        start, length = segment_from(sents, rows, batch.lengths, budget - a_end, gen)
+        rows = other_rows(batch.lengths, gen, need)
+        start, length = segment_from(sents, rows, batch.lengths, need, gen)
         b_row = torch.where(from_other, rows, own)
         b_start = torch.where(from_other, start, a_end)
         b_len = torch.where(from_other, length, b_len)
+    budget = _row_budget(batch.lengths)
     a_front, a_back, b_front, b_back = truncate_pair(a_end, b_len, budget, gen)
     a = torch.stack([own, a_front, a_end - a_front - a_back])  # (row, start, length) x B
     b = torch.stack([b_row, b_start + b_front, b_len - b_front - b_back])
@@ -143,8 +150,8 @@ class NextSentence:
     )
     short_seq_prob: float = param(
         0.1,
-        "probability that a row's pair targets a uniform length "
-        "in [2, row length] instead (bert's short_seq_prob)",
+        "probability that a row's pair targets a uniform length in [2, row length] instead, "
+        "reached in whole sentences (bert's short_seq_prob)",
     )
     rate: float = param(0.15, "share of the pair's tokens, specials counted, chosen for MLM")
     mask_replace: float = param(0.8, "share of chosen tokens replaced by [MASK]")
@@ -196,8 +203,8 @@ class SentenceOrder:
     swap: float = param(0.5, "probability that A and B are swapped (label 1)")
     short_seq_prob: float = param(
         0.1,
-        "probability that a row's pair targets a uniform length "
-        "in [2, row length] instead (ALBERT's short_seq_prob)",
+        "probability that a row's pair targets a uniform length in [2, row length] instead, "
+        "reached in whole sentences (ALBERT's short_seq_prob)",
     )
     rate: float = param(0.15, "share of the pair's tokens, specials counted, chosen for MLM")
     max_predictions: int = param(
@@ -271,10 +278,9 @@ def nsp(**overrides: Any) -> NextSentence:
     """BERT next-sentence prediction: B is the true next segment or (50%) another document's; + MLM.
 
     Label 1 = B is random (google-research/bert). Single-sentence chunks always get a random B, so
-    P(label 1) = 0.5 + 0.5 q with q their share. 10% of pairs target a shorter length. MLM as
-    bert-mlm on the whole pair (exact budget round(0.15 x length with the three specials),
-    80/10/10). Extras: token_type_ids,
-    next_sentence_label.
+    P(label 1) = 0.5 + 0.5 q with q their share. 10% of pairs target a shorter length, reached in
+    whole sentences. MLM as bert-mlm on the whole pair (exact budget round(0.15 x length with the
+    three specials), 80/10/10). Extras: token_type_ids, next_sentence_label.
     """
     return NextSentence(**overrides)
 
@@ -291,8 +297,9 @@ def sop(**overrides: Any) -> SentenceOrder:
     """ALBERT sentence-order prediction: A and B consecutive, swapped 50% (label 1); + n-gram MLM.
 
     Single-sentence chunks take B from another document with label 1, as ALBERT's data does
-    (albert #234), so P(label 1) = 0.5 (1 - q) + q. 10% of pairs target a shorter length. MLM:
-    whole-word n-grams of up to 3 words, P(n) proportional to 1/n, at most 20 predictions per
-    pair (ALBERT's flags; 3.9% at 512 tokens). Extras: token_type_ids, sentence_order_label.
+    (albert #234), so P(label 1) = 0.5 (1 - q) + q. 10% of pairs target a shorter length, reached
+    in whole sentences. MLM: whole-word n-grams of up to 3 words, P(n) proportional to 1/n, at
+    most 20 predictions per pair (ALBERT's flags; 3.9% at 512 tokens). Extras: token_type_ids,
+    sentence_order_label.
     """
     return SentenceOrder(**overrides)
