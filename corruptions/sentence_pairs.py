@@ -22,16 +22,18 @@ google-research/bert does so, and ALBERT's SOP data keeps these NSP-style negati
 Every pair is then cut to the row's own length (A + B <= tokens in the row, at least 2; bert's
 max_num_tokens), from the longer side as bert's `truncate_seq_pair`, never to the short target.
 A random B comes from a row with text enough for it, starting at a sentence with text enough
-after it (see `_pairs.segment_from`: otherwise a short pair would give its label away). Each row
-must come from a different document (the data layer's blocks); a batch of one row has no other
-document, so there a single sentence is split at a random token
+after it (see `_pairs.segment_from`: otherwise a short pair would give its label away), and from
+another document: rows of one document (`Tokens.row_documents`, as when a long document is cut
+into several rows) never give each other a random B; without `row_documents` every row counts
+as a document of its own. A row with no other document in its batch (a batch of one row, or of
+one document) cannot take a random B, so there a single sentence is split at a random token
 (NSP: label 0 always, never a B from the same document, the mislabelling of
 NVIDIA/DeepLearningExamples #421; SOP: the two halves are swapped as usual).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -44,6 +46,7 @@ from ._pairs import (
     Sentences,
     assemble,
     mlm_on_pair,
+    no_other_document,
     other_rows,
     pair_origin,
     pair_word_starts,
@@ -101,7 +104,7 @@ def chunks(batch: Tokens, sents: Sentences, short_seq_prob: float, gen: torch.Ge
     end = torch.where(short, end.minimum(batch.lengths), batch.lengths)
     if not bool(short.any()):
         return Chunks(batch, sents, target)
-    rows = Tokens(batch.ids, end, batch.word_starts, batch.sentence_starts, batch.document_ids)
+    rows = replace(batch, lengths=end)
     return Chunks(rows, sentences_of(rows), target)
 
 
@@ -125,7 +128,7 @@ def _pair(
     need = chunk.target - a_end  # bert's target_b_length
     b_row, b_start, b_len = own, a_end, lengths - a_end
     if lengths.size(0) >= 2:
-        rows = other_rows(batch.lengths, gen, need)
+        rows = other_rows(batch.lengths, gen, need, batch.row_documents)
         start, length = segment_from(sents, rows, batch.lengths, need, gen)
         b_row = torch.where(from_other, rows, own)
         b_start = torch.where(from_other, start, a_end)
@@ -145,7 +148,7 @@ class NextSentence:
 
     random_next: float = param(
         0.5,
-        "probability that B comes from another row (label 1); "
+        "probability that B comes from a row of another document (label 1); "
         "single-sentence rows always do (google-research/bert)",
     )
     short_seq_prob: float = param(
@@ -173,10 +176,10 @@ class NextSentence:
     ) -> Corrupted:
         sents = sentences_of(batch)
         chunk = chunks(batch, sents, self.short_seq_prob, gen)
-        alone = batch.ids.size(0) < 2  # no other document to draw B from: label 0 only
+        alone = no_other_document(batch.lengths, batch.row_documents)  # B cannot be random
         a_end = split_points(chunk.sentences, chunk.rows.lengths, gen, split_single=alone)
         single = chunk.sentences.count < 2
-        label = (single | (rand(batch.lengths, gen) < self.random_next)) & (not alone)
+        label = (single | (rand(batch.lengths, gen) < self.random_next)) & ~alone
         pair = _pair(batch, vocab, sents, chunk, a_end, label, None, gen)
         budget = _budget(pair, self.rate, self.max_predictions)
         # single tokens, uniformly, as `_ops.choose_k` would choose them but from other draws
@@ -239,10 +242,10 @@ class SentenceOrder:
     ) -> Corrupted:
         sents = sentences_of(batch)
         chunk = chunks(batch, sents, self.short_seq_prob, gen)
-        alone = batch.ids.size(0) < 2  # no other document: a single sentence is split in two
+        alone = no_other_document(batch.lengths, batch.row_documents)  # split a single sentence
         a_end = split_points(chunk.sentences, chunk.rows.lengths, gen, split_single=alone)
         # one sentence: B from another document, label 1 (albert #234)
-        single = (chunk.sentences.count < 2) & (not alone)
+        single = (chunk.sentences.count < 2) & ~alone
         swap = (rand(batch.lengths, gen) < self.swap) & ~single
         label = swap | single
         pair = _pair(batch, vocab, sents, chunk, a_end, single, swap, gen)

@@ -103,6 +103,11 @@ class Tokens:
     # document per row. The trainer masks attention across documents; SpanBERT keeps its span
     # boundary targets inside one; other objectives may ignore it.
     document_ids: Tensor | None = None
+    # (B,) int64: which document of the corpus each row comes from (of its first token, if it
+    # holds several), any id that is equal exactly for rows of one document, as when a long
+    # document is cut into several rows. None = every row is a document of its own. NSP and SOP
+    # draw a random segment B only from a row of another document.
+    row_documents: Tensor | None = None
 
     @property
     def real(self) -> Tensor:
@@ -114,7 +119,14 @@ class Tokens:
         return Tokens(*(None if t is None else t.to(device) for t in self._tensors()))
 
     def _tensors(self) -> tuple[Tensor | None, ...]:
-        return (self.ids, self.lengths, self.word_starts, self.sentence_starts, self.document_ids)
+        return (
+            self.ids,
+            self.lengths,
+            self.word_starts,
+            self.sentence_starts,
+            self.document_ids,
+            self.row_documents,
+        )
 
     @staticmethod
     def from_lists(
@@ -122,6 +134,7 @@ class Tokens:
         pad: int,
         word_starts: list[list[bool]] | None = None,
         sentence_starts: list[list[bool]] | None = None,
+        row_documents: list[int] | None = None,
     ) -> Tokens:
         """Pad Python lists into a batch (for tests, the CLI and small inputs; not a hot path)."""
         width = max((len(r) for r in rows), default=0)
@@ -138,7 +151,10 @@ class Tokens:
                 out[i, : len(row)] = torch.tensor(row, dtype=torch.bool)
             return out
 
-        return Tokens(ids, lengths, flags(word_starts), flags(sentence_starts))
+        documents = None if row_documents is None else torch.tensor(row_documents, dtype=torch.long)
+        return Tokens(
+            ids, lengths, flags(word_starts), flags(sentence_starts), row_documents=documents
+        )
 
 
 @dataclass(frozen=True, eq=False)

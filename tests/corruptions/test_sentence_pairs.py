@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from hypothesis import given
@@ -472,3 +474,62 @@ def test_nsp_short_targets_keep_pairs_in_order() -> None:
             other = where_b[0][0]
             assert where_b == [(other, where_b[0][1] + i) for i in range(len(b))]
     assert shorter > 50  # about half: the rest reach the target only at their row's end
+
+
+def of_documents(batch: Tokens, documents: torch.Tensor) -> Tokens:
+    return replace(batch, row_documents=documents)
+
+
+@pytest.mark.parametrize("name", ["nsp", "sop"])
+def test_a_random_b_never_comes_from_the_same_document(name: str) -> None:
+    """Rows of one long document sit together in a batch (8 documents of 8 rows here): a B
+    drawn from "another row" was the same document in 7 of 63 cases; with row_documents it
+    never is. SOP takes a random B only for single-sentence chunks: most rows have one here."""
+    batch = unique_batch(64, WIDTH, seed=21, p_sentence=0.1 if name == "nsp" else 0.01)
+    documents = torch.arange(64) // 8
+    corrupt = create(name, short_seq_prob=0.0, **({"random_next": 1.0} if name == "nsp" else {}))
+    drawn = 0
+    for seed in range(20):
+        out = corrupt(of_documents(batch, documents), BIG, make_generator(seed), with_origin=True)
+        for row in range(64):
+            _, b = segments(out, row)
+            rows = {decode(t, WIDTH)[0] for t in b}
+            if rows != {row}:
+                drawn += 1
+                assert len(rows) == 1
+                assert int(documents[rows.pop()]) != int(documents[row])
+    assert drawn > 500
+
+
+def test_other_rows_is_uniform_over_rows_of_other_documents() -> None:
+    lengths = torch.full((12,), 30)
+    documents = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4, 4])
+    picks = torch.stack(
+        [other_rows(lengths, make_generator(i), None, documents) for i in range(3000)]
+    )
+    assert (documents[picks] != documents).all()
+    counts = torch.zeros(12, 12).index_put_(
+        (torch.arange(12).expand_as(picks), picks), torch.ones(picks.shape), accumulate=True
+    )
+    others = (documents.unsqueeze(0) != documents.unsqueeze(1)).sum(1, keepdim=True)
+    expected = 3000 / others.double()
+    eligible = documents.unsqueeze(0) != documents.unsqueeze(1)
+    assert (
+        (counts.double() - expected).abs()[eligible] < 5 * expected.sqrt().expand(12, 12)[eligible]
+    ).all()
+
+
+@pytest.mark.parametrize("name", ["nsp", "sop"])
+def test_rows_of_a_single_document_split_their_own_text(name: str) -> None:
+    """Every row from one document: no random B is possible, so as with a batch of one row, NSP
+    pairs are all true (label 0) and single sentences are split; both segments come from the
+    row itself."""
+    batch = of_documents(
+        unique_batch(16, WIDTH, seed=4, p_sentence=0.02), torch.zeros(16, dtype=torch.long)
+    )
+    out = create(name, short_seq_prob=0.0)(batch, BIG, make_generator(1), with_origin=True)
+    assert out.origin is not None
+    content = out.attention_mask.sum(1) - 3
+    assert torch.equal((out.origin >= 0).sum(1), content)
+    if name == "nsp":
+        assert not out.extras["next_sentence_label"].any()
