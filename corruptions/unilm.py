@@ -3,11 +3,14 @@
 Every row becomes `[CLS] S1 [SEP] S2 [SEP]` (split at a sentence start, as NSP's true-next case)
 and draws a mode: bidirectional (1/3), left-to-right (1/6), right-to-left (1/6) or seq2seq (1/3).
 Masked positions are predicted cloze-style in every mode; only who may attend to whom changes.
-In seq2seq only the target S2 and its final [SEP] are masked, so the model learns to stop:
+Pre-training masks tokens of both segments in every mode, seq2seq included (paper §2.3: "we
+randomly choose tokens in both segments"); masking only the target S2 and its final [SEP], so
+that the model learns to stop, is the paper's fine-tuning recipe (§3), `seq2seq_masking=target`:
 
     row            a b c | d e
     input          [CLS] a b [MASK] [SEP] d [MASK] [SEP]     (bidirectional: c and e masked)
-    seq2seq input  [CLS] a b c [SEP] [MASK] e [MASK]         (d and the final [SEP] masked)
+    seq2seq input  [CLS] a [MASK] c [SEP] d [MASK] [SEP]     (b in S1 and e in S2 masked)
+      target only  [CLS] a b c [SEP] [MASK] e [MASK]         (d and the final [SEP] masked)
     seq2seq mask   rows [CLS]..first [SEP] see only those columns; target rows also see the
                    target columns up to themselves
 
@@ -43,6 +46,7 @@ from .types import Corrupted, Op, Tokens, Vocab
 
 BIDIRECTIONAL, LEFT_TO_RIGHT, RIGHT_TO_LEFT, SEQ2SEQ = 0, 1, 2, 3
 MODES = ("bidirectional", "left-to-right", "right-to-left", "seq2seq")  # attention_mode codes 0..3
+SEQ2SEQ_MASKINGS = ("both", "target")
 
 
 def attention_mask_for(mode: Tensor, prefix_lengths: Tensor, attention_mask: Tensor) -> Tensor:
@@ -94,6 +98,12 @@ class UniLMMasking:
     random_replace: float = param(
         0.1, f"share of masked tokens replaced by a random token ({ORDINARY_RANDOM})"
     )
+    seq2seq_masking: str = param(
+        "both",
+        "seq2seq rows: both = mask tokens of both segments, as every other mode (the paper's "
+        "pre-training, §2.3); target = only the target and its final [SEP] (the fine-tuning "
+        "recipe, §3)",
+    )
     mode_segments: bool = param(
         False,
         "token_type_ids name the mode as the code's new_segment_ids: bidirectional 0/1, "
@@ -112,6 +122,11 @@ class UniLMMasking:
             raise ValueError(f"ngram_prob must be in [0, 1], got {self.ngram_prob}")
         if self.ngram < 1 or (self.ngram == 1 and self.ngram_prob > 0):
             raise ValueError("ngram must be >= 2 when ngram_prob > 0 (and >= 1 always)")
+        if self.seq2seq_masking not in SEQ2SEQ_MASKINGS:
+            raise ValueError(
+                f"seq2seq_masking must be one of {', '.join(SEQ2SEQ_MASKINGS)}, "
+                f"got '{self.seq2seq_masking}'"
+            )
 
     def unit_probs(self) -> tuple[float, ...]:
         """P(unit has n tokens or words), n = 1..ngram."""
@@ -140,10 +155,11 @@ class UniLMMasking:
             vocab,
         )
         s2s = (mode == SEQ2SEQ).unsqueeze(1)
-        content = pair.plain
-        final_sep = positions(pair.ids) == (pair.lengths - 1).unsqueeze(1)
-        target = pair.token_type_ids.bool() & (content | final_sep)
-        allowed = torch.where(s2s, target, content)
+        allowed = pair.plain  # the content of both segments
+        if self.seq2seq_masking == "target":
+            final_sep = positions(pair.ids) == (pair.lengths - 1).unsqueeze(1)
+            target = pair.token_type_ids.bool() & (allowed | final_sep)
+            allowed = torch.where(s2s, target, allowed)
         budget = round_half_even(allowed.sum(1).double() * self.rate).clamp(min=1)
         if self.max_predictions:
             budget = budget.clamp(max=self.max_predictions)
@@ -187,8 +203,10 @@ class UniLMMasking:
 def unilm(**overrides: Any) -> UniLMMasking:
     """UniLM: per-row bidirectional/left-to-right/right-to-left/seq2seq attention, cloze MLM.
 
-    Modes 1/3, 1/6, 1/6, 1/3 (paper); 15% of the candidates masked (seq2seq: target + final
-    [SEP] only), 80% single tokens / 20% bi- or trigrams, 80/10/10. Extras: attention_mode,
+    Modes 1/3, 1/6, 1/6, 1/3 (paper); 15% of the tokens of both segments masked in every mode,
+    seq2seq too, as the paper's pre-training (`seq2seq_masking=target`: seq2seq rows mask only
+    the target and its final [SEP], the fine-tuning recipe); 80% single tokens / 20% bi- or
+    trigrams, 80/10/10. Extras: attention_mode,
     token_type_ids, prefix_lengths (seq2seq: [CLS] S1 [SEP]; bidirectional: the whole input;
     left-to-right and right-to-left: 0, attention_mode decides); `unilm.attention_mask_for` turns
     them into (B, S, S) masks. The paper adds NSP to bidirectional rows; that head is not built
