@@ -17,8 +17,10 @@ that the model learns to stop, is the paper's fine-tuning recipe (§3), `seq2seq
 Masking (paper): 15% of the candidate tokens, 80/10/10; a masked unit is one token 80% of the
 time and a bigram or trigram 20% of the time. Budget per row min(max_pred, max(1, round(0.15 x
 candidates))). The v1 pretraining code was never released (unilm #3, #295); unit selection follows
-`_ngrams` (tiles visited in random order) rather than the fine-tuning loader's loop. A row with one
-sentence is split at a random token so that every mode has two segments.
+`_ngrams` (tiles visited in random order) rather than the fine-tuning loader's loop, and settles
+the budget as that loop does: the unit that reaches it is taken whole and the overshoot dropped
+from random masked positions. A row with one sentence is split at a random token so that every
+mode has two segments.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._ngrams import choose_ngrams
+from ._ngrams import NgramChoice, choose_ngrams
 from ._ops import ORDINARY_RANDOM, check_mlm, encoder_batch, positions, round_half_even
 from ._pairs import (
     Pair,
@@ -134,6 +136,14 @@ class UniLMMasking:
             return (1.0,)
         return (1 - self.ngram_prob, *([self.ngram_prob / (self.ngram - 1)] * (self.ngram - 1)))
 
+    def choose(
+        self, allowed: Tensor, words: Tensor | None, budget: Tensor, gen: torch.Generator
+    ) -> NgramChoice:
+        """The masked units: `budget` tokens per row in units of `unit_probs`, the unit that
+        reaches the budget taken whole and the overshoot then dropped at random, as the loader
+        does (a cut unit would bias the n-gram share down on short rows)."""
+        return choose_ngrams(allowed, words, budget, self.unit_probs(), gen, overflow="random")
+
     def draw_modes(self, n_rows: int, gen: torch.Generator, device: torch.device) -> Tensor:
         """(B,) int64 attention_mode codes drawn with `mode_probs`."""
         probs = torch.tensor(self.mode_probs, dtype=torch.float64, device=device)
@@ -164,7 +174,7 @@ class UniLMMasking:
         if self.max_predictions:
             budget = budget.clamp(max=self.max_predictions)
         words = pair_word_starts(batch, pair, self.whole_word)
-        chosen = choose_ngrams(allowed, words, budget, self.unit_probs(), gen).chosen
+        chosen = self.choose(allowed, words, budget, gen).chosen
         input_ids, labels, ops = mlm_on_pair(
             pair,
             vocab,
