@@ -164,7 +164,7 @@ def random_tokens(like: Tensor, vocab: Vocab, gen: torch.Generator) -> Tensor:
     """
     pool = vocab.ordinary_ids(like.device)
     pick = torch.randint(0, pool.numel(), like.shape, generator=gen, device=like.device)
-    return pool.take(pick)
+    return pool.index_select(0, pick.view(-1)).view(like.shape)  # faster than take on CPU
 
 
 def check_replacement(mask_replace: float, random_replace: float) -> None:
