@@ -1,6 +1,6 @@
 """Span samplers shared by the span-based families: length distributions, word groups, runs,
-SpanBERT's anchored word spans and BERT's whole-word choice, all whole-batch (no loop over rows,
-spans or tokens).
+SpanBERT's anchored word spans, span-boundary targets and unigram replacements, and BERT's
+whole-word choice, all whole-batch (no loop over rows, spans or tokens).
 
 Length helpers return probability tables so that a family can show, test and sample the same
 distribution: `truncated_geometric(0.2, 1, 10)` is SpanBERT's, `poisson(3.0, 30)` BART's.
@@ -285,3 +285,43 @@ def _walk(size: Tensor, budget: Tensor) -> tuple[Tensor, Tensor]:
         left = left - (size * now).sum(1, keepdim=True)
         open_ = open_ & ~now & (size <= left)
     return taken, left
+
+
+def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor:
+    """Ids shaped like `ids`, each drawn from the `allowed` tokens of the whole batch."""
+    pool = ids.masked_select(allowed)
+    if pool.numel() == 0:
+        return ids
+    return pool.take(torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device))
+
+
+def sbo_targets(
+    framed: Tensor,
+    first: Tensor,
+    last: Tensor,
+    lengths: Tensor,
+    max_targets: int,
+    document_ids: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """SpanBERT's span-boundary targets, (B, L + 2) int64 each, -1 where none.
+
+    `framed` marks the masked tokens at their `input_ids` index ([CLS] at 0), `first`/`last` the
+    runs they form (`run_bounds`). A merged span gets SBO targets only if both outside
+    neighbours lie inside the block (the reference skips spans touching either end although
+    [CLS]/[SEP] would be there); only its first `max_targets` tokens are targets. The
+    reference's blocks never cross documents; where several documents share a row
+    (`document_ids`, (B, L)), each document is a block: a span with an outside neighbour in
+    another document, or running across documents, gets no targets.
+    """
+    offset = positions(framed) - first
+    sbo = framed & (first > 1) & (last < lengths.unsqueeze(1)) & (offset < max_targets)
+    if document_ids is not None:
+        doc = torch.full_like(first, -1)
+        doc[:, 1:-1] = document_ids
+        left, right = (first - 1).clamp(min=0), (last + 1).clamp(max=doc.size(1) - 1)
+        sbo &= doc.gather(1, left) == doc.gather(1, right)
+    return {
+        "span_left": torch.where(sbo, first - 1, -1),
+        "span_right": torch.where(sbo, last + 1, -1),
+        "span_offset": torch.where(sbo, offset, -1),
+    }

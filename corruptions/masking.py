@@ -39,7 +39,6 @@ from ._ops import (
     encoder_batch,
     frame,
     origin_of,
-    positions,
     rand,
     replace_selected,
     round_half_even,
@@ -48,7 +47,9 @@ from ._spans import (
     AnchoredSpans,
     anchored_word_spans,
     run_bounds,
+    sbo_targets,
     truncated_geometric,
+    unigram_tokens,
     whole_words,
     word_groups,
 )
@@ -317,46 +318,6 @@ class SpanMasking:
             extras=extras,
             with_origin=with_origin,
         )
-
-
-def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor:
-    """Ids shaped like `ids`, each drawn from the `allowed` tokens of the whole batch."""
-    pool = ids.masked_select(allowed)
-    if pool.numel() == 0:
-        return ids
-    return pool.take(torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device))
-
-
-def sbo_targets(
-    framed: Tensor,
-    first: Tensor,
-    last: Tensor,
-    lengths: Tensor,
-    max_targets: int,
-    document_ids: Tensor | None = None,
-) -> dict[str, Tensor]:
-    """SpanBERT's span-boundary targets, (B, L + 2) int64 each, -1 where none.
-
-    `framed` marks the masked tokens at their `input_ids` index ([CLS] at 0), `first`/`last` the
-    runs they form (`run_bounds`). A merged span gets SBO targets only if both outside
-    neighbours lie inside the block (the reference skips spans touching either end although
-    [CLS]/[SEP] would be there); only its first `max_targets` tokens are targets. The
-    reference's blocks never cross documents; where several documents share a row
-    (`document_ids`, (B, L)), each document is a block: a span with an outside neighbour in
-    another document, or running across documents, gets no targets.
-    """
-    offset = positions(framed) - first
-    sbo = framed & (first > 1) & (last < lengths.unsqueeze(1)) & (offset < max_targets)
-    if document_ids is not None:
-        doc = torch.full_like(first, -1)
-        doc[:, 1:-1] = document_ids
-        left, right = (first - 1).clamp(min=0), (last + 1).clamp(max=doc.size(1) - 1)
-        sbo &= doc.gather(1, left) == doc.gather(1, right)
-    return {
-        "span_left": torch.where(sbo, first - 1, -1),
-        "span_right": torch.where(sbo, last + 1, -1),
-        "span_offset": torch.where(sbo, offset, -1),
-    }
 
 
 @register("spanbert", arch="encoder", needs_words=True, paper="Joshi et al. 2019, arXiv 1907.10529")
