@@ -103,10 +103,10 @@ class Tokens:
     # document per row. The trainer masks attention across documents; SpanBERT keeps its span
     # boundary targets inside one; other objectives may ignore it.
     document_ids: Tensor | None = None
-    # (B,) int64: which document of the corpus each row comes from (of its first token, if it
-    # holds several), any id that is equal exactly for rows of one document, as when a long
-    # document is cut into several rows. None = every row is a document of its own. NSP and SOP
-    # draw a random segment B only from a row of another document.
+    # (B,) int64: which document of the corpus each row comes from (that of its first token if
+    # it holds several): rows cut from one document share an id, rows of different documents
+    # do not; any values will do (a global document index). None = every row is a document of
+    # its own. NSP and SOP draw a random segment B only from a row of another document.
     row_documents: Tensor | None = None
 
     @property
