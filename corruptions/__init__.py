@@ -37,11 +37,12 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers
         create,
         get,
         list_objectives,
+        model_facts,
         param,
         register,
         resolve,
     )
-    from .types import IGNORE, Corrupted, Corruption, Op, Tokens, Vocab
+    from .types import IGNORE, Corrupted, Corruption, ModelFacts, Op, Tokens, Vocab
 
 _LAZY = {  # name -> the module that defines it, imported when the name is first used
     "make_generator": "_ops",
@@ -54,13 +55,16 @@ _LAZY = {  # name -> the module that defines it, imported when the name is first
             "create",
             "get",
             "list_objectives",
+            "model_facts",
             "param",
             "register",
             "resolve",
         ),
         "registry",
     ),
-    **dict.fromkeys(("IGNORE", "Corrupted", "Corruption", "Op", "Tokens", "Vocab"), "types"),
+    **dict.fromkeys(
+        ("IGNORE", "Corrupted", "Corruption", "ModelFacts", "Op", "Tokens", "Vocab"), "types"
+    ),
 }
 
 
@@ -89,6 +93,7 @@ __all__ = [
     "Corruption",
     "DataError",
     "InvalidParameter",
+    "ModelFacts",
     "NotEnoughSentinels",
     "Objective",
     "ObjectivesError",
@@ -103,6 +108,7 @@ __all__ = [
     "get",
     "list_objectives",
     "make_generator",
+    "model_facts",
     "param",
     "register",
     "resolve",

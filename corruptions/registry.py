@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import InvalidParameter, UnknownObjective, UsageError
 
 if TYPE_CHECKING:
-    from .types import Corruption
+    from .types import Corruption, ModelFacts, Vocab
 
 Arch = Literal["encoder", "decoder", "encoder-decoder"]
 ARCHS: tuple[str, ...] = ("encoder", "decoder", "encoder-decoder")
@@ -76,6 +76,9 @@ class Objective:
     # treats each row as one document (one EOS, one prefix split per row), so a trainer must not
     # pack several documents into a row even though token positions are kept
     one_document_per_row: bool = False
+    # marks cut spans in its inputs with T5's sentinels (vocab.sentinels), which the decoder
+    # writes back; no other objective puts a sentinel into an input
+    sentinels: bool = False
 
     @property
     def params(self) -> tuple[Param, ...]:
@@ -125,6 +128,7 @@ def register(
     aliases: tuple[str, ...] = (),
     heads: tuple[str, ...] = (),
     one_document_per_row: bool = False,
+    sentinels: bool = False,
 ) -> Callable[[Callable[..., Corruption]], Callable[..., Corruption]]:
     """Class the decorated factory as objective `name`; duplicate names fail at import."""
     if arch not in ARCHS:
@@ -149,6 +153,7 @@ def register(
             aliases=aliases,
             heads=heads,
             one_document_per_row=one_document_per_row,
+            sentinels=sentinels,
         )
         _ALIASES.update(dict.fromkeys(aliases, name))
         return build
@@ -179,6 +184,20 @@ def get(name: str) -> Objective:
     if name not in _REGISTRY:
         raise UnknownObjective(name, list(_REGISTRY), list(_ALIASES))
     return _REGISTRY[name]
+
+
+def model_facts(corruption: Corruption, vocab: Vocab) -> ModelFacts:
+    """What a model for `corruption` (as built, parameters applied) must know beyond its batches:
+    the corruption's own `model_facts(vocab)` where its class defines one, else the defaults
+    (no SBO head, no paradigm tokens). See `ModelFacts`.
+
+    Raises:
+        ObjectivesError: the vocabulary lacks something the corruption needs (UL2's tokens).
+    """
+    from .types import ModelFacts  # here, not above: importing the registry needs no torch
+
+    own = getattr(corruption, "model_facts", None)
+    return own(vocab) if own is not None else ModelFacts()
 
 
 def params_of(corruption: Corruption) -> tuple[Param, ...]:

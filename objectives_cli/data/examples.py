@@ -48,6 +48,7 @@ class Example:
     decoder_input_ids: list[int] | None  # seq2seq only
     ops: list[int] | None  # `Op` code per source token
     extras: dict[str, Any]  # per-example scalars or lists, trimmed like the sequence they follow
+    origin: list[int] | None = None  # source position per input token, -1: none (Corrupted.origin)
 
     @property
     def seq2seq(self) -> bool:
@@ -190,7 +191,7 @@ def corrupt_batches(
     for number, batch in enumerate(source):
         if limit is not None and index >= limit:
             return
-        out = corruption(batch, vocab, make_generator(seed, number))
+        out = corruption(batch, vocab, make_generator(seed, number), with_origin=True)
         for example in unbatch(batch, out, index):
             if limit is not None and example.index >= limit:
                 return
@@ -279,6 +280,7 @@ def unbatch(batch: Tokens, out: Corrupted, first_index: int) -> Iterator[Example
     ids, inputs, labels = batch.ids.tolist(), out.input_ids.tolist(), out.labels.tolist()
     decoder = None if out.decoder_input_ids is None else out.decoder_input_ids.tolist()
     ops = None if out.ops is None else out.ops.tolist()
+    origin = None if out.origin is None else out.origin.tolist()
     extras = {
         key: (value.tolist(), widths.get(value.size(1)) if value.dim() > 1 else None)
         for key, value in out.extras.items()
@@ -295,4 +297,5 @@ def unbatch(batch: Tokens, out: Corrupted, first_index: int) -> Iterator[Example
                 key: values[b] if lens is None else values[b][: lens[b]]
                 for key, (values, lens) in extras.items()
             },
+            origin=None if origin is None else origin[b][:s],
         )

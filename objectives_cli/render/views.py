@@ -1,20 +1,16 @@
 """What `corrupt --show` says about one example, before any formatting (that is output.py's).
 
 The input line is the model's input in its own order, each token marked with what happened to
-the source token it came from. The link from input tokens to source tokens is not stored by the
-objectives (only `ops` per source token), so it is recovered by aligning the source, as the ops
-describe it, with the input: an edit-distance alignment whose costs follow from the op codes
-(a KEEP token must reappear as itself, a MASK token as [MASK], a SPAN run as one special token,
-a DELETE token nowhere, a MOVED token anywhere). Input tokens left over are framing ([CLS],
-</s>, paradigm tokens), insertions, or tokens moved out of their place.
+the source token it came from: the objective says which one (`Corrupted.origin`, one source
+position per input token) and what happened to it (`Corrupted.ops`). A token that stands for a
+collapsed span shows the span's text; source tokens the input lacks are shown where they were;
+input tokens of no source token are framing ([CLS], </s>, paradigm tokens) or inserted.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import tokenizers
 
@@ -34,7 +30,6 @@ KIND_OF_OP = {
 KINDS = ("mask", "random", "predict", "delete", "span", "moved", "context", "inserted", "special")
 CHANGED = {int(op) for op in Op} - {int(Op.KEEP), int(Op.CONTEXT)}  # what counts as corrupted
 ATTENTION_MODES = {0: "bidirectional", 1: "left-to-right", 2: "right-to-left", 3: "seq2seq"}
-INFINITY = float("inf")
 LABEL_MAX = 10  # a longer extras key does not fit the label column; it goes under "extra"
 
 
@@ -134,178 +129,69 @@ def join(cells: Sequence[Cell]) -> str:
     return "".join(("" if c.glue or i == 0 else " ") + c.text for i, c in enumerate(cells))
 
 
-class Element(NamedTuple):
-    """A piece of the source as the alignment sees it: one token, or a span of tokens that
-    one input token stands for."""
-
-    op: int
-    start: int
-    stop: int
-    head: int  # the source position whose op this is
-
-
-HEADS = (Op.MASK, Op.RANDOM)
-
-
-def elements(ops: Sequence[int]) -> list[Element]:
-    """One element per source token, except that a run of SPAN tokens is one element, joined to
-    the MASK or RANDOM token right before or after it if there is one (BART marks a span's one
-    <mask> that way; T5's sentinels are SPAN runs alone)."""
-    out: list[Element] = []
-    for i, op in enumerate(ops):
-        last = out[-1] if out else None
-        if (
-            op == Op.SPAN
-            and last is not None
-            and last.stop == i
-            and (last.op == Op.SPAN or (last.op in HEADS and last.head == last.start))
-        ):
-            out[-1] = last._replace(stop=i + 1)
-        elif op in HEADS and last is not None and last.op == Op.SPAN:
-            out[-1] = Element(op, last.start, i + 1, i)
-        else:
-            out.append(Element(op, i, i + 1, i))
-    return out
-
-
-class Aligner:
-    """Edit-distance alignment of source elements with input tokens, costs from the ops."""
-
-    def __init__(self, pieces: Pieces, source: Sequence[int]) -> None:
-        self.pieces, self.source = pieces, source
-        vocab = pieces.vocab
-        self.stand_ins = {vocab.mask, *vocab.sentinels}  # what a span collapses into
-
-    def match(self, e: Element, token: int) -> float:
-        if e.op in (Op.KEEP, Op.PREDICT, Op.CONTEXT, Op.MOVED):
-            return 0.0 if token == self.source[e.head] else INFINITY
-        if e.op == Op.MASK:  # never framing: skipping and inserting (2) is cheaper
-            return (
-                0.0
-                if token == self.pieces.vocab.mask
-                else (2.5 if self.pieces.special(token) else 1.5)
-            )
-        if e.op == Op.RANDOM:
-            return 0.5 if self.pieces.special(token) else 0.0
-        if e.op == Op.SPAN:  # a sentinel or mask rather than framing such as </s>
-            return 0.0 if token in self.stand_ins else 0.25 if self.pieces.special(token) else 1.5
-        return INFINITY  # DELETE and unknown codes never match
-
-    @staticmethod
-    def skip(e: Element) -> float:
-        return 0.0 if e.op in (Op.DELETE, Op.MOVED) else 1.0
-
-    def align(
-        self, elems: Sequence[Element], inputs: Sequence[int], free_skips: bool = False
-    ) -> list[tuple[int | None, int | None]]:
-        """Pairs (element index or None, input index or None) in display order."""
-        n, m = len(elems), len(inputs)
-        skips = [0.0 if free_skips else self.skip(e) for e in elems]
-        # an input token no element accounts for costs 1, a hair more the earlier it stands, so
-        # that of equal alignments the one matching elements to the earliest inputs wins (a
-        # random token is the one where its source token stood, not one inserted after it)
-        insert = [1.0 + 1e-6 * (m - j) for j in range(m + 1)]
-        cost = [[0.0] * (m + 1) for _ in range(n + 1)]
-        cost[0] = list(itertools.accumulate(insert[1:], initial=0.0))
-        for i in range(1, n + 1):
-            e, skip = elems[i - 1], skips[i - 1]
-            row, above = cost[i], cost[i - 1]
-            row[0] = above[0] + skip
-            for j in range(1, m + 1):
-                row[j] = min(
-                    above[j - 1] + self.match(e, inputs[j - 1]),
-                    above[j] + skip,
-                    row[j - 1] + insert[j],
-                )
-        pairs: list[tuple[int | None, int | None]] = []
-        i, j = n, m
-        while i or j:
-            if (
-                i
-                and j
-                and cost[i][j] == cost[i - 1][j - 1] + self.match(elems[i - 1], inputs[j - 1])
-            ):
-                pairs.append((i - 1, j - 1))
-                i, j = i - 1, j - 1
-            elif i and cost[i][j] == cost[i - 1][j] + skips[i - 1]:
-                pairs.append((i - 1, None))
-                i -= 1
-            else:
-                pairs.append((None, j - 1))
-                j -= 1
-        return pairs[::-1]
-
-    def align_moved(
-        self, elems: Sequence[Element], inputs: Sequence[int], rounds: int = 3
-    ) -> list[tuple[int | None, int | None]]:
-        """`align`, then pair what is left over again, a few times: moved text cannot all be
-        in order, and each round picks up another block of it (with the masks inside it)."""
-        pairs = self.align(elems, inputs)
-        for _ in range(rounds):
-            left_e = [e for e, j in pairs if j is None and elems[e].op != Op.DELETE]
-            left_j = [j for e, j in pairs if e is None]
-            found = {
-                left_e[a]: left_j[b]
-                for a, b in self.align(
-                    [elems[e] for e in left_e], [inputs[j] for j in left_j], free_skips=True
-                )
-                if a is not None
-                and b is not None
-                and self.match(elems[left_e[a]], inputs[left_j[b]]) < 1.0
-            }
-            if not found:
-                break
-            at_input = {j: e for e, j in found.items()}
-            pairs = [
-                (at_input[j], j) if e is None and j in at_input else (e, j)
-                for e, j in pairs
-                if not (j is None and e in found)
-            ]
-        return pairs
+SPAN_HEADS = (Op.SPAN, Op.MASK, Op.RANDOM)  # ops of a token that may stand for a span after it
 
 
 def input_cells(example: Example, pieces: Pieces) -> list[Cell]:
-    """The input in its own order, each token marked by the op of its source token; deleted
-    source tokens appear where they were."""
-    source, inputs = example.source_ids, example.input_ids
-    if example.ops is None:
+    """The input in its own order, each token marked by the op of its source token; source
+    tokens the input lacks appear after the source token before them (before the first one)."""
+    source, inputs, ops, origin = example.source_ids, example.input_ids, example.ops, example.origin
+    if ops is None or origin is None:
         return pieces.cells(inputs)
-    elems = elements(example.ops)
-    any_moved = Op.MOVED in example.ops
+    present = [False] * len(source)
+    for o in origin:
+        if o >= 0:
+            present[o] = True
+    stop = {o: span_end(o, ops, present) for o in origin if o >= 0}  # what each token stands for
+    missing = [p for p in range(len(source)) if not present[p]]
+    first = min(stop, default=len(source))  # the missing tokens before it go before its token
     cells = []
-    aligner = Aligner(pieces, source)
-    pairs = (aligner.align_moved if any_moved else aligner.align)(elems, inputs)
-    for e, j in pairs:
-        if e is None:  # an input token no source token accounts for
-            assert j is not None
-            text, glue = pieces.piece(inputs[j])
-            if pieces.special(inputs[j]) or any_moved:
-                kind = "special" if pieces.special(inputs[j]) else "moved"
-                cells.append(Cell(text, kind, glue))
-            else:
-                cells.append(Cell(pieces.standalone(inputs[j]), "inserted"))
+    for token, o in zip(inputs, origin, strict=True):
+        if o == first:
+            cells += deleted(source, [p for p in missing if p < first], pieces)
+        if o < 0:
+            special = pieces.special(token)
+            text = pieces.piece(token)[0] if special else pieces.standalone(token)
+            cells.append(Cell(text, "special" if special else "inserted"))
             continue
-        op, start, stop, head = elems[e]
-        if j is None:  # a source token that is not in the input
-            if op != Op.MOVED:
-                for token in source[start:stop]:
-                    glue = pieces.piece(token)[1]
-                    cells.append(
-                        Cell(
-                            pieces.standalone(token) if not glue else pieces.piece(token)[0],
-                            "delete",
-                            glue,
-                        )
-                    )
-            continue
-        # the token stands where the source token stood, so it is glued as that one was
-        glue = pieces.piece(source[start])[1]
-        kind = KIND_OF_OP.get(op, "keep")
-        text = pieces.piece(inputs[j])[0]
-        if inputs[j] != source[head] or (not text and kind != "keep"):
-            text = pieces.standalone(inputs[j])
-        hidden = pieces.text(source[start:stop]) if op == Op.SPAN or stop - start > 1 else ""
-        cells.append(Cell(text, kind, glue, hidden))
+        cells.append(present_cell(pieces, source, token, ops[o], o, stop[o]))
+        after = next((p for p in range(stop[o], len(source)) if present[p]), len(source))
+        cells += deleted(source, range(stop[o], after), pieces)
+    if not stop:  # nothing of the source is in the input
+        cells += deleted(source, missing, pieces)
+    return cells
+
+
+def span_end(o: int, ops: Sequence[int], present: Sequence[bool]) -> int:
+    """End (exclusive) of the source a token from position `o` stands for: with it, the absent
+    SPAN tokens right after it when it heads a span (a sentinel, or BART's <mask> or random
+    token)."""
+    stop = o + 1
+    if ops[o] in SPAN_HEADS:
+        while stop < len(ops) and not present[stop] and ops[stop] == Op.SPAN:
+            stop += 1
+    return stop
+
+
+def present_cell(
+    pieces: Pieces, source: Sequence[int], token: int, op: int, o: int, stop: int
+) -> Cell:
+    """An input token from source position `o`, marked by its op; it stands where that token
+    stood, so it is glued as that one was."""
+    kind = KIND_OF_OP.get(op, "keep")
+    text = pieces.piece(token)[0]
+    if token != source[o] or (not text and kind != "keep"):
+        text = pieces.standalone(token)
+    hidden = pieces.text(source[o:stop]) if op == Op.SPAN or stop - o > 1 else ""
+    return Cell(text, kind, pieces.piece(source[o])[1], hidden)
+
+
+def deleted(source: Sequence[int], where: Iterable[int], pieces: Pieces) -> list[Cell]:
+    """Cells for the source tokens at `where`, which the input lacks."""
+    cells = []
+    for p in where:
+        text, glue = pieces.piece(source[p])
+        cells.append(Cell(text if glue else pieces.standalone(source[p]), "delete", glue))
     return cells
 
 

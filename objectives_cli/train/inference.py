@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from corruptions import IGNORE, Corrupted, NotEnoughSentinels, UsageError, create
+from corruptions import IGNORE, Corrupted, NotEnoughSentinels, UsageError, create, model_facts
 from objectives_cli.data.packing import encode_corpus, pack
 from objectives_cli.data.sources import read_documents
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
@@ -366,10 +366,10 @@ def paradigm(run: LoadedRun, content: list[int]) -> tuple[list[int], list[int], 
     fill and [S2S] (S, prefix LM) when there are none. Objectives without paradigm tokens get
     ([], content, False)."""
     corruption = create(run.cfg.objective, **dict(run.cfg.params))
-    leads = tuple(getattr(corruption, "paradigm_ids", lambda vocab: ())(run.vocab))
-    if len(leads) != 3:
+    ids = model_facts(corruption, run.vocab).paradigm_ids
+    if not ids:
         return [], content, False
-    regular, _, sequential = leads
+    leads, regular, sequential = tuple(ids.values()), ids["R"], ids["S"]
     if content and content[0] in leads:
         return content[:1], content[1:], content[0] == sequential
     spans = any(t in run.vocab.sentinels for t in content)

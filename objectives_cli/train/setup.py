@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from corruptions import UsageError, create, resolve
+from corruptions import UsageError, create, model_facts, resolve
 from objectives_cli.data.packing import Blocks
 from objectives_cli.model.config import ModelConfig, heads_for, preset
 from objectives_cli.model.model import Model, param_counts
@@ -62,7 +62,7 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
             **preset(cfg.model, info.arch),
             **heads_for(info.arch, sample, info.electra, data.vocab.mask),  # type: ignore[arg-type]
             # SpanBERT's offset table has a row per SBO target of a span (its max_pair_targets)
-            sbo_offsets=getattr(corruption, "max_pair_targets", ModelConfig.sbo_offsets),
+            sbo_offsets=model_facts(corruption, data.vocab).sbo_offsets or ModelConfig.sbo_offsets,
         )
     return data, corruption, info, model_cfg
 
