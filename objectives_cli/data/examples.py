@@ -11,7 +11,7 @@ the same bytes. (Changing `BATCH` changes the examples; the golden files pin it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import tokenizers
@@ -68,20 +68,24 @@ def blocks(
     chunked.
     """
     carry: EncodedDoc | None = None  # the tail of a document whose rest is still to come
+    number = 0  # the input document being read: rows carry it (`Tokens.row_documents`)
     for group in chunks(documents):
         encoded = encode_pieces(tok, [doc_pieces for doc_pieces, _ in group])
         ready = []
         for doc, (_, ends) in zip(encoded, group, strict=True):
             if carry is not None:
                 doc, carry = join(carry, doc), None
-            if ends:
-                ready.append(doc)
-            else:
-                done, carry = split_last_row(doc, max_length)
-                ready.append(done)
-        ready = [doc for doc in ready if doc.ids]
+            if not ends:
+                doc, carry = split_last_row(doc, max_length)
+            ready.append((doc, number))
+            number += ends
+        ready = [(doc, n) for doc, n in ready if doc.ids]
         if ready:
-            yield pad_to(rows_of(ready, max_length, pad), max_length, pad)
+            rows = rows_of([doc for doc, _ in ready], max_length, pad)
+            assert rows.row_documents is not None
+            numbers = torch.tensor([n for _, n in ready], dtype=torch.long)
+            rows = replace(rows, row_documents=numbers[rows.row_documents])
+            yield pad_to(rows, max_length, pad)
 
 
 def chunks(documents: Sequence[str]) -> Iterator[list[tuple[list[tuple[str, int]], bool]]]:
@@ -137,6 +141,7 @@ def pad_to(batch: Tokens, width: int, pad: int) -> Tokens:
         batch.lengths,
         widen(batch.word_starts, False),
         widen(batch.sentence_starts, False),
+        row_documents=batch.row_documents,
     )
 
 

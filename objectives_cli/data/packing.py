@@ -179,7 +179,8 @@ class Blocks:
         if self.with_documents:
             doc = torch.searchsorted(c.offsets, at, right=True) - 1
             docs = doc - doc[:, :1]
-        return Tokens(ids, lengths.clone(), words, sents, docs)
+        first = torch.searchsorted(c.offsets, starts, right=True) - 1  # the document of each row
+        return Tokens(ids, lengths.clone(), words, sents, docs, row_documents=first)
 
 
 def pack(corpus: Corpus, max_length: int, mode: str) -> Blocks:
