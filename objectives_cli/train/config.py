@@ -197,13 +197,24 @@ def resumed(stored: TrainConfig, given: dict[str, Any], run_dir: str) -> TrainCo
 # --- learning rate ------------------------------------------------------------------------------
 
 
-def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
-    """Learning rate for optimizer step `step` (0-based) at `progress` in [0, 1] of the run
-    (steps done / steps, or elapsed / budget): linear warmup, then linear or cosine decay."""
+def lr_at(cfg: TrainConfig, step: int, progress: float, warm_end: float | None = None) -> float:
+    """Learning rate of optimizer step `step` (0-based), taken where that step ends: `progress`
+    in [0, 1] is the share of the run done once it is applied ((step + 1) / steps, or the elapsed
+    share of --budget). Linear warmup to --lr, then linear or cosine decay to min_lr x lr.
+
+    Warmup in steps (--warmup >= 1) ramps as (step + 1) / warmup and a share of the run (< 1) as
+    progress / warmup: the same rates when warmup x steps is the warmup in steps, and never 0.
+    Decay starts where warmup ended: `warm_end`, the progress of the step that reached the peak
+    (known in advance on a step count; under --budget with a warmup in steps the loop records it,
+    None meaning "this step").
+    """
     if cfg.warmup >= 1:  # warmup in steps
-        if step < cfg.warmup:
+        if step + 1 < cfg.warmup:
             return cfg.lr * (step + 1) / cfg.warmup
-        warm = cfg.warmup / cfg.steps if cfg.budget <= 0 else 0.0
+        if cfg.budget <= 0:
+            warm = cfg.warmup / cfg.steps
+        else:
+            warm = progress if warm_end is None else warm_end
     else:
         warm = cfg.warmup
         if progress < warm:

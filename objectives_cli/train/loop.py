@@ -14,6 +14,7 @@ equals 2N straight steps exactly; 2 ranks x 1 micro-batch equal 1 rank x 2 micro
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ class Trainer:
         self.model = Model(model_cfg).to(self.device)
         self.opt = make_optimizer(cfg, self.model, self.device)
         self.step, self.elapsed, self.tokens = 0, 0.0, 0
+        self.warm_end: float | None = None  # under --budget: progress where warmup ended
         self.saved = -1  # step of the newest checkpoint on disk (-1: none yet)
         self.evaluated: tuple[int, dict[str, float]] = (-1, {})  # last evaluation: step, result
         with shared_failure(world, self.device):  # rank 0 first: it alone writes the run
@@ -130,6 +132,7 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.tokens = int(state["tokens"])
+        self.warm_end = state.get("warm_end")
         self.saved = self.step
         self.reporter.message(
             f"resuming {self.run_dir} at step {self.step} ({Path(state['path']).name})"
@@ -166,11 +169,7 @@ class Trainer:
         self.model.train()
         with catch_signals() as caught:
             while not self.stop(bool(caught)):
-                progress = self.elapsed / cfg.budget if budget else self.step / cfg.steps
-                lr = lr_at(cfg, self.step, progress)
-                for group in self.opt.param_groups:
-                    group["lr"] = lr
-                self.last, n_tokens = train_step(
+                self.last, n_tokens, lr = train_step(
                     cfg,
                     self.net,
                     self.model,
@@ -180,6 +179,7 @@ class Trainer:
                     self.rank,
                     self.world,
                     self.amp,
+                    lambda: self.learning_rate(clock),
                 )
                 self.bad |= ~torch.isfinite(torch.stack(list(self.last.values())).sum())
                 self.step += 1
@@ -205,6 +205,20 @@ class Trainer:
             if caught:
                 raise Interrupted(caught[0], self.step, self.run_dir)
         return self.finish(first)
+
+    def learning_rate(self, clock: float) -> float:
+        """The rate of the step under way, taken where it ends (`lr_at`): after step + 1 of
+        --steps, or at the elapsed share of --budget now, before its update (the same on every
+        rank). Under a budget with a warmup in steps, the progress where warmup ended is kept
+        (in checkpoints too), so decay starts there."""
+        cfg = self.cfg
+        if cfg.budget <= 0:
+            return lr_at(cfg, self.step, (self.step + 1) / cfg.steps)
+        now = torch.tensor([time.perf_counter() - clock], device=self.device)
+        progress = min(1.0, float(all_reduce(now, self.world, "max")) / cfg.budget)
+        if cfg.warmup >= 1 and self.warm_end is None and self.step + 1 >= cfg.warmup:
+            self.warm_end = progress
+        return lr_at(cfg, self.step, progress, self.warm_end)
 
     def stop(self, signalled: bool) -> bool:
         """Time to stop: steps or budget done, or a signal; every rank decides alike."""
@@ -239,6 +253,7 @@ class Trainer:
                     "elapsed": self.elapsed,
                     "tokens": self.tokens,
                     "world": self.world,
+                    "warm_end": self.warm_end,
                 }
                 checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
         self.saved = self.step
@@ -323,9 +338,11 @@ def train_step(
     rank: int,
     world: int,
     amp: Any,
-) -> tuple[dict[str, Tensor], int]:
-    """One optimizer step over `grad_accum` micro-batches; returns this rank's share of each
-    term's mean loss (summed over ranks when logging) and its content tokens.
+    learning_rate: Callable[[], float],
+) -> tuple[dict[str, Tensor], int, float]:
+    """One optimizer step over `grad_accum` micro-batches at the rate `learning_rate()` gives
+    just before the update; returns this rank's share of each term's mean loss (summed over
+    ranks when logging), the step's content tokens and the rate.
 
     Every term is normalised by its scored targets over the whole step (all micro-batches and
     ranks), so micro-batches with more masks weigh more, as in one big batch.
@@ -357,9 +374,12 @@ def train_step(
             sums[k] += value.detach()
     if cfg.clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    lr = learning_rate()
+    for group in opt.param_groups:
+        group["lr"] = lr
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return {k: sums[k] / total[k] for k in names}, n_tokens
+    return {k: sums[k] / total[k] for k in names}, n_tokens, lr
 
 
 class NonFiniteLoss(ObjectivesError):

@@ -89,7 +89,8 @@ def test_state_loads_with_weights_only(straight: Path) -> None:
     path = checkpoints.list_checkpoints(straight)[-1][1] / "state.pt"
     state = torch.load(path, weights_only=True)
     assert state["step"] == 8
-    assert set(state) == {"optimizer", "elapsed", "tokens", "world", "step"}  # nothing unread
+    keys = {"optimizer", "elapsed", "tokens", "world", "warm_end", "step"}
+    assert set(state) == keys  # nothing unread
 
 
 def test_resume_refuses_another_objective_or_shape(straight: Path) -> None:
