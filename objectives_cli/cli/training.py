@@ -152,7 +152,7 @@ def fresh_config(tokens: int | None, settings: dict[str, Any]) -> TrainConfig:
 
 def resumed_config(run_dir: Path, tokens: int | None, settings: dict[str, Any]) -> TrainConfig:
     """The stored config of `run_dir`, with only the settings a resumed run may change."""
-    from objectives_cli.train import checkpoints
+    from objectives_cli.train.setup import read_run
 
     out = settings.pop("out")
     if out is not None and Path(out).resolve() != run_dir.resolve():
@@ -164,7 +164,7 @@ def resumed_config(run_dir: Path, tokens: int | None, settings: dict[str, Any]) 
         raise UsageError(
             "--tokens cannot be combined with --resume", "give --steps to train longer"
         )
-    stored = TrainConfig.from_json(checkpoints.read_config(run_dir)["train"])
+    stored = read_run(run_dir).train
     given = {k: v for k, v in settings.items() if v is not None}
     return resumed(stored, given, str(run_dir))
 

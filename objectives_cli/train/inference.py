@@ -20,7 +20,6 @@ from corruptions import IGNORE, Corrupted, NotEnoughSentinels, UsageError, creat
 from objectives_cli.data.packing import encode_corpus, pack
 from objectives_cli.data.sources import read_documents
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
-from objectives_cli.model.config import ModelConfig
 from objectives_cli.model.model import Model
 
 from . import checkpoints
@@ -28,6 +27,7 @@ from .batches import ObjectiveInfo, eval_batches, load_data, packed
 from .config import TrainConfig
 from .losses import evaluate
 from .runtime import amp_context, resolve_device
+from .setup import read_run
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,10 +44,8 @@ class LoadedRun:
 
 def load_run(run_dir: Path, device: str = "auto", warn: Any = print) -> LoadedRun:
     """The newest readable checkpoint of `run_dir`, in eval mode."""
-    stored = checkpoints.read_config(run_dir)
-    cfg = TrainConfig.from_json(stored["train"])
-    info = ObjectiveInfo.from_json(stored["objective"])
-    model = Model(ModelConfig(**stored["model"]))
+    stored = read_run(run_dir)
+    cfg, info, model = stored.train, stored.info, Model(stored.model)
     state = checkpoints.load_latest(run_dir, model, warn, with_state=False)
     if state is None:
         raise checkpoints.RunError(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from .runtime import (
     resolve_device,
     shared_failure,
 )
-from .setup import describe_run, prepare, start_run
+from .setup import describe_run, lock_run, prepare, start_run
 
 # --- the loop ------------------------------------------------------------------------------------
 
@@ -52,7 +52,9 @@ def train(
     """Train (or, with `resume`, continue) the run in `cfg.out`; returns the summary."""
     rank, world, local_rank, started = distributed()
     try:
-        return Trainer(cfg, reporter or PlainReporter(), resume, rank, world, local_rank).run()
+        with ExitStack() as held:  # the run directory's lock, released however the run ends
+            reporter = reporter or PlainReporter()
+            return Trainer(cfg, reporter, resume, rank, world, local_rank, held).run()
     except (NonFiniteLoss, Interrupted) as exc:  # every rank stops alike; rank 0 says why
         if rank > 0:
             raise QuietExit(exc.exit_code) from None
@@ -75,8 +77,12 @@ class Trainer:
         rank: int,
         world: int,
         local_rank: int,
+        held: ExitStack | None = None,
     ) -> None:
+        """`held` releases the run directory's lock when closed (`train` closes it at the end;
+        without one, the lock lasts as long as the process)."""
         self.cfg, self.resume, self.rank, self.world = cfg, resume, rank, world
+        held = held if held is not None else ExitStack()
         self.main = rank == 0
         self.reporter = reporter if self.main else PlainReporter(quiet=True)  # rank 0 talks
         self.run_dir = Path(cfg.out)
@@ -86,6 +92,8 @@ class Trainer:
         # The first process of each machine reads and tokenises first, filling the machine's
         # cache for the others, and reports a bad data set or run directory once per machine.
         with shared_failure(world, self.device):
+            if self.main:  # one writer per run directory, from here to the end
+                held.callback(lock_run(cfg, resume, self.reporter.message).release)
             if local_rank == 0:
                 setup = prepare(cfg, resume)
         if local_rank > 0:
@@ -123,13 +131,17 @@ class Trainer:
                 self.metrics = checkpoints.Metrics(self.run_dir, after_step=self.step)
 
     def restore(self) -> None:
-        state = checkpoints.load_latest(self.run_dir, self.model, self.reporter.message)
+        state = checkpoints.load_latest(
+            self.run_dir,
+            self.model,
+            self.reporter.message,
+            restore=lambda state: self.opt.load_state_dict(state["optimizer"]),
+        )
         if state is None:
             raise checkpoints.RunError(
                 f"{self.run_dir} has no checkpoint to resume from",
                 "start it again without --resume",
             )
-        self.opt.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.tokens = int(state["tokens"])
         self.warm_end = state.get("warm_end")

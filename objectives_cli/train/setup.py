@@ -5,13 +5,14 @@ the run before its first step.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from corruptions import UsageError, create, resolve
+from corruptions import ObjectivesError, UsageError, create, resolve
 from objectives_cli.data.packing import Blocks
 from objectives_cli.model.config import ModelConfig, heads_for, preset
 from objectives_cli.model.model import Model, param_counts
@@ -28,6 +29,31 @@ def run_config(cfg: TrainConfig, model_cfg: ModelConfig, info: ObjectiveInfo) ->
     return {"train": cfg.to_json(), "model": asdict(model_cfg), "objective": objective}
 
 
+@dataclass(frozen=True)
+class StoredRun:
+    """A run's config.json, read and checked: what it stores, as the trainer's own types."""
+
+    config: dict[str, Any]
+    train: TrainConfig
+    info: ObjectiveInfo
+    model: ModelConfig
+
+
+def read_run(run_dir: Path) -> StoredRun:
+    """config.json of `run_dir`; a file that is not a run's config is one `RunError`."""
+    config = checkpoints.read_config(run_dir)
+    try:
+        return StoredRun(
+            config,
+            TrainConfig.from_json(config["train"]),
+            ObjectiveInfo.from_json(config["objective"]),
+            ModelConfig(**config["model"]),
+        )
+    except (TypeError, ValueError, KeyError, AttributeError, ObjectivesError) as exc:
+        reason = exc.message if isinstance(exc, ObjectivesError) else str(exc)
+        raise checkpoints.bad_config(Path(run_dir) / "config.json", reason) from None
+
+
 def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
     """Data, corruption, objective facts and model shape: probed on a fresh run, read on resume."""
     run_dir = Path(cfg.out)
@@ -37,8 +63,8 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
         check_fresh(run_dir)
     data = load_data(cfg, tokenizer)
     if resume:
-        stored = checkpoints.read_config(run_dir)
-        before = TrainConfig.from_json(stored["train"])
+        stored = read_run(run_dir)
+        before = stored.train
         changed = [
             k for k in asdict(cfg) if k not in RESUMABLE and getattr(before, k) != getattr(cfg, k)
         ]
@@ -48,8 +74,7 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
                 f"({getattr(before, changed[0])!r} -> {getattr(cfg, changed[0])!r})",
                 "resuming continues the same run; start a new one with another --out",
             )
-        info = ObjectiveInfo.from_json(stored["objective"])
-        model_cfg = ModelConfig(**stored["model"])
+        info, model_cfg = stored.info, stored.model
     else:
         info, sample = probe(cfg, data, corruption)
         model_cfg = ModelConfig(
@@ -71,6 +96,22 @@ def start_run(cfg: TrainConfig, data: Data, info: ObjectiveInfo, model_cfg: Mode
     checkpoints.start(Path(cfg.out), run_config(cfg, model_cfg, info), data.tok.to_str())
 
 
+def lock_run(cfg: TrainConfig, resume: bool, say: Callable[[str], None]) -> checkpoints.RunLock:
+    """Lock the run directory for this process (after checking that it is one to resume, or one
+    a fresh run may use, so that a refused directory gets no lock file) and remove what an
+    interrupted write left there."""
+    run_dir = Path(cfg.out)
+    if resume:
+        read_run(run_dir)
+    else:
+        check_fresh(run_dir)
+    lock = checkpoints.RunLock(run_dir, say)
+    removed = checkpoints.remove_unfinished(run_dir)
+    if removed:
+        say(f"removed {len(removed)} unfinished write(s) left by an interrupted run: {removed[0]}")
+    return lock
+
+
 def check_fresh(run_dir: Path) -> None:
     """Refuse an --out that holds a run, or files of another kind (a run that stopped before its
     first checkpoint is simply started again)."""
@@ -81,7 +122,12 @@ def check_fresh(run_dir: Path) -> None:
         )
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} is a file", "give a directory for the run")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not checkpoints.is_run(run_dir):
+    others = (
+        [p for p in run_dir.iterdir() if p.name != checkpoints.RunLock.NAME]
+        if run_dir.is_dir()
+        else []
+    )
+    if others and not checkpoints.is_run(run_dir):
         raise UsageError(
             f"{run_dir} holds files that are not a run; they would be overwritten",
             "pick another --out (a new or empty directory)",

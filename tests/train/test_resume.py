@@ -37,6 +37,21 @@ class StopAt(PlainReporter):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+def rewrite(path: Path, state: dict[str, Any]) -> None:
+    """Replace a checkpoint's state.pt as a save would have written it (manifest included)."""
+    import hashlib
+    import io
+    import json
+
+    data = io.BytesIO()
+    torch.save(state, data)
+    path.write_bytes(data.getvalue())
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    entry = {"bytes": len(data.getvalue()), "sha256": hashlib.sha256(data.getvalue()).hexdigest()}
+    manifest["files"]["state.pt"] = entry
+    (path.parent / "manifest.json").write_text(json.dumps(manifest))
+
+
 def curve(run: Path) -> list[dict[str, float]]:
     keep = ("step", "loss", "mlm_loss", "rtd_loss", "lr", "tokens")
     return [{k: r[k] for k in keep} for r in checkpoints.read_metrics(run) if "loss" in r]
@@ -112,7 +127,7 @@ def test_resuming_with_another_process_count_warns(straight: Path, tmp_path: Pat
     path = checkpoints.list_checkpoints(copy)[-1][1] / "state.pt"
     state = torch.load(path, weights_only=True)
     assert state["world"] == 1
-    torch.save({**state, "world": 2}, path)
+    rewrite(path, {**state, "world": 2})
     said: list[str] = []
 
     class Listen(PlainReporter):
