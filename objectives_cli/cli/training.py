@@ -207,7 +207,7 @@ def eval_command(
         run = inference.load_run(run_dir, device, warn=tables.warn)
         result = inference.evaluate_run(run, data, batches)
     if table_or_json(fmt) is Format.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))  # NaN is not JSON; evaluate_run refuses it
     else:
         tables.print_eval(result, run.cfg.objective, run.step)
 
@@ -248,6 +248,6 @@ def fill(
         else:
             result = inference.generate(run, text, max_new)
     if table_or_json(fmt) is Format.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
     else:
         tables.print_fill(result, top_k)

@@ -151,6 +151,10 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def step_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"{PREFIX}{step:08d}"
+
+
 def save(run_dir: Path, step: int, model: nn.Module, state: dict[str, Any], keep: int) -> Path:
     """Write checkpoint `step` (weights, state, then the manifest) atomically and keep the
     newest `keep`.
@@ -160,7 +164,7 @@ def save(run_dir: Path, step: int, model: nn.Module, state: dict[str, Any], keep
             no older checkpoint is deleted. An interruption (KeyboardInterrupt) leaves the same.
     """
     root = Path(run_dir) / CHECKPOINTS
-    final = root / f"{PREFIX}{step:08d}"
+    final = step_dir(run_dir, step)
     tmp, replaced = (root / f".{final.name}.{kind}{os.getpid()}" for kind in ("tmp", "old"))
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     state_bytes = io.BytesIO()
@@ -193,6 +197,26 @@ def save(run_dir: Path, step: int, model: nn.Module, state: dict[str, Any], keep
     for _, old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+DIVERGED = "diverged-"
+
+
+def set_aside(run_dir: Path, step: int) -> str:
+    """Rename checkpoint `step` (weights that give inf or NaN on the next step) to
+    `diverged-step-*`, which resume never reads, replacing one set aside before; returns what
+    to tell the user ("" when there is no such checkpoint)."""
+    path = step_dir(run_dir, step)
+    if not path.exists():
+        return ""
+    dest = path.with_name(DIVERGED + path.name)
+    for old in path.parent.glob(f"{DIVERGED}*"):
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        path.rename(dest)
+    except OSError:
+        return ""
+    return f" ({path.name}, whose next step diverged, was set aside as {dest.name})"
 
 
 def remove_unfinished(run_dir: Path) -> list[str]:

@@ -23,6 +23,7 @@ RESUMABLE = frozenset(
     {  # settings a resumed run may change; the others would change the run
         "steps",
         "budget",
+        "lr",
         "device",
         "compile",
         "log_every",

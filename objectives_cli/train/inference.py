@@ -9,6 +9,7 @@ itself, MASS fills each [MASK] run in place; a decoder continues the text.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ def load_run(run_dir: Path, device: str = "auto", warn: Any = print) -> LoadedRu
             "train it first (a checkpoint is written at the end)",
         )
     step = int(Path(state["path"]).name.split("-")[-1])
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise checkpoints.RunError(
+            f"checkpoint {Path(state['path']).name} of {run_dir} holds inf or NaN weights (the "
+            "run diverged before it was saved)",
+            f"continue from an earlier checkpoint at a lower rate: objectives train --resume "
+            f"{run_dir} --lr {cfg.lr / 10:g}",
+        )
     torch_device = resolve_device(device)
     tok = load_tokenizer(Path(run_dir) / "tokenizer.json")
     return LoadedRun(
@@ -84,6 +92,11 @@ def evaluate_run(run: LoadedRun, data: str | None = None, batches: int = 50) -> 
         cfg.seed,
     )
     rows = min(len(blocks), batches * cfg.batch_size)
+    if not all(math.isfinite(v) for v in result.values()):
+        raise checkpoints.RunError(
+            f"evaluating {run.run_dir} at step {run.step} gave an inf or NaN loss",
+            "its weights are finite but overflow on this text; train it with a lower --lr",
+        )
     return {
         "run": str(run.run_dir),
         "step": run.step,

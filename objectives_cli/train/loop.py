@@ -41,7 +41,7 @@ from .runtime import (
     resolve_device,
     shared_failure,
 )
-from .setup import describe_run, lock_run, prepare, start_run
+from .setup import describe_run, lock_run, prepare, record_changes, start_run
 
 # --- the loop ------------------------------------------------------------------------------------
 
@@ -131,11 +131,13 @@ class Trainer:
                 self.metrics = checkpoints.Metrics(self.run_dir, after_step=self.step)
 
     def restore(self) -> None:
+        def optimizer(state: dict[str, Any]) -> None:
+            if not finite(self.model, state["optimizer"]):  # from before this check existed
+                raise checkpoints.DamagedCheckpoint("it holds inf or NaN weights or moments")
+            self.opt.load_state_dict(state["optimizer"])
+
         state = checkpoints.load_latest(
-            self.run_dir,
-            self.model,
-            self.reporter.message,
-            restore=lambda state: self.opt.load_state_dict(state["optimizer"]),
+            self.run_dir, self.model, self.reporter.message, restore=optimizer
         )
         if state is None:
             raise checkpoints.RunError(
@@ -149,6 +151,7 @@ class Trainer:
         self.reporter.message(
             f"resuming {self.run_dir} at step {self.step} ({Path(state['path']).name})"
         )
+        record_changes(self.run_dir, self.cfg, self.step, self.reporter.message)
         before = int(state.get("world", self.world))
         if before != self.world:  # rows per step follow the process count
             self.reporter.message(
@@ -174,14 +177,16 @@ class Trainer:
             self.elapsed if budget else self.step,
             "s" if budget else "steps",
         )
-        self.bad = torch.zeros((), dtype=torch.bool, device=self.device)
+        # the first step whose weights are known bad: inf or NaN themselves, or giving an inf
+        # or NaN loss or gradient (a device tensor, read when logging or saving)
+        self.first_bad = torch.full((), NEVER, dtype=torch.long, device=self.device)
         self.last: dict[str, Tensor] = {}
         self.window = (0, time.perf_counter())  # tokens and start of the current log interval
         logged, clock, lr = self.step, time.perf_counter() - self.elapsed, 0.0
         self.model.train()
         with catch_signals() as caught:
             while not self.stop(bool(caught)):
-                self.last, n_tokens, lr = train_step(
+                self.last, n_tokens, lr, norm = train_step(
                     cfg,
                     self.net,
                     self.model,
@@ -193,7 +198,10 @@ class Trainer:
                     self.amp,
                     lambda: self.learning_rate(clock),
                 )
-                self.bad |= ~torch.isfinite(torch.stack(list(self.last.values())).sum())
+                bad = ~torch.isfinite(torch.stack([*self.last.values(), norm]).sum())
+                self.first_bad = torch.where(
+                    bad, self.first_bad.clamp(max=self.step), self.first_bad
+                )
                 self.step += 1
                 self.tokens += n_tokens
                 self.window = (self.window[0] + n_tokens, self.window[1])
@@ -243,7 +251,7 @@ class Trainer:
         return done or signalled
 
     def log(self, lr: float) -> dict[str, float]:
-        check_finite(self.bad, self.step, self.run_dir, self.world)
+        self.check_finite()
         now = time.perf_counter()
         speed = self.window[0] / max(now - self.window[1], 1e-9)
         self.window = (0, now)
@@ -253,11 +261,40 @@ class Trainer:
                 self.metrics.write({**row, "elapsed": round(self.elapsed, 3)})
         return row
 
+    def check_finite(self) -> None:
+        """Stop once weights went bad (`first_bad`): nothing from there is saved, and a
+        checkpoint of those weights saved before the step that showed it (a finite one whose
+        next step gives inf or NaN, which would fail every resume) is set aside, so the newest
+        checkpoint is the last good one."""
+        first = -int(all_reduce(-self.first_bad, self.world, "max"))
+        if first == NEVER:
+            return
+        moved = ""
+        if self.main:
+            moved = checkpoints.set_aside(self.run_dir, first)
+        good = [s for s, _ in checkpoints.list_checkpoints(self.run_dir) if s < first]
+        if not good:
+            where = "no checkpoint was written before"
+            hint = "start the run again with a lower --lr or a longer --warmup"
+        else:
+            where = f"the last good checkpoint is {checkpoints.step_dir(self.run_dir, good[-1])}"
+            hint = (
+                f"continue from it at a lower rate: objectives train --resume {self.run_dir} "
+                f"--lr {self.cfg.lr / 10:g} (or start a new run with a longer --warmup)"
+            )
+        raise NonFiniteLoss(
+            f"training diverged at step {first + 1}: the loss, gradients or weights became inf "
+            f"or NaN; {where}{moved}",
+            hint,
+        )
+
     def save(self) -> None:
         """Checkpoint the current step, unless it already is (save_every dividing steps)."""
         if self.step == self.saved:
             return
-        check_finite(self.bad, self.step, self.run_dir, self.world)
+        bad = ~finite(self.model, self.opt.state_dict())  # what would be written
+        self.first_bad = torch.where(bad, self.first_bad.clamp(max=self.step), self.first_bad)
+        self.check_finite()
         with shared_failure(self.world, self.device):
             if self.main:
                 state = {
@@ -314,18 +351,14 @@ class Trainer:
         return summary
 
 
-def check_finite(bad: Tensor, step: int, run_dir: Path, world: int) -> None:
-    """Stop when any step so far had a non-finite loss; the last checkpoint stays the good one."""
-    if bool(all_reduce(bad.float(), world, "max")):
-        saved = checkpoints.list_checkpoints(run_dir)
-        where = (
-            f"the last good checkpoint is {saved[-1][1]}" if saved else "no checkpoint was written"
-        )
-        raise NonFiniteLoss(
-            f"the loss became non-finite (inf or NaN) at or before step {step}; {where}",
-            "lower --lr, raise --warmup, or check the data; --resume continues from "
-            "the last checkpoint",
-        )
+NEVER = 2**62  # first_bad while every step was finite
+
+
+def finite(model: nn.Module, optimizer: dict[str, Any]) -> Tensor:
+    """Whether every weight and every optimizer moment is finite: a 0-dim bool tensor (no sync)."""
+    moments = [v for s in optimizer["state"].values() for v in s.values() if torch.is_tensor(v)]
+    tensors = [*(p.detach() for p in model.parameters()), *moments]
+    return torch.stack([torch.isfinite(t).all().to(tensors[0].device) for t in tensors]).all()
 
 
 def log_row(
@@ -351,10 +384,11 @@ def train_step(
     world: int,
     amp: Any,
     learning_rate: Callable[[], float],
-) -> tuple[dict[str, Tensor], int, float]:
+) -> tuple[dict[str, Tensor], int, float, Tensor]:
     """One optimizer step over `grad_accum` micro-batches at the rate `learning_rate()` gives
     just before the update; returns this rank's share of each term's mean loss (summed over
-    ranks when logging), the step's content tokens and the rate.
+    ranks when logging), the step's content tokens, the rate and the gradient norm before
+    clipping (inf or NaN: the update poisoned the weights).
 
     Every term is normalised by its scored targets over the whole step (all micro-batches and
     ranks), so micro-batches with more masks weigh more, as in one big batch.
@@ -384,18 +418,21 @@ def train_step(
             (loss * world).backward()  # DDP averages gradients over ranks; we want their sum
         for k, (value, _) in losses.items():
             sums[k] += value.detach()
+    grads = [p for p in model.parameters() if p.grad is not None]
+    norm = nn.utils.get_total_norm([p.grad for p in grads])  # type: ignore[misc]
     if cfg.clip > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        nn.utils.clip_grads_with_norm_(grads, cfg.clip, norm)
     lr = learning_rate()
     for group in opt.param_groups:
         group["lr"] = lr
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return {k: sums[k] / total[k] for k in names}, n_tokens, lr
+    return {k: sums[k] / total[k] for k in names}, n_tokens, lr, norm
 
 
 class NonFiniteLoss(ObjectivesError):
-    """The loss became inf or NaN; the run stops and keeps its last good checkpoint."""
+    """The loss, gradients or weights became inf or NaN; the run stops and keeps its last good
+    checkpoint."""
 
 
 class Interrupted(ObjectivesError):

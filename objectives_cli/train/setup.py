@@ -5,6 +5,7 @@ the run before its first step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from objectives_cli.model.model import Model, param_counts
 
 from . import checkpoints
 from .batches import Data, ObjectiveInfo, load_data, probe
-from .config import RESUMABLE, TrainConfig
+from .config import RESUMABLE, TrainConfig, lr_at
 
 
 def run_config(cfg: TrainConfig, model_cfg: ModelConfig, info: ObjectiveInfo) -> dict[str, Any]:
@@ -94,6 +95,32 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
 def start_run(cfg: TrainConfig, data: Data, info: ObjectiveInfo, model_cfg: ModelConfig) -> None:
     # prepare() has checked the directory (check_fresh) before reading the data
     checkpoints.start(Path(cfg.out), run_config(cfg, model_cfg, info), data.tok.to_str())
+
+
+def record_changes(run_dir: Path, cfg: TrainConfig, step: int, say: Callable[[str], None]) -> None:
+    """Write into config.json the settings a resumed run changed (`RESUMABLE`), with the step
+    it resumed at under `resumes`, so the next resume and the reader of the run see them; say
+    how a new --steps or --lr reshapes the learning rate from here on."""
+    stored = read_run(run_dir)
+    changed = {
+        k: [getattr(stored.train, k), getattr(cfg, k)]
+        for k in sorted(RESUMABLE - {"out"})
+        if getattr(stored.train, k) != getattr(cfg, k)
+    }
+    if not changed:
+        return
+    config = dict(stored.config)
+    config["train"] = {**cfg.to_json(), "out": stored.train.out}
+    config["resumes"] = [*config.get("resumes", []), {"step": step, "changed": changed}]
+    checkpoints.write_config(run_dir, config)
+    if {"steps", "budget", "lr"} & changed.keys() and stored.train.budget <= 0 and cfg.budget <= 0:
+        before = lr_at(stored.train, step, min(1.0, (step + 1) / stored.train.steps))
+        now = lr_at(cfg, step, min(1.0, (step + 1) / cfg.steps))
+        if not math.isclose(before, now):
+            say(
+                f"warning: the learning-rate schedule now spans {cfg.steps} steps at peak "
+                f"{cfg.lr:g}: step {step + 1} runs at {now:.2e} instead of {before:.2e}"
+            )
 
 
 def lock_run(cfg: TrainConfig, resume: bool, say: Callable[[str], None]) -> checkpoints.RunLock:

@@ -79,9 +79,9 @@ def test_bad_usage_exits_with_one_line(args: tuple[str, ...], code: int, says: s
 
 
 def test_resume_refuses_to_change_the_run(runs: dict[str, Path]) -> None:
-    result = invoke("train", "--resume", str(runs["bert-mlm"]), "--lr", "0.5")
+    result = invoke("train", "--resume", str(runs["bert-mlm"]), "--weight-decay", "0.5")
     assert result.code == 2
-    assert "--lr cannot change when resuming" in result.stderr
+    assert "--weight-decay cannot change when resuming" in result.stderr
 
 
 def test_resume_can_train_longer(runs: dict[str, Path], tmp_path: Path) -> None:
