@@ -14,8 +14,9 @@ equals 2N straight steps exactly; 2 ranks x 1 micro-batch equal 1 rank x 2 micro
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,14 @@ class Trainer:
         self.model = Model(model_cfg).to(self.device)
         self.opt = make_optimizer(cfg, self.model, self.device)
         self.step, self.elapsed, self.tokens = 0, 0.0, 0
+        self.train_seconds = 0.0  # in training steps only (elapsed less evaluations and saves)
         self.warm_end: float | None = None  # under --budget: progress where warmup ended
+        self.window = Window()  # the steps since the last metrics row
+        # the first step whose weights are known bad: inf or NaN themselves, or giving an inf
+        # or NaN loss or gradient (a device tensor, read when logging or saving)
+        self.first_bad = torch.full((), NEVER, dtype=torch.long, device=self.device)
         self.saved = -1  # step of the newest checkpoint on disk (-1: none yet)
-        self.evaluated: tuple[int, dict[str, float]] = (-1, {})  # last evaluation: step, result
+        self.evaluated = -1  # step of the last evaluation
         with shared_failure(world, self.device):  # rank 0 first: it alone writes the run
             if self.main and resume:
                 self.restore()
@@ -146,7 +152,10 @@ class Trainer:
             )
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.tokens = int(state["tokens"])
+        self.train_seconds = float(state.get("train_seconds", self.elapsed))
         self.warm_end = state.get("warm_end")
+        if self.main:  # the others start from an empty window: logging sums over ranks
+            self.window = Window.from_state(state.get("window"), self.device)
         self.saved = self.step
         self.reporter.message(
             f"resuming {self.run_dir} at step {self.step} ({Path(state['path']).name})"
@@ -162,27 +171,22 @@ class Trainer:
             )
 
     def run(self) -> dict[str, Any]:
+        """Train to the end, then evaluate, save and summarise, in that order: a crash at any
+        point leaves a run whose resume writes what an uninterrupted run would have written."""
         cfg = self.cfg
-        if self.resume and self.stop(False):  # a finished run: leave it as it is
-            more = "--budget" if cfg.budget > 0 else f"--steps above {self.step}"
-            self.reporter.message(
-                f"{self.run_dir} has already trained to step {self.step}; "
-                f"nothing to do (give {more} to train longer)"
-            )
-            return {"steps": self.step, "tokens": self.tokens, "run_dir": str(self.run_dir)}
-        first = self.evaluate() if not self.resume else None
+        if self.resume and self.stop(False):  # finished: complete what a crash cut short
+            return self.finish(resumed_finished=True)
+        if not self.resume:
+            self.evaluate()
         budget = cfg.budget > 0
         self.reporter.start(
             cfg.budget if budget else cfg.steps,
             self.elapsed if budget else self.step,
             "s" if budget else "steps",
         )
-        # the first step whose weights are known bad: inf or NaN themselves, or giving an inf
-        # or NaN loss or gradient (a device tensor, read when logging or saving)
-        self.first_bad = torch.full((), NEVER, dtype=torch.long, device=self.device)
         self.last: dict[str, Tensor] = {}
-        self.window = (0, time.perf_counter())  # tokens and start of the current log interval
-        logged, clock, lr = self.step, time.perf_counter() - self.elapsed, 0.0
+        clock, lr = time.perf_counter() - self.elapsed, 0.0
+        self.mark = time.perf_counter()  # where the training time being counted started
         self.model.train()
         with catch_signals() as caught:
             while not self.stop(bool(caught)):
@@ -204,27 +208,33 @@ class Trainer:
                 )
                 self.step += 1
                 self.tokens += n_tokens
-                self.window = (self.window[0] + n_tokens, self.window[1])
-                self.elapsed = time.perf_counter() - clock
+                now = time.perf_counter()
+                self.window.add(self.last, n_tokens, now - self.mark)
+                self.train_seconds += now - self.mark
+                self.mark, self.elapsed = now, now - clock
                 row = None
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    row, logged = self.log(lr), self.step
+                if self.step % cfg.log_every == 0 or (not budget and self.step == cfg.steps):
+                    row = self.log(lr)
+                if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
+                    self.evaluate()  # before the checkpoint of this step: never lost with it
                 if cfg.save_every > 0 and self.step % cfg.save_every == 0:
                     self.save()
-                if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
-                    self.evaluate()
                 self.reporter.advance(self.elapsed if budget else self.step, row)
             try:
-                if self.last and logged != self.step:  # a budget or a signal ended between logs
+                if caught:  # the window goes into the checkpoint; its row comes after resume
+                    self.save()
+                    raise Interrupted(caught[0], self.step, self.run_dir)
+                if self.window.steps:  # a budget ended between logs
                     self.log(lr)
+                self.evaluate()
+                self.elapsed = time.perf_counter() - clock
                 self.save()
             except checkpoints.WriteError as exc:
                 if caught:  # keep the signal's exit status; say that nothing new was saved
                     raise Interrupted(caught[0], self.step, self.run_dir, exc) from None
                 raise
-            if caught:
-                raise Interrupted(caught[0], self.step, self.run_dir)
-        return self.finish(first)
+        self.elapsed = time.perf_counter() - clock  # the summary's total time, the save too
+        return self.finish()
 
     def learning_rate(self, clock: float) -> float:
         """The rate of the step under way, taken where it ends (`lr_at`): after step + 1 of
@@ -251,15 +261,33 @@ class Trainer:
         return done or signalled
 
     def log(self, lr: float) -> dict[str, float]:
+        """A metrics row for the steps since the last one: the mean of each term's loss over
+        them, and their training throughput (evaluations and saves left out)."""
         self.check_finite()
-        now = time.perf_counter()
-        speed = self.window[0] / max(now - self.window[1], 1e-9)
-        self.window = (0, now)
-        row = log_row(self.last, lr, self.step, self.tokens, speed, self.world)
+        means = self.window.means(self.world)
+        row: dict[str, float] = {"step": self.step, "loss": weighted_total(means)}
+        row.update({f"{k}_loss": v for k, v in means.items()})
+        speed = self.window.tokens / max(self.window.seconds, 1e-9)
+        row.update({"lr": lr, "tokens": self.tokens, "tokens_per_s": speed})
+        self.window = Window()
         with shared_failure(self.world, self.device):
             if self.metrics is not None:
                 self.metrics.write({**row, "elapsed": round(self.elapsed, 3)})
         return row
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent here (an evaluation, a save) is not training time."""
+        if self.device.type == "cuda":  # the steps queued so far count as training
+            torch.cuda.synchronize(self.device)
+        mark = getattr(self, "mark", None)
+        if mark is not None:
+            self.train_seconds += time.perf_counter() - mark
+            self.window.seconds += time.perf_counter() - mark
+        try:
+            yield
+        finally:
+            self.mark = time.perf_counter()
 
     def check_finite(self) -> None:
         """Stop once weights went bad (`first_bad`): nothing from there is saved, and a
@@ -295,26 +323,31 @@ class Trainer:
         bad = ~finite(self.model, self.opt.state_dict())  # what would be written
         self.first_bad = torch.where(bad, self.first_bad.clamp(max=self.step), self.first_bad)
         self.check_finite()
-        with shared_failure(self.world, self.device):
-            if self.main:
-                state = {
-                    "optimizer": self.opt.state_dict(),
-                    "elapsed": self.elapsed,
-                    "tokens": self.tokens,
-                    "world": self.world,
-                    "warm_end": self.warm_end,
-                }
-                checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
+        with self.paused():
+            window = self.window.state(self.world)  # every rank's share, summed
+            with shared_failure(self.world, self.device):
+                if self.main:
+                    state = {
+                        "optimizer": self.opt.state_dict(),
+                        "elapsed": self.elapsed,
+                        "train_seconds": self.train_seconds,
+                        "tokens": self.tokens,
+                        "world": self.world,
+                        "warm_end": self.warm_end,
+                        "window": window,
+                    }
+                    checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
         self.saved = self.step
 
-    def evaluate(self) -> dict[str, float]:
-        """Held-out figures, written to metrics.jsonl; once per step. Rank 0 computes them
-        while the others wait (their result is empty)."""
-        if self.evaluated[0] == self.step:  # eval_every divides steps: the end needs no rerun
-            return self.evaluated[1]
+    def evaluate(self, if_missing: bool = False) -> dict[str, float]:
+        """Held-out figures of this step, written to metrics.jsonl, once per step (and with
+        `if_missing`, only when metrics.jsonl has none for it yet). Rank 0 computes them while
+        the others wait; what it computed is returned ({} when nothing was)."""
         result: dict[str, float] = {}
-        with shared_failure(self.world, self.device):
-            if self.main:
+        if self.evaluated == self.step:  # eval_every divides steps: the end needs no rerun
+            return result
+        with self.paused(), shared_failure(self.world, self.device):
+            if self.main and not (if_missing and self.eval_row() is not None):
                 batches = eval_batches(
                     self.cfg,
                     self.blocks[1],
@@ -328,27 +361,106 @@ class Trainer:
                     self.metrics.write(
                         {"step": self.step, **{f"eval_{k}": v for k, v in result.items()}}
                     )
-        self.evaluated = (self.step, result)
+        self.evaluated = self.step
         return result
 
-    def finish(self, first: dict[str, float] | None) -> dict[str, Any]:
-        final = self.evaluate()
-        summary: dict[str, Any] = {
-            "steps": self.step,
-            "tokens": self.tokens,
-            "seconds": round(self.elapsed, 1),
-            "tokens_per_s": round(self.tokens / max(self.elapsed, 1e-9)),
-        }
-        if self.last:  # every rank holds its share of each term's mean
-            names = sorted(self.last)
-            shares = all_reduce(torch.stack([self.last[k] for k in names]), self.world).tolist()
-            summary["train_loss"] = round(weighted_total(dict(zip(names, shares, strict=True))), 4)
-        if first:
-            summary["start_eval_loss"] = round(first["loss"], 4)
-        summary.update({f"eval_{k}": round(v, 4) for k, v in final.items()})
-        summary["run_dir"] = str(self.run_dir)
+    def eval_row(self) -> dict[str, Any] | None:
+        rows = checkpoints.read_metrics(self.run_dir)
+        return next((r for r in rows if "eval_loss" in r and r["step"] == self.step), None)
+
+    def finish(self, resumed_finished: bool = False) -> dict[str, Any]:
+        """The summary of the run, from metrics.jsonl: written as its last row, then reported.
+        A finished run that is resumed writes what a crash cut short (its final evaluation,
+        its summary) and otherwise only reports it."""
+        if resumed_finished:
+            self.evaluate(if_missing=True)
+        summary: dict[str, Any] = {"steps": self.step, "tokens": self.tokens}
+        with shared_failure(self.world, self.device):
+            if self.main:
+                rows = checkpoints.read_metrics(self.run_dir)
+                done = any("summary" in r and r["step"] == self.step for r in rows)
+                summary = summary_of(rows, self.step, self.tokens, self.times())
+                summary["run_dir"] = str(self.run_dir)
+                if resumed_finished and done:
+                    more = "--budget" if self.cfg.budget > 0 else f"--steps above {self.step}"
+                    self.reporter.message(
+                        f"{self.run_dir} has already trained to step {self.step}; "
+                        f"nothing to do (give {more} to train longer)"
+                    )
+                elif self.metrics is not None:
+                    self.metrics.write({"step": self.step, "summary": summary})
         self.reporter.finish(summary)
         return summary
+
+    def times(self) -> dict[str, float]:
+        return {
+            "seconds": round(self.elapsed, 1),
+            "train_seconds": round(self.train_seconds, 1),
+            "tokens_per_s": round(self.tokens / max(self.train_seconds, 1e-9)),
+        }
+
+
+def summary_of(
+    rows: list[dict[str, Any]], step: int, tokens: int, times: dict[str, float]
+) -> dict[str, Any]:
+    """A run's summary from its metrics rows: the loss of the last training row (the mean over
+    its window), the held-out loss at the start and the held-out figures at `step`."""
+    summary: dict[str, Any] = {"steps": step, "tokens": tokens, **times}
+    trained = [r for r in rows if "loss" in r and r["step"] <= step]
+    if trained:
+        summary["train_loss"] = round(trained[-1]["loss"], 4)
+    evals = {r["step"]: r for r in rows if "eval_loss" in r}
+    if 0 in evals and step > 0:
+        summary["start_eval_loss"] = round(evals[0]["eval_loss"], 4)
+    summary.update({k: round(v, 4) for k, v in evals.get(step, {}).items() if k != "step"})
+    return summary
+
+
+@dataclass
+class Window:
+    """The steps since the last metrics row: each term's loss summed over them (this rank's
+    share: rows sum over ranks), steps, content tokens (of every rank) and training seconds. A
+    checkpoint keeps it, so the row after a resume averages the same steps as without one."""
+
+    loss: dict[str, Tensor] = field(default_factory=dict)
+    steps: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, last: dict[str, Tensor], tokens: int, seconds: float) -> None:
+        for k, v in last.items():
+            self.loss[k] = self.loss[k] + v.detach() if k in self.loss else v.detach().clone()
+        self.steps += 1
+        self.tokens += tokens
+        self.seconds += seconds
+
+    def means(self, world: int) -> dict[str, float]:
+        names = sorted(self.loss)
+        sums = all_reduce(torch.stack([self.loss[k].float() for k in names]), world).tolist()
+        return {k: v / max(self.steps, 1) for k, v in zip(names, sums, strict=True)}
+
+    def state(self, world: int) -> dict[str, Any]:
+        """What a checkpoint keeps: losses summed over ranks (a collective: every rank calls)."""
+        names = sorted(self.loss)
+        sums = (
+            all_reduce(torch.stack([self.loss[k] for k in names]).clone(), world).cpu()
+            if names
+            else torch.zeros(0)
+        )
+        return {
+            "names": names,
+            "loss": sums,
+            "steps": self.steps,
+            "tokens": self.tokens,
+            "seconds": self.seconds,
+        }
+
+    @staticmethod
+    def from_state(state: dict[str, Any] | None, device: torch.device) -> Window:
+        if not state:  # a checkpoint from before windows were kept
+            return Window()
+        loss = {k: state["loss"][i].to(device) for i, k in enumerate(state["names"])}
+        return Window(loss, int(state["steps"]), int(state["tokens"]), float(state["seconds"]))
 
 
 NEVER = 2**62  # first_bad while every step was finite
@@ -359,18 +471,6 @@ def finite(model: nn.Module, optimizer: dict[str, Any]) -> Tensor:
     moments = [v for s in optimizer["state"].values() for v in s.values() if torch.is_tensor(v)]
     tensors = [*(p.detach() for p in model.parameters()), *moments]
     return torch.stack([torch.isfinite(t).all().to(tensors[0].device) for t in tensors]).all()
-
-
-def log_row(
-    last: dict[str, Tensor], lr: float, step: int, tokens: int, tokens_per_s: float, world: int
-) -> dict[str, float]:
-    names = sorted(last)
-    values = all_reduce(torch.stack([last[k].float() for k in names]), world).tolist()
-    means = dict(zip(names, values, strict=True))
-    row: dict[str, float] = {"step": step, "loss": weighted_total(means)}
-    row.update({f"{k}_loss": v for k, v in means.items()})
-    row.update({"lr": lr, "tokens": tokens, "tokens_per_s": tokens_per_s})
-    return row
 
 
 def train_step(
