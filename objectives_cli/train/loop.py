@@ -13,6 +13,8 @@ equals 2N straight steps exactly; 2 ranks x 1 micro-batch equal 1 rank x 2 micro
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -33,6 +35,7 @@ from .losses import LOSS_WEIGHTS, evaluate, term_losses, weighted_total
 from .report import PlainReporter, Reporter
 from .runtime import (
     QuietExit,
+    StopNow,
     all_reduce,
     amp_context,
     catch_signals,
@@ -56,6 +59,8 @@ def train(
         with ExitStack() as held:  # the run directory's lock, released however the run ends
             reporter = reporter or PlainReporter()
             return Trainer(cfg, reporter, resume, rank, world, local_rank, held).run()
+    except KeyboardInterrupt:  # Ctrl-C while reading the data or setting up
+        raise Interrupted(signal.SIGINT, 0, Path(cfg.out), at_once=-1) from None
     except (NonFiniteLoss, Interrupted) as exc:  # every rank stops alike; rank 0 says why
         if rank > 0:
             raise QuietExit(exc.exit_code) from None
@@ -173,68 +178,96 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train to the end, then evaluate, save and summarise, in that order: a crash at any
         point leaves a run whose resume writes what an uninterrupted run would have written."""
-        cfg = self.cfg
         if self.resume and self.stop(False):  # finished: complete what a crash cut short
             return self.finish(resumed_finished=True)
-        if not self.resume:
-            self.evaluate()
-        budget = cfg.budget > 0
+        try:
+            with catch_signals(self.acknowledge) as caught:
+                if not self.resume:
+                    self.evaluate()
+                clock = time.perf_counter() - self.elapsed
+                lr = self.steps(caught, clock)
+                self.end(caught, clock, lr)
+        except StopNow as stop:  # a second signal: no checkpoint of this step
+            raise Interrupted(stop.signum, self.step, self.run_dir, at_once=self.saved) from None
+        self.elapsed = time.perf_counter() - clock  # the summary's total time, the save too
+        return self.finish()
+
+    def steps(self, caught: list[int], clock: float) -> float:
+        """Train until the steps or the budget are done or a signal came; returns the rate of
+        the last step."""
+        cfg, budget = self.cfg, self.cfg.budget > 0
         self.reporter.start(
             cfg.budget if budget else cfg.steps,
             self.elapsed if budget else self.step,
             "s" if budget else "steps",
         )
         self.last: dict[str, Tensor] = {}
-        clock, lr = time.perf_counter() - self.elapsed, 0.0
+        lr = 0.0
         self.mark = time.perf_counter()  # where the training time being counted started
         self.model.train()
-        with catch_signals() as caught:
-            while not self.stop(bool(caught)):
-                self.last, n_tokens, lr, norm = train_step(
-                    cfg,
-                    self.net,
-                    self.model,
-                    self.opt,
-                    self.get_batch,
-                    self.step,
-                    self.rank,
-                    self.world,
-                    self.amp,
-                    lambda: self.learning_rate(clock),
-                )
-                bad = ~torch.isfinite(torch.stack([*self.last.values(), norm]).sum())
-                self.first_bad = torch.where(
-                    bad, self.first_bad.clamp(max=self.step), self.first_bad
-                )
-                self.step += 1
-                self.tokens += n_tokens
-                now = time.perf_counter()
-                self.window.add(self.last, n_tokens, now - self.mark)
-                self.train_seconds += now - self.mark
-                self.mark, self.elapsed = now, now - clock
-                row = None
-                if self.step % cfg.log_every == 0 or (not budget and self.step == cfg.steps):
-                    row = self.log(lr)
-                if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
-                    self.evaluate()  # before the checkpoint of this step: never lost with it
-                if cfg.save_every > 0 and self.step % cfg.save_every == 0:
-                    self.save()
-                self.reporter.advance(self.elapsed if budget else self.step, row)
-            try:
-                if caught:  # the window goes into the checkpoint; its row comes after resume
-                    self.save()
-                    raise Interrupted(caught[0], self.step, self.run_dir)
-                if self.window.steps:  # a budget ended between logs
-                    self.log(lr)
-                self.evaluate()
-                self.elapsed = time.perf_counter() - clock
+        while not self.stop(bool(caught)):
+            self.in_step = True
+            self.last, n_tokens, lr, norm = train_step(
+                cfg,
+                self.net,
+                self.model,
+                self.opt,
+                self.get_batch,
+                self.step,
+                self.rank,
+                self.world,
+                self.amp,
+                lambda: self.learning_rate(clock),
+            )
+            bad = ~torch.isfinite(torch.stack([*self.last.values(), norm]).sum())
+            self.first_bad = torch.where(bad, self.first_bad.clamp(max=self.step), self.first_bad)
+            self.step += 1
+            self.in_step = False
+            self.tokens += n_tokens
+            now = time.perf_counter()
+            self.window.add(self.last, n_tokens, now - self.mark)
+            self.train_seconds += now - self.mark
+            self.mark, self.elapsed = now, now - clock
+            row = None
+            if self.step % cfg.log_every == 0 or (not budget and self.step == cfg.steps):
+                row = self.log(lr)
+            if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
+                self.evaluate()  # before the checkpoint of this step: never lost with it
+            if cfg.save_every > 0 and self.step % cfg.save_every == 0:
                 self.save()
-            except checkpoints.WriteError as exc:
-                if caught:  # keep the signal's exit status; say that nothing new was saved
-                    raise Interrupted(caught[0], self.step, self.run_dir, exc) from None
-                raise
-        self.elapsed = time.perf_counter() - clock  # the summary's total time, the save too
-        return self.finish()
+            self.reporter.advance(self.elapsed if budget else self.step, row)
+        return lr
+
+    def end(self, caught: list[int], clock: float, lr: float) -> None:
+        """After the last step: on a signal, save and stop (its window's row comes after the
+        resume); else the last row, the final evaluation, then the final checkpoint."""
+        try:
+            if caught:
+                if self.step == 0:  # nothing trained yet: nothing to save
+                    raise Interrupted(caught[0], 0, self.run_dir, at_once=-1)
+                self.save()
+                raise Interrupted(caught[0], self.step, self.run_dir)
+            if self.window.steps:  # a budget ended between logs
+                self.log(lr)
+            self.evaluate()
+            self.elapsed = time.perf_counter() - clock
+            self.save()
+        except checkpoints.WriteError as exc:
+            if caught:  # keep the signal's exit status; say that nothing new was saved
+                raise Interrupted(caught[0], self.step, self.run_dir, exc) from None
+            raise
+
+    def acknowledge(self, signum: int) -> None:
+        """Say at once that a signal was heard (the step under way may take a while)."""
+        again = "press Ctrl-C again" if signum == signal.SIGINT else "send SIGTERM again"
+        step = self.step + 1 if getattr(self, "in_step", False) else self.step
+        where = f"after step {step} and saving it" if step > 0 else "before the first step"
+        text = f"stopping {where}; {again} to stop now without saving"
+        try:
+            self.reporter.message(text)
+        except RuntimeError:  # stderr was in the middle of a line: write past it
+            if self.main:
+                os.write(2, f"\n{text}\n".encode())
 
     def learning_rate(self, clock: float) -> float:
         """The rate of the step under way, taken where it ends (`lr_at`): after step + 1 of
@@ -536,17 +569,31 @@ class NonFiniteLoss(ObjectivesError):
 
 
 class Interrupted(ObjectivesError):
-    """SIGINT/SIGTERM: a checkpoint was saved (or, given `failed`, could not be); exit status
-    128 + signal either way, so a scheduler still sees the signal."""
+    """SIGINT/SIGTERM: a checkpoint was saved (or, given `failed`, could not be), or with
+    `at_once` (a second signal: the step of the last checkpoint, -1 for none) nothing was;
+    exit status 128 + signal in every case, so a scheduler still sees the signal."""
 
     def __init__(
-        self, signum: int, step: int, run_dir: Path, failed: checkpoints.WriteError | None = None
+        self,
+        signum: int,
+        step: int,
+        run_dir: Path,
+        failed: checkpoints.WriteError | None = None,
+        at_once: int | None = None,
     ) -> None:
-        if failed is None:
+        resume = f"continue with: objectives train --resume {run_dir}"
+        if at_once is not None and at_once < 0:
             super().__init__(
-                f"interrupted at step {step}; checkpoint saved in {run_dir}",
-                f"continue with: objectives train --resume {run_dir}",
+                f"interrupted at step {step}, before any checkpoint was written",
+                "start the run again",
             )
+        elif at_once is not None:
+            last = checkpoints.step_dir(run_dir, at_once).name
+            super().__init__(
+                f"stopped at once, without saving; the last checkpoint is {last}", resume
+            )
+        elif failed is None:
+            super().__init__(f"interrupted at step {step}; checkpoint saved in {run_dir}", resume)
         else:
             super().__init__(
                 f"interrupted at step {step}, but its checkpoint was not saved: {failed.message}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any
@@ -114,21 +114,38 @@ def shared_failure(world: int, device: torch.device) -> Iterator[None]:
         raise failure
 
 
+class StopNow(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM: stop wherever the process is, without saving (a checkpoint being
+    written is dropped whole). A KeyboardInterrupt, so that no `except Exception` keeps it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextmanager
-def catch_signals() -> Iterator[list[int]]:
-    """Record SIGINT/SIGTERM instead of dying, so the loop can save a checkpoint and stop."""
+def catch_signals(ack: Callable[[int], None]) -> Iterator[list[int]]:
+    """Record the first SIGINT/SIGTERM instead of dying, so the loop can save a checkpoint and
+    stop, and acknowledge it at once through `ack(signum)`; a second one raises `StopNow`."""
     caught: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if caught:
+            raise StopNow(signum)
+        caught.append(signum)
+        ack(signum)
+
     previous: dict[int, Any] = {}
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+            previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread: leave signals alone
         pass
     try:
         yield caught
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.AdamW:
