@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from corruptions import ObjectivesError
+from corruptions import ObjectivesError, UsageError
 from objectives_cli.model.model import Model
 
 from . import checkpoints
@@ -54,7 +54,13 @@ def train(
     cfg: TrainConfig, reporter: Reporter | None = None, resume: bool = False
 ) -> dict[str, Any]:
     """Train (or, with `resume`, continue) the run in `cfg.out`; returns the summary."""
-    rank, world, local_rank, started = distributed()
+    try:
+        device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    except UsageError as exc:  # every rank meets it: rank 0 says it
+        if int(os.environ.get("RANK", "0")) > 0:
+            raise QuietExit(exc.exit_code) from None
+        raise
+    rank, world, local_rank, started = distributed(device)  # its backend follows the device
     try:
         with ExitStack() as held:  # the run directory's lock, released however the run ends
             reporter = reporter or PlainReporter()

@@ -56,19 +56,29 @@ def amp_context(cfg: TrainConfig, device: torch.device) -> Any:
 PROCESS_GROUP_TIMEOUT = timedelta(hours=2)
 
 
-def distributed() -> tuple[int, int, int, bool]:
-    """(rank, world size, local rank, whether we started the process group) under torchrun."""
+def distributed(device: torch.device) -> tuple[int, int, int, bool]:
+    """(rank, world size, local rank, whether we started the process group) under torchrun.
+
+    `device` is the resolved --device of this rank (`resolve_device` with LOCAL_RANK): the
+    process group follows it, gloo for a CPU run (even on a CUDA host) and gloo for CPU tensors
+    + NCCL for CUDA ones on a CUDA run, and a CUDA rank makes its own GPU the current device
+    (else every rank's current device, and NCCL's, would be GPU 0).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if world <= 1:
         return 0, 1, 0, False
     import torch.distributed as dist
 
     started = not dist.is_initialized()
     if started:  # the others wait while each machine's first process tokenises the corpus
-        dist.init_process_group(
-            "nccl" if torch.cuda.is_available() else "gloo", timeout=PROCESS_GROUP_TIMEOUT
-        )
+        dist.init_process_group(process_group_backend(device), timeout=PROCESS_GROUP_TIMEOUT)
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), started
+
+
+def process_group_backend(device: torch.device) -> str:
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
 
 
 def all_reduce(t: Tensor, world: int, op: str = "sum") -> Tensor:
