@@ -193,7 +193,15 @@ def eval_command(
             help="Text to evaluate on (as train --data). Default: the run's held-out split.",
         ),
     ] = None,
-    batches: Annotated[int, typer.Option(min=1, help="Micro-batches to evaluate at most.")] = 50,
+    batches: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            show_default=False,
+            help="Micro-batches to evaluate at most. Default: the run's --eval-batches, so the "
+            "held-out figures are those of its final evaluation.",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = None,
 ) -> None:

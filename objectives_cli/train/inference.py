@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from corruptions import IGNORE, Corrupted, NotEnoughSentinels, UsageError, create
+from corruptions import IGNORE, Corrupted, DataError, NotEnoughSentinels, UsageError, create
 from objectives_cli.data.packing import encode_corpus, pack
 from objectives_cli.data.sources import read_documents
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
@@ -75,8 +75,12 @@ def load_run(run_dir: Path, device: str = "auto", warn: Any = print) -> LoadedRu
     )
 
 
-def evaluate_run(run: LoadedRun, data: str | None = None, batches: int = 50) -> dict[str, Any]:
-    """Held-out loss and accuracy per term: on the run's held-out split, or on `data`."""
+def evaluate_run(
+    run: LoadedRun, data: str | None = None, batches: int | None = None
+) -> dict[str, Any]:
+    """Held-out loss and accuracy per term: on the run's held-out split, or on `data`, over at
+    most `batches` micro-batches (default: the run's --eval-batches, so on its held-out split
+    the rows and the figures are those of the run's own final evaluation)."""
     cfg = run.cfg
     corruption = create(cfg.objective, **dict(cfg.params))
     if data is None:
@@ -91,8 +95,15 @@ def evaluate_run(run: LoadedRun, data: str | None = None, batches: int = 50) -> 
         amp_context(cfg, run.device),
         cfg.seed,
     )
-    rows = min(len(blocks), batches * cfg.batch_size)
-    if not all(math.isfinite(v) for v in result.values()):
+    if result["loss"] is None:
+        raise DataError(
+            f"nothing to score: the {result['rows']:,} rows evaluated hold no token that "
+            f"{cfg.objective} scores (text the tokenizer cannot represent is all [UNK], which "
+            "is never masked)",
+            "evaluate on text the run's tokenizer covers, or train a tokenizer on such text "
+            "(objectives tokenizer train) and a run with it",
+        )
+    if not all(math.isfinite(v) for v in result.values() if v is not None):
         raise checkpoints.RunError(
             f"evaluating {run.run_dir} at step {run.step} gave an inf or NaN loss",
             "its weights are finite but overflow on this text; train it with a lower --lr",
@@ -102,7 +113,6 @@ def evaluate_run(run: LoadedRun, data: str | None = None, batches: int = 50) -> 
         "step": run.step,
         "objective": cfg.objective,
         "data": data or "held-out split",
-        "rows": rows,
         **result,
     }
 

@@ -32,7 +32,7 @@ from . import checkpoints
 from .batches import batch_fn, eval_batches, packed
 from .config import TrainConfig, lr_at
 from .losses import LOSS_WEIGHTS, evaluate, term_losses, weighted_total
-from .report import PlainReporter, Reporter
+from .report import PlainReporter, Reporter, format_row
 from .runtime import (
     QuietExit,
     StopNow,
@@ -378,15 +378,19 @@ class Trainer:
                     checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
         self.saved = self.step
 
-    def evaluate(self, if_missing: bool = False) -> dict[str, float]:
-        """Held-out figures of this step, written to metrics.jsonl, once per step (and with
-        `if_missing`, only when metrics.jsonl has none for it yet). Rank 0 computes them while
-        the others wait; what it computed is returned ({} when nothing was)."""
-        result: dict[str, float] = {}
+    def evaluate(self, if_missing: bool = False) -> dict[str, float | None]:
+        """Held-out figures of this step, written to metrics.jsonl and said in one line, once
+        per step (and with `if_missing`, only when metrics.jsonl has none for it yet). Rank 0
+        computes them while the others wait; what it computed is returned ({} when nothing
+        was)."""
+        result: dict[str, float | None] = {}
         if self.evaluated == self.step:  # eval_every divides steps: the end needs no rerun
             return result
         with self.paused(), shared_failure(self.world, self.device):
             if self.main and not (if_missing and self.eval_row() is not None):
+                if self.step == 0:  # the first thing a run does, before the progress bar
+                    rows = min(len(self.blocks[1]), self.cfg.eval_batches * self.cfg.batch_size)
+                    self.reporter.message(f"evaluating step 0 on {rows:,} held-out rows")
                 batches = eval_batches(
                     self.cfg,
                     self.blocks[1],
@@ -396,10 +400,10 @@ class Trainer:
                     self.device,
                 )
                 result = evaluate(self.model, batches, self.amp, self.cfg.seed)
+                row = {"step": self.step, **{f"eval_{k}": v for k, v in result.items()}}
+                self.reporter.message("held-out " + format_row(row))
                 if self.metrics is not None:
-                    self.metrics.write(
-                        {"step": self.step, **{f"eval_{k}": v for k, v in result.items()}}
-                    )
+                    self.metrics.write(row)
         self.evaluated = self.step
         return result
 
@@ -447,12 +451,16 @@ def summary_of(
     summary: dict[str, Any] = {"steps": step, "tokens": tokens, **times}
     trained = [r for r in rows if "loss" in r and r["step"] <= step]
     if trained:
-        summary["train_loss"] = round(trained[-1]["loss"], 4)
+        summary["train_loss"] = rounded(trained[-1]["loss"])
     evals = {r["step"]: r for r in rows if "eval_loss" in r}
     if 0 in evals and step > 0:
-        summary["start_eval_loss"] = round(evals[0]["eval_loss"], 4)
-    summary.update({k: round(v, 4) for k, v in evals.get(step, {}).items() if k != "step"})
+        summary["start_eval_loss"] = rounded(evals[0]["eval_loss"])
+    summary.update({k: rounded(v) for k, v in evals.get(step, {}).items() if k != "step"})
     return summary
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 @dataclass

@@ -37,7 +37,7 @@ class PlainReporter:
         self.message("  ".join(f"{k} {v}" for k, v in summary.items()))
 
 
-def format_row(row: dict[str, float]) -> str:
+def format_row(row: dict[str, Any]) -> str:
     """A metrics row as one line: `step 10  loss 6.1234  lr 2.00e-03  tokens/s 12,345`."""
     parts = []
     for key, value in row.items():
@@ -47,6 +47,10 @@ def format_row(row: dict[str, float]) -> str:
             parts.append(f"lr {value:.2e}")
         elif key in ("tokens_per_s", "tokens"):
             parts.append(f"{key.replace('_per_s', '/s')} {value:,.0f}")
+        elif key.endswith("rows"):
+            parts.append(f"{key} {value:,}")
         elif isinstance(value, float):
             parts.append(f"{key} {value:.4f}")
+        elif value is None:  # a term with nothing to score
+            parts.append(f"{key} -")
     return "  ".join(parts)
