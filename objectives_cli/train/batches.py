@@ -8,7 +8,8 @@ positions survive, which extras it emits), so the trainer needs no per-objective
   model `extras['document_ids']` aligned with the input, so attention stays inside a document;
 * objectives that move or insert tokens (NSP, SOP, UniLM) and seq2seq objectives get one
   document chunk per row (BART's complete_doc); `--packing concat` lets T5-style objectives
-  cross documents as T5's reference does.
+  cross documents as T5's reference does. Objectives that declare one document per row (CLM,
+  prefix LM: one EOS, one prefix split) refuse both documents and concat packing.
 """
 
 from __future__ import annotations
@@ -144,11 +145,13 @@ def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo,
             f"objective '{cfg.objective}' moves or inserts tokens, so documents cannot share a row",
             "use --packing rows (or concat)",
         )
-    elif packing == "documents" and objective.one_document_per_row:
+    elif packing in ("documents", "concat") and objective.one_document_per_row:
+        # concat would glue documents with no end of text between them: GPT-2 puts
+        # <|endoftext|> there, and this objective's row holds one EOS, at its end
         raise UsageError(
             f"objective '{cfg.objective}' treats each row as one document (one end of text, one "
-            "prefix split), so documents cannot share a row",
-            "use --packing rows (or concat)",
+            f"prefix split), so documents cannot share a row (--packing {packing})",
+            "use --packing rows (what auto picks for it)",
         )
 
     first = outs[0]

@@ -203,6 +203,20 @@ def test_packing_can_be_chosen(tmp_path: Path) -> None:
     assert "treats each row as one document" in one_per_row.stderr
 
 
+@pytest.mark.parametrize("name", ["clm", "prefix-lm"])
+def test_concat_packing_is_refused_where_a_row_is_one_document(tmp_path: Path, name: str) -> None:
+    """Concatenated, documents would run into each other with no end of text between them."""
+    result = invoke(
+        "train", "-o", name, *TINY_RUN, "--packing", "concat", "--out", str(tmp_path / "r")
+    )
+    assert result.code == 2
+    assert result.stderr.splitlines() == [
+        f"error: objective '{name}' treats each row as one document (one end of text, one "
+        "prefix split), so documents cannot share a row (--packing concat)",
+        "hint: use --packing rows (what auto picks for it)",
+    ]
+
+
 def test_cuda_out_of_memory_is_one_error_line_and_a_hint(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
