@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from corruptions import ObjectivesError, UsageError
+from objectives_cli.model.flops import head_of, step_flops
 from objectives_cli.model.model import Model
 
 from . import checkpoints
@@ -42,6 +43,7 @@ from .runtime import (
     derived_seed,
     distributed,
     make_optimizer,
+    peak_flops,
     resolve_device,
     shared_failure,
 )
@@ -137,6 +139,7 @@ class Trainer:
             cfg, self.blocks[0], self.corruption, self.data.vocab, self.info, self.device, world
         )
         self.amp = amp_context(cfg, self.device)
+        self.peak = peak_flops(self.device, cfg.precision)  # FLOP/s; None: unknown
         self.net: nn.Module = self.model
         if world > 1:
             self.net = nn.parallel.DistributedDataParallel(self.model)
@@ -213,7 +216,7 @@ class Trainer:
         self.model.train()
         while not self.stop(bool(caught)):
             self.in_step = True
-            self.last, n_tokens, lr, norm = train_step(
+            done = train_step(
                 cfg,
                 self.net,
                 self.model,
@@ -225,13 +228,14 @@ class Trainer:
                 self.amp,
                 lambda: self.learning_rate(clock),
             )
-            bad = ~torch.isfinite(torch.stack([*self.last.values(), norm]).sum())
+            self.last, lr = done.losses, done.lr
+            bad = ~torch.isfinite(torch.stack([*self.last.values(), done.grad_norm]).sum())
             self.first_bad = torch.where(bad, self.first_bad.clamp(max=self.step), self.first_bad)
             self.step += 1
             self.in_step = False
-            self.tokens += n_tokens
+            self.tokens += done.tokens
             now = time.perf_counter()
-            self.window.add(self.last, n_tokens, now - self.mark)
+            self.window.add(done, now - self.mark)
             self.train_seconds += now - self.mark
             self.mark, self.elapsed = now, now - clock
             row = None
@@ -306,8 +310,12 @@ class Trainer:
         means = self.window.means(self.world)
         row: dict[str, float] = {"step": self.step, "loss": weighted_total(means)}
         row.update({f"{k}_loss": v for k, v in means.items()})
-        speed = self.window.tokens / max(self.window.seconds, 1e-9)
-        row.update({"lr": lr, "tokens": self.tokens, "tokens_per_s": speed})
+        seconds = max(self.window.seconds, 1e-9)
+        flops = self.window.flops_all(self.world)
+        row.update({"lr": lr, "tokens": self.tokens, "tokens_per_s": self.window.tokens / seconds})
+        row["flops_per_token"] = flops / max(self.window.tokens, 1)
+        if self.peak:  # the device's dense peak is known: MFU of the training steps
+            row["mfu"] = flops / seconds / (self.peak * self.world)
         self.window = Window()
         with shared_failure(self.world, self.device):
             if self.metrics is not None:
@@ -473,13 +481,21 @@ class Window:
     steps: int = 0
     tokens: int = 0
     seconds: float = 0.0
+    flops: Tensor | float = 0.0  # this rank's
 
-    def add(self, last: dict[str, Tensor], tokens: int, seconds: float) -> None:
-        for k, v in last.items():
+    def add(self, step: Step, seconds: float) -> None:
+        for k, v in step.losses.items():
             self.loss[k] = self.loss[k] + v.detach() if k in self.loss else v.detach().clone()
         self.steps += 1
-        self.tokens += tokens
+        self.tokens += step.tokens
         self.seconds += seconds
+        self.flops = self.flops + step.flops.double()
+
+    def flops_all(self, world: int) -> float:
+        """Training FLOPs of the window over every rank."""
+        if not torch.is_tensor(self.flops):
+            return float(self.flops)
+        return float(all_reduce(self.flops.double().clone(), world))
 
     def means(self, world: int) -> dict[str, float]:
         names = sorted(self.loss)
@@ -500,6 +516,7 @@ class Window:
             "steps": self.steps,
             "tokens": self.tokens,
             "seconds": self.seconds,
+            "flops": self.flops_all(world),
         }
 
     @staticmethod
@@ -507,7 +524,8 @@ class Window:
         if not state:  # a checkpoint from before windows were kept
             return Window()
         loss = {k: state["loss"][i].to(device) for i, k in enumerate(state["names"])}
-        return Window(loss, int(state["steps"]), int(state["tokens"]), float(state["seconds"]))
+        steps, tokens, seconds = int(state["steps"]), int(state["tokens"]), float(state["seconds"])
+        return Window(loss, steps, tokens, seconds, float(state.get("flops", 0.0)))
 
 
 NEVER = 2**62  # first_bad while every step was finite
@@ -531,20 +549,21 @@ def train_step(
     world: int,
     amp: Any,
     learning_rate: Callable[[], float],
-) -> tuple[dict[str, Tensor], int, float, Tensor]:
+) -> Step:
     """One optimizer step over `grad_accum` micro-batches at the rate `learning_rate()` gives
-    just before the update; returns this rank's share of each term's mean loss (summed over
-    ranks when logging), the step's content tokens, the rate and the gradient norm before
-    clipping (inf or NaN: the update poisoned the weights).
+    just before the update (see `Step` for what it returns).
 
     Every term is normalised by its scored targets over the whole step (all micro-batches and
     ranks), so micro-batches with more masks weigh more, as in one big batch.
     """
     micro = [get_batch(step, m, rank) for m in range(cfg.grad_accum)]
     counts: dict[str, Tensor] = {}
+    flops: Tensor | int = 0
     for batch, _ in micro:
-        for name, chosen in model.scored(batch).items():
+        scored = model.scored(batch)
+        for name, chosen in scored.items():
             counts[name] = counts.get(name, 0) + chosen.sum()
+        flops = flops + step_flops(model.cfg, batch, scored[head_of(model.cfg)].sum())
     names = sorted(counts)
     local_tokens = torch.tensor(sum(n for _, n in micro), device=counts[names[0]].device)
     totals = all_reduce(torch.stack([*(counts[k] for k in names), local_tokens]), world)
@@ -574,7 +593,17 @@ def train_step(
         group["lr"] = lr
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return {k: sums[k] / total[k] for k in names}, n_tokens, lr, norm
+    return Step({k: sums[k] / total[k] for k in names}, n_tokens, lr, norm, flops)  # type: ignore[arg-type]
+
+
+class Step(NamedTuple):
+    """What `train_step` returns."""
+
+    losses: dict[str, Tensor]  # this rank's share of each term's mean loss (rows sum ranks)
+    tokens: int  # content tokens of the step, every rank's
+    lr: float  # the rate it ran at
+    grad_norm: Tensor  # before clipping; inf or NaN: the update poisoned the weights
+    flops: Tensor  # this rank's training FLOPs (model/flops.py)
 
 
 class NonFiniteLoss(ObjectivesError):

@@ -50,6 +50,33 @@ def amp_context(cfg: TrainConfig, device: torch.device) -> Any:
     )
 
 
+# Dense peak TFLOP/s per GPU (bf16, TF32), from NVIDIA's datasheets; matched on the device name,
+# the more specific names first. A device not listed has no MFU.
+PEAK_TFLOPS: tuple[tuple[str, float, float], ...] = (
+    ("H100 PCIe", 756.0, 378.0),
+    ("H100 NVL", 835.0, 418.0),
+    ("H100", 989.4, 494.7),  # SXM
+    ("H200", 989.4, 494.7),
+    ("GH200", 989.4, 494.7),
+    ("A100", 312.0, 156.0),
+    ("L40S", 362.0, 183.0),
+    ("L4", 121.0, 60.0),
+)
+
+
+def peak_flops(device: torch.device, precision: str) -> float | None:
+    """The device's dense peak in FLOP/s at the run's precision (bf16 autocast, or fp32 matmuls
+    in TF32), when it is known: CUDA devices of `PEAK_TFLOPS`; None for a CPU or another GPU."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    bf16 = precision in ("auto", "bf16")
+    for key, dense_bf16, dense_tf32 in PEAK_TFLOPS:
+        if key in name:
+            return (dense_bf16 if bf16 else dense_tf32) * 1e12
+    return None
+
+
 # How long a collective may wait (torch's default is 10 minutes for NCCL): long enough for the
 # first process to tokenise a corpus of several GB while the others wait for it. Failures do not
 # wait for it: see shared_failure.
