@@ -30,6 +30,7 @@ RESUMABLE = frozenset(
         "eval_every",
         "eval_batches",
         "save_every",
+        "save_minutes",
         "keep",
         "out",
     }
@@ -119,9 +120,16 @@ class TrainConfig:
     )
     eval_batches: int = setting(8, "Held-out micro-batches per evaluation.", RUN, least=1)
     save_every: int = setting(
-        0, "Steps between checkpoints; 0 = at the end (and on Ctrl-C).", RUN, least=0
+        0, "Steps between checkpoints; 0 = by --save-minutes only.", RUN, least=0
     )
-    keep: int = setting(3, "Checkpoints kept.", RUN, least=1)
+    save_minutes: float = setting(
+        10.0,
+        "Minutes of wall clock between checkpoints, whatever the steps; 0 = off. A checkpoint is "
+        "also written at the end and on Ctrl-C.",
+        RUN,
+        least=0,
+    )
+    keep: int = setting(3, "Checkpoints kept (the newest); bounds the disk used.", RUN, least=1)
     out: str = setting("runs/run", "Run directory. Default: runs/OBJECTIVE.", RUN)
 
     def __post_init__(self) -> None:
@@ -143,6 +151,7 @@ class TrainConfig:
             (self.warmup >= 0, f"--warmup must be at least 0, not {self.warmup}"),
             (self.log_every >= 1, f"--log-every must be at least 1, not {self.log_every}"),
             (self.keep >= 1, f"--keep must be at least 1, not {self.keep}"),
+            (self.save_minutes >= 0, f"--save-minutes must be at least 0, not {self.save_minutes}"),
             (self.eval_batches >= 1, f"--eval-batches must be at least 1, not {self.eval_batches}"),
             (0 <= self.dropout < 1, f"--dropout must be in [0, 1), not {self.dropout}"),
         ]

@@ -109,7 +109,7 @@ class Trainer:
             if self.main:  # one writer per run directory, from here to the end
                 held.callback(lock_run(cfg, resume, self.reporter.message).release)
             if local_rank == 0:
-                setup = prepare(cfg, resume)
+                setup = prepare(cfg, resume, self.reporter.message)
         if local_rank > 0:
             setup = prepare(cfg, resume)
         self.data, self.corruption, self.info, model_cfg = setup
@@ -213,9 +213,16 @@ class Trainer:
         self.last: dict[str, Tensor] = {}
         lr = 0.0
         self.mark = time.perf_counter()  # where the training time being counted started
+        self.saved_at = self.elapsed  # --save-minutes count from here
+        # timed for the forecast: the first step, or the second where the first also warms up
+        # (CUDA's kernels and allocator, torch.compile's compilation)
+        timed = self.step + (2 if cfg.compile or self.device.type == "cuda" else 1)
         self.model.train()
         while not self.stop(bool(caught)):
+            if self.save_due():  # a checkpoint of the last step, every --save-minutes
+                self.save()
             self.in_step = True
+            started = time.perf_counter()
             done = train_step(
                 cfg,
                 self.net,
@@ -238,6 +245,8 @@ class Trainer:
             self.window.add(done, now - self.mark)
             self.train_seconds += now - self.mark
             self.mark, self.elapsed = now, now - clock
+            if self.step == timed:
+                self.forecast(now - started)
             row = None
             if self.step % cfg.log_every == 0 or (not budget and self.step == cfg.steps):
                 row = self.log(lr)
@@ -300,8 +309,42 @@ class Trainer:
             flags = torch.tensor([float(signalled), elapsed], device=self.device)
             signalled_any, elapsed = all_reduce(flags, self.world, "max").tolist()
             signalled = bool(signalled_any)
+        self.synced = elapsed  # the elapsed time every rank agrees on
         done = elapsed >= self.cfg.budget if self.cfg.budget > 0 else self.step >= self.cfg.steps
         return done or signalled
+
+    def save_due(self) -> bool:
+        """--save-minutes have passed since the last checkpoint (or the start of this session),
+        by the clock every rank agrees on."""
+        minutes = self.cfg.save_minutes
+        return (
+            minutes > 0 and self.step != self.saved and self.synced - self.saved_at >= 60 * minutes
+        )
+
+    def forecast(self, per_step: float) -> None:
+        """Say, once the first step is timed, how long the run will take, and warn when that is
+        very long for the chosen size on this device."""
+        cfg = self.cfg
+        if cfg.budget > 0:
+            left = max(0.0, cfg.budget - self.elapsed)
+            self.reporter.message(
+                f"training for {duration(left)} more (--budget), until about {clock_at(left)}; "
+                f"{per_step:.2f} s per step"
+            )
+            return
+        n = cfg.steps - self.step
+        left, steps = n * per_step, f"{n:,} more step{'s' if n != 1 else ''}"
+        if left > SLOW_SECONDS:
+            self.reporter.message(
+                f"warning: {steps} of model {cfg.model} on {self.device.type} take about "
+                f"{duration(left)} ({per_step:.1f} s per step); a smaller --model, fewer "
+                "--steps, a --budget (e.g. 30m) or a GPU make it shorter"
+            )
+        else:
+            self.reporter.message(
+                f"about {duration(left)} to go for {steps} ({per_step:.2f} s per step), done "
+                f"around {clock_at(left)}"
+            )
 
     def log(self, lr: float) -> dict[str, float]:
         """A metrics row for the steps since the last one: the mean of each term's loss over
@@ -384,7 +427,7 @@ class Trainer:
                         "window": window,
                     }
                     checkpoints.save(self.run_dir, self.step, self.model, state, self.cfg.keep)
-        self.saved = self.step
+        self.saved, self.saved_at = self.step, getattr(self, "synced", self.elapsed)
 
     def evaluate(self, if_missing: bool = False) -> dict[str, float | None]:
         """Held-out figures of this step, written to metrics.jsonl and said in one line, once
@@ -529,6 +572,20 @@ class Window:
 
 
 NEVER = 2**62  # first_bad while every step was finite
+SLOW_SECONDS = 3600.0  # a forecast beyond this is a warning
+
+
+def duration(seconds: float) -> str:
+    """`45 s`, `12 min`, `3 h 05 min`."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def clock_at(seconds: float) -> str:
+    """The local time `seconds` from now, as HH:MM."""
+    return time.strftime("%H:%M", time.localtime(time.time() + seconds))
 
 
 def finite(model: nn.Module, optimizer: dict[str, Any]) -> Tensor:

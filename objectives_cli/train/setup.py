@@ -55,14 +55,17 @@ def read_run(run_dir: Path) -> StoredRun:
         raise checkpoints.bad_config(Path(run_dir) / "config.json", reason) from None
 
 
-def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
-    """Data, corruption, objective facts and model shape: probed on a fresh run, read on resume."""
+def prepare(
+    cfg: TrainConfig, resume: bool, say: Callable[[str], None] = lambda text: None
+) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
+    """Data, corruption, objective facts and model shape: probed on a fresh run, read on resume
+    (`say` tells how reading and tokenising go)."""
     run_dir = Path(cfg.out)
     tokenizer = str(run_dir / "tokenizer.json") if resume else cfg.tokenizer
     corruption = create(cfg.objective, **dict(cfg.params))
     if not resume:  # before reading the data, which can take a while
         check_fresh(run_dir)
-    data = load_data(cfg, tokenizer)
+    data = load_data(cfg, tokenizer, say)
     if resume:
         stored = read_run(run_dir)
         before = stored.train

@@ -5,6 +5,7 @@ given separately."""
 from __future__ import annotations
 
 import statistics
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -58,7 +59,13 @@ def test_throughput_leaves_evaluations_and_checkpoints_out(
         clock.now += 500.0
         return real_save(*args, **kwargs)
 
-    monkeypatch.setattr(loop_module, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    fake_time = SimpleNamespace(
+        perf_counter=clock.perf_counter,
+        time=time.time,
+        localtime=time.localtime,
+        strftime=time.strftime,
+    )
+    monkeypatch.setattr(loop_module, "time", fake_time)
     monkeypatch.setattr(loop_module, "evaluate", slow_evaluate)
     monkeypatch.setattr(checkpoints, "save", slow_save)
     cfg = tiny(tmp_path / "run", steps=4, log_every=2, eval_every=2, save_every=2)
