@@ -18,9 +18,8 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +32,7 @@ from . import checkpoints
 from .batches import batch_fn, eval_batches, packed
 from .config import TrainConfig, lr_at
 from .losses import LOSS_WEIGHTS, evaluate, term_losses, weighted_total
+from .metrics import Step, Window, clock_at, duration, summary_of
 from .report import PlainReporter, Reporter, format_row
 from .runtime import (
     QuietExit,
@@ -214,9 +214,9 @@ class Trainer:
         lr = 0.0
         self.mark = time.perf_counter()  # where the training time being counted started
         self.saved_at = self.elapsed  # --save-minutes count from here
-        # timed for the forecast: the first step, or the second where the first also warms up
-        # (CUDA's kernels and allocator, torch.compile's compilation)
-        timed = self.step + (2 if cfg.compile or self.device.type == "cuda" else 1)
+        # timed for the forecast: the second step, as the first also warms up (allocator,
+        # kernels: 3x a later step on a CPU), or the third after torch.compile's recompilation
+        timed = self.step + (3 if cfg.compile else 2)
         self.model.train()
         while not self.stop(bool(caught)):
             if self.save_due():  # a checkpoint of the last step, every --save-minutes
@@ -336,9 +336,10 @@ class Trainer:
         left, steps = n * per_step, f"{n:,} more step{'s' if n != 1 else ''}"
         if left > SLOW_SECONDS:
             self.reporter.message(
-                f"warning: {steps} of model {cfg.model} on {self.device.type} take about "
-                f"{duration(left)} ({per_step:.1f} s per step); a smaller --model, fewer "
-                "--steps, a --budget (e.g. 30m) or a GPU make it shorter"
+                f"warning: {steps} of model {cfg.model} on {self.device.type} "
+                f"{'take' if n != 1 else 'takes'} about {duration(left)} ({per_step:.1f} s per "
+                "step); a smaller --model, fewer --steps, a --budget (e.g. 30m) or a GPU make it "
+                "shorter"
             )
         else:
             self.reporter.message(
@@ -494,98 +495,8 @@ class Trainer:
         }
 
 
-def summary_of(
-    rows: list[dict[str, Any]], step: int, tokens: int, times: dict[str, float]
-) -> dict[str, Any]:
-    """A run's summary from its metrics rows: the loss of the last training row (the mean over
-    its window), the held-out loss at the start and the held-out figures at `step`."""
-    summary: dict[str, Any] = {"steps": step, "tokens": tokens, **times}
-    trained = [r for r in rows if "loss" in r and r["step"] <= step]
-    if trained:
-        summary["train_loss"] = rounded(trained[-1]["loss"])
-    evals = {r["step"]: r for r in rows if "eval_loss" in r}
-    if 0 in evals and step > 0:
-        summary["start_eval_loss"] = rounded(evals[0]["eval_loss"])
-    summary.update({k: rounded(v) for k, v in evals.get(step, {}).items() if k != "step"})
-    return summary
-
-
-def rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
-
-
-@dataclass
-class Window:
-    """The steps since the last metrics row: each term's loss summed over them (this rank's
-    share: rows sum over ranks), steps, content tokens (of every rank) and training seconds. A
-    checkpoint keeps it, so the row after a resume averages the same steps as without one."""
-
-    loss: dict[str, Tensor] = field(default_factory=dict)
-    steps: int = 0
-    tokens: int = 0
-    seconds: float = 0.0
-    flops: Tensor | float = 0.0  # this rank's
-
-    def add(self, step: Step, seconds: float) -> None:
-        for k, v in step.losses.items():
-            self.loss[k] = self.loss[k] + v.detach() if k in self.loss else v.detach().clone()
-        self.steps += 1
-        self.tokens += step.tokens
-        self.seconds += seconds
-        self.flops = self.flops + step.flops.double()
-
-    def flops_all(self, world: int) -> float:
-        """Training FLOPs of the window over every rank."""
-        if not torch.is_tensor(self.flops):
-            return float(self.flops)
-        return float(all_reduce(self.flops.double().clone(), world))
-
-    def means(self, world: int) -> dict[str, float]:
-        names = sorted(self.loss)
-        sums = all_reduce(torch.stack([self.loss[k].float() for k in names]), world).tolist()
-        return {k: v / max(self.steps, 1) for k, v in zip(names, sums, strict=True)}
-
-    def state(self, world: int) -> dict[str, Any]:
-        """What a checkpoint keeps: losses summed over ranks (a collective: every rank calls)."""
-        names = sorted(self.loss)
-        sums = (
-            all_reduce(torch.stack([self.loss[k] for k in names]).clone(), world).cpu()
-            if names
-            else torch.zeros(0)
-        )
-        return {
-            "names": names,
-            "loss": sums,
-            "steps": self.steps,
-            "tokens": self.tokens,
-            "seconds": self.seconds,
-            "flops": self.flops_all(world),
-        }
-
-    @staticmethod
-    def from_state(state: dict[str, Any] | None, device: torch.device) -> Window:
-        if not state:  # a checkpoint from before windows were kept
-            return Window()
-        loss = {k: state["loss"][i].to(device) for i, k in enumerate(state["names"])}
-        steps, tokens, seconds = int(state["steps"]), int(state["tokens"]), float(state["seconds"])
-        return Window(loss, steps, tokens, seconds, float(state.get("flops", 0.0)))
-
-
 NEVER = 2**62  # first_bad while every step was finite
 SLOW_SECONDS = 3600.0  # a forecast beyond this is a warning
-
-
-def duration(seconds: float) -> str:
-    """`45 s`, `12 min`, `3 h 05 min`."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def clock_at(seconds: float) -> str:
-    """The local time `seconds` from now, as HH:MM."""
-    return time.strftime("%H:%M", time.localtime(time.time() + seconds))
 
 
 def finite(model: nn.Module, optimizer: dict[str, Any]) -> Tensor:
@@ -651,16 +562,6 @@ def train_step(
     opt.step()
     opt.zero_grad(set_to_none=True)
     return Step({k: sums[k] / total[k] for k in names}, n_tokens, lr, norm, flops)  # type: ignore[arg-type]
-
-
-class Step(NamedTuple):
-    """What `train_step` returns."""
-
-    losses: dict[str, Tensor]  # this rank's share of each term's mean loss (rows sum ranks)
-    tokens: int  # content tokens of the step, every rank's
-    lr: float  # the rate it ran at
-    grad_norm: Tensor  # before clipping; inf or NaN: the update poisoned the weights
-    flops: Tensor  # this rank's training FLOPs (model/flops.py)
 
 
 class NonFiniteLoss(ObjectivesError):

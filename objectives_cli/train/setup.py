@@ -21,6 +21,7 @@ from objectives_cli.model.model import Model, param_counts
 from . import checkpoints
 from .batches import Data, ObjectiveInfo, load_data, probe
 from .config import RESUMABLE, TrainConfig, lr_at
+from .lock import RunLock
 
 
 def run_config(cfg: TrainConfig, model_cfg: ModelConfig, info: ObjectiveInfo) -> dict[str, Any]:
@@ -126,7 +127,7 @@ def record_changes(run_dir: Path, cfg: TrainConfig, step: int, say: Callable[[st
             )
 
 
-def lock_run(cfg: TrainConfig, resume: bool, say: Callable[[str], None]) -> checkpoints.RunLock:
+def lock_run(cfg: TrainConfig, resume: bool, say: Callable[[str], None]) -> RunLock:
     """Lock the run directory for this process (after checking that it is one to resume, or one
     a fresh run may use, so that a refused directory gets no lock file) and remove what an
     interrupted write left there."""
@@ -135,7 +136,7 @@ def lock_run(cfg: TrainConfig, resume: bool, say: Callable[[str], None]) -> chec
         read_run(run_dir)
     else:
         check_fresh(run_dir)
-    lock = checkpoints.RunLock(run_dir, say)
+    lock = RunLock(run_dir, say)
     removed = checkpoints.remove_unfinished(run_dir)
     if removed:
         say(f"removed {len(removed)} unfinished write(s) left by an interrupted run: {removed[0]}")
@@ -152,11 +153,7 @@ def check_fresh(run_dir: Path) -> None:
         )
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} is a file", "give a directory for the run")
-    others = (
-        [p for p in run_dir.iterdir() if p.name != checkpoints.RunLock.NAME]
-        if run_dir.is_dir()
-        else []
-    )
+    others = [p for p in run_dir.iterdir() if p.name != RunLock.NAME] if run_dir.is_dir() else []
     if others and not checkpoints.is_run(run_dir):
         raise UsageError(
             f"{run_dir} holds files that are not a run; they would be overwritten",

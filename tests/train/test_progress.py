@@ -72,13 +72,13 @@ def test_a_very_long_run_is_a_warning_once_the_first_step_is_timed(
 ) -> None:
     slow_steps(monkeypatch, 25.0)  # a base model's step on a CPU
     listen = Listen()
-    train(tiny(tmp_path / "run", steps=3), listen)
+    train(tiny(tmp_path / "run", steps=4), listen)  # timed: the second step
     forecast = [s for s in listen.said if "more steps" in s]
     assert forecast == ["about 50 s to go for 2 more steps (25.00 s per step), done around " +
                         forecast[0].rsplit(" ", 1)[1]]  # fmt: skip
     monkeypatch.setattr(loop_module, "SLOW_SECONDS", 40.0)
     listen = Listen()
-    train(tiny(tmp_path / "slow", steps=3), listen)
+    train(tiny(tmp_path / "slow", steps=4), listen)
     assert [s for s in listen.said if "more steps" in s] == [
         "warning: 2 more steps of model tiny on cpu take about 50 s (25.0 s per step); a smaller "
         "--model, fewer --steps, a --budget (e.g. 30m) or a GPU make it shorter"
@@ -90,7 +90,7 @@ def test_a_run_talks_from_its_start(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(batches, "PROGRESS_SECONDS", 0.0)
     data = tmp_path / "notes.txt"
     data.write_text("\n\n".join(f"Note {i}: the cat sat on the mat." for i in range(200)) + "\n")
-    args = ("--steps", "2", "--seq-len", "32", "--batch-size", "4", "--device", "cpu")
+    args = ("--steps", "3", "--seq-len", "32", "--batch-size", "4", "--device", "cpu")
     result = invoke(
         "train", "-o", "bert-mlm", *args, "--data", str(data), "--out", str(tmp_path / "r")
     )
@@ -103,7 +103,7 @@ def test_a_run_talks_from_its_start(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "evaluating step 0 on 1 held-out rows",
         "held-out step 0",
         "about 0 s to go for 1 more step (",
-        "step 2",
+        "step 3",
     ]
     at = [next(i for i, line in enumerate(lines) if line.startswith(text)) for text in order]
     assert at == sorted(at), lines

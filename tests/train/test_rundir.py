@@ -19,6 +19,7 @@ import torch
 
 from objectives_cli.train import checkpoints
 from objectives_cli.train.inference import load_run
+from objectives_cli.train.lock import RunLock
 from objectives_cli.train.loop import train
 from tests.cli.runner import invoke
 from tests.train.conftest import QUIET, tiny
@@ -191,7 +192,7 @@ def test_a_config_of_the_wrong_shape_is_one_error_line(
 
 def test_a_second_run_on_a_locked_directory_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    held = checkpoints.RunLock(out, pytest.fail)  # as another `objectives train` would hold it
+    held = RunLock(out, pytest.fail)  # as another `objectives train` would hold it
     try:
         result = invoke("train", "-o", "bert-mlm", "--steps", "1", "--out", str(out))
         assert result.code == 1
@@ -206,7 +207,7 @@ def test_a_second_run_on_a_locked_directory_is_refused(tmp_path: Path) -> None:
 
 def test_a_resume_of_a_locked_run_is_refused(run: Path, tmp_path: Path) -> None:
     copy = copy_of(run, tmp_path)
-    held = checkpoints.RunLock(copy, pytest.fail)
+    held = RunLock(copy, pytest.fail)
     try:
         with pytest.raises(checkpoints.RunError, match=f"in use by process {os.getpid()}"):
             train(tiny(copy, steps=6), QUIET, resume=True)
