@@ -175,7 +175,7 @@ def fresh_config(tokens: int | None, settings: dict[str, Any]) -> TrainConfig:
 
 def resumed_config(run_dir: Path, tokens: int | None, settings: dict[str, Any]) -> TrainConfig:
     """The stored config of `run_dir`, with only the settings a resumed run may change."""
-    from objectives_cli.train import checkpoints
+    from objectives_cli.train.setup import read_run
 
     out = settings.pop("out")
     if out is not None and Path(out).resolve() != run_dir.resolve():
@@ -187,7 +187,7 @@ def resumed_config(run_dir: Path, tokens: int | None, settings: dict[str, Any]) 
         raise UsageError(
             "--tokens cannot be combined with --resume", "give --steps to train longer"
         )
-    stored = TrainConfig.from_json(checkpoints.read_config(run_dir)["train"])
+    stored = read_run(run_dir).train
     given = {k: v for k, v in settings.items() if v is not None}
     return resumed(stored, given, str(run_dir))
 
@@ -221,8 +221,14 @@ def eval_command(
         ),
     ] = None,
     batches: Annotated[
-        int, typer.Option(callback=at_least(1), help="Micro-batches to evaluate at most.")
-    ] = 50,
+        int | None,
+        typer.Option(
+            callback=at_least(1),
+            show_default=False,
+            help="Micro-batches to evaluate at most. Default: the run's --eval-batches, so the "
+            "held-out figures are those of its final evaluation.",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = None,
 ) -> None:
@@ -236,7 +242,7 @@ def eval_command(
         run = inference.load_run(run_dir, device, warn=tables.warn)
         result = inference.evaluate_run(run, data, batches)
     if table_or_json(fmt) is Format.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))  # NaN is not JSON; evaluate_run refuses it
     else:
         tables.print_eval(result, run.cfg.objective, run.step)
 
@@ -286,6 +292,6 @@ def fill(
         else:
             result = inference.generate(run, text, max_new)
     if table_or_json(fmt) is Format.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
     else:
         tables.print_fill(result, top_k)

@@ -26,7 +26,7 @@ import contextlib
 import hashlib
 import io
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,18 +117,28 @@ def corpus_key(tokenizer_json: str, documents: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def encode_corpus(tok: Tokenizer, documents: Sequence[str], cache: bool = True) -> Corpus:
-    """Tokenise `documents` (in chunks), or load the result from the on-disk cache."""
+def encode_corpus(
+    tok: Tokenizer,
+    documents: Sequence[str],
+    cache: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> Corpus:
+    """Tokenise `documents` (in chunks), or load the result from the on-disk cache.
+
+    `progress(done, total)` is called after each chunk of documents tokenised (not when the
+    cache has them).
+    """
     path = cache_dir() / f"{corpus_key(tok.to_str(), documents)}.pt"
     if cache and path.exists():
         try:
             return Corpus(**torch.load(path, weights_only=True))
         except Exception:  # a damaged cache file is rebuilt
             path.unlink(missing_ok=True)
-    parts = [
-        corpus_from(encode_documents(tok, documents[i : i + ENCODE_CHUNK]))
-        for i in range(0, len(documents), ENCODE_CHUNK)
-    ]
+    parts = []
+    for i in range(0, len(documents), ENCODE_CHUNK):
+        parts.append(corpus_from(encode_documents(tok, documents[i : i + ENCODE_CHUNK])))
+        if progress is not None:
+            progress(min(i + ENCODE_CHUNK, len(documents)), len(documents))
     corpus = Corpus.concat(parts) if parts else corpus_from([])
     if cache:
         store(path, corpus)

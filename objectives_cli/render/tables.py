@@ -39,5 +39,6 @@ def print_fill(result: dict[str, Any], top_k: int) -> None:
 
 
 def warn(text: str) -> None:
-    """A warning on stderr, printed as it is (no Rich markup)."""
-    Console(stderr=True).print(text, markup=False)
+    """A warning on stderr, printed as it is: no Rich markup, one line however long (a wrapped
+    warning reads as two)."""
+    Console(stderr=True).print(text, markup=False, highlight=False, soft_wrap=True)

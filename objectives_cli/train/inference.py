@@ -9,6 +9,7 @@ itself, MASS fills each [MASK] run in place; a decoder continues the text.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from corruptions import IGNORE, Corrupted, NotEnoughSentinels, UsageError, create, model_facts
+from corruptions import (
+    IGNORE,
+    Corrupted,
+    DataError,
+    NotEnoughSentinels,
+    UsageError,
+    create,
+    model_facts,
+)
 from objectives_cli.data.packing import encode_corpus, pack
 from objectives_cli.data.sources import read_documents
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
-from objectives_cli.model.config import ModelConfig
 from objectives_cli.model.model import Model
 
 from . import checkpoints
@@ -28,6 +36,7 @@ from .batches import ObjectiveInfo, eval_batches, load_data, packed
 from .config import TrainConfig
 from .losses import evaluate
 from .runtime import amp_context, resolve_device
+from .setup import read_run
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,10 +55,8 @@ def load_run(
     run_dir: Path, device: str = "auto", warn: Any = print, step: int | None = None
 ) -> LoadedRun:
     """The newest readable checkpoint of `run_dir` (or the one of `step`), in eval mode."""
-    stored = checkpoints.read_config(run_dir)
-    cfg = TrainConfig.from_json(stored["train"])
-    info = ObjectiveInfo.from_json(stored["objective"])
-    model = Model(ModelConfig(**stored["model"]))
+    stored = read_run(run_dir)
+    cfg, info, model = stored.train, stored.info, Model(stored.model)
     if step is not None:
         load_step(run_dir, model, step)
     else:
@@ -60,6 +67,13 @@ def load_run(
                 "train it first (a checkpoint is written at the end)",
             )
         step = int(Path(state["path"]).name.split("-")[-1])
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise checkpoints.RunError(
+            f"checkpoint {checkpoints.step_dir(run_dir, step).name} of {run_dir} holds inf or NaN "
+            "weights (the run diverged before it was saved)",
+            f"continue from an earlier checkpoint at a lower rate: objectives train --resume "
+            f"{run_dir} --lr {cfg.lr / 10:g}",
+        )
     torch_device = resolve_device(device)
     tok = load_tokenizer(Path(run_dir) / "tokenizer.json")
     return LoadedRun(
@@ -89,8 +103,12 @@ def load_step(run_dir: Path, model: Model, step: int) -> None:
         raise checkpoints.RunError(f"checkpoint {name} is damaged ({first[:200]})") from None
 
 
-def evaluate_run(run: LoadedRun, data: str | None = None, batches: int = 50) -> dict[str, Any]:
-    """Held-out loss and accuracy per term: on the run's held-out split, or on `data`."""
+def evaluate_run(
+    run: LoadedRun, data: str | None = None, batches: int | None = None
+) -> dict[str, Any]:
+    """Held-out loss and accuracy per term: on the run's held-out split, or on `data`, over at
+    most `batches` micro-batches (default: the run's --eval-batches, so on its held-out split
+    the rows and the figures are those of the run's own final evaluation)."""
     cfg = run.cfg
     corruption = create(cfg.objective, **dict(cfg.params))
     if data is None:
@@ -105,13 +123,24 @@ def evaluate_run(run: LoadedRun, data: str | None = None, batches: int = 50) -> 
         amp_context(cfg, run.device),
         cfg.seed,
     )
-    rows = min(len(blocks), batches * cfg.batch_size)
+    if result["loss"] is None:
+        raise DataError(
+            f"nothing to score: the {result['rows']:,} rows evaluated hold no token that "
+            f"{cfg.objective} scores (text the tokenizer cannot represent is all [UNK], which "
+            "is never masked)",
+            "evaluate on text the run's tokenizer covers, or train a tokenizer on such text "
+            "(objectives tokenizer train) and a run with it",
+        )
+    if not all(math.isfinite(v) for v in result.values() if v is not None):
+        raise checkpoints.RunError(
+            f"evaluating {run.run_dir} at step {run.step} gave an inf or NaN loss",
+            "its weights are finite but overflow on this text; train it with a lower --lr",
+        )
     return {
         "run": str(run.run_dir),
         "step": run.step,
         "objective": cfg.objective,
         "data": data or "held-out split",
-        "rows": rows,
         **result,
     }
 

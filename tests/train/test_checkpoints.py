@@ -80,7 +80,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 
     monkeypatch.setattr(train_module, "term_losses", poisoned)
     cfg = tiny(tmp_path / "run", steps=8, save_every=2, log_every=4)
-    with pytest.raises(NonFiniteLoss, match="non-finite") as stopped:
+    with pytest.raises(NonFiniteLoss, match="diverged at step 4") as stopped:
         train(cfg, QUIET)
     assert "step-00000002" in stopped.value.message
     saved = checkpoints.list_checkpoints(cfg.out)
