@@ -479,7 +479,12 @@ def encode_framed(run: LoadedRun, text: str) -> list[int]:
 def model_card(run: LoadedRun, spec: Target, max_diff: float) -> str:
     """README.md of the export: what it is, how it was trained, how to load it."""
     cfg, shape = run.cfg, run.model.cfg
-    evals = [r for r in checkpoints.read_metrics(run.run_dir) if "eval_loss" in r]
+    rows = checkpoints.read_metrics(run.run_dir)
+    evals = [r for r in rows if "eval_loss" in r]
+    tokens = max(
+        (int(r["tokens"]) for r in rows if r.get("step", 0) <= run.step and "tokens" in r),
+        default=0,
+    )
     held = evals[-1] if evals else {}
     losses = ", ".join(f"{k[5:]} {v:.4f}" for k, v in held.items() if k.endswith("_loss"))
     layers = (
@@ -504,7 +509,7 @@ def model_card(run: LoadedRun, spec: Target, max_diff: float) -> str:
         f"| objective | {cfg.objective} {dict(cfg.params) or ''} |",
         f"| model | {shape.arch}, {layers} layers x {shape.d_model}, {shape.n_heads} heads |",
         f"| data | {cfg.data or 'the built-in corpus'} |",
-        f"| steps | {run.step} |",
+        f"| steps | {run.step} ({tokens:,} tokens) |",
         f"| held-out loss | {losses or 'not evaluated'} (step {held.get('step', '-')}) |",
         f"| export check | max logit difference {max_diff:.1e} on sample texts |",
         "",
