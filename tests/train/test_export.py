@@ -12,7 +12,7 @@ import torch
 
 from corruptions import IGNORE, Corrupted, ObjectivesError, UsageError
 from objectives_cli.train import export as export_module
-from objectives_cli.train import generation, inference
+from objectives_cli.train import generation, hf_weights, inference
 from objectives_cli.train.decoding import Decoding
 from objectives_cli.train.embed import embed_texts
 from objectives_cli.train.export import export_run
@@ -148,14 +148,14 @@ def test_every_shape_exports_exactly(
 def test_an_export_that_differs_is_refused_and_nothing_is_left(
     tmp_path: Path, exported: dict[str, tuple[LoadedRun, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = export_module.encoder_target
+    real = hf_weights.encoder_target
 
-    def wrong(run: inference.LoadedRun, s: dict[str, torch.Tensor]) -> export_module.Target:
+    def wrong(run: inference.LoadedRun, s: dict[str, torch.Tensor]) -> hf_weights.Target:
         spec = real(run, s)
         spec.weights["bert.encoder.ln.bias"] = spec.weights["bert.encoder.ln.bias"] + 0.1
         return spec
 
-    monkeypatch.setattr(export_module, "encoder_target", wrong)
+    monkeypatch.setattr(hf_weights, "encoder_target", wrong)
     with pytest.raises(ObjectivesError, match="differs from the run"):
         export_run(exported["encoder"][0].run_dir, tmp_path / "bad")
     assert list(tmp_path.iterdir()) == []
