@@ -171,7 +171,9 @@ def run(args: argparse.Namespace) -> list[Result]:
                 corrupt = corruptions.create(name)
                 gen = corruptions.make_generator(0)
                 rate = best_rate(
-                    lambda c=corrupt, g=gen, t=tokens, v=vocab: c(t, v, g),
+                    lambda c=corrupt, g=gen, t=tokens, v=vocab, o=args.with_origin: c(
+                        t, v, g, with_origin=o
+                    ),
                     n_tokens,
                     args.min_time,
                     args.rounds,
@@ -260,6 +262,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-peers", action="store_true", help="skip the transformers collators")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument(
+        "--with-origin",
+        action="store_true",
+        help="also ask for Corrupted.origin (what the show view reads; training never does)",
+    )
     args = parser.parse_args()
     results = run(args)
     table = markdown(results, args)

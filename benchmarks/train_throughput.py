@@ -13,11 +13,12 @@ autocast; `--compile` wraps both in `torch.compile`. Steps alternate between the
 the median step time is reported, so a busy machine hurts both alike. Needs the `bench` extra
 (transformers).
 
-FLOPs are counted analytically per step (`train_flops`): the matmuls of every layer (attention
-projections, feed-forward, cross-attention), attention's QK^T and AV over all query-key pairs
-(causal attention counted in full, as `torch.utils.flop_counter` counts it), and the output
-projection (and the MLM transform) on the rows it runs on; forward x 3 for forward + backward.
-Embedding lookups, norms, softmax and the loss are left out (a fraction of a percent).
+FLOPs are counted analytically per step (`train_flops`, in objectives_cli/model/flops.py, which
+the trainer logs too): the matmuls of every layer (attention projections, feed-forward,
+cross-attention), attention's QK^T and AV over all query-key pairs (causal attention counted in
+full, as `torch.utils.flop_counter` counts it), and the output projection (and the MLM
+transform) on the rows it runs on; forward x 3 for forward + backward. Embedding lookups, norms,
+softmax and the loss are left out (a fraction of a percent).
 
 - own FLOPs: the work each model does. Ours projects only the scored positions onto the
   vocabulary, `BertForMaskedLM` every position, so for the encoders the two differ.
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from corruptions import IGNORE, Corrupted
 from objectives_cli.model.config import ModelConfig, preset
+from objectives_cli.model.flops import train_flops
 from objectives_cli.model.model import Model
 from objectives_cli.train.runtime import fused_adamw
 
@@ -145,47 +147,6 @@ def stepper(
         return time.perf_counter() - start
 
     return step
-
-
-def train_flops(
-    arch: str,
-    shape: dict[str, int],
-    vocab: int,
-    batch: int,
-    src_len: int,
-    tgt_len: int,
-    head_rows: int,
-) -> int:
-    """Training FLOPs of one step: 3 x the forward pass's matmuls (backward costs twice forward).
-
-    Args:
-        arch: "encoder" (the sequence is `src_len` long) or "encoder-decoder" (`src_len` source,
-            `tgt_len` target tokens per row).
-        shape: d_model, d_ff, n_layers, n_decoder_layers (a `preset`).
-        head_rows: rows the output projection runs on (scored positions, or all of them); the
-            encoder's MLM transform (dense d x d) runs on the same rows.
-    """
-    d, ff = shape["d_model"], shape["d_ff"]
-    src, tgt = batch * src_len, batch * tgt_len
-
-    def block(rows: int, q_len: int, k_len: int) -> int:  # self-attention + feed-forward
-        projections = 2 * rows * d * 3 * d + 2 * rows * d * d
-        attention = 2 * 2 * batch * q_len * k_len * d  # QK^T and AV, summed over heads
-        return projections + attention + 2 * 2 * rows * d * ff
-
-    forward = shape["n_layers"] * block(src, src_len, src_len)
-    if arch == "encoder-decoder":
-        cross = (
-            2 * tgt * d * d
-            + 2 * src * d * 2 * d
-            + 2 * 2 * batch * tgt_len * src_len * d
-            + 2 * tgt * d * d
-        )
-        forward += shape["n_decoder_layers"] * (block(tgt, tgt_len, tgt_len) + cross)
-    else:
-        forward += 2 * head_rows * d * d  # MLM transform
-    forward += 2 * head_rows * d * vocab
-    return 3 * forward
 
 
 def compare(arch: str, args: argparse.Namespace) -> dict[str, Any]:

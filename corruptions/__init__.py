@@ -4,16 +4,20 @@
     corrupt = corruptions.create("t5-span")
     batch = corrupt(tokens, vocab, corruptions.make_generator(0))
 
-Every module in this package whose name does not start with "_" is a family and is imported
-here, so that its `@register` decorators run; adding a family is adding its module.
+Every module in this package whose name does not start with "_" is a family: the registry imports
+them all (so that their `@register` decorators run) the first time it is asked for an objective;
+adding a family is adding its module.
+
+Importing the package is cheap: `corruptions.errors` and `corruptions.registry` need no torch,
+and every other name below is imported on first use (PEP 562), so a command line that only
+reports errors or prints help does not pay for torch.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
+from typing import TYPE_CHECKING, Any
 
-from ._ops import make_generator
 from .errors import (
     DataError,
     InvalidParameter,
@@ -22,29 +26,65 @@ from .errors import (
     UnknownObjective,
     UsageError,
 )
-from .registry import (
-    Objective,
-    Param,
-    available,
-    create,
-    get,
-    list_objectives,
-    param,
-    register,
-    resolve,
-)
-from .types import IGNORE, Corrupted, Corruption, Op, Tokens, Vocab
 
-_NOT_FAMILIES = {"errors", "registry", "types"}
-FAMILIES: tuple[str, ...] = tuple(
-    sorted(
-        m.name
-        for m in pkgutil.iter_modules(__path__)
-        if not m.name.startswith("_") and m.name not in _NOT_FAMILIES
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from ._ops import make_generator
+    from .registry import (
+        FAMILIES,
+        Objective,
+        Param,
+        available,
+        create,
+        get,
+        list_objectives,
+        model_facts,
+        param,
+        register,
+        resolve,
     )
-)
-for _family in FAMILIES:
-    importlib.import_module(f"{__name__}.{_family}")
+    from .types import IGNORE, Corrupted, Corruption, ModelFacts, Op, Tokens, Vocab
+
+_LAZY = {  # name -> the module that defines it, imported when the name is first used
+    "make_generator": "_ops",
+    **dict.fromkeys(
+        (
+            "FAMILIES",
+            "Objective",
+            "Param",
+            "available",
+            "create",
+            "get",
+            "list_objectives",
+            "model_facts",
+            "param",
+            "register",
+            "resolve",
+        ),
+        "registry",
+    ),
+    **dict.fromkeys(
+        ("IGNORE", "Corrupted", "Corruption", "ModelFacts", "Op", "Tokens", "Vocab"), "types"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    else:  # a module of the package, e.g. corruptions.masking
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":  # the module exists; something it imports not
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "FAMILIES",
@@ -53,6 +93,7 @@ __all__ = [
     "Corruption",
     "DataError",
     "InvalidParameter",
+    "ModelFacts",
     "NotEnoughSentinels",
     "Objective",
     "ObjectivesError",
@@ -67,6 +108,7 @@ __all__ = [
     "get",
     "list_objectives",
     "make_generator",
+    "model_facts",
     "param",
     "register",
     "resolve",

@@ -42,32 +42,41 @@ def sentences_of(batch: Tokens) -> Sentences:
 
 
 def split_points(
-    sents: Sentences, lengths: Tensor, gen: torch.Generator, split_single: bool
+    sents: Sentences, lengths: Tensor, gen: torch.Generator, split_single: bool | Tensor
 ) -> Tensor:
     """(B,) int64: where segment A ends, as google-research/bert's `a_end`.
 
     A row with k >= 2 sentences splits before sentence j, j uniform in [1, k-1]. A row with one
     sentence keeps it whole as A when `split_single` is False (NSP/SOP then draw B elsewhere), or
-    splits at a token position uniform in [1, length-1] when True (a one-token row keeps it all).
+    splits at a token position uniform in [1, length-1] when True (a one-token row keeps it all);
+    `split_single` is one bool for the batch or (B,) bool per row.
     """
     u = rand(lengths, gen)
     j = 1 + (u * (sents.count - 1).clamp(min=1)).long()
     j = j.clamp(max=sents.starts.size(1) - 1)
     at_sentence = sents.starts.gather(1, j.unsqueeze(1)).squeeze(1)
-    if split_single:
-        single = torch.where(lengths >= 2, 1 + (u * (lengths - 1).clamp(min=1)).long(), lengths)
-    else:
-        single = lengths
+    split = torch.as_tensor(split_single, device=lengths.device) & (lengths >= 2)
+    single = torch.where(split, 1 + (u * (lengths - 1).clamp(min=1)).long(), lengths)
     return torch.where(sents.count >= 2, at_sentence, single)
 
 
-def other_rows(lengths: Tensor, gen: torch.Generator, need: Tensor | None = None) -> Tensor:
-    """(B,) int64: for every row b a uniformly random different row, among those holding at least
-    `need[b]` tokens (default 1), else among the non-empty ones (needs two rows).
+def other_rows(
+    lengths: Tensor,
+    gen: torch.Generator,
+    need: Tensor | None = None,
+    documents: Tensor | None = None,
+) -> Tensor:
+    """(B,) int64: for every row b a uniformly random row of another document, among those
+    holding at least `need[b]` tokens (default 1), else among the non-empty ones.
 
-    Preferring rows long enough for a random B keeps B from running out of text more often when
-    its pair has a random B than when it has the true one (see `segment_from`). Where no other
-    row holds a token, any other row (the segment taken from it is empty).
+    `documents` (B,) names each row's document (`Tokens.row_documents`); None: every row is its
+    own. Preferring rows long enough for a random B keeps B from running out of text more often
+    when its pair has a random B than when it has the true one (see `segment_from`). Where no
+    row of another document holds a token (`no_other_document`), any other row.
+
+    Candidates are the rows in ascending length from the first long enough, minus those of the
+    row's own document: the k-th of them is found by stepping over the own document's rows
+    below it, a few rounds of one search each (no (B, B) table).
     """
     n_rows, device = lengths.size(0), lengths.device
     anywhere = (
@@ -75,24 +84,52 @@ def other_rows(lengths: Tensor, gen: torch.Generator, need: Tensor | None = None
         + torch.randint(1, n_rows, (n_rows,), generator=gen, device=device)
     ) % n_rows
     least = torch.ones_like(lengths) if need is None else need.clamp(min=1)
-    # rows by length: those with >= t tokens are the sorted positions [first(t), B)
     ascending, order = lengths.sort(stable=True)
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(n_rows, device=device)  # each row's own sorted position
+    own = _document_index(lengths, documents)
+    # (document, sorted position) of every row, as one ascending key: rows of one document
+    # within a range of sorted positions are counted by two searches
+    keys = (own[order] * (n_rows + 1) + torch.arange(n_rows, device=device)).sort().values
+    base = own * (n_rows + 1)
+
+    def own_rows(lo: Tensor, hi: Tensor) -> Tensor:
+        """Rows of each row's own document at sorted positions lo .. hi (inclusive)."""
+        found = torch.searchsorted(keys, base + hi, right=True)
+        return found - torch.searchsorted(keys, base + lo)
 
     def pool(t: Tensor) -> tuple[Tensor, Tensor]:
-        """(first sorted position, how many other rows) of the rows with >= t tokens."""
+        """(first sorted position, how many rows of other documents) with >= t tokens."""
         first = torch.searchsorted(ascending, t)
-        return first, n_rows - first - (lengths >= t).long()
+        return first, n_rows - first - own_rows(first, torch.full_like(first, n_rows - 1))
 
     first, n_others = pool(least)
     first_any, n_any = pool(torch.ones_like(lengths))
-    short = n_others == 0  # no other row long enough: any other non-empty row
+    short = n_others == 0  # no row of another document long enough: any non-empty one
     first, n_others = torch.where(short, first_any, first), torch.where(short, n_any, n_others)
-    at = first + (rand(lengths, gen) * n_others).long()
-    at = at + (at >= rank).long() * (rank >= first).long()  # step over the row itself
+    k = (rand(lengths, gen) * n_others).long()  # the k-th candidate, in ascending length
+    at = first + k
+    while True:  # step over the own document's rows up to `at`
+        moved = first + k + own_rows(first, at)
+        if bool((moved == at).all()):
+            break
+        at = moved
     found = order[at.clamp(max=n_rows - 1)]
     return torch.where(n_others > 0, found, anywhere)
+
+
+def no_other_document(lengths: Tensor, documents: Tensor | None = None) -> Tensor:
+    """(B,) bool: rows for which no non-empty row of another document exists in the batch, so a
+    random B cannot be drawn (`documents` as in `other_rows`)."""
+    own = _document_index(lengths, documents)
+    nonempty = (lengths > 0).long()
+    per_document = torch.zeros_like(lengths).index_add_(0, own, nonempty)
+    return per_document.take(own) == nonempty.sum()
+
+
+def _document_index(lengths: Tensor, documents: Tensor | None) -> Tensor:
+    """(B,) int64 in 0 .. B - 1, equal for rows of one document (each row alone if None)."""
+    if documents is None:
+        return torch.arange(lengths.size(0), device=lengths.device)
+    return torch.unique(documents, return_inverse=True)[1]
 
 
 def segment_from(
@@ -221,7 +258,6 @@ def mlm_on_pair(
     gen: torch.Generator,
     mask_replace: float,
     random_replace: float,
-    exclude_special_random: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """80/10/10 (`_ops.replace_selected`) at `chosen` positions of the pair.
 
@@ -229,9 +265,7 @@ def mlm_on_pair(
         (input_ids, labels, ops): (B, W) each; labels hold the original ids at `chosen`, IGNORE
         elsewhere; ops are `Op` codes on the pair's positions.
     """
-    input_ids, ops = replace_selected(
-        pair.ids, chosen, vocab, gen, mask_replace, random_replace, exclude_special_random
-    )
+    input_ids, ops = replace_selected(pair.ids, chosen, vocab, gen, mask_replace, random_replace)
     return input_ids, torch.where(chosen, pair.ids, IGNORE), ops
 
 
@@ -246,6 +280,15 @@ def source_ops(pair: Pair, pair_ops: Tensor, batch: Tokens) -> Tensor:
     own = pair.content & (pair.source >= start) & (pair.source < start + width)
     ops.scatter_(0, torch.where(own, pair.source, n_rows * width).reshape(-1), pair_ops.reshape(-1))
     return ops[:-1].view(n_rows, width)
+
+
+def pair_origin(pair: Pair, width: int) -> Tensor:
+    """`Corrupted.origin` of a pair: (B, W) int64, the position in row b of each token of row
+    b's pair that came from row b itself; -1 at the specials added here, at tokens taken from
+    another row (a random B) and at padding. `width` is the source rows' L."""
+    start = (torch.arange(pair.ids.size(0), device=pair.ids.device) * width).unsqueeze(1)
+    own = pair.content & (pair.source >= start) & (pair.source < start + width)
+    return torch.where(own, pair.source - start, -1)
 
 
 def pair_word_starts(batch: Tokens, pair: Pair, whole_word: bool) -> Tensor | None:

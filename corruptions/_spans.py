@@ -1,5 +1,6 @@
-"""Span samplers shared by the span-based families: length distributions, word groups, runs, and
-SpanBERT's anchored word spans, all whole-batch (no loop over rows, spans or tokens).
+"""Span samplers shared by the span-based families: length distributions, word groups, runs,
+SpanBERT's anchored word spans, span-boundary targets and unigram replacements, and BERT's
+whole-word choice, all whole-batch (no loop over rows, spans or tokens).
 
 Length helpers return probability tables so that a family can show, test and sample the same
 distribution: `truncated_geometric(0.2, 1, 10)` is SpanBERT's, `poisson(3.0, 30)` BART's.
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._ops import positions
+from ._ops import positions, rand
 
 
 def truncated_geometric(p: float, lower: int, upper: int) -> Tensor:
@@ -223,3 +224,104 @@ def _accept_in_order(
         if not bool(blocked.any()):
             return accepted, owner
         rejected = rejected | blocked
+
+
+def whole_words(allowed: Tensor, starts: Tensor, budget: Tensor, gen: torch.Generator) -> Tensor:
+    """google-research/bert's whole-word choice, the same outcome for the same word order.
+
+    The reference shuffles the words and walks them: it stops once `budget` pieces are chosen,
+    skips a word that would overshoot and goes on with the next (shorter ones may still fit).
+    Here the words of every row are ordered by a random score, and each round takes, among the
+    words still open that fit the remaining budget, the longest prefix whose cumulative piece
+    count fits; words that no longer fit close. That is the walk exactly: a round ends where
+    the walk first skips a word, the next round resumes after it with the smaller remainder,
+    which falls by at least one per round, so rounds <= 1 + the longest word (2 or 3 in practice).
+    Only the first budget + 32 words of the order are sorted (`topk`); a row that could still
+    take one of the others after them sends the batch through a full sort of the same scores.
+
+    Args:
+        allowed: (B, L) bool, pieces that may be chosen.
+        starts: (B, L) bool, first piece of each word (`word_groups`: no allowed piece comes
+            before the first start).
+        budget: (B,) int64, pieces per row.
+    Returns:
+        (B, L) bool: all pieces of the chosen words.
+    """
+    batch, width = allowed.shape
+    # (B, L) word index of each allowed token; the others point at a spare column `width`
+    word_of = torch.where(allowed, starts.cumsum(1) - 1, width)
+    pieces = torch.zeros(batch, width + 1, dtype=torch.long, device=allowed.device)
+    pieces.scatter_add_(1, word_of, allowed.long())
+    pieces = pieces[:, :width]  # (B, W) pieces per word, 0 past the last word
+    score = rand(pieces, gen).masked_fill(pieces == 0, 2.0)
+    n_words = int(starts.sum(1).max()) if batch else 0
+    head = min(n_words, int(budget.max()) + 32) if batch else 0
+    order = score.topk(head, dim=1, largest=False, sorted=True).indices
+    taken, left = _walk(pieces.gather(1, order), budget)
+    if head < n_words and bool((left > 0).any()):  # a full row takes no other word
+        unseen_fit = (pieces.masked_fill(pieces == 0, width + 1) <= left).sum(1) - (
+            (pieces.gather(1, order) <= left).sum(1)
+        )
+        if bool((unseen_fit > 0).any()):
+            order = score.argsort(1)
+            taken, _ = _walk(pieces.gather(1, order), budget)
+    chosen_word = torch.zeros(batch, width + 1, dtype=torch.bool, device=allowed.device)
+    chosen_word.scatter_(1, order, taken)  # the spare column stays False
+    return chosen_word.gather(1, word_of)
+
+
+def _walk(size: Tensor, budget: Tensor) -> tuple[Tensor, Tensor]:
+    """The reference's walk over words of `size` pieces (B, W) in order, budget (B,) pieces.
+
+    Returns:
+        taken (B, W) bool; left (B, 1) pieces of the budget not used.
+    """
+    left = budget.unsqueeze(1).clone()
+    open_ = (size > 0) & (size <= left)
+    taken = torch.zeros_like(open_)
+    while bool(open_.any()):
+        now = open_ & ((size * open_).cumsum(1) <= left)
+        taken |= now
+        left = left - (size * now).sum(1, keepdim=True)
+        open_ = open_ & ~now & (size <= left)
+    return taken, left
+
+
+def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor:
+    """Ids shaped like `ids`, each drawn from the `allowed` tokens of the whole batch."""
+    pool = ids.masked_select(allowed)
+    if pool.numel() == 0:
+        return ids
+    return pool.take(torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device))
+
+
+def sbo_targets(
+    framed: Tensor,
+    first: Tensor,
+    last: Tensor,
+    lengths: Tensor,
+    max_targets: int,
+    document_ids: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """SpanBERT's span-boundary targets, (B, L + 2) int64 each, -1 where none.
+
+    `framed` marks the masked tokens at their `input_ids` index ([CLS] at 0), `first`/`last` the
+    runs they form (`run_bounds`). A merged span gets SBO targets only if both outside
+    neighbours lie inside the block (the reference skips spans touching either end although
+    [CLS]/[SEP] would be there); only its first `max_targets` tokens are targets. The
+    reference's blocks never cross documents; where several documents share a row
+    (`document_ids`, (B, L)), each document is a block: a span with an outside neighbour in
+    another document, or running across documents, gets no targets.
+    """
+    offset = positions(framed) - first
+    sbo = framed & (first > 1) & (last < lengths.unsqueeze(1)) & (offset < max_targets)
+    if document_ids is not None:
+        doc = torch.full_like(first, -1)
+        doc[:, 1:-1] = document_ids
+        left, right = (first - 1).clamp(min=0), (last + 1).clamp(max=doc.size(1) - 1)
+        sbo &= doc.gather(1, left) == doc.gather(1, right)
+    return {
+        "span_left": torch.where(sbo, first - 1, -1),
+        "span_right": torch.where(sbo, last + 1, -1),
+        "span_offset": torch.where(sbo, offset, -1),
+    }

@@ -19,15 +19,16 @@ permutation). They compose (`bart-infill+bart-rotate`); whatever order they are 
 run in the reference's fixed order: permute -> mask / infill / delete -> insert -> rotate. The
 insertion step is the one text infilling asks for (its zero-length spans).
 
-The family is built from shared stages: a noise mask (`_pick` for exact per-row budgets,
-`span_lengths` and word coverage for spans), an input transform (replace, `compact`, `_insert`,
-reorder) and the target (`_finish`). Each noising function is one stage on a `_Doc` (the content
-without <s>/</s>, its clean base text and the op codes); `BartNoising` runs the stages and frames
-the result: source `<s> x </s>`, target the clean `<s> x </s>`, decoder input `</s> <s> x`
-(fairseq moves the final </s> to the front; Hugging Face's `decoder_start_token_id` is </s>).
-Labels are IGNORE at <s> (it always follows the start token, a free prediction the project's
-contract does not score) and at special tokens of the content. Sentence permutation reorders the
-base text itself, sentence starts included, so permuted sentences keep their boundaries.
+The family is built from shared stages (in `_bart.py`): a noise mask (`_ops.pick_k` for exact
+per-row budgets, `span_lengths` and word coverage for spans), an input transform (replace,
+`compact`, `insert_masks`, reorder) and the target (`finish`). Each noising function is one stage
+on a `Doc` (the content without <s>/</s>, its clean base text and the op codes); `BartNoising`
+runs the stages and frames the result: source `<s> x </s>`, target the clean `<s> x </s>`,
+decoder input `</s> <s> x` (fairseq moves the final </s> to the front; Hugging Face's
+`decoder_start_token_id` is </s>). Labels are IGNORE at <s> (it always follows the start token,
+a free prediction the project's contract does not score) and at special tokens of the content.
+Sentence permutation reorders the base text itself, sentence starts included, so permuted
+sentences keep their boundaries.
 
 Special tokens inside the content are walls: they are never chosen, masked, deleted or covered by a
 span (a span stops in front of one, as fairseq's spans stop at </s>) and do not count in the
@@ -37,7 +38,6 @@ budgets. Permutation and rotation carry them along with their neighbours; their 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -45,364 +45,33 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ._ops import compact, frame, length_mask, positions, random_tokens
+from ._bart import (
+    Doc,
+    finish,
+    insert_masks,
+    mask_ids,
+    put_at,
+    span_noise,
+    subword_pick,
+)
+from ._ops import compact, pick_k, positions
 from .errors import UsageError
 from .registry import param, register
-from .types import IGNORE, Corrupted, Corruption, Op, Tokens, Vocab
+from .types import Corrupted, Corruption, Op, Tokens, Vocab
 
 PAPER = "Lewis et al. 2019, arXiv 1910.13461"
 LAMBDA_HELP = (
     "mean span length in words, Poisson(lambda) truncated where the pmf falls below 1e-7 "
     "(paper: 3; the BART-large command in fairseq #1899 used 3.5)"
 )
-MASK_RANDOM_HELP = "share of masks that are a random token instead (BART-large command: 0.1)"
-EXCLUDE_SPECIAL_HELP = (
-    "draw random tokens from ordinary tokens only (fairseq draws from the whole vocabulary)"
+MASK_RANDOM_HELP = (
+    "share of masks that are a random token instead (BART-large command: 0.1); an ordinary id, "
+    "never a special one (fairseq draws from [1, V), which holds <mask> and any sentinels)"
 )
 SUBWORD_RATE_HELP = (
     "share of tokens hit, budget ceil(rate x tokens) per document (0.3 as BART-large; the rate "
     "behind the paper's base-size Table 1 rows is not stated)"
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# The document being noised
-
-
-@dataclass(frozen=True)
-class _Doc:
-    """Documents mid-noising: content only (no <s>/</s>).
-
-    `base` is the clean text the token stages start from: the input, or after sentence
-    permutation the permuted input, whose positions map back to the input's through `perm`
-    (None: the identity). `ops` are Op codes on base positions. `pristine` while `ids` are still
-    `base.ids` (nothing masked, removed, inserted or rotated yet).
-    """
-
-    ids: Tensor  # (B, W) int64
-    lengths: Tensor  # (B,) int64
-    base: Tokens
-    protected: Tensor  # (B, L) bool: special ids of the base content, never noised
-    ops: Tensor  # (B, L) int8 on base positions
-    perm: Tensor | None = None  # (B, L) int64: input position of each base position
-    pristine: bool = True
-    any_special: bool = True  # False: `protected` is all False (nothing to carry or wall off)
-
-    @staticmethod
-    def start(batch: Tokens, vocab: Vocab) -> _Doc:
-        protected = vocab.is_special(batch.ids) & batch.real
-        return _Doc(
-            ids=batch.ids,
-            lengths=batch.lengths,
-            base=batch,
-            protected=protected,
-            ops=torch.zeros_like(batch.ids, dtype=torch.int8),
-            any_special=bool(protected.any()),
-        )
-
-    @property
-    def real(self) -> Tensor:
-        return length_mask(self.lengths, self.ids.size(1))
-
-    def untouched(self, stage: str) -> None:
-        """Masking and permutation work on base positions: nothing may have moved before."""
-        if not self.pristine:
-            raise RuntimeError(f"{stage} must run before tokens are masked, removed or moved")
-
-    def changed(self, ids: Tensor, ops: Tensor, lengths: Tensor | None = None) -> _Doc:
-        return replace(
-            self,
-            ids=ids,
-            ops=ops,
-            pristine=False,
-            lengths=self.lengths if lengths is None else lengths,
-        )
-
-    def source_ops(self) -> Tensor:
-        """(B, L) Op codes on the input's positions; specials and padding KEEP."""
-        keep = self.protected | ~self.base.real if self.any_special else ~self.base.real
-        ops = self.ops.masked_fill(keep, int(Op.KEEP))
-        if self.perm is None:
-            return ops
-        return torch.empty_like(ops).scatter_(1, self.perm, ops)
-
-
-def _pick(
-    allowed: Tensor, k: Tensor, gen: torch.Generator, n_allowed: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
-    """`min(k[b], allowed[b].sum())` distinct allowed positions per row, uniformly, in random order.
-
-    Returns:
-        (idx, valid), both (B, K) with K = max k: idx[b, j] is a position where valid[b, j].
-    """
-    if n_allowed is None:  # callers that know the count pass it (allowed.sum(1))
-        n_allowed = allowed.sum(1)
-    k = torch.minimum(k, n_allowed)
-    top = min(int(k.max()) if k.numel() else 0, allowed.size(1))
-    scores = torch.rand(allowed.shape, generator=gen, device=allowed.device)
-    scores.masked_fill_(~allowed, 2.0)
-    idx = _smallest_few(scores, k, n_allowed, top) if 16 <= top <= allowed.size(1) // 4 else None
-    if idx is None:
-        idx = scores.topk(top, dim=1, largest=False).indices  # sorted: a random order of the chosen
-    valid = torch.arange(top, device=allowed.device).unsqueeze(0) < k.unsqueeze(1)
-    return idx, valid
-
-
-def _smallest_few(scores: Tensor, k: Tensor, n_allowed: Tensor, top: int) -> Tensor | None:
-    """`scores.topk(top, largest=False).indices` where the first k[b] matter, on a narrow slice.
-
-    The k[b] smallest of n[b] uniform scores lie below k/n with some slack (a binomial tail of
-    four standard deviations and then some): only the scores under that threshold are moved left and
-    ranked, a topk over a few dozen columns instead of the whole row. The result is the same
-    positions in the same order. None where a row has too few scores under its threshold (the
-    caller then ranks whole rows).
-    """
-    need = k.double()
-    cut = ((need + 4.0 * need.sqrt() + 8.0) / n_allowed.clamp(min=1).double()).clamp(max=1.0)
-    below = scores < cut.float().unsqueeze(1)  # never a disallowed one (2.0)
-    count = below.sum(1)
-    if bool((count < k).any()):
-        return None
-    width = max(int(count.max()), top)
-    if 2 * width > scores.size(1):
-        return None
-    dest = below.cumsum(1) * below  # left-aligned from column 1, the rest to the spare column 0
-    narrow = scores.new_full((scores.size(0), width + 1), 2.0).scatter_(1, dest, scores)
-    where = torch.zeros_like(narrow, dtype=torch.long).scatter_(
-        1, dest, positions(scores).expand_as(dest)
-    )
-    rank = narrow[:, 1:].topk(top, dim=1, largest=False).indices
-    return where[:, 1:].gather(1, rank)
-
-
-def _budget(count: Tensor, rate: float) -> Tensor:
-    """ceil(count x rate) in float32, as fairseq computes it on its float word-start tensor."""
-    return torch.ceil(count.float() * rate).long()
-
-
-def _put(target: Tensor, idx: Tensor, valid: Tensor, values: Tensor | int | bool) -> Tensor:
-    """A copy of `target` (B, W) with values written at idx[b, j] where valid[b, j]."""
-    spare = target.size(1)
-    out = torch.cat([target, target.new_zeros(target.size(0), 1)], dim=1)
-    values = torch.as_tensor(values, dtype=target.dtype, device=target.device).expand(idx.shape)
-    return out.scatter_(1, torch.where(valid, idx, spare), values)[:, :-1]
-
-
-def _masks(
-    idx: Tensor,
-    valid: Tensor,
-    mask_random: float,
-    vocab: Vocab,
-    gen: torch.Generator,
-    exclude_special: bool = False,
-) -> tuple[Tensor, Tensor]:
-    """(ids, is_random) for picked positions: <mask>, or a random id with prob `mask_random`
-    (drawn from the whole vocabulary, as fairseq, unless `exclude_special`)."""
-    is_random = valid & (torch.rand(idx.shape, generator=gen, device=idx.device) < mask_random)
-    random_ids = random_tokens(idx, vocab, gen, exclude_special)
-    return torch.where(is_random, random_ids, vocab.mask), is_random
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared stages: choose tokens, Poisson spans, insertion
-
-
-def _subword_pick(doc: _Doc, rate: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """ceil(rate x ordinary tokens) distinct ordinary tokens per row (fairseq: subword)."""
-    ordinary = doc.base.real & ~doc.protected
-    return _pick(ordinary, _budget(ordinary.sum(1), rate), gen)
-
-
-def poisson_cdf(lam: float) -> list[float]:
-    """CDF of Poisson(lam) truncated after the first k whose pmf is below 1e-7 (fairseq's table)."""
-    pmf, term = [], math.exp(-lam)
-    for k in range(128):
-        pmf.append(term)
-        if term < 1e-7:
-            break
-        term *= lam / (k + 1)
-    total, acc, cdf = sum(pmf), 0.0, []
-    for p in pmf:
-        acc += p
-        cdf.append(acc / total)
-    return cdf
-
-
-def poisson_draws(
-    shape: tuple[int, int], lam: float, gen: torch.Generator, device: torch.device | str = "cpu"
-) -> Tensor:
-    """i.i.d. span lengths from fairseq's truncated Poisson table (inverse CDF), int64."""
-    cdf = torch.tensor(poisson_cdf(lam), dtype=torch.float64, device=device)
-    u = torch.rand(shape, generator=gen, device=device, dtype=torch.float64)
-    return torch.searchsorted(cdf, u, right=True).clamp(max=cdf.numel() - 1)
-
-
-def span_lengths(budget: Tensor, lam: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Poisson span lengths per row until their sum reaches `budget`, the last one trimmed.
-
-    As fairseq: draw, append draws while the running sum is short, cut at the first index where
-    it reaches the budget and shorten that length so the total is exactly the budget. Zero lengths
-    stay in the list (they become insertions).
-
-    Returns:
-        (lengths, used): (B, K) int64 and bool; sum(lengths[used]) == budget per row.
-    """
-    most = int(budget.max()) if budget.numel() else 0
-    width = math.ceil(most / lam * 1.25) + 8  # enough draws for nearly every row in one round
-    draws: list[Tensor] = []
-    total = torch.zeros_like(budget)
-    while True:
-        draws.append(poisson_draws((budget.size(0), width), lam, gen, budget.device))
-        total = total + draws[-1].sum(1)
-        if not bool((total < budget).any()):
-            break
-    lengths = torch.cat(draws, dim=1)
-    cum = lengths.cumsum(1)
-    cut = (cum < budget.unsqueeze(1)).sum(1, keepdim=True)  # first index where the sum is reached
-    before = torch.where(cut > 0, cum.gather(1, (cut - 1).clamp(min=0)), 0)
-    col = positions(lengths)
-    lengths = torch.where(col == cut, budget.unsqueeze(1) - before, lengths)
-    used = (col <= cut) & (budget > 0).unsqueeze(1)
-    return lengths.masked_fill(~used, 0), used
-
-
-def _words(doc: _Doc) -> tuple[Tensor | None, Tensor, Tensor | None]:
-    """Word structure with specials as walls: (word index per token, None when every token is a
-    word; ordinary word starts; special flags, None when the batch has none).
-
-    A special token is a word of its own and the token after it opens a word; the first token of
-    a row opens a word even if the data layer says it continues one (a block cut inside a word).
-    """
-    real, word_starts = doc.base.real, doc.base.word_starts
-    special = doc.protected if doc.any_special else None
-    if word_starts is None and special is None:
-        return None, real, None
-    starts = real.clone() if word_starts is None else word_starts & real
-    starts[:, 0] |= real[:, 0]
-    if special is not None:
-        starts[:, 1:] |= special[:, :-1] & real[:, 1:]
-        starts |= special
-    ordinary = starts if special is None else starts & ~special
-    return starts.long().cumsum(1) - 1, ordinary, special
-
-
-def _ends(doc: _Doc, word: Tensor | None, special: Tensor | None, idx: Tensor) -> Tensor:
-    """Word index of the first wall at or after each picked position: the next special token,
-    else the end of the row (as fairseq's </s>)."""
-    if word is None:
-        return doc.lengths.unsqueeze(1).expand_as(idx)
-    n_words = word.gather(1, (doc.lengths - 1).clamp(min=0).unsqueeze(1)) + 1
-    if special is None:
-        return n_words.expand_as(idx)
-    width = word.size(1)
-    nxt = torch.where(special, positions(word), width).flip(1).cummin(1).values.flip(1)
-    nxt = nxt.gather(1, idx)
-    return torch.where(nxt < width, word.gather(1, nxt.clamp(max=width - 1)), n_words)
-
-
-def coverage(first: Tensor, last: Tensor, valid: Tensor, width: int) -> tuple[Tensor, Tensor]:
-    """How many spans cover each of `width` words, and which spans keep their <mask>.
-
-    Spans are [first, last) in words (B, S), where `valid`. A difference array (+1 at a span's
-    first word, -1 after its last) summed along the row counts the spans over every word. A
-    span keeps its <mask> when no other span covers its first word: starts are distinct words,
-    so any other span there started earlier, and fairseq's extension of that span deletes the
-    later start. Abutting spans keep a <mask> each.
-
-    Returns:
-        (cover, head): (B, width) int64 and (B, S) bool.
-    """
-    cover = torch.zeros(first.size(0), width + 2, dtype=torch.long, device=first.device)
-    spare = torch.full_like(first, width + 1)
-    cover.scatter_add_(1, torch.where(valid, first, spare), valid.long())
-    cover.scatter_add_(1, torch.where(valid, last, spare), -valid.long())
-    cover = cover.cumsum(1)
-    head = valid & (cover.gather(1, first) == 1)
-    return cover[:, :width], head
-
-
-def _span_noise(
-    doc: _Doc,
-    rate: float,
-    lam: float,
-    mask_random: float,
-    vocab: Vocab,
-    gen: torch.Generator,
-    exclude_special: bool = False,
-) -> tuple[_Doc, Tensor]:
-    """fairseq's span-poisson masking with replace_length 1, in words.
-
-    Spans start at distinct random ordinary word starts and cover `length` words (stopping at a
-    wall). A span's first token becomes <mask> unless it lies inside another span that started
-    earlier (overlaps are not merged: the reference deletes the later start); every other covered
-    token is deleted. Returns the noised doc and the number of masks to insert per row.
-    """
-    doc.untouched("text infilling")
-    real, width = doc.base.real, doc.ids.size(1)
-    if width == 0:
-        return doc, doc.lengths
-    word, ordinary, special = _words(doc)
-    n_ordinary = ordinary.sum(1)
-    budget = _budget(n_ordinary, rate)
-    lengths, used = span_lengths(budget, lam, gen)
-    nonzero = used & (lengths > 0)
-    n_insert = (used & (lengths == 0)).sum(1)
-    idx, valid = _pick(ordinary, nonzero.sum(1), gen, n_ordinary)
-    span_len = compact(lengths, nonzero, 0)[:, : idx.size(1)]  # paired with the random starts
-    first = idx if word is None else word.gather(1, idx).clamp(min=0)  # (padding of empty rows)
-    last = torch.minimum(first + span_len, _ends(doc, word, special, idx))  # exclusive
-    cover, head = coverage(first, last, valid, width)
-    covered = (cover if word is None else cover.gather(1, word.clamp(min=0))) > 0
-    covered &= real
-    fill, is_random = _masks(idx, head, mask_random, vocab, gen, exclude_special)
-    ops = _put(
-        doc.ops.masked_fill(covered, int(Op.SPAN)),
-        idx,
-        head,
-        torch.where(is_random, int(Op.RANDOM), int(Op.MASK)),
-    )
-    keep = real & (ops != int(Op.SPAN))  # covered tokens go, except each span's <mask>
-    # compact the kept tokens, then write each span's <mask> at its token's new place
-    kept = keep.long().cumsum(1)
-    new_len = kept[:, -1]
-    out_width = int(new_len.max())
-    dest = torch.where(keep, kept - 1, out_width)
-    ids = doc.ids.new_zeros((doc.ids.size(0), out_width + 1)).scatter_(1, dest, doc.ids)
-    ids.scatter_(1, torch.where(head, dest.gather(1, idx), out_width), fill)
-    return doc.changed(ids[:, :out_width], ops, new_len), n_insert
-
-
-def _insert(
-    doc: _Doc,
-    n_insert: Tensor,
-    mask_random: float,
-    vocab: Vocab,
-    gen: torch.Generator,
-    exclude_special: bool = False,
-) -> _Doc:
-    """fairseq's insertion noise: n_insert[b] new tokens at uniformly random slots of the
-    lengthened content (never before <s> or after </s>); the first ceil(n x mask_random) of them
-    random ids, the rest <mask>. Exactly n_insert tokens (fairseq's ceil(len x n/len) adds one
-    more on a float rounding error now and then)."""
-    if not bool((n_insert > 0).any()):
-        return doc
-    width = doc.ids.size(1) + int(n_insert.max())
-    new_len = doc.lengths + n_insert
-    slots = length_mask(new_len, width)
-    idx, valid = _pick(slots, n_insert, gen, new_len)
-    n_random = torch.ceil(n_insert.double() * mask_random).long()
-    rank = torch.arange(idx.size(1), device=idx.device).unsqueeze(0)
-    random_ids = random_tokens(idx, vocab, gen, exclude_special)
-    fill = torch.where(rank < n_random.unsqueeze(1), random_ids, vocab.mask)
-    at = torch.where(valid, idx, width)  # invalid picks go to a spare last column
-    inserted = slots.new_zeros((slots.size(0), width + 1)).scatter_(1, at, True)[:, :width]
-    old = torch.cat([doc.ids, doc.ids.new_zeros(doc.ids.size(0), 1)], dim=1)
-    source = ((~inserted).long().cumsum(1) - 1).clamp(0, doc.ids.size(1))  # old position
-    source = torch.cat([source, source.new_full((source.size(0), 1), doc.ids.size(1))], dim=1)
-    ids = old.gather(1, source)
-    ids[:, :width].masked_fill_(~slots, 0)
-    ids.scatter_(1, at, fill)
-    return replace(doc, ids=ids[:, :width], lengths=new_len)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,44 +102,13 @@ class BartNoising:
     parts: tuple[Any, ...] = field(default=())
     combine: ClassVar = staticmethod(compose)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        doc = _Doc.start(batch, vocab)
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
+        doc = Doc.start(batch, vocab, with_origin)
         for part in self.parts:
             doc = part.apply(doc, vocab, gen)
-        return _finish(doc, batch, vocab)
-
-
-def _finish(doc: _Doc, batch: Tokens, vocab: Vocab) -> Corrupted:
-    """Frame source and target as `<s> x </s>`; decoder input `</s> <s> x` (fairseq's shift).
-
-    Built in place rather than through `seq2seq`: the target's labels and decoder input come
-    straight from the batch (labels IGNORE at <s>, specials and padding).
-    """
-    width = doc.ids.size(1)
-    source = frame(doc.ids, doc.lengths, vocab.pad, vocab.bos, vocab.eos)
-    ids, n = batch.ids, batch.lengths
-    real = batch.real
-    unscored = ~real
-    if doc.any_special:  # back on the input's positions
-        unscored |= (
-            doc.protected
-            if doc.perm is None
-            else torch.empty_like(doc.protected).scatter_(1, doc.perm, doc.protected)
-        )
-    labels = ids.new_full((ids.size(0), ids.size(1) + 2), IGNORE)
-    labels[:, 1:-1] = ids.masked_fill(unscored, IGNORE)
-    labels.scatter_(1, (n + 1).unsqueeze(1), vocab.eos)
-    decoder = ids.new_empty((ids.size(0), ids.size(1) + 2))
-    decoder[:, 0] = vocab.eos
-    decoder[:, 1] = vocab.bos
-    decoder[:, 2:] = ids.masked_fill(~real, vocab.pad)
-    return Corrupted(
-        input_ids=source,
-        attention_mask=length_mask(doc.lengths + 2, width + 2),
-        labels=labels,
-        decoder_input_ids=decoder,
-        ops=doc.source_ops(),
-    )
+        return finish(doc, batch, vocab)
 
 
 class _Stage:
@@ -480,11 +118,13 @@ class _Stage:
     kind: ClassVar[str]
     combine: ClassVar = staticmethod(compose)
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         raise NotImplementedError
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        return BartNoising((self,))(batch, vocab, gen)
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
+        return BartNoising((self,))(batch, vocab, gen, with_origin=with_origin)
 
 
 def _check_rate(name: str, value: float, low_open: bool = True) -> None:
@@ -508,7 +148,7 @@ class SentencePermutation(_Stage):
     def __post_init__(self) -> None:
         _check_rate("permute_ratio", self.permute_ratio, low_open=False)
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         doc.untouched("sentence permutation")
         base, real = doc.base, doc.base.real
         if base.sentence_starts is None:  # one sentence: nothing to permute
@@ -528,6 +168,7 @@ class SentencePermutation(_Stage):
             protected=doc.protected.gather(1, index) if doc.any_special else doc.protected,
             ops=doc.ops.masked_fill(moved, int(Op.MOVED)),  # pristine: all were KEEP
             perm=index if doc.perm is None else doc.perm.gather(1, index),
+            origin=None if doc.origin is None else doc.origin.gather(1, index),
         )
 
 
@@ -555,7 +196,7 @@ def _sentence_order(starts: Tensor, real: Tensor, ratio: float, gen: torch.Gener
     n_slots = max(int(n_sent.max()) if n_sent.numel() else 0, 1)
     k = torch.ceil(n_sent.double() * 2 * ratio / 2.0).long()  # fairseq's ceil(n x 2p / 2)
     slot_ids = torch.arange(n_slots + 1, device=real.device).unsqueeze(0)
-    chosen, valid = _pick(slot_ids[:, :-1] < n_sent.unsqueeze(1), k, gen)  # random order
+    chosen, valid = pick_k(slot_ids[:, :-1] < n_sent.unsqueeze(1), k, gen)  # random order
     if chosen.size(1) == n_slots and bool((k >= n_sent).all()):
         # every sentence is chosen (BART's ratio 1): slot j takes the j-th chosen sentence
         order = torch.where(valid, chosen, slot_ids[:, :-1])
@@ -584,20 +225,17 @@ class TokenMasking(_Stage):
     kind: ClassVar[str] = "token masking"
     rate: float = param(0.3, SUBWORD_RATE_HELP)
     mask_random: float = param(0.1, MASK_RANDOM_HELP)
-    exclude_special_random: bool = param(False, EXCLUDE_SPECIAL_HELP)
 
     def __post_init__(self) -> None:
         _check_rate("rate", self.rate)
         _check_rate("mask_random", self.mask_random, low_open=False)
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         doc.untouched("token masking")
-        idx, valid = _subword_pick(doc, self.rate, gen)
-        fill, is_random = _masks(
-            idx, valid, self.mask_random, vocab, gen, self.exclude_special_random
-        )
-        ops = _put(doc.ops, idx, valid, torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
-        return doc.changed(_put(doc.ids, idx, valid, fill), ops)
+        idx, valid = subword_pick(doc, self.rate, gen)
+        fill, is_random = mask_ids(idx, valid, self.mask_random, vocab, gen)
+        ops = put_at(doc.ops, idx, valid, torch.where(is_random, int(Op.RANDOM), int(Op.MASK)))
+        return doc.changed(put_at(doc.ids, idx, valid, fill), ops)
 
 
 @dataclass(frozen=True)
@@ -611,12 +249,13 @@ class TokenDeletion(_Stage):
     def __post_init__(self) -> None:
         _check_rate("rate", self.rate)
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         doc.untouched("token deletion")
-        idx, valid = _subword_pick(doc, self.rate, gen)
-        keep = _put(doc.base.real, idx, valid, False)
+        idx, valid = subword_pick(doc, self.rate, gen)
+        keep = put_at(doc.base.real, idx, valid, False)
+        ops = put_at(doc.ops, idx, valid, int(Op.DELETE))
         return doc.changed(
-            compact(doc.ids, keep, 0), _put(doc.ops, idx, valid, int(Op.DELETE)), keep.sum(1)
+            compact(doc.ids, keep, 0), ops, keep.sum(1), lambda o: compact(o, keep, -1)
         )
 
 
@@ -629,7 +268,6 @@ class TextInfilling(_Stage):
     rate: float = param(0.3, "share of words in spans, budget ceil(rate x words) (BART: 0.3)")
     poisson_lambda: float = param(3.0, LAMBDA_HELP)
     mask_random: float = param(0.1, MASK_RANDOM_HELP)
-    exclude_special_random: bool = param(False, EXCLUDE_SPECIAL_HELP)
 
     def __post_init__(self) -> None:
         _check_rate("rate", self.rate)
@@ -637,17 +275,16 @@ class TextInfilling(_Stage):
         if not 0.0 < self.poisson_lambda <= 64.0:
             raise ValueError(f"poisson_lambda must be in (0, 64], got {self.poisson_lambda}")
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
-        doc, n_insert = _span_noise(
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
+        doc, n_insert = span_noise(
             doc,
             self.rate,
             self.poisson_lambda,
             self.mask_random,
             vocab,
             gen,
-            self.exclude_special_random,
         )
-        return _insert(doc, n_insert, self.mask_random, vocab, gen, self.exclude_special_random)
+        return insert_masks(doc, n_insert, self.mask_random, vocab, gen)
 
 
 @dataclass(frozen=True)
@@ -665,7 +302,7 @@ class DocumentRotation(_Stage):
     def __post_init__(self) -> None:
         _check_rate("rotate", self.rotate, low_open=False)
 
-    def apply(self, doc: _Doc, vocab: Vocab, gen: torch.Generator) -> _Doc:
+    def apply(self, doc: Doc, vocab: Vocab, gen: torch.Generator) -> Doc:
         n = doc.lengths
         draw = torch.rand((n.size(0), 2), generator=gen, device=n.device, dtype=torch.float64)
         # fairseq: offset in {1, ..., n + 1} over <s> x </s>; offsets 1 and n + 1 keep the order
@@ -675,7 +312,8 @@ class DocumentRotation(_Stage):
         index = torch.where(doc.real, (pos + shift.unsqueeze(1)) % n.clamp(min=1).unsqueeze(1), pos)
         # every token still in the document moves: those not masked, deleted or moved before
         turned = (shift > 0).unsqueeze(1) & (doc.ops == int(Op.KEEP)) & doc.base.real
-        return doc.changed(doc.ids.gather(1, index), doc.ops.masked_fill(turned, int(Op.MOVED)))
+        ops = doc.ops.masked_fill(turned, int(Op.MOVED))
+        return doc.changed(doc.ids.gather(1, index), ops, move=lambda o: o.gather(1, index))
 
 
 @dataclass(frozen=True)
@@ -685,7 +323,6 @@ class Bart:
     rate: float = param(0.3, "share of words in spans, budget ceil(rate x words) (BART: 0.3)")
     poisson_lambda: float = param(3.0, LAMBDA_HELP)
     mask_random: float = param(0.1, MASK_RANDOM_HELP)
-    exclude_special_random: bool = param(False, EXCLUDE_SPECIAL_HELP)
     permute_ratio: float = param(1.0, "share of sentences shuffled among their slots (BART: all)")
     combine: ClassVar = staticmethod(compose)
 
@@ -693,16 +330,16 @@ class Bart:
     def parts(self) -> tuple[Any, ...]:
         return (
             SentencePermutation(self.permute_ratio),
-            TextInfilling(
-                self.rate, self.poisson_lambda, self.mask_random, self.exclude_special_random
-            ),
+            TextInfilling(self.rate, self.poisson_lambda, self.mask_random),
         )
 
     def __post_init__(self) -> None:
         _ = self.parts  # building the parts validates every value
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
-        return BartNoising(self.parts)(batch, vocab, gen)
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
+        return BartNoising(self.parts)(batch, vocab, gen, with_origin=with_origin)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -717,15 +354,20 @@ def bart_infill(**overrides: Any) -> TextInfilling:
     none given: every token is a word). Span lengths are drawn until they reach the budget (the
     last one trimmed); zero-length spans insert a <mask> (insertion noise, as fairseq; a popular
     port drops them). Overlapping spans are not merged: a start inside an earlier span is deleted,
-    so ~26.7% of tokens are replaced or removed. 10% of masks are random tokens. lambda: the
-    paper says 3 (used here), the BART-large command used 3.5.
+    so ~26.7% of tokens are replaced or removed. 10% of masks are random tokens, drawn from the
+    ordinary ids only: fairseq draws from [1, V), which holds <mask> and, in a T5-style
+    vocabulary, the sentinels. lambda: the paper says 3 (used here), the BART-large command used
+    3.5.
     """
     return TextInfilling(**overrides)
 
 
 @register("bart-mask", arch="encoder-decoder", paper=PAPER)
 def bart_mask(**overrides: Any) -> TokenMasking:
-    """BART token masking: 30% of tokens replaced by <mask> (10% of them by a random token)."""
+    """BART token masking: 30% of tokens replaced by <mask> (10% of them by a random token).
+
+    Random tokens are ordinary ids, never a special one (fairseq draws from [1, V)).
+    """
     return TokenMasking(**overrides)
 
 
@@ -761,7 +403,8 @@ def bart(**overrides: Any) -> Bart:
 
     As the BART-large command of fairseq #1899 (mask 0.3, span-poisson, replace-length 1,
     mask-random 0.1, permute-sentences 1, rotate 0, insert 0) except lambda: the paper's 3, where
-    the command used 3.5 (mBART's value). Noising functions compose (bart+bart-rotate) and always
-    run in the reference's order: permute, mask / infill / delete, insert, rotate.
+    the command used 3.5 (mBART's value), and random tokens, which are ordinary ids here (fairseq
+    draws from [1, V), specials included). Noising functions compose (bart+bart-rotate) and
+    always run in the reference's order: permute, mask / infill / delete, insert, rotate.
     """
     return Bart(**overrides)

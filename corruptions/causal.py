@@ -23,7 +23,7 @@ too) and predicts it. Label 0 is IGNORE: no position predicts it, so counting la
 positions. Special ids inside content are never predicted (IGNORE), unlike Hugging Face's
 collator, which only skips padding.
 
-Encoder-decoder prefix LM (T5's `prefix_lm`, UL2's S-denoiser; `prefix_seq2seq` below): the
+Encoder-decoder prefix LM (T5's `prefix_lm`, UL2's S-denoiser; `_t5.prefix_seq2seq`): the
 prefix length k is uniform on [max(1, round((1 - 2r)(n - 1))), n - 1] for suffix share r (0.5:
 uniform on [1, n - 1]; n = 1 gives k = 0); inputs = prefix + EOS, targets = suffix + EOS, decoder
 start = pad.
@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._ops import encoder_batch, frame, length_mask, positions, round_half_even
+from ._ops import encoder_batch, frame, origin_of, positions
+from ._t5 import prefix_split
 from .registry import param, register
-from .span_corruption import denoise
 from .types import IGNORE, Corrupted, Op, Tokens, Vocab
 
 
@@ -53,10 +53,12 @@ class CausalLM:
         "run_clm.py appends none)",
     )
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         ids, lengths, predicted = lm_rows(batch, vocab, self.append_eos)
         predicted[:, 0] = False  # nothing comes before the first token
-        return lm_batch(batch, ids, lengths, predicted, context=None)
+        return lm_batch(batch, ids, lengths, predicted, None, with_origin)
 
 
 @dataclass(frozen=True)
@@ -65,19 +67,17 @@ class PrefixLM:
 
     append_eos: bool = param(True, "append </s> to each row and predict it, as clm does")
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         split = prefix_split(batch.lengths, 0.5, gen)
         split = torch.maximum(split, batch.lengths.clamp(max=1))  # n = 1: the token is the prefix
         ids, lengths, predicted = lm_rows(batch, vocab, self.append_eos)
         in_prefix = positions(ids) < split.unsqueeze(1)
-        out = lm_batch(batch, ids, lengths, predicted & ~in_prefix, context=predicted & in_prefix)
-        return Corrupted(
-            out.input_ids,
-            out.attention_mask,
-            out.labels,
-            ops=out.ops,
-            extras={"prefix_lengths": split},
+        out = lm_batch(
+            batch, ids, lengths, predicted & ~in_prefix, predicted & in_prefix, with_origin
         )
+        return replace(out, extras={"prefix_lengths": split})
 
 
 def lm_rows(batch: Tokens, vocab: Vocab, append_eos: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -93,57 +93,22 @@ def lm_rows(batch: Tokens, vocab: Vocab, append_eos: bool) -> tuple[Tensor, Tens
 
 
 def lm_batch(
-    batch: Tokens, ids: Tensor, lengths: Tensor, predicted: Tensor, context: Tensor | None
+    batch: Tokens,
+    ids: Tensor,
+    lengths: Tensor,
+    predicted: Tensor,
+    context: Tensor | None,
+    with_origin: bool = False,
 ) -> Corrupted:
-    """A decoder `Corrupted`: labels = ids where `predicted`, ops on the source positions."""
+    """A decoder `Corrupted`: labels = ids where `predicted`, ops on the source positions;
+    the content keeps its place, so origin is the identity (-1 at the EOS appended)."""
     width = batch.ids.size(1)
     real = batch.real
     ops = (predicted[:, :width] & real).to(torch.int8) * int(Op.PREDICT)
     if context is not None:  # disjoint from `predicted`
         ops += (context[:, :width] & real).to(torch.int8) * int(Op.CONTEXT)
-    return encoder_batch(ids, lengths, ids.masked_fill(~predicted, IGNORE), ops=ops)
-
-
-def prefix_split(lengths: Tensor, density: float | Tensor, gen: torch.Generator) -> Tensor:
-    """T5's `random_prefix_noise_mask` as a length: (B,) prefix lengths k.
-
-    k is uniform on [min(n - 1, max(1, round((1 - 2 density)(n - 1)))), n - 1]; density (the
-    suffix share, a float or (B,) float64) 0.5 gives [1, n - 1]. Rows of n <= 1 get k = 0.
-    """
-    if not isinstance(density, Tensor) and not 0.0 < density <= 0.5:
-        raise ValueError(f"prefix density (suffix share) must be in (0, 0.5], got {density}")
-    longest = (lengths - 1).clamp(min=0)
-    shortest = torch.minimum(
-        round_half_even((1 - 2 * density) * longest.double()).clamp(min=1), longest
-    )
-    u = torch.rand(lengths.shape, generator=gen, device=lengths.device, dtype=torch.float64)
-    k = shortest + (u * (longest - shortest + 1).double()).long()
-    return torch.minimum(k, longest)
-
-
-def prefix_seq2seq(
-    ids: Tensor, lengths: Tensor, split: Tensor, vocab: Vocab, lead: int | Tensor | None = None
-) -> Corrupted:
-    """Encoder-decoder prefix LM: inputs = the first `split` tokens + EOS, targets = the rest +
-    EOS (T5's `prefix_lm`: `drop_noise_tokens` / `drop_nonnoise_tokens` of a prefix mask).
-
-    Args:
-        ids: (B, L) clean rows; lengths: (B,) real tokens; split: (B,) prefix lengths.
-        lead: an id (or (B,) ids) put before every input (UL2's [S2S]), or None.
-    Special ids in the suffix stay in the targets (the decoder reads them) but carry no loss.
-    """
-    real = length_mask(lengths, ids.size(1))
-    suffix = real & (positions(ids) >= split.unsqueeze(1))
-    special = vocab.is_special(ids)
-    out = denoise(ids, lengths, suffix, vocab, lead, sentinels=False, no_loss=suffix & special)
-    return replace(out, ops=prefix_ops(real, suffix, special))
-
-
-def prefix_ops(real: Tensor, suffix: Tensor, special: Tensor) -> Tensor:
-    """(B, L) int8: CONTEXT on the prefix, PREDICT on the suffix, KEEP on specials and padding."""
-    ordinary = real & ~special
-    context = (ordinary & ~suffix).to(torch.int8) * int(Op.CONTEXT)
-    return context + (ordinary & suffix).to(torch.int8) * int(Op.PREDICT)
+    origin = origin_of(batch.lengths, ids.size(1)) if with_origin else None
+    return encoder_batch(ids, lengths, ids.masked_fill(~predicted, IGNORE), ops, origin=origin)
 
 
 @register(

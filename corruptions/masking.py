@@ -31,35 +31,33 @@ import torch
 from torch import Tensor
 
 from ._ops import (
+    ORDINARY_RANDOM,
     candidates,
+    check_mlm,
     choose_k,
+    draw_with_replacement,
     encoder_batch,
     frame,
-    positions,
+    origin_of,
     rand,
     replace_selected,
     round_half_even,
 )
-from ._spans import AnchoredSpans, anchored_word_spans, run_bounds, truncated_geometric, word_groups
+from ._spans import (
+    AnchoredSpans,
+    anchored_word_spans,
+    run_bounds,
+    sbo_targets,
+    truncated_geometric,
+    unigram_tokens,
+    whole_words,
+    word_groups,
+)
 from .registry import param, register
-from .types import IGNORE, Corrupted, Tokens, Vocab
+from .types import IGNORE, Corrupted, ModelFacts, Tokens, Vocab
 
 BUDGETS = ("exact", "bernoulli")
 REPLACEMENTS = ("span", "word_piece")
-
-
-def check_mlm(
-    rate: float, mask_replace: float, random_replace: float, max_predictions: int
-) -> None:
-    """The checks every masking variant shares; ValueError names the bad setting."""
-    if not 0.0 < rate <= 1.0:
-        raise ValueError(f"rate must be in (0, 1], got {rate}")
-    if mask_replace < 0 or random_replace < 0:
-        raise ValueError("mask_replace and random_replace must be >= 0")
-    if mask_replace + random_replace > 1.0 + 1e-9:
-        raise ValueError("mask_replace + random_replace must be <= 1")
-    if max_predictions < 0:
-        raise ValueError("max_predictions must be >= 0")
 
 
 def exact_budget(lengths: Tensor, rate: float, max_predictions: int = 0) -> Tensor:
@@ -77,16 +75,15 @@ class TokenMasking:
 
     rate: float = param(0.15, "share of tokens chosen for prediction (masked_lm_prob)")
     mask_replace: float = param(0.8, "share of chosen tokens replaced by [MASK]")
-    random_replace: float = param(0.1, "share of chosen tokens replaced by a random token")
+    random_replace: float = param(
+        0.1, f"share of chosen tokens replaced by a random token ({ORDINARY_RANDOM})"
+    )
     budget: str = param(
         "exact",
         "exact: max(1, round(rate x length incl. [CLS]/[SEP])) tokens per sequence, as "
         "google-research/bert; bernoulli: each token independently, as Hugging Face's collator",
     )
     max_predictions: int = param(0, "cap on chosen tokens per sequence (0: no cap)")
-    exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
-    )
 
     def __post_init__(self) -> None:
         check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
@@ -103,7 +100,9 @@ class TokenMasking:
             return chosen
         return choose_k(allowed, exact_budget(batch.lengths, self.rate, self.max_predictions), gen)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
         return mlm_batch(
             batch,
@@ -112,7 +111,7 @@ class TokenMasking:
             gen,
             self.mask_replace,
             self.random_replace,
-            self.exclude_special_random,
+            with_origin=with_origin,
         )
 
 
@@ -123,10 +122,10 @@ def mlm_batch(
     gen: torch.Generator,
     mask_replace: float = 0.8,
     random_replace: float = 0.1,
-    exclude_special_random: bool = False,
     u: Tensor | None = None,
     random_ids: Tensor | None = None,
     extras: dict[str, Tensor] | None = None,
+    with_origin: bool = False,
 ) -> Corrupted:
     """Apply 80/10/10 at `chosen`, frame as `[CLS] x [SEP]`, labels = originals at `chosen`.
 
@@ -143,7 +142,6 @@ def mlm_batch(
         gen,
         mask_replace,
         random_replace,
-        exclude_special_random,
         u=u,
         random_ids=random_ids,
     )
@@ -155,6 +153,7 @@ def mlm_batch(
         labels,
         ops=ops,
         extras=extras,
+        origin=origin_of(batch.lengths, ids.size(1) + 2, lead=1) if with_origin else None,
     )
 
 
@@ -169,7 +168,8 @@ def bert_mlm(**overrides: Any) -> TokenMasking:
 
     The budget per sequence is exact, max(1, round(0.15 x length)) with [CLS] and [SEP] counted,
     as google-research/bert's create_pretraining_data.py; `budget=bernoulli` gives Hugging Face's
-    dynamic per-token draw instead.
+    dynamic per-token draw instead. Random tokens are ordinary ids (the reference draws from the
+    whole vocabulary, [CLS], [SEP] and [MASK] included), in every objective of the zoo.
     """
     return TokenMasking(**overrides)
 
@@ -183,11 +183,10 @@ class WholeWordMasking:
 
     rate: float = param(0.15, "share of pieces chosen for prediction (masked_lm_prob)")
     mask_replace: float = param(0.8, "share of chosen pieces replaced by [MASK] (each piece draws)")
-    random_replace: float = param(0.1, "share of chosen pieces replaced by a random token")
-    max_predictions: int = param(0, "cap on chosen pieces per sequence (0: no cap)")
-    exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
+    random_replace: float = param(
+        0.1, f"share of chosen pieces replaced by a random token ({ORDINARY_RANDOM})"
     )
+    max_predictions: int = param(0, "cap on chosen pieces per sequence (0: no cap)")
 
     def __post_init__(self) -> None:
         check_mlm(self.rate, self.mask_replace, self.random_replace, self.max_predictions)
@@ -200,7 +199,9 @@ class WholeWordMasking:
             allowed, starts, exact_budget(batch.lengths, self.rate, self.max_predictions), gen
         )
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
         return mlm_batch(
             batch,
@@ -209,69 +210,8 @@ class WholeWordMasking:
             gen,
             self.mask_replace,
             self.random_replace,
-            self.exclude_special_random,
+            with_origin=with_origin,
         )
-
-
-def whole_words(allowed: Tensor, starts: Tensor, budget: Tensor, gen: torch.Generator) -> Tensor:
-    """google-research/bert's whole-word choice, the same outcome for the same word order.
-
-    The reference shuffles the words and walks them: it stops once `budget` pieces are chosen,
-    skips a word that would overshoot and goes on with the next (shorter ones may still fit).
-    Here the words of every row are ordered by a random score, and each round takes, among the
-    words still open that fit the remaining budget, the longest prefix whose cumulative piece
-    count fits; words that no longer fit close. That is the walk exactly: a round ends where
-    the walk first skips a word, the next round resumes after it with the smaller remainder,
-    which falls by at least one per round, so rounds <= 1 + the longest word (2 or 3 in practice).
-    Only the first budget + 32 words of the order are sorted (`topk`); a row that could still
-    take one of the others after them sends the batch through a full sort of the same scores.
-
-    Args:
-        allowed: (B, L) bool, pieces that may be chosen.
-        starts: (B, L) bool, first piece of each word (`word_groups`: no allowed piece comes
-            before the first start).
-        budget: (B,) int64, pieces per row.
-    Returns:
-        (B, L) bool: all pieces of the chosen words.
-    """
-    batch, width = allowed.shape
-    # (B, L) word index of each allowed token; the others point at a spare column `width`
-    word_of = torch.where(allowed, starts.cumsum(1) - 1, width)
-    pieces = torch.zeros(batch, width + 1, dtype=torch.long, device=allowed.device)
-    pieces.scatter_add_(1, word_of, allowed.long())
-    pieces = pieces[:, :width]  # (B, W) pieces per word, 0 past the last word
-    score = rand(pieces, gen).masked_fill(pieces == 0, 2.0)
-    n_words = int(starts.sum(1).max()) if batch else 0
-    head = min(n_words, int(budget.max()) + 32) if batch else 0
-    order = score.topk(head, dim=1, largest=False, sorted=True).indices
-    taken, left = _walk(pieces.gather(1, order), budget)
-    if head < n_words and bool((left > 0).any()):  # a full row takes no other word
-        unseen_fit = (pieces.masked_fill(pieces == 0, width + 1) <= left).sum(1) - (
-            (pieces.gather(1, order) <= left).sum(1)
-        )
-        if bool((unseen_fit > 0).any()):
-            order = score.argsort(1)
-            taken, _ = _walk(pieces.gather(1, order), budget)
-    chosen_word = torch.zeros(batch, width + 1, dtype=torch.bool, device=allowed.device)
-    chosen_word.scatter_(1, order, taken)  # the spare column stays False
-    return chosen_word.gather(1, word_of)
-
-
-def _walk(size: Tensor, budget: Tensor) -> tuple[Tensor, Tensor]:
-    """The reference's walk over words of `size` pieces (B, W) in order, budget (B,) pieces.
-
-    Returns:
-        taken (B, W) bool; left (B, 1) pieces of the budget not used.
-    """
-    left = budget.unsqueeze(1).clone()
-    open_ = (size > 0) & (size <= left)
-    taken = torch.zeros_like(open_)
-    while bool(open_.any()):
-        now = open_ & ((size * open_).cumsum(1) <= left)
-        taken |= now
-        left = left - (size * now).sum(1, keepdim=True)
-        open_ = open_ & ~now & (size <= left)
-    return taken, left
 
 
 @register(
@@ -333,6 +273,10 @@ class SpanMasking:
         if self.max_pair_targets < 1:
             raise ValueError("max_pair_targets must be >= 1")
 
+    def model_facts(self, vocab: Vocab) -> ModelFacts:
+        """The SBO head embeds a span offset 0 .. max_pair_targets - 1."""
+        return ModelFacts(sbo_offsets=self.max_pair_targets)
+
     def spans(
         self, batch: Tokens, vocab: Vocab, gen: torch.Generator, allowed: Tensor | None = None
     ) -> AnchoredSpans:
@@ -345,7 +289,9 @@ class SpanMasking:
             allowed, word_groups(allowed, batch.word_starts), budget, probs, self.span_lower, gen
         )
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         allowed = candidates(batch, vocab)
         chosen = self.spans(batch, vocab, gen, allowed).chosen
         framed = torch.zeros(
@@ -370,47 +316,8 @@ class SpanMasking:
             u=u,
             random_ids=random_ids,
             extras=extras,
+            with_origin=with_origin,
         )
-
-
-def unigram_tokens(ids: Tensor, allowed: Tensor, gen: torch.Generator) -> Tensor:
-    """Ids shaped like `ids`, each drawn from the `allowed` tokens of the whole batch."""
-    pool = ids.masked_select(allowed)
-    if pool.numel() == 0:
-        return ids
-    return pool.take(torch.randint(0, pool.numel(), ids.shape, generator=gen, device=ids.device))
-
-
-def sbo_targets(
-    framed: Tensor,
-    first: Tensor,
-    last: Tensor,
-    lengths: Tensor,
-    max_targets: int,
-    document_ids: Tensor | None = None,
-) -> dict[str, Tensor]:
-    """SpanBERT's span-boundary targets, (B, L + 2) int64 each, -1 where none.
-
-    `framed` marks the masked tokens at their `input_ids` index ([CLS] at 0), `first`/`last` the
-    runs they form (`run_bounds`). A merged span gets SBO targets only if both outside
-    neighbours lie inside the block (the reference skips spans touching either end although
-    [CLS]/[SEP] would be there); only its first `max_targets` tokens are targets. The
-    reference's blocks never cross documents; where several documents share a row
-    (`document_ids`, (B, L)), each document is a block: a span with an outside neighbour in
-    another document, or running across documents, gets no targets.
-    """
-    offset = positions(framed) - first
-    sbo = framed & (first > 1) & (last < lengths.unsqueeze(1)) & (offset < max_targets)
-    if document_ids is not None:
-        doc = torch.full_like(first, -1)
-        doc[:, 1:-1] = document_ids
-        left, right = (first - 1).clamp(min=0), (last + 1).clamp(max=doc.size(1) - 1)
-        sbo &= doc.gather(1, left) == doc.gather(1, right)
-    return {
-        "span_left": torch.where(sbo, first - 1, -1),
-        "span_right": torch.where(sbo, last + 1, -1),
-        "span_offset": torch.where(sbo, offset, -1),
-    }
 
 
 @register("spanbert", arch="encoder", needs_words=True, paper="Joshi et al. 2019, arXiv 1907.10529")
@@ -463,24 +370,21 @@ class ElectraMasking:
             return draw_with_replacement(allowed, k, gen)
         return choose_k(allowed, k, gen)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
         # no random replacement in ELECTRA's generator input: `ids` stand in for random ids
-        return mlm_batch(batch, vocab, chosen, gen, self.mask_replace, 0.0, random_ids=batch.ids)
-
-
-def draw_with_replacement(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
-    """(B, L) bool: the distinct positions among k[b] uniform draws with replacement per row."""
-    n = allowed.sum(1, keepdim=True)
-    n_max = int(k.max()) if k.numel() else 0
-    u = torch.rand(
-        (allowed.size(0), n_max), generator=gen, device=allowed.device, dtype=torch.float64
-    )
-    pick = (u * n).long().minimum(n - 1)
-    at = torch.searchsorted(allowed.long().cumsum(1), pick + 1).clamp(max=allowed.size(1) - 1)
-    valid = (torch.arange(n_max, device=allowed.device) < k.unsqueeze(1)) & (n > 0)
-    hits = torch.zeros(allowed.shape, dtype=torch.long, device=allowed.device)
-    return (hits.scatter_add_(1, at, valid.long()) > 0) & allowed
+        return mlm_batch(
+            batch,
+            vocab,
+            chosen,
+            gen,
+            self.mask_replace,
+            0.0,
+            random_ids=batch.ids,
+            with_origin=with_origin,
+        )
 
 
 @register("electra", arch="encoder", paper="Clark et al. 2020, arXiv 2003.10555", heads=("rtd",))

@@ -35,7 +35,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._ops import frame, length_mask, positions, rand, replace_selected, round_half_even
+from ._ops import (
+    ORDINARY_RANDOM,
+    check_replacement,
+    frame,
+    length_mask,
+    origin_of,
+    positions,
+    rand,
+    replace_selected,
+    round_half_even,
+)
 from .registry import param, register
 from .types import IGNORE, Corrupted, Op, Tokens, Vocab
 
@@ -52,9 +62,8 @@ class FragmentMasking:
     start_prob: float = param(0.2, "probability that the fragment starts right after <s>")
     end_prob: float = param(0.2, "probability that the fragment ends at the closing </s>")
     mask_replace: float = param(0.8, "share of fragment tokens replaced by [MASK] (word_mask)")
-    random_replace: float = param(0.1, "share of fragment tokens replaced by a random token")
-    exclude_special_random: bool = param(
-        False, "draw random replacements from ordinary tokens only (the reference draws from all)"
+    random_replace: float = param(
+        0.1, f"share of fragment tokens replaced by a random token ({ORDINARY_RANDOM})"
     )
     decoder_start: str = param(
         "previous",
@@ -67,10 +76,7 @@ class FragmentMasking:
             raise ValueError(f"fragment must be in (0, 1), got {self.fragment}")
         if self.start_prob < 0 or self.end_prob < 0 or self.start_prob + self.end_prob > 1.0:
             raise ValueError("start_prob and end_prob must be >= 0 with a sum <= 1")
-        if self.mask_replace < 0 or self.random_replace < 0:
-            raise ValueError("mask_replace and random_replace must be >= 0")
-        if self.mask_replace + self.random_replace > 1.0 + 1e-9:
-            raise ValueError("mask_replace + random_replace must be <= 1")
+        check_replacement(self.mask_replace, self.random_replace)
         if self.decoder_start not in DECODER_STARTS:
             raise ValueError(
                 f"decoder_start must be one of {', '.join(DECODER_STARTS)}, "
@@ -92,7 +98,9 @@ class FragmentMasking:
         )
         return start, m
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         lengths = batch.lengths
         ids = frame(batch.ids, lengths, vocab.pad, vocab.bos, vocab.eos)  # (B, L + 2)
         start, m = self.place(lengths, gen)
@@ -107,7 +115,6 @@ class FragmentMasking:
             gen,
             self.mask_replace,
             self.random_replace,
-            self.exclude_special_random,
         )
 
         width = int(m.max()) if m.numel() else 0
@@ -125,6 +132,7 @@ class FragmentMasking:
             decoder_input_ids=decoder_input_ids.masked_fill(~real, vocab.pad),
             ops=ops[:, 1 : batch.ids.size(1) + 1].masked_fill(~batch.real, int(Op.KEEP)),
             extras={"decoder_position_ids": (where - 1).masked_fill(~real, 0)},
+            origin=origin_of(lengths, ids.size(1), lead=1) if with_origin else None,
         )
 
 

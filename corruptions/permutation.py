@@ -44,7 +44,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._ops import candidates, frame, length_mask, positions, rand, round_half_even
+from ._ops import (
+    candidates,
+    choose_k,
+    frame,
+    length_mask,
+    origin_of,
+    positions,
+    rand,
+    round_half_even,
+)
 from .registry import param, register
 from .types import IGNORE, Corrupted, Op, Tokens, Vocab
 
@@ -101,9 +110,11 @@ class PermutationLM:
         )
         chosen = marked & allowed
         missing = (goal - chosen.sum(1)).clamp(min=0)
-        return chosen | choose_few(allowed & ~chosen, missing, gen)
+        return chosen | choose_k(allowed & ~chosen, missing, gen)
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         chosen = self.choose(batch, vocab, gen)
         lengths = batch.lengths
         ids = frame(
@@ -125,6 +136,7 @@ class PermutationLM:
             labels=ids.masked_fill(~chosen, IGNORE),
             ops=ops,
             extras={"perm_rank": rank},
+            origin=origin_of(lengths, ids.size(1)) if with_origin else None,
         )
 
 
@@ -281,18 +293,6 @@ def factorisation_rank(ordered: Tensor, gen: torch.Generator) -> Tensor:
     if width == 0:
         return torch.full_like(slot, -1)
     return slot_rank.gather(1, slot).masked_fill(~ordered, -1)
-
-
-def choose_few(allowed: Tensor, k: Tensor, gen: torch.Generator) -> Tensor:
-    """`_ops.choose_k` for small budgets: `min(k[b], allowed[b].sum())` positions of each row,
-    uniformly without replacement, via a top-k of random scores instead of a full sort."""
-    most = int(k.max()) if k.numel() else 0
-    if most <= 0:
-        return torch.zeros_like(allowed)
-    scores = rand(allowed, gen).masked_fill(~allowed, 2.0)
-    best = scores.topk(min(most, allowed.size(1)), dim=1, largest=False)
-    take = (positions(best.indices) < k.unsqueeze(1)) & (best.values < 2.0)
-    return torch.zeros_like(allowed).scatter_(1, best.indices, take)
 
 
 def perm_mask_from_rank(

@@ -10,19 +10,28 @@ An objective is a decorated factory in its family's module:
 Its parameters are the fields of the dataclass the factory returns (declared with `param`, which
 carries the help text), with the values the factory sets as defaults. The CLI, the trainer, the
 docs and the tests read this registry; nothing else lists objectives.
+
+Every family module (every module of this package not starting with "_") is imported the first
+time the registry is read (`get`, `create`, `list_objectives`, ...), so the registry is whole
+however the package was imported. This module itself needs no torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib
 import json
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InvalidParameter, UnknownObjective, UsageError
-from .types import Corruption
+
+if TYPE_CHECKING:
+    from .types import Corruption, ModelFacts, Vocab
 
 Arch = Literal["encoder", "decoder", "encoder-decoder"]
 ARCHS: tuple[str, ...] = ("encoder", "decoder", "encoder-decoder")
@@ -67,6 +76,9 @@ class Objective:
     # treats each row as one document (one EOS, one prefix split per row), so a trainer must not
     # pack several documents into a row even though token positions are kept
     one_document_per_row: bool = False
+    # marks cut spans in its inputs with T5's sentinels (vocab.sentinels), which the decoder
+    # writes back; no other objective puts a sentinel into an input
+    sentinels: bool = False
 
     @property
     def params(self) -> tuple[Param, ...]:
@@ -81,6 +93,29 @@ class Objective:
 
 _REGISTRY: dict[str, Objective] = {}
 _ALIASES: dict[str, str] = {}
+_NOT_FAMILIES = {"errors", "registry", "types"}
+FAMILIES: tuple[str, ...] = tuple(
+    sorted(
+        m.name
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
+        if not m.name.startswith("_") and m.name not in _NOT_FAMILIES
+    )
+)
+_loaded = False
+
+
+def _load_families() -> None:
+    """Import every family module once, so that all their objectives are registered."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True  # before the imports: a family that reads the registry must not recurse
+    try:
+        for family in FAMILIES:
+            importlib.import_module(f"{__package__}.{family}")
+    except BaseException:
+        _loaded = False
+        raise
 
 
 def register(
@@ -93,6 +128,7 @@ def register(
     aliases: tuple[str, ...] = (),
     heads: tuple[str, ...] = (),
     one_document_per_row: bool = False,
+    sentinels: bool = False,
 ) -> Callable[[Callable[..., Corruption]], Callable[..., Corruption]]:
     """Class the decorated factory as objective `name`; duplicate names fail at import."""
     if arch not in ARCHS:
@@ -117,6 +153,7 @@ def register(
             aliases=aliases,
             heads=heads,
             one_document_per_row=one_document_per_row,
+            sentinels=sentinels,
         )
         _ALIASES.update(dict.fromkeys(aliases, name))
         return build
@@ -126,11 +163,13 @@ def register(
 
 def available() -> list[str]:
     """The canonical names of all objectives, sorted."""
+    _load_families()
     return sorted(_REGISTRY)
 
 
 def list_objectives(pattern: str = "*") -> list[Objective]:
     """The objectives whose name or an alias matches the glob `pattern`, sorted by name."""
+    _load_families()
     return [
         o
         for n, o in sorted(_REGISTRY.items())
@@ -140,10 +179,25 @@ def list_objectives(pattern: str = "*") -> list[Objective]:
 
 def get(name: str) -> Objective:
     """The objective called `name` (or one of its aliases); `UnknownObjective` otherwise."""
+    _load_families()
     name = _ALIASES.get(name, name)
     if name not in _REGISTRY:
         raise UnknownObjective(name, list(_REGISTRY), list(_ALIASES))
     return _REGISTRY[name]
+
+
+def model_facts(corruption: Corruption, vocab: Vocab) -> ModelFacts:
+    """What a model for `corruption` (as built, parameters applied) must know beyond its batches:
+    the corruption's own `model_facts(vocab)` where its class defines one, else the defaults
+    (no SBO head, no paradigm tokens). See `ModelFacts`.
+
+    Raises:
+        ObjectivesError: the vocabulary lacks something the corruption needs (UL2's tokens).
+    """
+    from .types import ModelFacts  # here, not above: importing the registry needs no torch
+
+    own = getattr(corruption, "model_facts", None)
+    return own(vocab) if own is not None else ModelFacts()
 
 
 def params_of(corruption: Corruption) -> tuple[Param, ...]:

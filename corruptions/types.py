@@ -39,7 +39,7 @@ class Op(IntEnum):
 
 @dataclass(frozen=True, eq=False)
 class Vocab:
-    """The ids an objective needs, derived once from a tokenizer (see `objectives_cli.tokenizer`).
+    """The ids an objective needs, derived once from a tokenizer (objectives_cli/data/tokenizer.py).
 
     `bos` doubles as BERT's [CLS] and `eos` as [SEP]. `sentinels[k]` is the id of T5's
     `<extra_id_k>`; the project's tokenizers put them at the end of the vocabulary counting down,
@@ -72,6 +72,20 @@ class Vocab:
             special = special.to(ids.device)
         return special.take(ids)  # a gather: about twice as fast as special[ids] on CPU
 
+    def ordinary_ids(self, device: torch.device) -> Tensor:
+        """The ids that are not special, ascending, int64 on `device`: what random replacement
+        draws from. Computed once per device."""
+        cache: dict[str, Tensor] = self.__dict__.setdefault("_ordinary_ids", {})
+        key = str(device)
+        if key not in cache:
+            special = self.special
+            assert special is not None
+            pool = (~special).nonzero().squeeze(1)
+            if pool.numel() == 0:
+                raise ValueError("the vocabulary has no ordinary (non-special) id")
+            cache[key] = pool.to(device)
+        return cache[key]
+
     def sentinel_tensor(self, device: torch.device) -> Tensor:
         """The sentinel ids as an int64 tensor on `device` (sentinel k at index k)."""
         return torch.tensor(self.sentinels, dtype=torch.long, device=device)
@@ -89,6 +103,11 @@ class Tokens:
     # document per row. The trainer masks attention across documents; SpanBERT keeps its span
     # boundary targets inside one; other objectives may ignore it.
     document_ids: Tensor | None = None
+    # (B,) int64: which document of the corpus each row comes from (that of its first token if
+    # it holds several): rows cut from one document share an id, rows of different documents
+    # do not; any values will do (a global document index). None = every row is a document of
+    # its own. NSP and SOP draw a random segment B only from a row of another document.
+    row_documents: Tensor | None = None
 
     @property
     def real(self) -> Tensor:
@@ -100,7 +119,14 @@ class Tokens:
         return Tokens(*(None if t is None else t.to(device) for t in self._tensors()))
 
     def _tensors(self) -> tuple[Tensor | None, ...]:
-        return (self.ids, self.lengths, self.word_starts, self.sentence_starts, self.document_ids)
+        return (
+            self.ids,
+            self.lengths,
+            self.word_starts,
+            self.sentence_starts,
+            self.document_ids,
+            self.row_documents,
+        )
 
     @staticmethod
     def from_lists(
@@ -108,6 +134,7 @@ class Tokens:
         pad: int,
         word_starts: list[list[bool]] | None = None,
         sentence_starts: list[list[bool]] | None = None,
+        row_documents: list[int] | None = None,
     ) -> Tokens:
         """Pad Python lists into a batch (for tests, the CLI and small inputs; not a hot path)."""
         width = max((len(r) for r in rows), default=0)
@@ -124,7 +151,10 @@ class Tokens:
                 out[i, : len(row)] = torch.tensor(row, dtype=torch.bool)
             return out
 
-        return Tokens(ids, lengths, flags(word_starts), flags(sentence_starts))
+        documents = None if row_documents is None else torch.tensor(row_documents, dtype=torch.long)
+        return Tokens(
+            ids, lengths, flags(word_starts), flags(sentence_starts), row_documents=documents
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +194,17 @@ class Corrupted:
     Decoder-arch objectives are causal unless `prefix_lengths` says otherwise; labels of a
     decoder objective are aligned with `input_ids` (the model predicts labels[t] at position t-1,
     the Hugging Face convention: labels = input_ids, shifted inside the loss).
+
+    `origin` (B, S) int64, only when the corruption was called `with_origin=True` (None
+    otherwise; training never needs it): for each input position, the source position (column of
+    `Tokens.ids`, same row) of the token it holds or stands for. A kept, predicted, masked,
+    randomly replaced, moved or context token points at its own source position; a token that
+    stands for a collapsed span (T5's sentinel, BART's <mask>) at the span's first position.
+    -1 where the input holds nothing of its own row: framing ([CLS], [SEP], <s>, </s>, XLNet's
+    <sep> <cls>), paradigm tokens, inserted tokens, segments taken from another row (NSP's
+    random B), padding. Each source position appears at most once per row; those that do not
+    appear were deleted, truncated, collapsed into a span after its first token, or moved to
+    the target (a prefix LM's suffix).
     """
 
     input_ids: Tensor  # (B, S) int64
@@ -172,6 +213,7 @@ class Corrupted:
     decoder_input_ids: Tensor | None = None  # (B, T) seq2seq only
     ops: Tensor | None = None  # (B, L) int8 Op codes on the source positions
     extras: Mapping[str, Tensor] = field(default_factory=dict)
+    origin: Tensor | None = None  # (B, S) int64 source position of each input token, -1: none
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Corrupted:
         """Move every tensor to `device`."""
@@ -184,7 +226,8 @@ class Corrupted:
         return replace(self, **moved, extras=extras)
 
     def as_dict(self) -> dict[str, Tensor]:
-        """Model inputs and targets by their Hugging Face names, extras included; no `ops`."""
+        """Model inputs and targets by their Hugging Face names, extras included; no `ops` or
+        `origin`."""
         out = {
             "input_ids": self.input_ids,
             "attention_mask": self.attention_mask,
@@ -196,7 +239,30 @@ class Corrupted:
         return out
 
 
-class Corruption(Protocol):
-    """Anything that turns a clean batch into a training batch."""
+@dataclass(frozen=True, eq=False)
+class ModelFacts:
+    """What a model built for a corruption must know that no single batch shows.
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted: ...
+    `registry.model_facts(corruption, vocab)` returns them for any corruption; a corruption
+    class states its own in a `model_facts(self, vocab) -> ModelFacts` method (SpanBERT, UL2).
+    The defaults are those of a corruption without such needs.
+    """
+
+    # SpanBERT: rows of the SBO span-offset embedding, i.e. SBO targets per span
+    # (`max_pair_targets`); extras["span_offset"] stays below it. 0: no SBO head.
+    sbo_offsets: int = 0
+    # UL2: paradigm token id per mode "R", "X", "S" (vocab.extra[...] of the configured names);
+    # every input starts with its row's one. Empty: no paradigm tokens.
+    paradigm_ids: Mapping[str, int] = field(default_factory=dict)
+
+
+class Corruption(Protocol):
+    """Anything that turns a clean batch into a training batch.
+
+    `with_origin=True` asks for `Corrupted.origin` too (for display: the show view); asking
+    changes nothing else, not even the random draws.
+    """
+
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted: ...

@@ -38,11 +38,10 @@ from typing import Any
 import torch
 
 from ._ops import positions
-from .causal import prefix_split
+from ._t5 import check_spans, denoise, prefix_split, random_spans_noise_mask, span_count
 from .errors import NotEnoughSentinels, ObjectivesError
 from .registry import param, register
-from .span_corruption import check_spans, denoise, random_spans_noise_mask, span_count
-from .types import Corrupted, Op, Tokens, Vocab
+from .types import Corrupted, ModelFacts, Op, Tokens, Vocab
 
 MODES = ("R", "X", "S")
 DENOISERS = (
@@ -103,7 +102,9 @@ class MixtureOfDenoisers:
         if len(self.tokens) != len(MODES):
             raise ValueError("tokens needs one name for each of R, X, S")
 
-    def __call__(self, batch: Tokens, vocab: Vocab, gen: torch.Generator) -> Corrupted:
+    def __call__(
+        self, batch: Tokens, vocab: Vocab, gen: torch.Generator, *, with_origin: bool = False
+    ) -> Corrupted:
         ids, lengths, device = batch.ids, batch.lengths, batch.ids.device
         leads = self.paradigm_ids(vocab)
         self.check_sentinels(int(lengths.max()) if lengths.numel() else 0, len(vocab.sentinels))
@@ -147,6 +148,7 @@ class MixtureOfDenoisers:
             lead.long() if leads else None,
             sentinels=~is_s,
             no_loss=suffix & ~ordinary,
+            with_origin=with_origin,
         )
         s_rows = ordinary & is_s.unsqueeze(1)
         ops = span_noise.to(torch.int8) * int(Op.SPAN)
@@ -164,6 +166,10 @@ class MixtureOfDenoisers:
             if needed > available:
                 raise NotEnoughSentinels(needed=needed, available=available)
 
+    def model_facts(self, vocab: Vocab) -> ModelFacts:
+        """The paradigm token id of each mode R, X, S (none without `prompt`)."""
+        return ModelFacts(paradigm_ids=dict(zip(MODES, self.paradigm_ids(vocab), strict=False)))
+
     def paradigm_ids(self, vocab: Vocab) -> tuple[int, ...]:
         """The ids of the R, X, S paradigm tokens (none without `prompt`)."""
         if not self.prompt:
@@ -178,7 +184,7 @@ class MixtureOfDenoisers:
         return tuple(vocab.extra[t] for t in self.tokens)
 
 
-@register("ul2", arch="encoder-decoder", paper="Tay et al. 2022, arXiv 2205.05131")
+@register("ul2", arch="encoder-decoder", paper="Tay et al. 2022, arXiv 2205.05131", sentinels=True)
 def ul2(**overrides: Any) -> MixtureOfDenoisers:
     """UL2 mixture of denoisers: per row R, X (T5 spans) or S (prefix LM), paradigm token first.
 

@@ -12,45 +12,56 @@ from typing import Annotated
 
 import typer
 
+from corruptions.errors import UsageError
 from objectives_cli.render import output
 
 from .app import app
-from .options import CorruptFormat, Format, ParamOpt, parse_params
+from .options import CorruptFormat, Format, at_least, complete_objective, parse_params
 
 SHOW_LIMIT = 5  # examples show/text print unless --limit says otherwise
+# Every batch of 16 blocks is padded to --max-length columns (data/examples.py), so memory grows
+# with it whatever the input: 64 Ki tokens cost ~300 MB; 10^8 would allocate until killed.
+MAX_LENGTH = 1 << 16
 
 
 @app.command("list")
 def list_command(
-    pattern: Annotated[str, typer.Argument(help="Only names matching this glob.")] = "*",
+    pattern: Annotated[
+        str, typer.Argument(metavar="PATTERN", help="Only names or aliases matching this glob.")
+    ] = "*",
     fmt: Annotated[
         Format,
-        typer.Option("--format", "-f", help="table (for people) or json (for machines)."),
+        typer.Option("--format", "-f", help="table (for people) or json (for programs)."),
     ] = Format.table,
 ) -> None:
-    """List the registered objectives: architecture, paper and key defaults.
+    """List the objectives: architecture, paper, key defaults.
 
     objectives list 'bart-*'   |   objectives list --format json
     """
-    import corruptions
+    from objectives_cli.data import catalog
 
-    objectives = corruptions.list_objectives(pattern)
-    if not objectives:
-        raise corruptions.UsageError(
+    records = catalog.matching(pattern)
+    if not records:
+        raise UsageError(
             f"no objective matches '{pattern}'",
             "names and aliases are matched as globs, e.g. 'bart*'; see 'objectives list'",
         )
     if fmt is Format.json:
-        output.write_json([output.objective_record(o) for o in objectives])
+        output.write_json(records)
     else:
-        output.print_objectives(objectives, output.use_rich())
+        output.print_objectives(records, output.use_rich())
 
 
 @app.command()
 def describe(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="An objective name or alias.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME", help="An objective name or alias.", autocompletion=complete_objective
+        ),
+    ],
 ) -> None:
-    """Explain one objective: parameters, paper, what it needs, and an example.
+    """Explain one objective: parameters, paper, an example.
 
     objectives describe t5-span
     """
@@ -65,58 +76,86 @@ def describe(
     )
 
 
+OBJECTIVE, INPUT, OUTPUT = "Objective", "Input", "Output"  # corrupt's help panels
+
+
 @app.command()
 def corrupt(
     objective: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--objective",
             "-o",
+            metavar="NAME",
             show_default=False,
-            help="Objective name or alias (see 'objectives list'); a+b composes BART noising.",
+            help="Objective name or alias (see 'objectives list'); a+b composes BART noising. "
+            "Without it: one example under every objective.",
+            autocompletion=complete_objective,
+            rich_help_panel=OBJECTIVE,
         ),
-    ],
+    ] = None,
     path: Annotated[
         str | None,
         typer.Argument(
             show_default=False,
             metavar="PATH|-",
-            help="Text file (documents separated by blank lines), directory, .jsonl/.parquet "
-            "with a 'text' column, hf:NAME[:CONFIG], or '-' for stdin. Default: text piped into "
-            "stdin, else the built-in corpus.",
+            help="Text file (documents separated by blank lines), directory, .jsonl/.parquet, "
+            "hf:NAME[:CONFIG], or - for stdin. Default: piped text, else the built-in corpus.",
         ),
     ] = None,
     data: Annotated[
         str | None,
         typer.Option(
-            "--data", show_default=False, help="The text, as PATH (give one or the other)."
+            "--data",
+            metavar="PATH",
+            show_default=False,
+            help="The same as PATH.",
+            rich_help_panel=INPUT,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed; same input and seed, same output.")] = 0,
-    param: ParamOpt = None,
+    seed: Annotated[
+        int,
+        typer.Option(help="Same input and seed, same output.", rich_help_panel=OBJECTIVE),
+    ] = 0,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="KEY=VALUE",
+            show_default=False,
+            help="Override a parameter (repeatable); see 'objectives describe NAME'.",
+            rich_help_panel=OBJECTIVE,
+        ),
+    ] = None,
     tokenizer: Annotated[
         Path | None,
         typer.Option(
             "--tokenizer",
+            metavar="FILE",
             dir_okay=False,
             show_default=False,
-            help="Tokenizer JSON file. Default: the built-in tokenizer.",
+            help="Tokenizer JSON file. Default: the built-in WordPiece.",
+            rich_help_panel=INPUT,
         ),
     ] = None,
     max_length: Annotated[
         int,
         typer.Option(
             "--max-length",
-            min=1,
-            help="Tokens per example: documents are cut into blocks of at most this many tokens.",
+            callback=at_least(1, MAX_LENGTH),
+            help=f"Tokens per example, at most {MAX_LENGTH}; longer documents are cut into blocks.",
+            rich_help_panel=INPUT,
         ),
     ] = 128,
     limit: Annotated[
         int | None,
         typer.Option(
-            min=0,
+            callback=at_least(0),
             show_default=False,
-            help=f"Number of examples; default {SHOW_LIMIT} for show/text, all for jsonl; 0 = all.",
+            help=f"Examples: default {SHOW_LIMIT} for show and text, all for jsonl, 1 per "
+            "objective without -o; 0 = all.",
+            rich_help_panel=OUTPUT,
         ),
     ] = None,
     fmt: Annotated[
@@ -125,46 +164,74 @@ def corrupt(
             "--format",
             "-f",
             show_default=False,
-            help="show (colour on a terminal), text (show, always plain) or jsonl (one JSON object "
-            "per example). Default: show on a terminal, jsonl otherwise.",
+            help="show (in colour on a terminal), text (plain) or jsonl. Default: show on a "
+            "terminal, else jsonl.",
+            rich_help_panel=OUTPUT,
         ),
     ] = None,
-    show: Annotated[bool, typer.Option("--show", help="Same as --format show.")] = False,
+    show: Annotated[
+        bool, typer.Option("--show", help="Same as --format show.", rich_help_panel=OUTPUT)
+    ] = False,
 ) -> None:
-    """Corrupt text with an objective and print what the model sees and predicts.
+    """Show what an objective does to text, or write it as JSONL.
 
     objectives corrupt -o t5-span --show   |   cat notes.txt | objectives corrupt -o bart -
+
+    objectives corrupt --show notes.txt    (the text under every objective)
     """
     import corruptions
-    from objectives_cli.data.examples import corrupt_documents
+    from objectives_cli.data import examples as made
     from objectives_cli.data.sources import read_documents, read_piped_or_default
     from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
     from objectives_cli.render import views
 
     if path is not None and data is not None:
-        raise corruptions.UsageError("give the text as PATH or with --data, not both")
+        raise UsageError("give the text as PATH or with --data, not both")
     if show and fmt not in (None, CorruptFormat.show):
-        raise corruptions.UsageError(f"--show contradicts --format {fmt.value}")
-    if show:
-        fmt = CorruptFormat.show
-    if fmt is None:
-        fmt = CorruptFormat.show if output.is_terminal() else CorruptFormat.jsonl
+        raise UsageError(f"--show contradicts --format {fmt.value}")
+    fmt = CorruptFormat.show if show else fmt
+    if objective is None:  # the zoo at a glance
+        if fmt is CorruptFormat.jsonl or param:
+            raise UsageError(
+                f"{'--format jsonl' if param is None else '--param'} needs one objective: "
+                "give -o NAME",
+                "without -o, corrupt shows one example under every objective (show or text)",
+            )
+        fmt = fmt or CorruptFormat.show  # a view, in a pipe too: JSONL is for one objective
+    fmt = fmt or (CorruptFormat.show if output.is_terminal() else CorruptFormat.jsonl)
     if limit is None:
-        limit = None if fmt is CorruptFormat.jsonl else SHOW_LIMIT
-    overrides = dict(parse_params(param or []))
-    corruption = corruptions.create(objective, **overrides)
-    name, params = corruptions.resolve(objective, overrides)
+        limit = 1 if objective is None else None if fmt is CorruptFormat.jsonl else SHOW_LIMIT
+    if objective is not None:
+        overrides = dict(parse_params(param or []))
+        corruption = corruptions.create(objective, **overrides)
+        name, params = corruptions.resolve(objective, overrides)
     tok = load_tokenizer(tokenizer)
     vocab = vocab_of(tok)
     source = path if path is not None else data
     documents = read_documents(source) if source is not None else read_piped_or_default()
-    examples = corrupt_documents(corruption, tok, vocab, documents, max_length, seed, limit or None)
-    if fmt is CorruptFormat.jsonl:
-        output.write_jsonl(output.jsonl_row(e, name, params, seed, tok) for e in examples)
+    rich = fmt is CorruptFormat.show and output.use_rich()
+    pieces = views.Pieces(tok, vocab)
+    unknown = made.UnknownCount(vocab.unk)
+    if objective is None:
+        for each, shown in made.zoo(tok, vocab, documents, max_length, seed, limit or None):
+            output.print_views((views.build(e, pieces) for e in unknown.watch(shown)), each, rich)
     else:
-        pieces = views.Pieces(tok, vocab)
-        output.print_views(
-            (views.build(e, pieces) for e in examples),
-            name,
-            fmt is CorruptFormat.show and output.use_rich(),
+        examples = unknown.watch(
+            made.corrupt_documents(
+                corruption,
+                tok,
+                vocab,
+                documents,
+                max_length,
+                seed,
+                limit or None,
+                with_text=fmt is not CorruptFormat.jsonl,  # the show view's text; JSONL has none
+            )
         )
+        if fmt is CorruptFormat.jsonl:
+            output.write_jsonl(output.jsonl_row(e, name, params, seed, tok) for e in examples)
+        else:
+            output.print_views((views.build(e, pieces) for e in examples), name, rich)
+    warning = unknown.warning(source if source not in (None, "-") else None)
+    if warning:
+        output.print_warning(*warning)

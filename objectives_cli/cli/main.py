@@ -31,7 +31,7 @@ def run() -> None:
     if sys.stdout is None:  # started with stdout closed (`>&-`): what it prints goes nowhere
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     try:
-        app(standalone_mode=True)
+        app(prog_name="objectives", standalone_mode=True)  # not "python -m ..." in usage lines
     except ObjectivesError as exc:
         if exc.quiet:  # another torchrun rank printed the error (train.runtime.QuietExit)
             sys.exit(exc.exit_code)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,16 +39,27 @@ FormatOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda or cuda:N.")]
-ParamOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--param",
-        "-p",
-        metavar="KEY=VALUE",
-        show_default=False,
-        help="Override an objective parameter (repeatable); see 'objectives describe NAME'.",
-    ),
-]
+
+
+def at_least(least: float, most: float | None = None) -> Callable[[Any], Any]:
+    """An option callback that bounds a number (`min=` would print `[x>=1]` in the help)."""
+
+    def check(value: Any) -> Any:
+        if value is not None and value < least:
+            raise typer.BadParameter(f"must be at least {least:g}, not {value}")
+        if value is not None and most is not None and value > most:
+            raise typer.BadParameter(f"must be at most {most:g}, not {value}")
+        return value
+
+    return check
+
+
+def complete_objective(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of an objective name: names and aliases from the cached catalog, so a
+    TAB never waits for torch."""
+    from objectives_cli.data import catalog
+
+    return catalog.completions(incomplete)
 
 
 def table_or_json(fmt: Format | None) -> Format:

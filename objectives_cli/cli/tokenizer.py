@@ -13,9 +13,10 @@ import typer
 from corruptions.errors import DataError
 
 from .app import app
+from .options import at_least
 
 tokenizer_app = typer.Typer(
-    help="Train tokenizers (WordPiece, BPE, Unigram).", no_args_is_help=True
+    help="Train a tokenizer (WordPiece, BPE, Unigram).", no_args_is_help=True
 )
 app.add_typer(tokenizer_app, name="tokenizer")
 
@@ -31,12 +32,14 @@ def train(
     corpus: Annotated[
         str,
         typer.Argument(
-            help="Text file, directory, '-' (stdin), .jsonl/.parquet with a 'text' column, "
-            "hf:NAME[:CONFIG], or 'default' for the built-in corpus."
+            metavar="CORPUS",
+            help="Text file, directory, .jsonl/.parquet, hf:NAME[:CONFIG], - for stdin, or "
+            "'default' for the built-in corpus.",
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", dir_okay=False, help="Where to write the tokenizer JSON.")
+        Path,
+        typer.Option("--out", metavar="FILE", dir_okay=False, help="The tokenizer JSON to write."),
     ],
     kind: Annotated[
         Kind,
@@ -46,36 +49,38 @@ def train(
         ),
     ] = Kind.wordpiece,
     vocab_size: Annotated[
-        int, typer.Option(min=228, help="Ids in all, the 108 special tokens included.")
+        int,
+        typer.Option(callback=at_least(228), help="Ids in all, the 108 special tokens included."),
     ] = 8000,
 ) -> None:
     """Train a tokenizer on CORPUS and write it to --out.
 
-    It holds [PAD] [UNK] [CLS] [SEP] [MASK] [NLU] [NLG] [S2S] as ids 0-7 and T5's <extra_id_k>
-    sentinels as the last ids (<extra_id_0> = V-1). Same corpus and settings, same file.
+    Ids 0-7 are [PAD] [UNK] [CLS] [SEP] [MASK] [NLU] [NLG] [S2S], the last ids T5's
+    sentinels (<extra_id_0> = V-1). Same corpus and settings, same file.
 
-        objectives tokenizer train notes.txt --kind unigram --vocab-size 4000 --out tok.json
+    objectives tokenizer train notes.txt --kind unigram --out tok.json
     """
-    from objectives_cli.data.files import write_atomic
+    from objectives_cli.data.files import check_output_file, write_output_file
     from objectives_cli.data.sources import read_documents
-    from objectives_cli.data.tokenizer import train_tokenizer
+    from objectives_cli.render.output import count
 
-    check_writable(out)  # before the training, not after it
+    check_output_file(out)  # before the training, not after it
     start = time.perf_counter()
     documents = read_documents(None if corpus == "default" else corpus)
-    size = sum(map(len, documents))
-    print(
-        f"training a {kind.value} tokenizer ({vocab_size} ids) on {len(documents)} documents "
-        f"({size / 1e6:.2f} M characters)",
+    print(  # before importing the trainer (and torch): a second or two
+        f"training a {kind.value} tokenizer ({vocab_size} ids) on "
+        f"{count(len(documents), 'document')} ({count(sum(map(len, documents)), 'character')})",
         file=sys.stderr,
+        flush=True,
     )
-    try:
-        tok = train_tokenizer(documents, kind.value, vocab_size)
+    from objectives_cli.data.tokenizer import train_tokenizer
+
+    try:  # the trainer's own progress bars, on a terminal
+        tok = train_tokenizer(documents, kind.value, vocab_size, progress=sys.stderr.isatty())
     except ValueError as exc:  # a vocabulary too small for the kind
         raise typer.BadParameter(str(exc), param_hint="--vocab-size") from None
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out, tok.to_str())
+        write_output_file(out, tok.to_str())
     except OSError as exc:
         raise DataError(f"cannot write {out}: {exc.strerror}") from None
     size = tok.get_vocab_size()
@@ -86,10 +91,3 @@ def train(
             "bigger corpus gives the rest",
             file=sys.stderr,
         )
-
-
-def check_writable(out: Path) -> None:
-    """Fail early on an --out below a file (typer itself refuses an --out that is a folder)."""
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise DataError(f"cannot write {out}: {parent} is a file, not a directory")

@@ -25,7 +25,16 @@ from objectives_cli.render import tables
 from objectives_cli.train.config import PANELS, PRESET_DEFAULTS, TrainConfig, config_for, resumed
 
 from .app import app
-from .options import DeviceOpt, Format, FormatOpt, parse_budget, parse_params, table_or_json
+from .options import (
+    DeviceOpt,
+    Format,
+    FormatOpt,
+    at_least,
+    complete_objective,
+    parse_budget,
+    parse_params,
+    table_or_json,
+)
 
 # Settings typed on the command line otherwise than they are stored: option names, the type
 # typed, and how that becomes the stored value.
@@ -35,13 +44,23 @@ NAMES = {
     "compile": ("--compile/--no-compile",),
 }
 TYPED = {"params": list[str], "budget": str}
+METAVARS = {  # where the option's name in capitals (the default, see app.metavar) says less
+    "objective": "NAME",
+    "params": "KEY=VALUE",
+    "data": "PATH",
+    "eval_data": "PATH",
+    "tokenizer": "FILE",
+    "out": "DIR",
+    "budget": "TIME",
+}
+NOTES = {"objective": "Required for a new run."}  # what the command line adds to a setting's help
 NO_DEFAULT = {"objective", "params", "budget", "compile"}  # settings whose help shows no default
 PARSE: dict[str, Callable[[Any], Any]] = {"params": parse_params, "budget": parse_budget}
 EXTRA = {  # options of `train` that are not settings of the run
     "tokens": (
         int,
         typer.Option(
-            min=1,
+            callback=at_least(1),
             show_default=False,
             help="Train on this many tokens (sets --steps).",
             rich_help_panel=PANELS[2],
@@ -50,6 +69,7 @@ EXTRA = {  # options of `train` that are not settings of the run
     "resume": (
         Path,
         typer.Option(
+            metavar="RUN_DIR",
             show_default=False,
             help="Continue the run in this directory where it stopped.",
             rich_help_panel=PANELS[4],
@@ -72,11 +92,12 @@ def setting_option(f: Field[Any], kind: Any) -> inspect.Parameter:
     meta = f.metadata
     option = typer.Option(
         *NAMES.get(f.name, ()),
-        help=" ".join(filter(None, (meta["help"], default_text(f)))),
+        help=" ".join(filter(None, (meta["help"], NOTES.get(f.name), default_text(f)))),
         show_default=False,
-        min=meta["least"],
+        callback=None if meta["least"] is None else at_least(meta["least"]),
         rich_help_panel=meta["panel"],
-        metavar="KEY=VALUE" if f.name == "params" else None,
+        metavar=METAVARS.get(f.name),
+        autocompletion=complete_objective if f.name == "objective" else None,
     )
     annotation = Annotated[TYPED.get(f.name, kind) | None, option]  # type: ignore[valid-type]
     return inspect.Parameter(
@@ -105,7 +126,9 @@ def train_options() -> list[inspect.Parameter]:
 
 
 def train(**options: Any) -> None:
-    """Train a model with an objective; checkpoints, metrics and config go to the run directory.
+    """Train a model with an objective.
+
+    Checkpoints, metrics and the config go to the run directory (--out).
 
     objectives train -o spanbert --data corpus/ --model base --steps 20000 --out runs/sb
     """
@@ -152,7 +175,7 @@ def fresh_config(tokens: int | None, settings: dict[str, Any]) -> TrainConfig:
 
 def resumed_config(run_dir: Path, tokens: int | None, settings: dict[str, Any]) -> TrainConfig:
     """The stored config of `run_dir`, with only the settings a resumed run may change."""
-    from objectives_cli.train import checkpoints
+    from objectives_cli.train.setup import read_run
 
     out = settings.pop("out")
     if out is not None and Path(out).resolve() != run_dir.resolve():
@@ -164,7 +187,7 @@ def resumed_config(run_dir: Path, tokens: int | None, settings: dict[str, Any]) 
         raise UsageError(
             "--tokens cannot be combined with --resume", "give --steps to train longer"
         )
-    stored = TrainConfig.from_json(checkpoints.read_config(run_dir)["train"])
+    stored = read_run(run_dir).train
     given = {k: v for k, v in settings.items() if v is not None}
     return resumed(stored, given, str(run_dir))
 
@@ -185,19 +208,31 @@ def cuda_memory_hint(what: str, hint: str) -> Iterator[None]:
 
 @app.command("eval")
 def eval_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'objectives train'.")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(metavar="RUN_DIR", help="A run directory written by 'objectives train'."),
+    ],
     data: Annotated[
         str | None,
         typer.Option(
+            metavar="PATH",
             show_default=False,
             help="Text to evaluate on (as train --data). Default: the run's held-out split.",
         ),
     ] = None,
-    batches: Annotated[int, typer.Option(min=1, help="Micro-batches to evaluate at most.")] = 50,
+    batches: Annotated[
+        int | None,
+        typer.Option(
+            callback=at_least(1),
+            show_default=False,
+            help="Micro-batches to evaluate at most. Default: the run's --eval-batches, so the "
+            "held-out figures are those of its final evaluation.",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = None,
 ) -> None:
-    """Held-out loss and accuracy per loss term of a trained run.
+    """Held-out loss and accuracy of a trained run, per loss term.
 
     objectives eval runs/sb --data held_out.txt
     """
@@ -207,47 +242,96 @@ def eval_command(
         run = inference.load_run(run_dir, device, warn=tables.warn)
         result = inference.evaluate_run(run, data, batches)
     if table_or_json(fmt) is Format.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))  # NaN is not JSON; evaluate_run refuses it
     else:
         tables.print_eval(result, run.cfg.objective, run.step)
 
 
 @app.command()
 def fill(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'objectives train'.")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(metavar="RUN_DIR", help="A run directory written by 'objectives train'."),
+    ],
     text: Annotated[
         str,
         typer.Argument(
+            metavar="TEXT",
             help="Text with [MASK] (encoders), sentinels or masks (seq2seq), or a prompt "
-            "(decoders)."
+            "(decoders).",
         ),
     ],
-    top_k: Annotated[int, typer.Option(min=1, help="Candidates shown per [MASK].")] = 5,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            callback=at_least(1),
+            show_default=False,
+            help="Encoders: candidates shown per [MASK] (default 5). Sampling: draw from the K "
+            "most likely tokens only (default: all).",
+        ),
+    ] = None,
     max_new: Annotated[
         int | None,
         typer.Option(
-            min=1,
+            callback=at_least(1),
             show_default=False,
             help="Most tokens generated. Default: 40 for a continuation, the input's length + 40 "
             "for a seq2seq target; MASS writes one token per [MASK].",
         ),
     ] = None,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            callback=at_least(0),
+            rich_help_panel="Decoding",
+            help="0 writes the most likely token each step (greedy); above 0 samples at this "
+            "temperature.",
+        ),
+    ] = 0.0,
+    top_p: Annotated[
+        float,
+        typer.Option(
+            rich_help_panel="Decoding",
+            help="Sampling: draw from the fewest tokens that hold this much probability.",
+        ),
+    ] = 1.0,
+    beams: Annotated[
+        int,
+        typer.Option(
+            callback=at_least(1),
+            rich_help_panel="Decoding",
+            help="Beam search with this many beams (transformers' defaults).",
+        ),
+    ] = 1,
+    seed: Annotated[int, typer.Option(rich_help_panel="Decoding", help="Sampling seed.")] = 0,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = None,
 ) -> None:
-    """Fill in masks (encoder), reconstruct a corrupted input (seq2seq) or continue text (decoder).
+    """Fill in masks or continue text with a trained run.
+
+    Encoders fill each [MASK], seq2seq models write what the decoder reconstructs, decoders
+    continue the text: greedily, by sampling or by beam search, as transformers' generate does.
 
     objectives fill runs/sb "The capital of France is [MASK] ."
     """
-    from objectives_cli.train import inference
+    from objectives_cli.train import generation, inference
+    from objectives_cli.train.decoding import Decoding
 
     with cuda_memory_hint(f"filling in with {run_dir}", FREE_GPU):
         run = inference.load_run(run_dir, device, warn=tables.warn)
         if run.info.arch == "encoder":
+            if temperature or beams > 1 or top_p < 1:
+                raise UsageError(
+                    "an encoder ranks candidates for each [MASK]; --temperature, --top-p and "
+                    "--beams are for decoders and encoder-decoders",
+                    "use --top-k to see more candidates",
+                )
+            top_k = top_k or 5
             result = inference.fill_masks(run, text, top_k)
         else:
-            result = inference.generate(run, text, max_new)
+            how = Decoding(temperature, top_k or 0, top_p, beams, seed=seed)
+            result = generation.generate(run, text, max_new, how)
     if table_or_json(fmt) is Format.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
     else:
-        tables.print_fill(result, top_k)
+        tables.print_fill(result, top_k or 5)

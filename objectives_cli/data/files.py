@@ -11,7 +11,19 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
+
+from corruptions.errors import DataError, UsageError
+
+KINDS = {  # what lstat says a path is, for the files the project refuses to write over
+    stat.S_IFDIR: "a directory",
+    stat.S_IFLNK: "a symbolic link",
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def cache_dir() -> Path:
@@ -38,6 +50,43 @@ def write_file(path: Path, data: bytes | memoryview) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def kind_of(path: Path) -> str | None:
+    """What `path` is, in words, unless it is a regular file or nothing (None); a symbolic link
+    is itself, whatever it points to."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    return None if stat.S_ISREG(mode) else KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def check_output_file(path: Path) -> None:
+    """Refuse, before any work, an output file the project would write over but does not own:
+    anything but a regular file or a new path (a device, a named pipe, a symbolic link, a
+    directory), or a path below a file.
+
+    Raises:
+        UsageError: `path` is something else than a regular file or a new path.
+        DataError: a parent of `path` is a file.
+    """
+    kind = kind_of(path)
+    if kind is not None:
+        raise UsageError(
+            f"refusing to write over {path}: it is {kind}, not a regular file",
+            "give a new path or a regular file",
+        )
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise DataError(f"cannot write {path}: {parent} is a file, not a directory")
+
+
+def write_output_file(path: Path, data: bytes | str) -> None:
+    """`write_atomic` for a file the user named: checked again just before (`check_output_file`),
+    so a device or a link that appeared meanwhile is refused, not replaced."""
+    check_output_file(path)
+    write_atomic(path, data)
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:

@@ -16,7 +16,8 @@ stream, described only by (start, length), so packing costs no copy and `take` g
 A row's first token always opens a word and a sentence: a chunk cut from the middle of a document
 starts fresh. A row that would end inside a word ends before it instead (unless the word alone is
 longer than a row), so whole-word objectives see whole words. This is the one packer: training
-reads `Blocks` by step, and `corrupt`, `describe` and the docs read `rows_of` in input order.
+reads `Blocks` by step, and `corrupt`, `describe` and the docs read the "rows" packing in input
+order (`examples.text_blocks`, which also finds each row's text; `rows_of` for a few documents).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import contextlib
 import hashlib
 import io
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,18 +118,28 @@ def corpus_key(tokenizer_json: str, documents: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def encode_corpus(tok: Tokenizer, documents: Sequence[str], cache: bool = True) -> Corpus:
-    """Tokenise `documents` (in chunks), or load the result from the on-disk cache."""
+def encode_corpus(
+    tok: Tokenizer,
+    documents: Sequence[str],
+    cache: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> Corpus:
+    """Tokenise `documents` (in chunks), or load the result from the on-disk cache.
+
+    `progress(done, total)` is called after each chunk of documents tokenised (not when the
+    cache has them).
+    """
     path = cache_dir() / f"{corpus_key(tok.to_str(), documents)}.pt"
     if cache and path.exists():
         try:
             return Corpus(**torch.load(path, weights_only=True))
         except Exception:  # a damaged cache file is rebuilt
             path.unlink(missing_ok=True)
-    parts = [
-        corpus_from(encode_documents(tok, documents[i : i + ENCODE_CHUNK]))
-        for i in range(0, len(documents), ENCODE_CHUNK)
-    ]
+    parts = []
+    for i in range(0, len(documents), ENCODE_CHUNK):
+        parts.append(corpus_from(encode_documents(tok, documents[i : i + ENCODE_CHUNK])))
+        if progress is not None:
+            progress(min(i + ENCODE_CHUNK, len(documents)), len(documents))
     corpus = Corpus.concat(parts) if parts else corpus_from([])
     if cache:
         store(path, corpus)
@@ -179,7 +190,8 @@ class Blocks:
         if self.with_documents:
             doc = torch.searchsorted(c.offsets, at, right=True) - 1
             docs = doc - doc[:, :1]
-        return Tokens(ids, lengths.clone(), words, sents, docs)
+        first = torch.searchsorted(c.offsets, starts, right=True) - 1  # the document of each row
+        return Tokens(ids, lengths.clone(), words, sents, docs, row_documents=first)
 
 
 def pack(corpus: Corpus, max_length: int, mode: str) -> Blocks:

@@ -12,10 +12,16 @@ from source with a small lexer (nothing is imported), cleaned and deduplicated; 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
+import socket
+import stat
 import sys
+import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -85,7 +91,11 @@ def read_documents(source: str | Path | None) -> list[str]:
         return default_corpus("train")
     text = str(source)
     if text == "-":
-        docs = split_documents(_decode(sys.stdin.buffer.read(), "<stdin>"))
+        if stdin_state() == "closed":
+            raise DataError(
+                "standard input is closed", "pipe some text in, e.g. `echo 'the cat sat' | ...`"
+            )
+        docs = split_documents(_decode(_read_stdin(), "<stdin>"))
         return _nonempty(docs, "<stdin>", "pipe some text in, e.g. `echo 'the cat sat' | ...`")
     if text.startswith("hf:"):
         return _nonempty(_read_hf(text[3:]), text, "check the dataset has a 'text' column")
@@ -101,14 +111,49 @@ def read_documents(source: str | Path | None) -> list[str]:
 
 
 def read_piped_or_default() -> list[str]:
-    """What a command reads when given no source: text piped into standard input if there is
-    any (`cat notes.txt | objectives corrupt ...`), else the default corpus (train split)."""
-    stdin = sys.stdin
-    if stdin is not None and not stdin.isatty():
-        raw = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
-        if raw.strip():
-            return _nonempty(split_documents(_decode(raw, "<stdin>")), "<stdin>", "")
+    """What a command reads when given no source: what is piped into standard input
+    (`cat notes.txt | objectives corrupt ...`), else the default corpus (train split).
+
+    A pipe or a redirected file is read even when it turns out empty, which is then an error
+    (`grep NOMATCH f | objectives ...` must not quietly corrupt the default corpus instead); a
+    terminal, /dev/null or a closed stdin mean that nothing is piped. (A stream without a file
+    descriptor, as a test runner's, counts as piped when it holds anything.)"""
+    state = stdin_state()
+    if state in ("pipe", "stream"):
+        raw = _read_stdin()
+        if state == "pipe" or raw.strip():
+            return _nonempty(
+                split_documents(_decode(raw, "<stdin>")),
+                "<stdin>",
+                "nothing came through the pipe; without one, the built-in corpus is read",
+            )
     return default_corpus("train")
+
+
+def stdin_state() -> Literal["closed", "terminal", "nothing", "pipe", "stream"]:
+    """What standard input is: closed, a terminal, nothing (a character device such as
+    /dev/null), a pipe (a pipe, socket or regular file), or a stream without a descriptor."""
+    stdin = sys.stdin
+    if stdin is None or stdin.closed:
+        return "closed"
+    try:
+        fd = stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return "stream"
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return "closed"
+    if stdin.isatty():
+        return "terminal"
+    if stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode):
+        return "pipe"
+    return "nothing"
+
+
+def _read_stdin() -> bytes:
+    stdin = sys.stdin
+    return stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
 
 
 def split_documents(text: str) -> list[str]:
@@ -157,8 +202,20 @@ _ABBREVIATIONS = frozenset(
 
 def split_sentences(document: str) -> list[str]:
     """Sentences of a document: split at line breaks and after sentence-final punctuation."""
-    out = []
-    for line in document.splitlines():
+    return list(iter_sentences(document))
+
+
+def iter_sentences(document: str) -> Iterator[str]:
+    """`split_sentences`, one at a time (a 50 MB line need not be split whole to read its
+    start)."""
+    return (document[start:end] for start, end in sentence_spans(document))
+
+
+def sentence_spans(document: str) -> Iterator[tuple[int, int]]:
+    """Where the sentences of `iter_sentences` are in `document`: (start, end) of each, so the
+    show view can print the text a block was cut from, as it was written."""
+    line_start = 0
+    for line in document.splitlines(keepends=True):
         start = 0
         for m in _SENTENCE_END.finditer(line):
             nxt = line[m.end()]
@@ -167,14 +224,20 @@ def split_sentences(document: str) -> list[str]:
             word = line[start : m.start() + 1].rsplit(None, 1)[-1].rstrip(".").lower()
             if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
                 continue  # "e.g. Foo", "J. Smith"
-            sentence = line[start : m.end()].strip()
-            if sentence:
-                out.append(sentence)
+            yield from _stripped(line, start, m.end(), line_start)
             start = m.end()
-        sentence = line[start:].strip()
-        if sentence:
-            out.append(sentence)
-    return out
+        yield from _stripped(line, start, len(line), line_start)
+        line_start += len(line)
+
+
+def _stripped(line: str, start: int, end: int, base: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of line[start:end] without its outer whitespace, offset by `base`; nothing
+    when only whitespace is left."""
+    text = line[start:end]
+    stripped = text.strip()
+    if stripped:
+        first = start + len(text) - len(text.lstrip())
+        yield base + first, base + first + len(stripped)
 
 
 def split_heldout(
@@ -318,19 +381,89 @@ def _read_parquet(path: Path) -> list[str]:
     return _text_column(table, str(path))
 
 
+HUB_TIMEOUT = 3.0  # seconds the Hub may take to accept a connection before we call it offline
+TRUE = ("1", "ON", "YES", "TRUE")
+
+
 def _read_hf(spec: str) -> list[str]:
-    """'NAME[:CONFIG]' through datasets.load_dataset, split 'train'."""
+    """'NAME[:CONFIG]' through datasets.load_dataset, split 'train'.
+
+    Offline, `datasets` would spend half a minute in retries before failing; so unless
+    HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) says so already, a connection to the Hub is tried
+    first (HUB_TIMEOUT), and when it fails the dataset is loaded in offline mode: from the local
+    cache, or one error line at once.
+    """
     name, _, config = spec.partition(":")
     if not name:
         raise DataError("hf: needs a dataset name", "e.g. hf:wikitext:wikitext-2-raw-v1")
-    import datasets
+    offline = any(
+        os.environ.get(v, "").upper() in TRUE for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+    unreachable = not offline and not hub_reachable()
+    with _offline_mode() if unreachable else contextlib.nullcontext():
+        import datasets
 
-    try:
-        dataset = datasets.load_dataset(name, config or None, split="train")
-    except Exception as exc:  # network, missing dataset, bad config: all user-fixable
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            f"cannot load dataset hf:{spec}: {first}",
-            "check the name and config, and that the Hub (or its cache) is reachable",
-        ) from None
+        try:
+            dataset = datasets.load_dataset(name, config or None, split="train")
+        except Exception as exc:  # network, missing dataset, bad config: all user-fixable
+            if unreachable:
+                raise DataError(
+                    f"cannot load dataset hf:{spec}: the Hugging Face Hub ({hub_endpoint()}) "
+                    "cannot be reached, and the dataset is not in the local cache",
+                    "connect to the network, or load it once while online (it is cached)",
+                ) from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(
+                f"cannot load dataset hf:{spec}: {first}",
+                "check the name and config, and that the Hub (or its cache) is reachable",
+            ) from None
     return _text_column(dataset, f"hf:{spec}")
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT) -> bool:
+    """Whether a TCP connection to the Hub (HF_ENDPOINT, else huggingface.co) opens within
+    `timeout` seconds, name lookup included (it runs in a thread: a lookup can hang)."""
+    url = urllib.parse.urlsplit(hub_endpoint())
+    host = url.hostname or "huggingface.co"
+    port = url.port or (80 if url.scheme == "http" else 443)
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+OFFLINE_FLAGS = ("huggingface_hub.constants", "datasets.config")  # modules that read it at import
+
+
+@contextlib.contextmanager
+def _offline_mode() -> Iterator[None]:
+    """HF_HUB_OFFLINE for one load: the variable for the modules imported now, the flag they
+    keep for the ones imported already; both as they were afterwards."""
+    saved = os.environ.get("HF_HUB_OFFLINE")
+    before = {m: sys.modules[m].HF_HUB_OFFLINE for m in OFFLINE_FLAGS if m in sys.modules}
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    for m in before:
+        sys.modules[m].HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved
+        for m in OFFLINE_FLAGS:
+            if m in sys.modules:
+                sys.modules[m].HF_HUB_OFFLINE = before.get(m, (saved or "").upper() in TRUE)

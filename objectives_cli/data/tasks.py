@@ -160,7 +160,7 @@ def task_from_rows(name: str, rows: list[Mapping[str, Any]], source: str) -> Tas
     columns = list(rows[0]) if rows else []
     text_key, pair_key = column(columns, TEXT_COLUMNS), column(columns, PAIR_COLUMNS)
     if text_key is None or "label" not in columns:
-        missing = "a 'text'" if text_key is None else "a 'label'"
+        missing = "'text'" if text_key is None else "'label'"
         raise DataError(
             f"{source} has no {missing} column (columns: {', '.join(columns) or 'none'})",
             "a task file needs 'text' and 'label' columns, and may have 'text_pair' and 'split'",

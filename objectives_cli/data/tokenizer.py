@@ -25,7 +25,7 @@ import itertools
 import json
 import operator
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +96,11 @@ def _to_wordpiece(bpe: Tokenizer, size: int) -> Tokenizer:
     return tok
 
 
-def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
-    """An untrained tokenizer of `kind` and its trainer for `vocab_size` learned ids."""
+def _blank(
+    kind: str, vocab_size: int, progress: bool = False
+) -> tuple[Tokenizer, trainers.Trainer]:
+    """An untrained tokenizer of `kind` and its trainer for `vocab_size` learned ids; `progress`:
+    the trainer draws its progress bars (`tokenizers` draws them on a terminal only)."""
     specials = list(BASE_SPECIALS)
     if kind == "wordpiece":
         # Trained as a BPE on marked words, then turned into WordPiece: see _to_wordpiece.
@@ -112,7 +115,7 @@ def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
         # WordPiece holds each character twice (c and ##c): the BPE learns more, _to_wordpiece
         # cuts.
         trainer: trainers.Trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size + 1000, special_tokens=specials, show_progress=False
+            vocab_size=vocab_size + 1000, special_tokens=specials, show_progress=progress
         )
     elif kind == "bpe":
         tok = Tokenizer(models.BPE())
@@ -122,7 +125,7 @@ def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
             special_tokens=specials,
-            show_progress=False,
+            show_progress=progress,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         )
     elif kind == "unigram":
@@ -135,7 +138,7 @@ def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
         trainer = trainers.UnigramTrainer(
             vocab_size=vocab_size,
             special_tokens=specials,
-            show_progress=False,
+            show_progress=progress,
             unk_token="[UNK]",
             max_piece_length=16,
             initial_alphabet=BASE_ALPHABET if _with_base_alphabet(vocab_size) else [],
@@ -146,12 +149,17 @@ def _blank(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
 
 
 def train_tokenizer(
-    documents: Iterable[str], kind: str = "wordpiece", vocab_size: int = 8000
+    documents: Iterable[str],
+    kind: str = "wordpiece",
+    vocab_size: int = 8000,
+    progress: bool = False,
 ) -> Tokenizer:
     """Train a tokenizer of `kind` (wordpiece | bpe | unigram) with every SPECIAL_TOKENS entry.
 
     `vocab_size` counts everything, the 108 special tokens included; a small corpus may yield
-    fewer ids. The sentinels are added after training, so they are the last ids.
+    fewer ids. The sentinels are added after training, so they are the last ids. `progress`
+    shows the trainer's own progress bars on stderr (each phase; Unigram's EM steps take
+    seconds), when stderr is a terminal; it does not change the result.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -162,7 +170,7 @@ def train_tokenizer(
             f"special tokens{', 256 bytes' if kind == 'bpe' else ''} and some text), "
             f"not {vocab_size}"
         )
-    tok, trainer = _blank(kind, vocab_size - N_SENTINELS)
+    tok, trainer = _blank(kind, vocab_size - N_SENTINELS, progress)
     # Lines, not documents: encode_documents encodes sentences, so no piece should hold a "\n".
     lines = [line for doc in documents for line in doc.splitlines() if line.strip()]
     tok.train_from_iterator(lines, trainer=trainer, length=len(lines))
@@ -211,15 +219,31 @@ def load_tokenizer(path: str | Path | None = None) -> Tokenizer:
         )
     try:
         tok = Tokenizer.from_file(str(path))
-    except Exception as exc:  # tokenizers raises a bare Exception for bad JSON
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception as exc:  # tokenizers raises a bare Exception for any bad file
         raise DataError(
-            f"{path} is not a tokenizer file: {first}",
-            "pass a tokenizer.json written by `tokenizers` (or this tool)",
+            _not_a_tokenizer(path, exc),
+            "pass a tokenizer JSON file written by `objectives tokenizer train` or `tokenizers`",
         ) from None
     tok.no_truncation()
     tok.no_padding()
     return tok
+
+
+def _not_a_tokenizer(path: Path, exc: Exception) -> str:
+    """Why `path` is no tokenizer: not JSON (where), JSON of another kind, or what tokenizers
+    says of a tokenizer file it cannot load."""
+    try:
+        data = json.loads(path.read_bytes())
+    except json.JSONDecodeError as bad:
+        return f"{path} is not JSON: {bad.msg} (line {bad.lineno}, column {bad.colno})"
+    except (OSError, ValueError):  # unreadable, or not UTF-8
+        pass
+    else:
+        if not isinstance(data, dict) or "model" not in data:
+            what = "an object" if isinstance(data, dict) else f"a {type(data).__name__}"
+            return f"{path} is JSON but not a tokenizer: {what} without a 'model'"
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{path} is not a tokenizer file: {first}"
 
 
 # Names that other tokenizer families use for the same roles (RoBERTa/BART, T5).
@@ -270,6 +294,9 @@ class EncodedDoc:
     ids: list[int]
     word_starts: list[bool]  # from the tokenizer's word ids: same for WordPiece, BPE, Unigram
     sentence_starts: list[bool]  # True at the first token of every sentence
+    # (start, end) of each token's characters in the document (the tokenizer's offsets), when
+    # asked for (`encode_pieces(..., starts=...)`): what the show view prints
+    offsets: list[tuple[int, int]] | None = None
 
 
 def encode_documents(tok: Tokenizer, documents: Sequence[str]) -> list[EncodedDoc]:
@@ -280,29 +307,86 @@ def encode_documents(tok: Tokenizer, documents: Sequence[str]) -> list[EncodedDo
     """
     from .sources import split_sentences
 
-    per_doc = [split_sentences(d) for d in documents]
-    flat = [s for sentences in per_doc for s in sentences]
+    return encode_pieces(
+        tok, [[p for s in split_sentences(d) for p in pieces(s)] for d in documents]
+    )
+
+
+PIECE_CHARS = 4096  # a longer sentence (no real one is) is encoded in pieces of at most this
+OPENS, AFTER_SPACE, INSIDE_WORD = 0, 1, 2  # where a piece of text starts: a sentence, a word, ...
+
+
+def pieces(sentence: str) -> Iterator[tuple[str, int]]:
+    """`sentence` as pieces of at most PIECE_CHARS characters, cut at a space where there is one:
+    (text, OPENS for the first piece, else AFTER_SPACE or INSIDE_WORD).
+
+    A file that is one unpunctuated line is one sentence; in pieces, no call tokenises
+    megabytes at once and a reader can stop early. The tokens are those of the whole sentence
+    (except that byte-level BPE counts a run of several spaces at a cut as one). The pieces
+    cover the sentence but for the one space at each AFTER_SPACE cut (`piece_starts`).
+    """
+    start, where = 0, OPENS
+    while len(sentence) - start > PIECE_CHARS:
+        cut = sentence.rfind(" ", start + 1, start + PIECE_CHARS + 1)
+        if cut <= start:  # no space: a hard cut inside a word
+            yield sentence[start : start + PIECE_CHARS], where
+            start, where = start + PIECE_CHARS, INSIDE_WORD
+        else:
+            yield sentence[start:cut], where
+            start, where = cut + 1, AFTER_SPACE
+    yield sentence[start:], where
+
+
+def piece_starts(sentence_pieces: Iterable[tuple[str, int]], start: int = 0) -> Iterator[int]:
+    """Where each of a sentence's `pieces` starts, the sentence starting at `start`."""
+    for text, where in sentence_pieces:
+        start += where == AFTER_SPACE  # the space the cut dropped
+        yield start
+        start += len(text)
+
+
+def encode_pieces(
+    tok: Tokenizer,
+    per_doc: Sequence[Sequence[tuple[str, int]]],
+    starts: Sequence[Sequence[int]] | None = None,
+) -> list[EncodedDoc]:
+    """`encode_documents` for documents given as their sentences' `pieces`: a piece that opens
+    a sentence opens a sentence and a word, one after a space a word. With `starts` (where each
+    piece starts in its document), each token's characters in the document too
+    (`EncodedDoc.offsets`)."""
+    flat = [text for doc in per_doc for text, _ in doc]
     encodings = iter(tok.encode_batch(flat, add_special_tokens=False))
     out = []
-    for sentences in per_doc:
+    for d, doc in enumerate(per_doc):
         ids: list[int] = []
         words: list[bool] = []
-        starts: list[bool] = []
-        for enc in itertools.islice(encodings, len(sentences)):
-            sentence_ids = enc.ids
-            if not sentence_ids:
+        sentence_starts: list[bool] = []
+        offsets: list[tuple[int, int]] | None = None if starts is None else []
+        opening = False  # a sentence began and has no token yet
+        for p, ((_, where), enc) in enumerate(
+            zip(doc, itertools.islice(encodings, len(doc)), strict=True)
+        ):
+            opening |= where == OPENS
+            piece_ids = enc.ids
+            if not piece_ids:
                 continue
             word_ids = enc.word_ids
-            ids += sentence_ids
+            ids += piece_ids
             # A token opens a word when its word id differs from the previous token's.
             words += map(operator.ne, word_ids, [-1, *word_ids])
-            starts.append(True)
-            starts += (
-                _FALSE[: len(sentence_ids) - 1]
-                if len(sentence_ids) <= len(_FALSE)
-                else ([False] * (len(sentence_ids) - 1))
+            if where == INSIDE_WORD:
+                words[len(ids) - len(piece_ids)] = False
+            sentence_starts.append(opening)
+            opening = False
+            sentence_starts += (
+                _FALSE[: len(piece_ids) - 1]
+                if len(piece_ids) <= len(_FALSE)
+                else ([False] * (len(piece_ids) - 1))
             )
-        out.append(EncodedDoc(ids, words, starts))
+            if offsets is not None and starts is not None:
+                base = starts[d][p]
+                offsets += [(base + s, base + e) for s, e in enc.offsets]
+        out.append(EncodedDoc(ids, words, sentence_starts, offsets))
     return out
 
 

@@ -5,6 +5,7 @@
     layers.py     attention, block, stack, embeddings and the heads (MLM, SBO, NSP/SOP)
     model.py      Model: encoder, decoder or encoder-decoder; forward(batch) -> logits and
                   targets per loss term (no loss inside)
+    flops.py      training FLOPs of a step, counted analytically (the trainer's MFU, the benchmark)
 
 Knows `corruptions.Corrupted` and nothing of data, training or the command line.
 """

@@ -1,8 +1,8 @@
 """The one place that formats: Rich on a colour terminal, plain text otherwise, JSON for machines.
 
-Rich is used only when stdout is a terminal and NO_COLOR is unset (Rich's own detection, so
-FORCE_COLOR and TTY_COMPATIBLE work too), and never for JSON or JSONL, which go straight to
-stdout. Views are at most 80 columns wide in both forms.
+Rich is used only when stdout is a terminal that shows colour and NO_COLOR is unset (Rich's own
+detection, so FORCE_COLOR and TTY_COMPATIBLE work too, and TERM=dumb gets plain text), and never
+for JSON or JSONL, which go straight to stdout. Views are at most 80 columns wide in both forms.
 
 Plain-text markers (the same information as the colours):
 
@@ -26,18 +26,20 @@ import textwrap
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tokenizers
 from rich.console import Console, Group
 from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from corruptions import IGNORE, Objective
-from objectives_cli.data.examples import Example
+if TYPE_CHECKING:  # imported where used: `list`, `--help` and errors need no torch
+    import tokenizers
 
-from .views import Cell, View
+    from corruptions import Objective
+    from objectives_cli.data.examples import Example
+
+    from .views import Cell, View
 
 WIDTH = 80  # views never need more columns than this
 LABEL_WIDTH = 11  # the label column of a view, its gap included
@@ -90,14 +92,35 @@ def is_terminal() -> bool:
 
 
 def use_rich() -> bool:
-    """Rich output: stdout is a terminal and NO_COLOR is not set."""
+    """Rich output: stdout is a terminal that shows colour (not TERM=dumb) and NO_COLOR is not
+    set. The show view's colours carry its meaning, so without them the plain markers are used."""
     console = Console(file=sys.stdout)
-    return console.is_terminal and not console.no_color
+    return console.is_terminal and console.color_system is not None and not console.no_color
+
+
+def count(n: int, noun: str) -> str:
+    """`n` things for people: '1 document', '9,999 characters', '12.3 k characters',
+    '1.66 M characters'."""
+    number = f"{n:,}"
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if n >= scale:
+            number = f"{n / (scale if unit != 'k' else 1e3):.3g} {unit}"
+            break
+    return f"{number} {noun}{'' if n == 1 else 's'}"
 
 
 def print_error(message: str, hint: str | None = None) -> None:
     """A user error as main.run prints one: `error: ...` and maybe `hint: ...` on stderr."""
     print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+def print_warning(message: str, hint: str | None = None) -> None:
+    """`warning: ...` and maybe `hint: ...` on stderr, after what stdout holds so far."""
+    with suppress(OSError, ValueError):  # a reader that went away gets nothing more
+        sys.stdout.flush()
+    print(f"warning: {message}", file=sys.stderr)
     if hint:
         print(f"hint: {hint}", file=sys.stderr)
 
@@ -109,6 +132,8 @@ def jsonl_row(
     example: Example, objective: str, params: dict[str, Any], seed: int, tok: tokenizers.Tokenizer
 ) -> dict[str, Any]:
     """One JSONL row; the schema is documented in docs/jsonl.md."""
+    from corruptions import IGNORE
+
     target = [t for t in example.labels if t != IGNORE]
     row: dict[str, Any] = {
         "objective": objective,
@@ -266,9 +291,9 @@ def print_views(views: Iterable[View], objective: str, rich: bool) -> None:
 # ---- list and describe ----------------------------------------------------------------------
 
 
-def key_defaults(objective: Objective, n: int = 3, longest: int = 24) -> str:
-    """The first `n` parameters as name=value, long values shortened."""
-    values = ((p.name, format_value(p.default)) for p in objective.params[:n])
+def key_defaults(params: dict[str, dict[str, Any]], n: int = 3, longest: int = 24) -> str:
+    """The first `n` parameters of a catalog record as name=value, long values shortened."""
+    values = ((k, format_value(p["default"])) for k, p in list(params.items())[:n])
     return " ".join(f"{k}={v if len(v) <= longest else v[: longest - 1] + '…'}" for k, v in values)
 
 
@@ -280,29 +305,16 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def objective_record(objective: Objective) -> dict[str, Any]:
-    """What `list --format json` says about one objective."""
-    return {
-        "name": objective.name,
-        "aliases": list(objective.aliases),
-        "family": objective.family,
-        "arch": objective.arch,
-        "summary": objective.summary,
-        "paper": objective.paper,
-        "needs_words": objective.needs_words,
-        "needs_sentences": objective.needs_sentences,
-        "params": {
-            p.name: {"default": p.default, "type": p.kind, "help": p.help} for p in objective.params
-        },
-    }
-
-
-def print_objectives(objectives: Sequence[Objective], rich: bool) -> None:
-    """The objectives as a table: a Rich one on a terminal, aligned columns otherwise."""
-    rows = [(o.name, o.arch, o.paper, key_defaults(o)) for o in objectives]
+def print_objectives(records: Sequence[dict[str, Any]], rich: bool) -> None:
+    """Catalog records (`data.catalog`) as a table: a Rich one on a terminal, aligned columns
+    otherwise."""
+    rows = [(r["name"], r["arch"], r["paper"], key_defaults(r["params"])) for r in records]
     header = ("name", "architecture", "paper", "key defaults")
-    if rich:
-        table = Table(*header, header_style="bold")
+    if rich:  # names never wrap or shorten; the other columns fold on a narrow terminal
+        table = Table(header_style="bold")
+        table.add_column(header[0], no_wrap=True, min_width=max(len(r[0]) for r in rows))
+        for name in header[1:]:
+            table.add_column(name, overflow="fold")
         for row in rows:
             table.add_row(*row)
         stdout_console().print(table)

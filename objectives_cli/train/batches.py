@@ -8,11 +8,13 @@ positions survive, which extras it emits), so the trainer needs no per-objective
   model `extras['document_ids']` aligned with the input, so attention stays inside a document;
 * objectives that move or insert tokens (NSP, SOP, UniLM) and seq2seq objectives get one
   document chunk per row (BART's complete_doc); `--packing concat` lets T5-style objectives
-  cross documents as T5's reference does.
+  cross documents as T5's reference does. Objectives that declare one document per row (CLM,
+  prefix LM: one EOS, one prefix split) refuse both documents and concat packing.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -48,19 +50,40 @@ class Data:
     heldout: Corpus
 
 
-def load_data(cfg: TrainConfig, tokenizer: str | None) -> Data:
-    """Read, split and tokenise the documents (the tokenised corpus is cached on disk)."""
+def load_data(
+    cfg: TrainConfig, tokenizer: str | None, say: Callable[[str], None] = lambda text: None
+) -> Data:
+    """Read, split and tokenise the documents (the tokenised corpus is cached on disk), saying
+    what it does through `say`: reading, then tokenising with its progress every few seconds."""
     tok = load_tokenizer(tokenizer)
+    say(f"reading {cfg.data or 'the built-in corpus'}")
     if cfg.eval_data is not None:
         train_docs, held_docs = read_documents(cfg.data), read_documents(cfg.eval_data)
     elif cfg.data is None:
         train_docs, held_docs = default_corpus("train"), default_corpus("heldout")
     else:
         train_docs, held_docs = split_heldout(read_documents(cfg.data))
-    train, heldout = encode_corpus(tok, train_docs), encode_corpus(tok, held_docs)
+    size = sum(len(d) for d in train_docs) + sum(len(d) for d in held_docs)
+    chars = f"{size:,}" if size < 1e6 else f"{size / 1e6:.1f} M"
+    n_docs = f"{len(train_docs):,} training and {len(held_docs):,} held-out documents"
+    say(f"{n_docs}, {chars} characters")
+    started, said = time.monotonic(), [time.monotonic()]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - said[0] >= PROGRESS_SECONDS:
+            said[0] = time.monotonic()
+            say(f"tokenising: {done:,} of {total:,} documents")
+
+    train = encode_corpus(tok, train_docs, progress=progress)
+    heldout = encode_corpus(tok, held_docs, progress=progress)
+    if time.monotonic() - started >= 1:
+        say(f"tokenised in {time.monotonic() - started:.0f} s (cached for the next run)")
     if len(train) == 0:
         raise ObjectivesError("the training documents hold no tokens", "check --data")
     return Data(tok, vocab_of(tok), train, heldout)
+
+
+PROGRESS_SECONDS = 5.0  # tokenising progress, at most this often
 
 
 def alignment(out: Corrupted, batch: Tokens) -> int | None:
@@ -144,11 +167,13 @@ def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo,
             f"objective '{cfg.objective}' moves or inserts tokens, so documents cannot share a row",
             "use --packing rows (or concat)",
         )
-    elif packing == "documents" and objective.one_document_per_row:
+    elif packing in ("documents", "concat") and objective.one_document_per_row:
+        # concat would glue documents with no end of text between them: GPT-2 puts
+        # <|endoftext|> there, and this objective's row holds one EOS, at its end
         raise UsageError(
             f"objective '{cfg.objective}' treats each row as one document (one end of text, one "
-            "prefix split), so documents cannot share a row",
-            "use --packing rows (or concat)",
+            f"prefix split), so documents cannot share a row (--packing {packing})",
+            "use --packing rows (what auto picks for it)",
         )
 
     first = outs[0]
@@ -165,10 +190,7 @@ def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo,
         prefix="prefix_lengths" in first.extras,
         electra=is_electra(cfg.objective),
         decoder_prefix=forced_decoder_prefix(outs),
-        sentinels=any(
-            bool(torch.isin(o.input_ids, data.vocab.sentinel_tensor(o.input_ids.device)).any())
-            for o in outs
-        ),
+        sentinels=objective.sentinels,  # from the registry: a sample can draw one by chance
     )
     return info, first
 

@@ -23,12 +23,14 @@ RESUMABLE = frozenset(
     {  # settings a resumed run may change; the others would change the run
         "steps",
         "budget",
+        "lr",
         "device",
         "compile",
         "log_every",
         "eval_every",
         "eval_batches",
         "save_every",
+        "save_minutes",
         "keep",
         "out",
     }
@@ -118,9 +120,16 @@ class TrainConfig:
     )
     eval_batches: int = setting(8, "Held-out micro-batches per evaluation.", RUN, least=1)
     save_every: int = setting(
-        0, "Steps between checkpoints; 0 = at the end (and on Ctrl-C).", RUN, least=0
+        0, "Steps between checkpoints; 0 = by --save-minutes only.", RUN, least=0
     )
-    keep: int = setting(3, "Checkpoints kept.", RUN, least=1)
+    save_minutes: float = setting(
+        10.0,
+        "Minutes of wall clock between checkpoints, whatever the steps; 0 = off. A checkpoint is "
+        "also written at the end and on Ctrl-C.",
+        RUN,
+        least=0,
+    )
+    keep: int = setting(3, "Checkpoints kept (the newest); bounds the disk used.", RUN, least=1)
     out: str = setting("runs/run", "Run directory. Default: runs/OBJECTIVE.", RUN)
 
     def __post_init__(self) -> None:
@@ -142,6 +151,7 @@ class TrainConfig:
             (self.warmup >= 0, f"--warmup must be at least 0, not {self.warmup}"),
             (self.log_every >= 1, f"--log-every must be at least 1, not {self.log_every}"),
             (self.keep >= 1, f"--keep must be at least 1, not {self.keep}"),
+            (self.save_minutes >= 0, f"--save-minutes must be at least 0, not {self.save_minutes}"),
             (self.eval_batches >= 1, f"--eval-batches must be at least 1, not {self.eval_batches}"),
             (0 <= self.dropout < 1, f"--dropout must be in [0, 1), not {self.dropout}"),
         ]
@@ -197,13 +207,24 @@ def resumed(stored: TrainConfig, given: dict[str, Any], run_dir: str) -> TrainCo
 # --- learning rate ------------------------------------------------------------------------------
 
 
-def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
-    """Learning rate for optimizer step `step` (0-based) at `progress` in [0, 1] of the run
-    (steps done / steps, or elapsed / budget): linear warmup, then linear or cosine decay."""
+def lr_at(cfg: TrainConfig, step: int, progress: float, warm_end: float | None = None) -> float:
+    """Learning rate of optimizer step `step` (0-based), taken where that step ends: `progress`
+    in [0, 1] is the share of the run done once it is applied ((step + 1) / steps, or the elapsed
+    share of --budget). Linear warmup to --lr, then linear or cosine decay to min_lr x lr.
+
+    Warmup in steps (--warmup >= 1) ramps as (step + 1) / warmup and a share of the run (< 1) as
+    progress / warmup: the same rates when warmup x steps is the warmup in steps, and never 0.
+    Decay starts where warmup ended: `warm_end`, the progress of the step that reached the peak
+    (known in advance on a step count; under --budget with a warmup in steps the loop records it,
+    None meaning "this step").
+    """
     if cfg.warmup >= 1:  # warmup in steps
-        if step < cfg.warmup:
+        if step + 1 < cfg.warmup:
             return cfg.lr * (step + 1) / cfg.warmup
-        warm = cfg.warmup / cfg.steps if cfg.budget <= 0 else 0.0
+        if cfg.budget <= 0:
+            warm = cfg.warmup / cfg.steps
+        else:
+            warm = progress if warm_end is None else warm_end
     else:
         warm = cfg.warmup
         if progress < warm:

@@ -18,7 +18,9 @@ from objectives_cli.model.model import Head, Model
 
 from .runtime import derived_seed
 
-LOSS_WEIGHTS: Mapping[str, float] = {"rtd": 50.0}  # ELECTRA's disc_weight; every other term 1.0
+LOSS_WEIGHTS: Mapping[str, float] = {
+    "rtd": 50.0
+}  # ELECTRA: lambda = 50 (Clark et al. 2020, sec. 2); others 1
 
 
 def term_losses(
@@ -44,13 +46,22 @@ def weighted_total(means: dict[str, float]) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: Model, batches: Iterator[Corrupted], amp: Any, seed: int) -> dict[str, float]:
-    """Held-out loss and accuracy per term, and the weighted total ('loss')."""
+def evaluate(
+    model: Model, batches: Iterator[Corrupted], amp: Any, seed: int
+) -> dict[str, float | None]:
+    """Held-out loss and accuracy per term, the weighted total ('loss') and the rows evaluated.
+
+    A term with no scored target in these batches (text the tokenizer maps to [UNK], which no
+    objective corrupts) has loss and accuracy None, and so has the total: nothing scored is not
+    a perfect score.
+    """
     was_training = model.training
     model.eval()
     sums: dict[str, list[float]] = {}
+    rows = 0
     for i, batch in enumerate(batches):
         torch.manual_seed(derived_seed(seed, "eval", i))
+        rows += batch.input_ids.size(0)
         counts = {k: int(v.sum()) for k, v in model.scored(batch).items()}
         with amp:
             outputs = model(batch)
@@ -60,9 +71,12 @@ def evaluate(model: Model, batches: Iterator[Corrupted], amp: Any, seed: int) ->
             acc[1] += float(correct)
             acc[2] += counts.get(name, 0)
     model.train(was_training)
-    result: dict[str, float] = {}
+    result: dict[str, float | None] = {}
     for name, (loss, correct, count) in sums.items():
-        result[f"{name}_loss"] = loss / max(count, 1)
-        result[f"{name}_acc"] = correct / max(count, 1)
-    result["loss"] = weighted_total({k: result[f"{k}_loss"] for k in sums})
+        result[f"{name}_loss"] = loss / count if count else None
+        result[f"{name}_acc"] = correct / count if count else None
+    means = {k: result[f"{k}_loss"] for k in sums}
+    scored = all(v is not None for v in means.values()) and bool(means)
+    result["loss"] = weighted_total(means) if scored else None  # type: ignore[arg-type]
+    result["rows"] = rows
     return result

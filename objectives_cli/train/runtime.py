@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any
@@ -50,25 +50,62 @@ def amp_context(cfg: TrainConfig, device: torch.device) -> Any:
     )
 
 
+# Dense peak TFLOP/s per GPU (bf16, TF32), from NVIDIA's datasheets; matched on the device name,
+# the more specific names first. A device not listed has no MFU.
+PEAK_TFLOPS: tuple[tuple[str, float, float], ...] = (
+    ("H100 PCIe", 756.0, 378.0),
+    ("H100 NVL", 835.0, 418.0),
+    ("H100", 989.4, 494.7),  # SXM
+    ("H200", 989.4, 494.7),
+    ("GH200", 989.4, 494.7),
+    ("A100", 312.0, 156.0),
+    ("L40S", 362.0, 183.0),
+    ("L4", 121.0, 60.0),
+)
+
+
+def peak_flops(device: torch.device, precision: str) -> float | None:
+    """The device's dense peak in FLOP/s at the run's precision (bf16 autocast, or fp32 matmuls
+    in TF32), when it is known: CUDA devices of `PEAK_TFLOPS`; None for a CPU or another GPU."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    bf16 = precision in ("auto", "bf16")
+    for key, dense_bf16, dense_tf32 in PEAK_TFLOPS:
+        if key in name:
+            return (dense_bf16 if bf16 else dense_tf32) * 1e12
+    return None
+
+
 # How long a collective may wait (torch's default is 10 minutes for NCCL): long enough for the
 # first process to tokenise a corpus of several GB while the others wait for it. Failures do not
 # wait for it: see shared_failure.
 PROCESS_GROUP_TIMEOUT = timedelta(hours=2)
 
 
-def distributed() -> tuple[int, int, int, bool]:
-    """(rank, world size, local rank, whether we started the process group) under torchrun."""
+def distributed(device: torch.device) -> tuple[int, int, int, bool]:
+    """(rank, world size, local rank, whether we started the process group) under torchrun.
+
+    `device` is the resolved --device of this rank (`resolve_device` with LOCAL_RANK): the
+    process group follows it, gloo for a CPU run (even on a CUDA host) and gloo for CPU tensors
+    + NCCL for CUDA ones on a CUDA run, and a CUDA rank makes its own GPU the current device
+    (else every rank's current device, and NCCL's, would be GPU 0).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if world <= 1:
         return 0, 1, 0, False
     import torch.distributed as dist
 
     started = not dist.is_initialized()
     if started:  # the others wait while each machine's first process tokenises the corpus
-        dist.init_process_group(
-            "nccl" if torch.cuda.is_available() else "gloo", timeout=PROCESS_GROUP_TIMEOUT
-        )
+        dist.init_process_group(process_group_backend(device), timeout=PROCESS_GROUP_TIMEOUT)
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), started
+
+
+def process_group_backend(device: torch.device) -> str:
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
 
 
 def all_reduce(t: Tensor, world: int, op: str = "sum") -> Tensor:
@@ -114,21 +151,38 @@ def shared_failure(world: int, device: torch.device) -> Iterator[None]:
         raise failure
 
 
+class StopNow(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM: stop wherever the process is, without saving (a checkpoint being
+    written is dropped whole). A KeyboardInterrupt, so that no `except Exception` keeps it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextmanager
-def catch_signals() -> Iterator[list[int]]:
-    """Record SIGINT/SIGTERM instead of dying, so the loop can save a checkpoint and stop."""
+def catch_signals(ack: Callable[[int], None]) -> Iterator[list[int]]:
+    """Record the first SIGINT/SIGTERM instead of dying, so the loop can save a checkpoint and
+    stop, and acknowledge it at once through `ack(signum)`; a second one raises `StopNow`."""
     caught: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if caught:
+            raise StopNow(signum)
+        caught.append(signum)
+        ack(signum)
+
     previous: dict[int, Any] = {}
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+            previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread: leave signals alone
         pass
     try:
         yield caught
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.AdamW:

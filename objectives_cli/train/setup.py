@@ -5,20 +5,23 @@ the run before its first step.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from corruptions import UsageError, create, resolve
+from corruptions import ObjectivesError, UsageError, create, model_facts, resolve
 from objectives_cli.data.packing import Blocks
 from objectives_cli.model.config import ModelConfig, heads_for, preset
 from objectives_cli.model.model import Model, param_counts
 
 from . import checkpoints
 from .batches import Data, ObjectiveInfo, load_data, probe
-from .config import RESUMABLE, TrainConfig
+from .config import RESUMABLE, TrainConfig, lr_at
+from .lock import RunLock
 
 
 def run_config(cfg: TrainConfig, model_cfg: ModelConfig, info: ObjectiveInfo) -> dict[str, Any]:
@@ -28,17 +31,45 @@ def run_config(cfg: TrainConfig, model_cfg: ModelConfig, info: ObjectiveInfo) ->
     return {"train": cfg.to_json(), "model": asdict(model_cfg), "objective": objective}
 
 
-def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
-    """Data, corruption, objective facts and model shape: probed on a fresh run, read on resume."""
+@dataclass(frozen=True)
+class StoredRun:
+    """A run's config.json, read and checked: what it stores, as the trainer's own types."""
+
+    config: dict[str, Any]
+    train: TrainConfig
+    info: ObjectiveInfo
+    model: ModelConfig
+
+
+def read_run(run_dir: Path) -> StoredRun:
+    """config.json of `run_dir`; a file that is not a run's config is one `RunError`."""
+    config = checkpoints.read_config(run_dir)
+    try:
+        return StoredRun(
+            config,
+            TrainConfig.from_json(config["train"]),
+            ObjectiveInfo.from_json(config["objective"]),
+            ModelConfig(**config["model"]),
+        )
+    except (TypeError, ValueError, KeyError, AttributeError, ObjectivesError) as exc:
+        reason = exc.message if isinstance(exc, ObjectivesError) else str(exc)
+        raise checkpoints.bad_config(Path(run_dir) / "config.json", reason) from None
+
+
+def prepare(
+    cfg: TrainConfig, resume: bool, say: Callable[[str], None] = lambda text: None
+) -> tuple[Data, Any, ObjectiveInfo, ModelConfig]:
+    """Data, corruption, objective facts and model shape: probed on a fresh run, read on resume
+    (`say` tells how reading and tokenising go)."""
     run_dir = Path(cfg.out)
     tokenizer = str(run_dir / "tokenizer.json") if resume else cfg.tokenizer
     corruption = create(cfg.objective, **dict(cfg.params))
     if not resume:  # before reading the data, which can take a while
         check_fresh(run_dir)
-    data = load_data(cfg, tokenizer)
+    data = load_data(cfg, tokenizer, say)
     if resume:
-        stored = checkpoints.read_config(run_dir)
-        before = TrainConfig.from_json(stored["train"])
+        stored = read_run(run_dir)
+        before = stored.train
         changed = [
             k for k in asdict(cfg) if k not in RESUMABLE and getattr(before, k) != getattr(cfg, k)
         ]
@@ -48,8 +79,7 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
                 f"({getattr(before, changed[0])!r} -> {getattr(cfg, changed[0])!r})",
                 "resuming continues the same run; start a new one with another --out",
             )
-        info = ObjectiveInfo.from_json(stored["objective"])
-        model_cfg = ModelConfig(**stored["model"])
+        info, model_cfg = stored.info, stored.model
     else:
         info, sample = probe(cfg, data, corruption)
         model_cfg = ModelConfig(
@@ -62,7 +92,7 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
             **preset(cfg.model, info.arch),
             **heads_for(info.arch, sample, info.electra, data.vocab.mask),  # type: ignore[arg-type]
             # SpanBERT's offset table has a row per SBO target of a span (its max_pair_targets)
-            sbo_offsets=getattr(corruption, "max_pair_targets", ModelConfig.sbo_offsets),
+            sbo_offsets=model_facts(corruption, data.vocab).sbo_offsets or ModelConfig.sbo_offsets,
         )
     return data, corruption, info, model_cfg
 
@@ -70,6 +100,48 @@ def prepare(cfg: TrainConfig, resume: bool) -> tuple[Data, Any, ObjectiveInfo, M
 def start_run(cfg: TrainConfig, data: Data, info: ObjectiveInfo, model_cfg: ModelConfig) -> None:
     # prepare() has checked the directory (check_fresh) before reading the data
     checkpoints.start(Path(cfg.out), run_config(cfg, model_cfg, info), data.tok.to_str())
+
+
+def record_changes(run_dir: Path, cfg: TrainConfig, step: int, say: Callable[[str], None]) -> None:
+    """Write into config.json the settings a resumed run changed (`RESUMABLE`), with the step
+    it resumed at under `resumes`, so the next resume and the reader of the run see them; say
+    how a new --steps or --lr reshapes the learning rate from here on."""
+    stored = read_run(run_dir)
+    changed = {
+        k: [getattr(stored.train, k), getattr(cfg, k)]
+        for k in sorted(RESUMABLE - {"out"})
+        if getattr(stored.train, k) != getattr(cfg, k)
+    }
+    if not changed:
+        return
+    config = dict(stored.config)
+    config["train"] = {**cfg.to_json(), "out": stored.train.out}
+    config["resumes"] = [*config.get("resumes", []), {"step": step, "changed": changed}]
+    checkpoints.write_config(run_dir, config)
+    if {"steps", "budget", "lr"} & changed.keys() and stored.train.budget <= 0 and cfg.budget <= 0:
+        before = lr_at(stored.train, step, min(1.0, (step + 1) / stored.train.steps))
+        now = lr_at(cfg, step, min(1.0, (step + 1) / cfg.steps))
+        if not math.isclose(before, now):
+            say(
+                f"warning: the learning-rate schedule now spans {cfg.steps} steps at peak "
+                f"{cfg.lr:g}: step {step + 1} runs at {now:.2e} instead of {before:.2e}"
+            )
+
+
+def lock_run(cfg: TrainConfig, resume: bool, say: Callable[[str], None]) -> RunLock:
+    """Lock the run directory for this process (after checking that it is one to resume, or one
+    a fresh run may use, so that a refused directory gets no lock file) and remove what an
+    interrupted write left there."""
+    run_dir = Path(cfg.out)
+    if resume:
+        read_run(run_dir)
+    else:
+        check_fresh(run_dir)
+    lock = RunLock(run_dir, say)
+    removed = checkpoints.remove_unfinished(run_dir)
+    if removed:
+        say(f"removed {len(removed)} unfinished write(s) left by an interrupted run: {removed[0]}")
+    return lock
 
 
 def check_fresh(run_dir: Path) -> None:
@@ -82,7 +154,8 @@ def check_fresh(run_dir: Path) -> None:
         )
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out {run_dir} is a file", "give a directory for the run")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not checkpoints.is_run(run_dir):
+    others = [p for p in run_dir.iterdir() if p.name != RunLock.NAME] if run_dir.is_dir() else []
+    if others and not checkpoints.is_run(run_dir):
         raise UsageError(
             f"{run_dir} holds files that are not a run; they would be overwritten",
             "pick another --out (a new or empty directory)",

@@ -105,7 +105,7 @@ def test_param_without_equals_sign() -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["corrupt"],  # missing --objective
+        ["corrupt", "--format", "jsonl"],  # JSONL needs one objective (-o)
         ["corrupt", "-o", "bert-mlm", "--seed", "x"],
         ["corrupt", "-o", "bert-mlm", "--fromat", "text"],
         ["corrupt", "-o", "bert-mlm", "--format", "xml"],

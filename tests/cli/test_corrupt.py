@@ -147,8 +147,97 @@ def test_any_tokenizer_kind_renders(kind: str, tmp_path: Path) -> None:
     assert text.code == 0, text.stderr
     assert max(len(line) for line in text.stdout.splitlines()) <= 80
     inputs = [line for line in text.stdout.splitlines() if line.startswith("input")]
-    assert not any(re.search(r"[Ġ▁]\w", line) for line in inputs)  # a lone marker may show
+    assert not any(re.search(r"[Ġ▁]", line) for line in inputs)  # not even a lone marker
     rows = jsonl(invoke("corrupt", "--format", "jsonl", *args).stdout)
     assert re.sub(r"\s", "", "".join(r["source"] for r in rows)) == re.sub(
         r"\s", "", "".join(documents)
     )
+
+
+# --- without -o: every objective, one example each --------------------------------------------
+
+
+def test_without_an_objective_the_text_is_shown_under_every_objective() -> None:
+    result = invoke("corrupt", "--show", str(INPUT))  # the design card's own command
+    assert result.code == 0, result.stderr
+    titles = re.findall(r"^── (\S+) · example (\d+) ", result.stdout, re.MULTILINE)
+    assert titles == [(name, "0") for name in NAMES]
+
+
+def test_each_view_of_the_zoo_is_what_that_objective_shows() -> None:
+    zoo = invoke("corrupt", "--format", "text", "--max-length", "48", str(INPUT)).stdout
+    views = re.split(r"(?m)^(?=── )", zoo)[1:]
+    for name, view in zip(NAMES, views, strict=True):
+        one = invoke(
+            "corrupt",
+            "-o",
+            name,
+            "--format",
+            "text",
+            "--max-length",
+            "48",
+            "--limit",
+            "1",
+            str(INPUT),
+        )
+        assert view == one.stdout, name
+
+
+def test_without_an_objective_the_default_format_is_the_view_even_in_a_pipe() -> None:
+    result = invoke("corrupt", str(INPUT))
+    assert result.code == 0, result.stderr
+    assert result.stdout.startswith(f"── {NAMES[0]} · example 0 ")
+
+
+def test_without_an_objective_limit_counts_examples_per_objective() -> None:
+    text = invoke("corrupt", "--format", "text", "--max-length", "16", "--limit", "2", str(INPUT))
+    assert text.stdout.count(" · example 1 ") == len(NAMES)
+    assert " · example 2 " not in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--format", "jsonl"], ["-o"]),
+        (["--param", "rate=0.3"], ["-o"]),
+    ],
+)
+def test_what_needs_one_objective_says_so(args: list[str], words: list[str]) -> None:
+    result = invoke("corrupt", *args, str(INPUT))
+    assert result.code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ")
+    for word in words:
+        assert word in result.stderr
+
+
+# --- text the tokenizer cannot represent ---------------------------------------------------------
+
+CHINESE = "猫坐在垫子上。它在那里很开心。\n\n狗在绿色的田野里跑得很快。\n"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "text"])
+def test_text_of_unknown_tokens_warns_once_with_the_share_and_a_fix(fmt: str) -> None:
+    result = invoke(
+        "corrupt", "-o", "bert-mlm", "--format", fmt, "--max-length", "4", "-", stdin=CHINESE
+    )
+    assert result.code == 0, result.stderr
+    assert result.stdout  # the examples still come
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr  # once, though the text spans several examples
+    assert re.fullmatch(r"warning: 100% of the \d+ tokens are \[UNK\] .*", lines[0]), lines[0]
+    assert lines[1].startswith("hint: ")
+    assert "objectives tokenizer train" in lines[1]
+
+
+def test_a_few_unknown_tokens_do_not_warn() -> None:
+    text = INPUT.read_text(encoding="utf-8") + "A snowman: ☃.\n"  # one [UNK] in ~130 tokens
+    result = invoke("corrupt", "-o", "bert-mlm", "--format", "jsonl", "-", stdin=text)
+    assert result.code == 0
+    assert result.stderr == ""
+
+
+def test_the_zoo_warns_once_too() -> None:
+    result = invoke("corrupt", "--format", "text", "-", stdin=CHINESE)
+    assert result.code == 0, result.stderr
+    assert result.stderr.count("warning: ") == 1

@@ -6,6 +6,8 @@ import ast
 import hashlib
 import io
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corruptions.errors import DataError
-from objectives_cli.data import corpus
+from objectives_cli.data import corpus, sources
 from objectives_cli.data.sources import (
     default_corpus,
     read_documents,
@@ -110,6 +112,7 @@ def test_hf_calls_load_dataset_with_name_config_and_train_split(
         return _Rows()
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
     assert read_documents("hf:wikitext:wikitext-2-raw-v1") == ["first row", "second row"]
     assert read_documents("hf:someone/corpus") == ["first row", "second row"]
     assert calls == [("wikitext", "wikitext-2-raw-v1", "train"), ("someone/corpus", None, "train")]
@@ -132,6 +135,7 @@ def test_hf_failure_is_a_data_error(monkeypatch: pytest.MonkeyPatch) -> None:
         raise ConnectionError("Couldn't reach the Hub\nmore detail")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
     with pytest.raises(DataError, match=r"cannot load dataset hf:nope: Couldn't reach the Hub$"):
         read_documents("hf:nope")
     with pytest.raises(DataError, match="needs a dataset name"):
@@ -445,3 +449,44 @@ def test_clean_paragraphs() -> None:
         "* first bullet item here",
         "* second bullet item here",
     ]
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (a connection is refused at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_hf_offline_fails_at_once_in_one_line(tmp_path: Path) -> None:
+    """No half minute of 'Retrying in 8s' lines: an unreachable Hub is one error."""
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
+        "HF_HOME": str(tmp_path),  # an empty cache
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("HF_DATASETS_OFFLINE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "objectives_cli", "corrupt", "-o", "bert-mlm", "hf:someone/corpus"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2, done.stderr
+    assert "cannot be reached" in lines[0]
+    assert lines[1].startswith("hint: ")
+
+
+def test_hub_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert sources.hub_reachable(timeout=5)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    assert not sources.hub_reachable(timeout=5)

@@ -78,3 +78,18 @@ def test_jsonl_doc_example_is_real() -> None:
         stdin="The cat sat on the mat.\n",
     )
     assert run.stdout == shown.group(1) + "\n"
+
+
+def test_readme_starts_with_one_command_to_set_up_and_one_to_test() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first = re.search(r"```bash\n(.*?)```", readme, re.DOTALL)
+    assert first is not None
+    setup, tests = (line.split("#")[0].strip() for line in first.group(1).splitlines())
+    assert "-m venv" in setup
+    assert 'pip install -e ".[dev]"' in setup
+    assert tests.startswith("pytest")
+    python = re.search(r'requires-python = ">=(\S+)"', (ROOT / "pyproject.toml").read_text())
+    assert python is not None
+    assert f"Python >= {python.group(1)}" in first.group(1)  # the version pyproject requires
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme  # torch without CUDA
+    assert re.search(r"tests take about \d+", readme)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
+import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +32,7 @@ from objectives_cli.data.tokenizer import (
     train_tokenizer,
     vocab_of,
 )
+from tests.cli.runner import invoke
 from tests.helpers import corpus_tokens, corpus_vocab
 
 KINDS = ("wordpiece", "bpe", "unigram")
@@ -224,7 +229,7 @@ def test_load_tokenizer_errors(tmp_path: Path) -> None:
         load_tokenizer(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not a tokenizer", encoding="utf-8")
-    with pytest.raises(DataError, match="is not a tokenizer file") as info:
+    with pytest.raises(DataError, match="is not JSON") as info:
         load_tokenizer(bad)
     assert "\n" not in info.value.message
 
@@ -487,3 +492,113 @@ def test_a_corpus_too_small_for_the_vocabulary_warns(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0
     assert "warning: the corpus yields only" in result.output
+
+
+def test_dash_o_is_the_objective_everywhere_so_not_the_output_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("some text here", encoding="utf-8")
+    result = invoke("tokenizer", "train", "notes.txt", "-o", "bert-mlm")
+    assert result.code == 2
+    assert result.stderr.splitlines() == [
+        "error: no such option: -o",
+        "hint: -o is --objective in every command; write the tokenizer with --out FILE",
+    ]
+    assert not (tmp_path / "bert-mlm").exists()
+    assert " -o " not in invoke("tokenizer", "train", "--help", env={"COLUMNS": "100"}).stdout
+
+
+def make_special(path: Path, kind: str) -> None:
+    """A path of `kind` that `--out` must not write over."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (path.parent / "target.txt").write_text("keep me\n", encoding="utf-8")
+        path.symlink_to("target.txt")
+    elif kind == "dangling symlink":
+        path.symlink_to("nowhere.json")
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(path))
+    elif kind == "device":
+        if os.geteuid() != 0:
+            pytest.skip("creating a device node needs root")
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # like /dev/null
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "dangling symlink", "socket", "device"])
+def test_out_is_never_written_over_unless_a_regular_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("some text here. and more.\n", encoding="utf-8")
+    out = tmp_path / "out.json"
+    make_special(out, kind)
+    before = os.lstat(out)
+    result = invoke("tokenizer", "train", "notes.txt", "--vocab-size", "300", "--out", "out.json")
+    assert result.code == 2, result.stderr
+    assert result.stderr.splitlines()[0].startswith("error: refusing to write over out.json: it is")
+    assert "training" not in result.stderr  # refused before any work
+    after = os.lstat(out)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    if kind == "symlink":
+        assert (tmp_path / "target.txt").read_text(encoding="utf-8") == "keep me\n"
+
+
+def test_out_replaces_a_regular_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("some text here. and more.\n", encoding="utf-8")
+    (tmp_path / "out.json").write_text("old", encoding="utf-8")
+    result = invoke("tokenizer", "train", "notes.txt", "--vocab-size", "300", "--out", "out.json")
+    assert result.code == 0, result.stderr
+    assert load_tokenizer(tmp_path / "out.json").get_vocab_size() > 108
+
+
+def test_counts_are_human_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("some text here. and more.\n", encoding="utf-8")
+    result = invoke("tokenizer", "train", "notes.txt", "--vocab-size", "300", "--out", "t.json")
+    assert result.code == 0, result.stderr
+    assert "on 1 document (25 characters)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("n", "noun", "shown"),
+    [
+        (0, "document", "0 documents"),
+        (1, "document", "1 document"),
+        (9_999, "character", "9,999 characters"),
+        (12_345, "character", "12.3 k characters"),
+        (1_660_000, "character", "1.66 M characters"),
+        (2_500_000_000, "character", "2.5 G characters"),
+    ],
+)
+def test_count(n: int, noun: str, shown: str) -> None:
+    from objectives_cli.render.output import count
+
+    assert count(n, noun) == shown
+
+
+def test_training_shows_progress_on_a_terminal(tmp_path: Path) -> None:
+    """Unigram training is the slow one (its EM steps); on a terminal each phase shows."""
+    import pty
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(small_corpus()[:10]), encoding="utf-8")
+    leader, follower = pty.openpty()
+    args = ["tokenizer", "train", str(corpus), "--kind", "unigram", "--vocab-size", "400"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "objectives_cli", *args, "--out", str(tmp_path / "t.json")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    )
+    os.close(follower)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the process has gone and all is read
+        while chunk := os.read(leader, 65536):  # read as it comes: a full pty would block it
+            shown += chunk
+    os.close(leader)
+    assert process.wait(timeout=300) == 0
+    assert b"EM training" in shown

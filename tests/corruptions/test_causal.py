@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corruptions import IGNORE, Op, Tokens, create, make_generator
-from corruptions.causal import prefix_seq2seq, prefix_split
+from corruptions._t5 import prefix_seq2seq, prefix_split
 from tests.helpers import ORDINARY, TINY, corpus_tokens, corpus_vocab, tokens
 
 rows_strategy = st.lists(

@@ -21,12 +21,8 @@ from corruptions import (
     create,
     make_generator,
 )
-from corruptions.span_corruption import (
-    random_composition,
-    random_spans_helper,
-    random_spans_noise_mask,
-    span_counts,
-)
+from corruptions._t5 import random_composition, random_spans_noise_mask, span_counts
+from corruptions.span_corruption import random_spans_helper
 from tests.helpers import ORDINARY, TINY, corpus_tokens, corpus_vocab, random_batch, tokens
 
 SENTINEL_INDEX = {s: k for k, s in enumerate(TINY.sentinels)}

@@ -79,9 +79,9 @@ def test_bad_usage_exits_with_one_line(args: tuple[str, ...], code: int, says: s
 
 
 def test_resume_refuses_to_change_the_run(runs: dict[str, Path]) -> None:
-    result = invoke("train", "--resume", str(runs["bert-mlm"]), "--lr", "0.5")
+    result = invoke("train", "--resume", str(runs["bert-mlm"]), "--weight-decay", "0.5")
     assert result.code == 2
-    assert "--lr cannot change when resuming" in result.stderr
+    assert "--weight-decay cannot change when resuming" in result.stderr
 
 
 def test_resume_can_train_longer(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -201,6 +201,20 @@ def test_packing_can_be_chosen(tmp_path: Path) -> None:
     )
     assert one_per_row.code == 2
     assert "treats each row as one document" in one_per_row.stderr
+
+
+@pytest.mark.parametrize("name", ["clm", "prefix-lm"])
+def test_concat_packing_is_refused_where_a_row_is_one_document(tmp_path: Path, name: str) -> None:
+    """Concatenated, documents would run into each other with no end of text between them."""
+    result = invoke(
+        "train", "-o", name, *TINY_RUN, "--packing", "concat", "--out", str(tmp_path / "r")
+    )
+    assert result.code == 2
+    assert result.stderr.splitlines()[-2:] == [
+        f"error: objective '{name}' treats each row as one document (one end of text, one "
+        "prefix split), so documents cannot share a row (--packing concat)",
+        "hint: use --packing rows (what auto picks for it)",
+    ]
 
 
 def test_cuda_out_of_memory_is_one_error_line_and_a_hint(

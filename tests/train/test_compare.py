@@ -84,7 +84,7 @@ def test_long_texts_are_cut_and_said_once(run: Path, tmp_path: Path) -> None:
     [
         (("--task", "topik"), 2, "unknown task 'topik'"),
         (("--task", "nope.csv"), 1, "no such task file"),
-        (("--task", "{nolabel}"), 1, "no a 'label' column"),
+        (("--task", "{nolabel}"), 1, "no 'label' column"),
         (("--task", "{oneclass}"), 1, "one class only"),
         (("--task", "{notest}"), 1, "has no test example"),
         ((), 2, "missing option '--task'"),

@@ -131,3 +131,52 @@ def test_a_failure_on_rank_0_alone_stops_the_other_rank_quietly(
     assert (tmp_path / "rank0.txt").read_text() == rank0
     status = 1  # DataError, WriteError and an unexpected exception all exit with 1
     assert (tmp_path / "rank1.txt").read_text() == f"QuietExit {status}"
+
+
+# --- the process group follows --device ---------------------------------------------------------
+
+
+class FakeDist:
+    """torch.distributed as far as `distributed()` uses it: records the backend."""
+
+    def __init__(self) -> None:
+        self.backend: str | None = None
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init_process_group(self, backend: str, timeout: object) -> None:
+        self.backend = backend
+
+    def get_rank(self) -> int:
+        return 1
+
+    def get_world_size(self) -> int:
+        return 2
+
+
+@pytest.mark.parametrize(
+    ("device", "backend", "current"),
+    [
+        ("cpu", "gloo", None),  # --device cpu on a CUDA host: no NCCL for CPU tensors
+        ("cuda", "cpu:gloo,cuda:nccl", "cuda:1"),  # rank with LOCAL_RANK 1 works on GPU 1
+        ("auto", "cpu:gloo,cuda:nccl", "cuda:1"),
+    ],
+)
+def test_the_process_group_follows_the_device(
+    monkeypatch: pytest.MonkeyPatch, device: str, backend: str, current: str | None
+) -> None:
+    import torch.distributed
+
+    from objectives_cli.train.runtime import distributed, resolve_device
+
+    fake, chosen = FakeDist(), []
+    for name in ("is_initialized", "init_process_group", "get_rank", "get_world_size"):
+        monkeypatch.setattr(torch.distributed, name, getattr(fake, name))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.append(str(d)))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed(resolve_device(device, 1)) == (1, 2, 1, True)
+    assert fake.backend == backend
+    assert chosen == ([current] if current else [])

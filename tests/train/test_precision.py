@@ -45,12 +45,15 @@ def test_trains_and_evaluates_in_bf16(name: str, tmp_path: Path) -> None:
     assert summary["start_eval_loss"] == pytest.approx(expected, rel=BF16_TOLERANCE)
 
 
-@pytest.mark.parametrize("name", ["xlnet-plm", "clm", "t5-span"])
-def test_rotary_packed_and_dropout_in_bf16(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "packing"),
+    [("xlnet-plm", "documents"), ("clm", "rows"), ("t5-span", "concat"), ("bert-mlm", "concat")],
+)
+def test_rotary_packed_and_dropout_in_bf16(name: str, packing: str, tmp_path: Path) -> None:
     """Rotary positions mix fp32 angles into bf16 queries; packed documents and dropout add the
-    dense-mask and random paths."""
+    dense-mask and random paths (clm packs one document per row)."""
     cfg = tiny(
-        tmp_path, name, steps=2, precision="bf16", positions="rotary", dropout=0.1, packing="concat"
+        tmp_path, name, steps=2, precision="bf16", positions="rotary", dropout=0.1, packing=packing
     )
     summary = train(cfg, QUIET)
     assert all(math.isfinite(v) for k, v in summary.items() if k.endswith("loss")), summary

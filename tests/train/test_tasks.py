@@ -81,8 +81,8 @@ def test_split_column_without_validation_takes_it_from_train(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("rows", "says"),
     [
-        ([{"sentence_x": "a", "label": 1}], "no a 'text' column"),
-        ([{"text": "a", "score": 1}], "no a 'label' column"),
+        ([{"sentence_x": "a", "label": 1}], "no 'text' column"),
+        ([{"text": "a", "score": 1}], "no 'label' column"),
         ([{"text": f"t {i}", "label": "same"} for i in range(30)], "one class only"),
         (
             [
