@@ -177,6 +177,7 @@ def compare(
     entries: Annotated[
         list[str],
         typer.Argument(
+            metavar="NAME|RUN_DIR",
             help="Objectives to pretrain now (see 'objectives list'), or finished run "
             "directories to use as they are; at least two.",
             show_default=False,
