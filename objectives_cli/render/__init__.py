@@ -2,6 +2,7 @@
 
     output.py    JSON and JSONL on stdout; the show/text views; list and describe
     views.py     what the show view says of one corrupted example, before formatting
+    cells.py     its input and target lines, token by token
     text.py      how tokens read as text there: the input's own characters, marks dropped
     progress.py  the Rich progress bar and summary of a training run
     tables.py    eval and fill results as tables

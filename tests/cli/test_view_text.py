@@ -14,7 +14,9 @@ from tokenizers import Tokenizer
 from corruptions import IGNORE, Op, Vocab, create, list_objectives
 from objectives_cli.data.examples import SAMPLE_DOCUMENTS, Example, corrupt_documents
 from objectives_cli.data.tokenizer import load_tokenizer, train_tokenizer, vocab_of
+from objectives_cli.render import cells as view_cells
 from objectives_cli.render import output, views
+from objectives_cli.render import text as text_of
 from tests.cli.fakes import FAKES, Row, batched
 from tests.cli.runner import invoke
 
@@ -60,7 +62,7 @@ def test_non_ascii_text_reads_as_written(kind: str) -> None:
     (example,) = corrupt_documents(FAKES["causal"], tok, vocab, [TEXT], 128, 0)
     view = views.build(example, pieces)
     assert view.original == TEXT
-    assert views.join(view.input) == TEXT
+    assert view_cells.join(view.input) == TEXT
     assert [c.kind for c in view.input] == ["predict"] * len(example.input_ids)
 
 
@@ -157,7 +159,7 @@ def test_filling_the_targets_into_the_input_gives_the_text_as_written(name: str)
     pieces = views.Pieces(tok, vocab)
     documents = [*SAMPLE_DOCUMENTS, "It was happy there, unhappily (or not): oil-based."]
     for example in corrupt_documents(create(name), tok, vocab, documents, 128, 0):
-        source = views.Source(example, pieces)
+        source = text_of.Source(example, pieces)
         filled = []
         for at, cell in views.input_layout(example, pieces, source):
             o = example.origin[at] if at >= 0 else -1  # type: ignore[index]
@@ -166,7 +168,7 @@ def test_filling_the_targets_into_the_input_gives_the_text_as_written(name: str)
             if example.labels[at] != IGNORE and o >= 0:
                 cell = views.Cell(source.words(o, o + 1), "keep", cell.glue)
             filled.append(cell)
-        assert views.join(filled) == example.text
+        assert view_cells.join(filled) == example.text
 
 
 def mass_examples() -> list[Example]:

@@ -12,7 +12,9 @@ import pytest
 from corruptions import IGNORE, Op, create, list_objectives
 from objectives_cli.data.examples import SAMPLE_DOCUMENTS, Example, corrupt_documents
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
+from objectives_cli.render import cells as view_cells
 from objectives_cli.render import output, views
+from objectives_cli.render import text as text_of
 from tests.cli.fakes import FAKES
 from tests.cli.runner import invoke
 
@@ -32,10 +34,10 @@ def plain(name: str) -> str:
 
 def test_spans_show_their_sentinel_and_what_it_stands_for() -> None:
     example = examples("spans")[0]
-    cells = views.input_cells(example, PIECES)
+    cells = view_cells.input_cells(example, PIECES)
     spans = [c for c in cells if c.kind == "span"]
     assert [c.text for c in spans] == ["<extra_id_0>", "<extra_id_1>"]
-    assert spans[0].hidden == views.Source(example, PIECES).words(2, 4)
+    assert spans[0].hidden == text_of.Source(example, PIECES).words(2, 4)
     assert "<extra_id_0>⟦" in plain("spans")
 
 
@@ -49,7 +51,7 @@ def test_every_token_level_op_has_its_marker() -> None:
 
 def test_deleted_tokens_appear_where_they_were_and_nowhere_in_the_input() -> None:
     example = examples("mixed")[0]
-    cells = views.input_cells(example, PIECES)
+    cells = view_cells.input_cells(example, PIECES)
     deleted = [c for c in cells if c.kind == "delete"]
     assert len(deleted) == sum(op == 4 for op in example.ops)  # Op.DELETE
     kept = [c for c in cells if c.kind != "delete"]
@@ -58,7 +60,7 @@ def test_deleted_tokens_appear_where_they_were_and_nowhere_in_the_input() -> Non
 
 def test_moved_tokens_are_marked_and_keep_the_input_order() -> None:
     example = examples("rotate")[0]
-    cells = views.input_cells(example, PIECES)
+    cells = view_cells.input_cells(example, PIECES)
     assert {c.kind for c in cells} == {"moved"}
     assert len(cells) == len(example.input_ids)
     inputs = [line for line in plain("rotate").splitlines() if line.startswith("input")]
@@ -87,10 +89,10 @@ def test_sentence_level_extras_are_explained() -> None:
 
 def test_a_mask_or_random_token_at_the_head_of_a_span_stands_for_the_whole_span() -> None:
     example = examples("infill")[0]
-    cells = [c for c in views.input_cells(example, PIECES) if c.hidden]
+    cells = [c for c in view_cells.input_cells(example, PIECES) if c.hidden]
     assert [c.kind for c in cells] == ["mask", "random"]
     assert cells[0].text == "[MASK]"
-    source = views.Source(example, PIECES)
+    source = text_of.Source(example, PIECES)
     assert cells[0].hidden == source.words(1, 4)
     assert cells[1].hidden == source.words(6, 8)
     assert "legend     [MASK] masked · «x» random token · S⟦x⟧ span" in plain("infill")
@@ -148,7 +150,7 @@ def test_every_input_token_shows_once_in_its_order(name: str) -> None:
     """The input line holds every input token once, in input order, plus the source tokens the
     input lacks (struck out); only those, as many as the objective left out at most."""
     for example in corrupt_documents(create(name), TOK, VOCAB, SAMPLE_DOCUMENTS, 128, 0):
-        cells = views.input_cells(example, PIECES)
+        cells = view_cells.input_cells(example, PIECES)
         shown = [c for c in cells if c.kind != "delete"]
         assert len(shown) == len(example.input_ids)
         assert example.origin is not None
@@ -160,15 +162,15 @@ def test_deleted_tokens_show_where_they_stood() -> None:
     """bart-delete keeps every other token as it is: read in order, the cells are the framed
     source text as written (a deleted last token stands before </s>, not after it)."""
     for example in corrupt_documents(create("bart-delete"), TOK, VOCAB, SAMPLE_DOCUMENTS, 128, 0):
-        cells = views.input_cells(example, PIECES)
-        assert views.join(cells) == f"[CLS] {example.text} [SEP]"
+        cells = view_cells.input_cells(example, PIECES)
+        assert view_cells.join(cells) == f"[CLS] {example.text} [SEP]"
 
 
 def test_a_random_token_after_a_permutation_is_marked_random_and_moved_text_moved() -> None:
     """bart (permute + infill), example 0 of the sample text: "After" opens a moved sentence
     and the random token is the one that replaced the "." ending "The dog does not move"."""
     example = next(iter(corrupt_documents(create("bart"), TOK, VOCAB, SAMPLE_DOCUMENTS, 128, 0)))
-    cells = views.input_cells(example, PIECES)
+    cells = view_cells.input_cells(example, PIECES)
     after = next(c for c in cells if c.text == "After")
     assert after.kind == "moved"
     randoms = [c for c in cells if c.kind == "random"]
