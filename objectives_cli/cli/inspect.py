@@ -181,7 +181,7 @@ def corrupt(
     """
     import corruptions
     from objectives_cli.data import examples as made
-    from objectives_cli.data.sources import read_documents, read_piped_or_default
+    from objectives_cli.data.sources import Skipped, read_documents, read_piped_or_default
     from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
     from objectives_cli.render import views
 
@@ -208,7 +208,10 @@ def corrupt(
     tok = load_tokenizer(tokenizer)
     vocab = vocab_of(tok)
     source = path if path is not None else data
-    documents = read_documents(source) if source is not None else read_piped_or_default()
+    skipped = Skipped()
+    documents = read_documents(source, skipped) if source is not None else read_piped_or_default()
+    if skipped.count:
+        output.print_warning(skipped.warning() or "")
     rich = fmt is CorruptFormat.show and output.use_rich()
     pieces = views.Pieces(tok, vocab)
     unknown = made.UnknownCount(vocab.unk)

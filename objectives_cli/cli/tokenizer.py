@@ -61,12 +61,15 @@ def train(
     objectives tokenizer train notes.txt --kind unigram --out tok.json
     """
     from objectives_cli.data.files import check_output_file, write_output_file
-    from objectives_cli.data.sources import read_documents
-    from objectives_cli.render.output import count
+    from objectives_cli.data.sources import Skipped, read_documents
+    from objectives_cli.render.output import count, print_warning
 
     check_output_file(out)  # before the training, not after it
     start = time.perf_counter()
-    documents = read_documents(None if corpus == "default" else corpus)
+    skipped = Skipped()
+    documents = read_documents(None if corpus == "default" else corpus, skipped)
+    if skipped.count:
+        print_warning(skipped.warning() or "")
     print(  # before importing the trainer (and torch): a second or two
         f"training a {kind.value} tokenizer ({vocab_size} ids) on "
         f"{count(len(documents), 'document')} ({count(sum(map(len, documents)), 'character')})",

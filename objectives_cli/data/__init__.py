@@ -1,12 +1,18 @@
 """Text in, `Tokens` out: the data layer.
 
     sources.py    documents from files, directories, stdin, jsonl, parquet and hf: datasets;
-                  sentence splitting; the held-out split
+                  sentence splitting; the held-out split (also as a stream)
+    streams.py    the readers: a file a block at a time, JSON lines, Parquet batches, rows;
+                  rows without text skipped and counted; a source's identity
     corpus.py     the built-in corpus (Python's own documentation), gathered once and cached
     tokenizer.py  WordPiece / byte-level BPE / Unigram tokenizers with the project's special
                   tokens, and the `Vocab` the corruptions read
     packing.py    the one packer: tokenised documents -> a flat `Corpus` (cached on disk) ->
                   fixed-length rows (`Blocks` for training, `rows_of` for `corrupt`)
+    shards.py     a prepared corpus on disk: the shard format, its writer, `MappedCorpus` (read
+                  through memory maps), every check before a directory is trusted
+    prepare.py    `data prepare`: a source streamed, tokenised by worker processes, into shards;
+                  resumable; the cache that `train --data` prepares large sources into
     examples.py   text -> corrupted examples, in input order (`corrupt`, `describe`, the docs)
     files.py      the cache directory and the one atomic file writer
     catalog.py    the registry as plain data, cached, so `list` and completion need no torch

@@ -28,12 +28,15 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from corruptions import Vocab
 from corruptions.errors import DataError
+
+if TYPE_CHECKING:  # torch is imported where it is used: prepare's workers need none of it
+    from corruptions import Vocab
 
 N_SENTINELS = 100
 BASE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[NLU]", "[NLG]", "[S2S]")
@@ -259,6 +262,10 @@ _ROLES = {
 def vocab_of(tok: Tokenizer) -> Vocab:
     """pad, unk, bos=[CLS], eos=[SEP], mask, sentinels (<extra_id_k> at index k), extra={'[NLU]':..,
     '[NLG]':.., '[S2S]':..}."""
+    import torch
+
+    from corruptions import Vocab
+
     ids = {}
     for role, names in _ROLES.items():
         found = [i for i in map(tok.token_to_id, names) if i is not None]
@@ -367,6 +374,73 @@ def encode_pieces(tok: Tokenizer, per_doc: Sequence[Sequence[tuple[str, int]]]) 
 
 
 _FALSE = [False] * 4096
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedArrays:
+    """Documents tokenised into flat arrays: what `encode_pieces` gives, concatenated, in numpy
+    (the training corpus and the prepared shards are built from these)."""
+
+    ids: np.ndarray  # (N,) of the dtype asked for
+    word_starts: np.ndarray  # (N,) bool
+    sentence_starts: np.ndarray  # (N,) bool
+    lengths: np.ndarray  # (D,) int64: tokens of each document, 0 for one that yields none
+    # a sentence of the last document opened after its last token (its pieces yielded none
+    # yet): the next piece of that document, tokenised apart, opens a sentence
+    trailing_open: bool = False
+
+
+def encode_texts(tok: Tokenizer, documents: Sequence[str], dtype: type = np.int32) -> EncodedArrays:
+    """`encode_documents` as arrays: each sentence tokenised on its own."""
+    from .sources import split_sentences
+
+    return encode_arrays(
+        tok, [[p for s in split_sentences(d) for p in pieces(s)] for d in documents], dtype
+    )
+
+
+def encode_arrays(
+    tok: Tokenizer, per_doc: Sequence[Sequence[tuple[str, int]]], dtype: type = np.int64
+) -> EncodedArrays:
+    """`encode_pieces`, the same tokens and flags, as flat arrays built by whole-array numpy
+    operations: the Python work is per piece, not per token."""
+    flat = [text for doc in per_doc for text, _ in doc]
+    where = np.fromiter((w for doc in per_doc for _, w in doc), np.int8, len(flat))
+    encodings = tok.encode_batch(flat, add_special_tokens=False)
+    piece_lens = np.fromiter(map(len, encodings), np.int64, len(encodings))
+    total = int(piece_lens.sum())
+    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype, total)
+    # word ids, None (an added token such as a literal [MASK]) as -2: equal to itself, as None is
+    word = np.array(
+        list(itertools.chain.from_iterable(e.word_ids for e in encodings)), dtype=np.float64
+    )
+    word = np.nan_to_num(word, nan=-2.0)
+    first = np.cumsum(piece_lens) - piece_lens  # (P,) the token each piece starts at
+    full = np.flatnonzero(piece_lens > 0)  # pieces that yield tokens
+    before = np.empty_like(word)
+    before[1:] = word[:-1]
+    before[first[full]] = -1  # a piece's first token is compared with -1, as in encode_pieces
+    word_starts = word != before
+    word_starts[first[full[where[full] == INSIDE_WORD]]] = False
+    # a piece opens a sentence when an OPENS piece came since the previous piece with tokens of
+    # its document (pieces without tokens pass the opening on)
+    n_pieces = np.fromiter(map(len, per_doc), np.int64, len(per_doc))
+    doc_first = np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces)  # (P,) its document's first
+    opens = np.concatenate([[0], np.cumsum(where == OPENS)])
+    previous = np.concatenate([[-1], full[:-1]])
+    since = np.maximum(previous, doc_first[full] - 1)
+    sentence_starts = np.zeros(total, dtype=bool)
+    sentence_starts[first[full]] = opens[full + 1] > opens[since + 1]
+    piece_ends = np.concatenate([[0], np.cumsum(piece_lens)])
+    doc_ends = np.concatenate([[0], np.cumsum(n_pieces)])
+    lengths = piece_ends[doc_ends[1:]] - piece_ends[doc_ends[:-1]]
+    trailing_open = False
+    if len(n_pieces) and n_pieces[-1]:  # the last document's pieces after its last token
+        begin = len(flat) - int(n_pieces[-1])
+        tail = full[full >= begin]
+        after = int(tail[-1]) + 1 if len(tail) else begin
+        trailing_open = bool(opens[len(flat)] > opens[after])
+    return EncodedArrays(ids, word_starts, sentence_starts, lengths, trailing_open)
 
 
 def _rebuild_default() -> None:
