@@ -30,10 +30,10 @@ from objectives_cli.model.config import ModelConfig
 from objectives_cli.model.model import Model
 from objectives_cli.train.batches import batch_fn, eval_batches, packed
 from objectives_cli.train.config import config_for, lr_at
-from objectives_cli.train.loop import train_step
 from objectives_cli.train.losses import evaluate
 from objectives_cli.train.runtime import amp_context, derived_seed, make_optimizer
 from objectives_cli.train.setup import prepare
+from objectives_cli.train.step import train_step
 
 SHAPE = {"d_model": 128, "n_heads": 2, "d_ff": 512, "n_layers": 4}
 

@@ -221,7 +221,14 @@ def corrupt(
     else:
         examples = unknown.watch(
             made.corrupt_documents(
-                corruption, tok, vocab, documents, max_length, seed, limit or None
+                corruption,
+                tok,
+                vocab,
+                documents,
+                max_length,
+                seed,
+                limit or None,
+                with_text=fmt is not CorruptFormat.jsonl,  # the show view's text; JSONL has none
             )
         )
         if fmt is CorruptFormat.jsonl:

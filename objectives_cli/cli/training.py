@@ -262,8 +262,14 @@ def fill(
         ),
     ],
     top_k: Annotated[
-        int, typer.Option(callback=at_least(1), help="Candidates shown per [MASK].")
-    ] = 5,
+        int | None,
+        typer.Option(
+            callback=at_least(1),
+            show_default=False,
+            help="Encoders: candidates shown per [MASK] (default 5). Sampling: draw from the K "
+            "most likely tokens only (default: all).",
+        ),
+    ] = None,
     max_new: Annotated[
         int | None,
         typer.Option(
@@ -273,25 +279,59 @@ def fill(
             "for a seq2seq target; MASS writes one token per [MASK].",
         ),
     ] = None,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            callback=at_least(0),
+            rich_help_panel="Decoding",
+            help="0 writes the most likely token each step (greedy); above 0 samples at this "
+            "temperature.",
+        ),
+    ] = 0.0,
+    top_p: Annotated[
+        float,
+        typer.Option(
+            rich_help_panel="Decoding",
+            help="Sampling: draw from the fewest tokens that hold this much probability.",
+        ),
+    ] = 1.0,
+    beams: Annotated[
+        int,
+        typer.Option(
+            callback=at_least(1),
+            rich_help_panel="Decoding",
+            help="Beam search with this many beams (transformers' defaults).",
+        ),
+    ] = 1,
+    seed: Annotated[int, typer.Option(rich_help_panel="Decoding", help="Sampling seed.")] = 0,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = None,
 ) -> None:
     """Fill in masks or continue text with a trained run.
 
     Encoders fill each [MASK], seq2seq models write what the decoder reconstructs, decoders
-    continue the text.
+    continue the text: greedily, by sampling or by beam search, as transformers' generate does.
 
     objectives fill runs/sb "The capital of France is [MASK] ."
     """
-    from objectives_cli.train import inference
+    from objectives_cli.train import generation, inference
+    from objectives_cli.train.decoding import Decoding
 
     with cuda_memory_hint(f"filling in with {run_dir}", FREE_GPU):
         run = inference.load_run(run_dir, device, warn=tables.warn)
         if run.info.arch == "encoder":
+            if temperature or beams > 1 or top_p < 1:
+                raise UsageError(
+                    "an encoder ranks candidates for each [MASK]; --temperature, --top-p and "
+                    "--beams are for decoders and encoder-decoders",
+                    "use --top-k to see more candidates",
+                )
+            top_k = top_k or 5
             result = inference.fill_masks(run, text, top_k)
         else:
-            result = inference.generate(run, text, max_new)
+            how = Decoding(temperature, top_k or 0, top_p, beams, seed=seed)
+            result = generation.generate(run, text, max_new, how)
     if table_or_json(fmt) is Format.json:
         print(json.dumps(result, allow_nan=False))
     else:
-        tables.print_fill(result, top_k)
+        tables.print_fill(result, top_k or 5)

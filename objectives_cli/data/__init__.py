@@ -8,7 +8,7 @@
     tokenizer.py  WordPiece / byte-level BPE / Unigram tokenizers with the project's special
                   tokens, and the `Vocab` the corruptions read
     packing.py    the one packer: tokenised documents -> a flat `Corpus` (cached on disk) ->
-                  fixed-length rows (`Blocks` for training, `rows_of` for `corrupt`)
+                  fixed-length rows (`Blocks`, for training and for `corrupt`)
     shards.py     a prepared corpus on disk: the shard format, its writer, `MappedCorpus` (read
                   through memory maps), every check before a directory is trusted
     prepare.py    `data prepare`: a source streamed, tokenised by worker processes, into shards;

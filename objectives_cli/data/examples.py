@@ -1,17 +1,21 @@
 """Text in, corrupted examples out: the pipeline behind `corrupt`, `describe` and the docs.
 
-Documents are tokenised and cut into blocks of at most `max_length` tokens (`packing.rows_of`,
-never crossing a document), in input order. Block i is example i. Blocks are corrupted
+Documents are tokenised and cut into blocks of at most `max_length` tokens (`packing.pack`'s
+rows, never crossing a document), in input order. Block i is example i. Blocks are corrupted
 `BATCH` at a time, one whole-batch call each, every batch padded to `max_length` columns, and
 batch k draws from `make_generator(seed, k)`. A batch's make-up therefore follows from the input
 alone, so example i is the same whatever `--limit` asks for, and the same input and seed give
 the same bytes. (Changing `BATCH` changes the examples; the golden files pin it.)
+
+Each block keeps the text it was cut from and each token's characters in it (the tokenizer's
+offsets), for the show view (`Example.text`, `Example.offsets`); JSONL rows do without
+(`with_text=False` spares that work per token).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import tokenizers
@@ -21,9 +25,9 @@ import torch.nn.functional as F
 from corruptions import IGNORE, Corrupted, Corruption, Tokens, Vocab, make_generator
 from corruptions.errors import DataError
 
-from .packing import corpus_from, pack, rows_of
-from .sources import iter_sentences
-from .tokenizer import EncodedDoc, encode_pieces, pieces
+from .packing import corpus_from, pack
+from .sources import sentence_spans
+from .tokenizer import AFTER_SPACE, EncodedDoc, encode_pieces, pieces
 
 BATCH = 16  # blocks per corruption call; part of what defines example i
 DOCS_PER_CHUNK = 64  # documents tokenised at a time, so `--limit 5` reads little of a big corpus
@@ -49,18 +53,56 @@ class Example:
     ops: list[int] | None  # `Op` code per source token
     extras: dict[str, Any]  # per-example scalars or lists, trimmed like the sequence they follow
     origin: list[int] | None = None  # source position per input token, -1: none (Corrupted.origin)
+    text: str = ""  # the input text the block was cut from, first token to last, as written
+    # per source token, its characters in `text` (start, end), whitespace around it left out: a
+    # token of whitespace only (a lone `Ġ` or `▁`) is (end, end); None when the text is unknown
+    offsets: list[tuple[int, int]] | None = None
 
     @property
     def seq2seq(self) -> bool:
         return self.decoder_input_ids is not None
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Consecutive blocks: their tokens, and per block the text it covers (`Example.text`,
+    `Example.offsets`; "" and None when not asked for)."""
+
+    tokens: Tokens
+    texts: list[str]
+    offsets: list[list[tuple[int, int]] | None]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class Part:
+    """Pieces (`tokenizer.pieces`) of one document's sentences, to tokenise with others."""
+
+    document: str
+    pieces: list[tuple[str, int]] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)  # where each piece starts in the document
+    ends: bool = True  # the document ends with these pieces
+
+
 def blocks(
     tok: tokenizers.Tokenizer, documents: Sequence[str], max_length: int, pad: int
 ) -> Iterator[Tokens]:
+    """The tokens of `text_blocks`."""
+    return (rows.tokens for rows in text_blocks(tok, documents, max_length, pad, False))
+
+
+def text_blocks(
+    tok: tokenizers.Tokenizer,
+    documents: Sequence[str],
+    max_length: int,
+    pad: int,
+    with_text: bool = True,
+) -> Iterator[Rows]:
     """The blocks of `documents` in order, a little text at a time (`chunks`), each group
     padded to `max_length` columns: so `--limit 3` tokenises the start of a 50 MB line, not
-    all of it.
+    all of it. Each block comes with the text it covers (`with_text`).
 
     The rows of a document are cut greedily from its start (`packing.pack`), so every row but
     the last of the tokens seen so far is final: those are packed now, and the last row's
@@ -70,39 +112,74 @@ def blocks(
     carry: EncodedDoc | None = None  # the tail of a document whose rest is still to come
     number = 0  # the input document being read: rows carry it (`Tokens.row_documents`)
     for group in chunks(documents):
-        encoded = encode_pieces(tok, [doc_pieces for doc_pieces, _ in group])
+        starts = [part.starts for part in group] if with_text else None
+        encoded = encode_pieces(tok, [part.pieces for part in group], starts)
         ready = []
-        for doc, (_, ends) in zip(encoded, group, strict=True):
+        for doc, part in zip(encoded, group, strict=True):
             if carry is not None:
                 doc, carry = join(carry, doc), None
-            if not ends:
+            if not part.ends:
                 doc, carry = split_last_row(doc, max_length)
-            ready.append((doc, number))
-            number += ends
-        ready = [(doc, n) for doc, n in ready if doc.ids]
+            ready.append((doc, part.document, number))
+            number += part.ends
+        ready = [(doc, text, n) for doc, text, n in ready if doc.ids]
         if ready:
-            rows = rows_of([doc for doc, _ in ready], max_length, pad)
+            docs = [doc for doc, _, _ in ready]
+            packed = pack(corpus_from(docs), max_length, "rows")  # `rows_of`, row starts kept
+            rows = packed.take(torch.arange(len(packed)), pad)
             assert rows.row_documents is not None
-            numbers = torch.tensor([n for _, n in ready], dtype=torch.long)
+            which = rows.row_documents.tolist()
+            numbers = torch.tensor([n for _, _, n in ready], dtype=torch.long)
             rows = replace(rows, row_documents=numbers[rows.row_documents])
-            yield pad_to(rows, max_length, pad)
+            if not with_text:
+                yield Rows(pad_to(rows, max_length, pad), [""] * len(which), [None] * len(which))
+                continue
+            flat = [span for doc in docs for span in doc.offsets or ()]
+            cut = zip(which, packed.starts.tolist(), packed.lengths.tolist(), strict=True)
+            texts, offsets = zip(
+                *(row_text(ready[d][1], flat[start : start + n]) for d, start, n in cut),
+                strict=True,
+            )
+            yield Rows(pad_to(rows, max_length, pad), list(texts), list(offsets))
 
 
-def chunks(documents: Sequence[str]) -> Iterator[list[tuple[list[tuple[str, int]], bool]]]:
+def row_text(document: str, spans: Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
+    """The text of `document` that a row's tokens cover, and their spans in it, each without
+    the whitespace around it (the tokenizers' offsets include a `Ġ`'s or `▁`'s space)."""
+    trimmed = []
+    for start, end in spans:
+        chars = document[start:end]
+        inner = chars.strip()
+        if not inner:
+            trimmed.append((end, end))
+            continue
+        start += len(chars) - len(chars.lstrip())
+        trimmed.append((start, start + len(inner)))
+    first = trimmed[0][0] if trimmed else 0
+    last = max((end for _, end in trimmed), default=first)
+    return document[first:last], [(s - first, e - first) for s, e in trimmed]
+
+
+def chunks(documents: Sequence[str]) -> Iterator[list[Part]]:
     """The documents as groups to tokenise at once: up to DOCS_PER_CHUNK documents and about
-    CHARS_PER_CHUNK characters, as (the `pieces` of its sentences, whether the document ends
-    there); a longer document is split between groups, at a sentence or a piece."""
-    group: list[tuple[list[tuple[str, int]], bool]] = []
+    CHARS_PER_CHUNK characters, as the `pieces` of their sentences; a longer document is split
+    between groups, at a sentence or a piece."""
+    group: list[Part] = []
     size = 0
     for document in documents:
-        doc_pieces: list[tuple[str, int]] = []
-        for piece in (p for s in iter_sentences(document) for p in pieces(s)):
-            doc_pieces.append(piece)
-            size += len(piece[0])
-            if size >= CHARS_PER_CHUNK:
-                yield [*group, (doc_pieces, False)]
-                group, doc_pieces, size = [], [], 0
-        group.append((doc_pieces, True))
+        part = Part(document)
+        for first, last in sentence_spans(document):
+            at = first
+            for piece, where in pieces(document[first:last]):
+                at += where == AFTER_SPACE  # the space the cut left out
+                part.pieces.append((piece, where))
+                part.starts.append(at)
+                at += len(piece)
+                size += len(piece)
+                if size >= CHARS_PER_CHUNK:
+                    yield [*group, replace(part, ends=False)]
+                    group, part, size = [], Part(document), 0
+        group.append(part)
         if len(group) >= DOCS_PER_CHUNK or size >= CHARS_PER_CHUNK:
             yield group
             group, size = [], 0
@@ -115,6 +192,7 @@ def join(head: EncodedDoc, tail: EncodedDoc) -> EncodedDoc:
         head.ids + tail.ids,
         head.word_starts + tail.word_starts,
         head.sentence_starts + tail.sentence_starts,
+        None if head.offsets is None or tail.offsets is None else head.offsets + tail.offsets,
     )
 
 
@@ -123,9 +201,20 @@ def split_last_row(doc: EncodedDoc, max_length: int) -> tuple[EncodedDoc, Encode
     from the first part alone, and the last row may still grow."""
     starts = pack(corpus_from([doc]), max_length, "rows").starts if doc.ids else None
     cut = int(starts[-1]) if starts is not None and len(starts) else 0
+    offsets = doc.offsets
     return (
-        EncodedDoc(doc.ids[:cut], doc.word_starts[:cut], doc.sentence_starts[:cut]),
-        EncodedDoc(doc.ids[cut:], doc.word_starts[cut:], doc.sentence_starts[cut:]),
+        EncodedDoc(
+            doc.ids[:cut],
+            doc.word_starts[:cut],
+            doc.sentence_starts[:cut],
+            None if offsets is None else offsets[:cut],
+        ),
+        EncodedDoc(
+            doc.ids[cut:],
+            doc.word_starts[cut:],
+            doc.sentence_starts[cut:],
+            None if offsets is None else offsets[cut:],
+        ),
     )
 
 
@@ -145,14 +234,14 @@ def pad_to(batch: Tokens, width: int, pad: int) -> Tokens:
     )
 
 
-def batches(chunks: Iterable[Tokens], size: int = BATCH) -> Iterator[Tokens]:
+def batches(chunks: Iterable[Rows], size: int = BATCH) -> Iterator[Rows]:
     """Regroup a stream of blocks into batches of `size` consecutive blocks (the last may be
     smaller)."""
-    held: list[Tokens] = []
+    held: list[Rows] = []
     n_held = 0
     for chunk in chunks:
         held.append(chunk)
-        n_held += chunk.ids.size(0)
+        n_held += len(chunk)
         while n_held >= size:
             merged = concat(held)
             yield take(merged, 0, size)
@@ -162,15 +251,23 @@ def batches(chunks: Iterable[Tokens], size: int = BATCH) -> Iterator[Tokens]:
         yield concat(held)
 
 
-def concat(parts: list[Tokens]) -> Tokens:
+def concat(parts: list[Rows]) -> Rows:
     if len(parts) == 1:
         return parts[0]
-    columns = zip(*(p._tensors() for p in parts), strict=True)
-    return Tokens(*(None if any(t is None for t in c) else torch.cat(c) for c in columns))
+    columns = zip(*(p.tokens._tensors() for p in parts), strict=True)
+    return Rows(
+        Tokens(*(None if any(t is None for t in c) else torch.cat(c) for c in columns)),
+        [text for p in parts for text in p.texts],
+        [spans for p in parts for spans in p.offsets],
+    )
 
 
-def take(batch: Tokens, start: int, stop: int) -> Tokens:
-    return Tokens(*(None if t is None else t[start:stop] for t in batch._tensors()))
+def take(rows: Rows, start: int, stop: int) -> Rows:
+    return Rows(
+        Tokens(*(None if t is None else t[start:stop] for t in rows.tokens._tensors())),
+        rows.texts[start:stop],
+        rows.offsets[start:stop],
+    )
 
 
 def corrupt_documents(
@@ -181,27 +278,29 @@ def corrupt_documents(
     max_length: int,
     seed: int,
     limit: int | None = None,
+    with_text: bool = True,
 ) -> Iterator[Example]:
-    """Examples 0, 1, ... (at most `limit`) of `documents` corrupted with `seed`; a DataError
-    when the documents hold no token at all (only characters the tokenizer drops)."""
-    source = batches(blocks(tok, documents, max_length, vocab.pad))
+    """Examples 0, 1, ... (at most `limit`) of `documents` corrupted with `seed`, each with the
+    text it was cut from unless `with_text` is False; a DataError when the documents hold no
+    token at all (only characters the tokenizer drops)."""
+    source = batches(text_blocks(tok, documents, max_length, vocab.pad, with_text))
     return corrupt_batches(corruption, vocab, source, seed, limit)
 
 
 def corrupt_batches(
-    corruption: Corruption, vocab: Vocab, source: Iterable[Tokens], seed: int, limit: int | None
+    corruption: Corruption, vocab: Vocab, source: Iterable[Rows], seed: int, limit: int | None
 ) -> Iterator[Example]:
-    """`corrupt_documents` on batches already made (`batches(blocks(...))`)."""
+    """`corrupt_documents` on batches already made (`batches(text_blocks(...))`)."""
     index = 0
-    for number, batch in enumerate(source):
+    for number, rows in enumerate(source):
         if limit is not None and index >= limit:
             return
-        out = corruption(batch, vocab, make_generator(seed, number), with_origin=True)
-        for example in unbatch(batch, out, index):
+        out = corruption(rows.tokens, vocab, make_generator(seed, number), with_origin=True)
+        for example in unbatch(rows, out, index):
             if limit is not None and example.index >= limit:
                 return
             yield example
-        index += batch.ids.size(0)
+        index += len(rows)
     if index == 0 and limit != 0:
         raise DataError(
             "the input holds no tokens: only spaces or characters the tokenizer "
@@ -222,10 +321,10 @@ def zoo(
     text is tokenised and batched once, for all of them)."""
     import corruptions
 
-    made: list[Tokens] = []  # the batches read so far, shared by every objective
-    source = batches(blocks(tok, documents, max_length, vocab.pad))
+    made: list[Rows] = []  # the batches read so far, shared by every objective
+    source = batches(text_blocks(tok, documents, max_length, vocab.pad))
 
-    def replay() -> Iterator[Tokens]:
+    def replay() -> Iterator[Rows]:
         yield from made
         for batch in source:
             made.append(batch)
@@ -269,8 +368,9 @@ class UnknownCount:
         )
 
 
-def unbatch(batch: Tokens, out: Corrupted, first_index: int) -> Iterator[Example]:
+def unbatch(rows: Rows, out: Corrupted, first_index: int) -> Iterator[Example]:
     """Split a corrupted batch into per-example lists, padding trimmed."""
+    batch = rows.tokens
     source_lens = batch.lengths.tolist()
     input_lens = out.attention_mask.sum(1).tolist()
     if out.decoder_input_ids is not None:  # the target runs to its last scored token
@@ -303,4 +403,6 @@ def unbatch(batch: Tokens, out: Corrupted, first_index: int) -> Iterator[Example
                 for key, (values, lens) in extras.items()
             },
             origin=None if origin is None else origin[b][:s],
+            text=rows.texts[b],
+            offsets=rows.offsets[b],
         )

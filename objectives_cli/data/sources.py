@@ -168,7 +168,14 @@ def split_sentences(document: str) -> list[str]:
 def iter_sentences(document: str) -> Iterator[str]:
     """`split_sentences`, one at a time (a 50 MB line need not be split whole to read its
     start)."""
-    for line in document.splitlines():
+    return (document[start:end] for start, end in sentence_spans(document))
+
+
+def sentence_spans(document: str) -> Iterator[tuple[int, int]]:
+    """Where the sentences of `iter_sentences` are in `document`: (start, end) of each, so the
+    show view can print the text a block was cut from, as it was written."""
+    line_start = 0
+    for line in document.splitlines(keepends=True):
         start = 0
         for m in _SENTENCE_END.finditer(line):
             nxt = line[m.end()]
@@ -177,13 +184,20 @@ def iter_sentences(document: str) -> Iterator[str]:
             word = line[start : m.start() + 1].rsplit(None, 1)[-1].rstrip(".").lower()
             if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
                 continue  # "e.g. Foo", "J. Smith"
-            sentence = line[start : m.end()].strip()
-            if sentence:
-                yield sentence
+            yield from _stripped(line, start, m.end(), line_start)
             start = m.end()
-        sentence = line[start:].strip()
-        if sentence:
-            yield sentence
+        yield from _stripped(line, start, len(line), line_start)
+        line_start += len(line)
+
+
+def _stripped(line: str, start: int, end: int, base: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of line[start:end] without its outer whitespace, offset by `base`; nothing
+    when only whitespace is left."""
+    text = line[start:end]
+    stripped = text.strip()
+    if stripped:
+        first = start + len(text) - len(text.lstrip())
+        yield base + first, base + first + len(stripped)
 
 
 def split_heldout(

@@ -301,6 +301,9 @@ class EncodedDoc:
     ids: list[int]
     word_starts: list[bool]  # from the tokenizer's word ids: same for WordPiece, BPE, Unigram
     sentence_starts: list[bool]  # True at the first token of every sentence
+    # (start, end) of each token's characters in the document (the tokenizer's offsets), when
+    # asked for (`encode_pieces(..., starts=...)`): what the show view prints
+    offsets: list[tuple[int, int]] | None = None
 
 
 def encode_documents(tok: Tokenizer, documents: Sequence[str]) -> list[EncodedDoc]:
@@ -326,7 +329,8 @@ def pieces(sentence: str) -> Iterator[tuple[str, int]]:
 
     A file that is one unpunctuated line is one sentence; in pieces, no call tokenises
     megabytes at once and a reader can stop early. The tokens are those of the whole sentence
-    (except that byte-level BPE counts a run of several spaces at a cut as one).
+    (except that byte-level BPE counts a run of several spaces at a cut as one). The pieces
+    cover the sentence but for the one space at each AFTER_SPACE cut (`piece_starts`).
     """
     start, where = 0, OPENS
     while len(sentence) - start > PIECE_CHARS:
@@ -340,18 +344,35 @@ def pieces(sentence: str) -> Iterator[tuple[str, int]]:
     yield sentence[start:], where
 
 
-def encode_pieces(tok: Tokenizer, per_doc: Sequence[Sequence[tuple[str, int]]]) -> list[EncodedDoc]:
+def piece_starts(sentence_pieces: Iterable[tuple[str, int]], start: int = 0) -> Iterator[int]:
+    """Where each of a sentence's `pieces` starts, the sentence starting at `start`."""
+    for text, where in sentence_pieces:
+        start += where == AFTER_SPACE  # the space the cut dropped
+        yield start
+        start += len(text)
+
+
+def encode_pieces(
+    tok: Tokenizer,
+    per_doc: Sequence[Sequence[tuple[str, int]]],
+    starts: Sequence[Sequence[int]] | None = None,
+) -> list[EncodedDoc]:
     """`encode_documents` for documents given as their sentences' `pieces`: a piece that opens
-    a sentence opens a sentence and a word, one after a space a word."""
+    a sentence opens a sentence and a word, one after a space a word. With `starts` (where each
+    piece starts in its document), each token's characters in the document too
+    (`EncodedDoc.offsets`)."""
     flat = [text for doc in per_doc for text, _ in doc]
     encodings = iter(tok.encode_batch(flat, add_special_tokens=False))
     out = []
-    for doc in per_doc:
+    for d, doc in enumerate(per_doc):
         ids: list[int] = []
         words: list[bool] = []
-        starts: list[bool] = []
+        sentence_starts: list[bool] = []
+        offsets: list[tuple[int, int]] | None = None if starts is None else []
         opening = False  # a sentence began and has no token yet
-        for (_, where), enc in zip(doc, itertools.islice(encodings, len(doc)), strict=True):
+        for p, ((_, where), enc) in enumerate(
+            zip(doc, itertools.islice(encodings, len(doc)), strict=True)
+        ):
             opening |= where == OPENS
             piece_ids = enc.ids
             if not piece_ids:
@@ -362,14 +383,17 @@ def encode_pieces(tok: Tokenizer, per_doc: Sequence[Sequence[tuple[str, int]]]) 
             words += map(operator.ne, word_ids, [-1, *word_ids])
             if where == INSIDE_WORD:
                 words[len(ids) - len(piece_ids)] = False
-            starts.append(opening)
+            sentence_starts.append(opening)
             opening = False
-            starts += (
+            sentence_starts += (
                 _FALSE[: len(piece_ids) - 1]
                 if len(piece_ids) <= len(_FALSE)
                 else ([False] * (len(piece_ids) - 1))
             )
-        out.append(EncodedDoc(ids, words, starts))
+            if offsets is not None and starts is not None:
+                base = starts[d][p]
+                offsets += [(base + s, base + e) for s, e in enc.offsets]
+        out.append(EncodedDoc(ids, words, sentence_starts, offsets))
     return out
 
 

@@ -2,6 +2,7 @@
 
     output.py    JSON and JSONL on stdout; the show/text views; list and describe
     views.py     what the show view says of one corrupted example, before formatting
+    text.py      how tokens read as text there: the input's own characters, marks dropped
     progress.py  the Rich progress bar and summary of a training run
     tables.py    eval and fill results as tables
     docgen.py    docs/objectives/*.md, generated from the registry (python -m ...render.docgen)

@@ -11,12 +11,18 @@ from rich.table import Table
 def print_eval(result: dict[str, Any], objective: str, step: int) -> None:
     """Held-out loss and accuracy per term, then the weighted total."""
     table = Table(title=f"{objective} at step {step} on {result['data']} ({result['rows']} rows)")
-    for column in ("term", "loss", "accuracy"):
+    for column in ("term", "loss", "accuracy", "perplexity"):
         table.add_column(column, justify="left" if column == "term" else "right")
     terms = sorted({k.rsplit("_", 1)[0] for k in result if k.endswith("_acc")})
     for term in terms:
-        table.add_row(term, f"{result[f'{term}_loss']:.4f}", f"{result[f'{term}_acc']:.4f}")
-    table.add_row("total (weighted)", f"{result['loss']:.4f}", "")
+        ppl = result.get(f"{term}_ppl")
+        table.add_row(
+            term,
+            f"{result[f'{term}_loss']:.4f}",
+            f"{result[f'{term}_acc']:.4f}",
+            "" if ppl is None else f"{ppl:.2f}",
+        )
+    table.add_row("total (weighted)", f"{result['loss']:.4f}", "", "")
     Console().print(table)
 
 

@@ -21,10 +21,8 @@ from corruptions import (
     IGNORE,
     Corrupted,
     DataError,
-    NotEnoughSentinels,
     UsageError,
     create,
-    model_facts,
 )
 from objectives_cli.data.packing import pack
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
@@ -135,6 +133,8 @@ def evaluate_run(
             f"evaluating {run.run_dir} at step {run.step} gave an inf or NaN loss",
             "its weights are finite but overflow on this text; train it with a lower --lr",
         )
+    if result.get("lm_loss") is not None:  # a language-model term: next token or seq2seq target
+        result["lm_ppl"] = math.exp(min(result["lm_loss"], 700.0))  # perplexity
     return {
         "run": str(run.run_dir),
         "step": run.step,
@@ -216,147 +216,6 @@ def decode(run: LoadedRun, ids: list[int]) -> str:
     return str(run.tok.decode([i for i in ids if i not in special], skip_special_tokens=False))
 
 
-DEFAULT_NEW = 40  # tokens a continuation (or, beyond the input's length, a target) may take
-
-
-@torch.no_grad()
-def generate(run: LoadedRun, text: str, max_new: int | None = None) -> dict[str, Any]:
-    """Seq2seq: greedy decoding of the target for a corrupted input; decoder: a continuation.
-
-    `max_new` bounds the tokens written: by default 40 for a continuation, and the input's
-    length + 40 for a seq2seq target (BART's rewrites the whole input). MASS writes as many
-    tokens as each fragment has masks.
-    """
-    torch.manual_seed(0)
-    if run.info.arch == "decoder":
-        return continue_text(run, text, max_new or DEFAULT_NEW)
-    if run.model.cfg.cross_hide >= 0:  # set for objectives that place decoder tokens (MASS)
-        return fill_fragments(run, text)
-    return reconstruct(run, text, max_new)
-
-
-def continue_text(run: LoadedRun, text: str, max_new: int) -> dict[str, Any]:
-    """Decoder: greedy continuation of `text` (a prefix LM sees it as its bidirectional prefix)."""
-    model, eos, device = run.model, run.vocab.eos, run.device
-    ids = [*run.info.frame_prefix, *encode_text(run, text, frame=False)]
-    prompt = len(ids)
-    for _ in range(max(0, min(max_new, model.cfg.max_len - len(ids)))):
-        extras = (
-            {"prefix_lengths": torch.tensor([prompt], device=device)} if run.info.prefix else {}
-        )
-        h = model.run_decoder(as_batch(ids, device, extras=extras))
-        nxt = int(model.lm_logits(h[0, -1]).argmax())
-        if nxt == eos:
-            break
-        ids.append(nxt)
-    return {
-        "kind": "continuation",
-        "input": text,
-        "generated": decode(run, ids[prompt:]),
-        "output": decode(run, ids),
-    }
-
-
-def reconstruct(run: LoadedRun, text: str, max_new: int | None) -> dict[str, Any]:
-    """Encoder-decoder: encode the corrupted text as the objective frames it, decode its target
-    greedily after the probed decoder prefix, and put the text back together.
-
-    T5-style targets are spliced into the input behind their sentinels; UL2's S mode (text with
-    nothing to fill) continues the text; any other target (BART) is the text itself.
-    """
-    vocab, model = run.vocab, run.model
-    content = as_marked(run, run.tok.encode(text, add_special_tokens=False).ids)
-    lead, content, continuation = paradigm(run, content)
-    spans = any(t in vocab.sentinels or t == vocab.mask for t in content)
-    if run.info.sentinels and not spans and not continuation:
-        raise UsageError(
-            "the text has no span to fill",
-            'mark each with [MASK] or a sentinel, e.g. "The cat <extra_id_0> the mat ."',
-        )
-    source = encode_ids(run, [*lead, *content])
-    memory, memory_mask = model.encode(as_batch(source, run.device))
-    start = run.info.decoder_prefix or [
-        run.info.decoder_start if run.info.decoder_start is not None else vocab.pad
-    ]
-    limit = max_new or len(source) + DEFAULT_NEW
-    written = strip_eos(greedy(run, memory, memory_mask, start, limit), vocab.eos)
-    if continuation:
-        output = [*content, *written]
-    elif run.info.sentinels:
-        output = splice(content, written, vocab.sentinels)
-    else:
-        output = written
-    return {
-        "kind": "seq2seq",
-        "input": text,
-        "generated": decode(run, written),
-        "output": decode(run, output),
-    }
-
-
-def fill_fragments(run: LoadedRun, text: str) -> dict[str, Any]:
-    """MASS: each run of [MASK] is a fragment that the decoder writes back in place, fed as in
-    training: first the token before the fragment (or [MASK], with decoder_start=mask) at that
-    token's position, then each written token at its own position (`decoder_position_ids`)."""
-    vocab, info = run.vocab, run.info
-    content = as_marked(run, run.tok.encode(text, add_special_tokens=False).ids)
-    # MASS's sentence is <s> x </s>; the probe misses the </s> (the fragment may mask it)
-    ids = [*info.frame_prefix, *content, vocab.eos][: run.model.cfg.max_len]
-    fragments = mask_runs(ids, vocab.mask)
-    if not fragments:
-        raise UsageError(
-            "the text has no [MASK] to fill",
-            'MASS writes back a fragment of one [MASK] per token, e.g. "The cat [MASK] [MASK] '
-            'the mat ."',
-        )
-    memory, memory_mask = run.model.encode(as_batch(ids, run.device))
-    fixed = info.decoder_prefix[0] if info.decoder_prefix else None
-    if info.decoder_prefix is None and info.decoder_start == vocab.mask:  # older runs
-        fixed = vocab.mask
-    out, dropped, written = list(ids), set(), []
-    for start, end in fragments:
-        first = fixed if fixed is not None else (ids[start - 1] if start > 0 else vocab.bos)
-        tokens = greedy(run, memory, memory_mask, [first], end - start, first_position=start - 1)
-        out[start : start + len(tokens)] = tokens
-        if tokens and tokens[-1] == vocab.eos:  # the sentence ended inside the fragment
-            dropped.update(range(start + len(tokens) - 1, end))
-        written.append(decode(run, strip_eos(tokens, vocab.eos)))
-    text_at = range(len(info.frame_prefix), min(len(info.frame_prefix) + len(content), len(ids)))
-    return {
-        "kind": "seq2seq",
-        "input": text,
-        "generated": " | ".join(written),
-        "fragments": written,
-        "output": decode(run, [out[i] for i in text_at if i not in dropped]),
-    }
-
-
-def greedy(
-    run: LoadedRun,
-    memory: Tensor,
-    memory_mask: Any,
-    start: list[int],
-    limit: int,
-    first_position: int | None = None,
-) -> list[int]:
-    """Greedy decoding after the decoder inputs `start`: up to `limit` tokens, the last one
-    </s> if it stopped there. `first_position`: decoder positions run from it (MASS) instead of
-    from 0."""
-    model, device = run.model, run.device
-    out = list(start)
-    for _ in range(max(0, min(limit, model.cfg.max_len - len(start) + 1))):
-        positions = None
-        if first_position is not None:
-            positions = torch.arange(first_position, first_position + len(out), device=device)
-            positions = positions.clamp(min=0).unsqueeze(0)
-        h = model.decode(torch.tensor([out], device=device), memory, memory_mask, positions)
-        nxt = int(model.lm_logits(h[0, -1]).argmax())
-        out.append(nxt)
-        if nxt == run.vocab.eos:
-            break
-    return out[len(start) :]
-
-
 def encode_ids(run: LoadedRun, ids: list[int]) -> list[int]:
     """`ids` framed as the objective's inputs are (refused when longer than the model reads)."""
     prefix, suffix = run.info.frame_prefix, run.info.frame_suffix
@@ -365,75 +224,3 @@ def encode_ids(run: LoadedRun, ids: list[int]) -> list[int]:
     if suffix and ids[-len(suffix) :] != suffix:
         ids = [*ids, *suffix]
     return fits(run, ids)
-
-
-def as_marked(run: LoadedRun, ids: list[int]) -> list[int]:
-    """The user's span marks as the objective writes them: with sentinels (T5, UL2), every
-    sentinel and every run of [MASK] becomes the next sentinel in order; otherwise (BART, MASS)
-    a sentinel becomes [MASK]."""
-    vocab = run.vocab
-    sentinels = set(vocab.sentinels)
-    if not run.info.sentinels:
-        return [vocab.mask if t in sentinels else t for t in ids]
-    out: list[int] = []
-    k = 0  # sentinels placed so far
-    for i, t in enumerate(ids):
-        if t in sentinels or (t == vocab.mask and (i == 0 or ids[i - 1] != vocab.mask)):
-            if k == len(vocab.sentinels):
-                raise NotEnoughSentinels(needed=k + 1, available=len(vocab.sentinels))
-            out.append(vocab.sentinels[k])
-            k += 1
-        elif t != vocab.mask:
-            out.append(t)
-    return out
-
-
-def paradigm(run: LoadedRun, content: list[int]) -> tuple[list[int], list[int], bool]:
-    """UL2's paradigm token for `content`: ([token], content without one the user gave, whether
-    it asks for a continuation). A given token is kept; else [NLU] (R) when there are spans to
-    fill and [S2S] (S, prefix LM) when there are none. Objectives without paradigm tokens get
-    ([], content, False)."""
-    corruption = create(run.cfg.objective, **dict(run.cfg.params))
-    ids = model_facts(corruption, run.vocab).paradigm_ids
-    if not ids:
-        return [], content, False
-    leads, regular, sequential = tuple(ids.values()), ids["R"], ids["S"]
-    if content and content[0] in leads:
-        return content[:1], content[1:], content[0] == sequential
-    spans = any(t in run.vocab.sentinels for t in content)
-    return ([regular] if spans else [sequential]), content, not spans
-
-
-def mask_runs(ids: list[int], mask: int) -> list[tuple[int, int]]:
-    """(start, end) of each run of `mask` in `ids`."""
-    runs: list[tuple[int, int]] = []
-    for i, t in enumerate(ids):
-        if t != mask:
-            continue
-        if runs and runs[-1][1] == i:
-            runs[-1] = (runs[-1][0], i + 1)
-        else:
-            runs.append((i, i + 1))
-    return runs
-
-
-def strip_eos(ids: list[int], eos: int) -> list[int]:
-    return ids[: ids.index(eos)] if eos in ids else ids
-
-
-def splice(source: list[int], target: list[int], sentinels: tuple[int, ...]) -> list[int]:
-    """T5: put the span the decoder wrote behind each sentinel in place of that sentinel in the
-    input; a sentinel the decoder wrote nothing for stays."""
-    where = set(sentinels)
-    spans: dict[int, list[int]] = {}
-    current = None
-    for t in target:
-        if t in where:
-            current = t
-            spans[current] = []
-        elif current is not None:
-            spans[current].append(t)
-    out: list[int] = []
-    for t in source:
-        out.extend(spans.get(t, [t]) if t in where else [t])
-    return out

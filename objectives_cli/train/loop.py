@@ -16,23 +16,23 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from corruptions import ObjectivesError, UsageError
-from objectives_cli.model.flops import head_of, step_flops
+from corruptions import UsageError
 from objectives_cli.model.model import Model
 
 from . import checkpoints
 from .batches import batch_fn, eval_batches, packed
 from .config import TrainConfig, lr_at
-from .losses import LOSS_WEIGHTS, evaluate, term_losses, weighted_total
-from .metrics import Step, Window, clock_at, duration, summary_of
+from .errors import Interrupted, NonFiniteLoss
+from .losses import evaluate, weighted_total
+from .metrics import Window, forecast, summary_of
 from .report import PlainReporter, Reporter, format_row
 from .runtime import (
     QuietExit,
@@ -48,6 +48,7 @@ from .runtime import (
     shared_failure,
 )
 from .setup import describe_run, lock_run, prepare, record_changes, start_run
+from .step import finite, train_step
 
 # --- the loop ------------------------------------------------------------------------------------
 
@@ -322,30 +323,8 @@ class Trainer:
         )
 
     def forecast(self, per_step: float) -> None:
-        """Say, once the first step is timed, how long the run will take, and warn when that is
-        very long for the chosen size on this device."""
-        cfg = self.cfg
-        if cfg.budget > 0:
-            left = max(0.0, cfg.budget - self.elapsed)
-            self.reporter.message(
-                f"training for {duration(left)} more (--budget), until about {clock_at(left)}; "
-                f"{per_step:.2f} s per step"
-            )
-            return
-        n = cfg.steps - self.step
-        left, steps = n * per_step, f"{n:,} more step{'s' if n != 1 else ''}"
-        if left > SLOW_SECONDS:
-            self.reporter.message(
-                f"warning: {steps} of model {cfg.model} on {self.device.type} "
-                f"{'take' if n != 1 else 'takes'} about {duration(left)} ({per_step:.1f} s per "
-                "step); a smaller --model, fewer --steps, a --budget (e.g. 30m) or a GPU make it "
-                "shorter"
-            )
-        else:
-            self.reporter.message(
-                f"about {duration(left)} to go for {steps} ({per_step:.2f} s per step), done "
-                f"around {clock_at(left)}"
-            )
+        """Say, once a step is timed, how long the run will take (a warning when very long)."""
+        self.reporter.message(forecast(self.cfg, self.step, self.elapsed, self.device, per_step))
 
     def log(self, lr: float) -> dict[str, float]:
         """A metrics row for the steps since the last one: the mean of each term's loss over
@@ -496,108 +475,3 @@ class Trainer:
 
 
 NEVER = 2**62  # first_bad while every step was finite
-SLOW_SECONDS = 3600.0  # a forecast beyond this is a warning
-
-
-def finite(model: nn.Module, optimizer: dict[str, Any]) -> Tensor:
-    """Whether every weight and every optimizer moment is finite: a 0-dim bool tensor (no sync)."""
-    moments = [v for s in optimizer["state"].values() for v in s.values() if torch.is_tensor(v)]
-    tensors = [*(p.detach() for p in model.parameters()), *moments]
-    return torch.stack([torch.isfinite(t).all().to(tensors[0].device) for t in tensors]).all()
-
-
-def train_step(
-    cfg: TrainConfig,
-    net: nn.Module,
-    model: Model,
-    opt: torch.optim.Optimizer,
-    get_batch: Any,
-    step: int,
-    rank: int,
-    world: int,
-    amp: Any,
-    learning_rate: Callable[[], float],
-) -> Step:
-    """One optimizer step over `grad_accum` micro-batches at the rate `learning_rate()` gives
-    just before the update (see `Step` for what it returns).
-
-    Every term is normalised by its scored targets over the whole step (all micro-batches and
-    ranks), so micro-batches with more masks weigh more, as in one big batch.
-    """
-    micro = [get_batch(step, m, rank) for m in range(cfg.grad_accum)]
-    counts: dict[str, Tensor] = {}
-    flops: Tensor | int = 0
-    for batch, _ in micro:
-        scored = model.scored(batch)
-        for name, chosen in scored.items():
-            counts[name] = counts.get(name, 0) + chosen.sum()
-        flops = flops + step_flops(model.cfg, batch, scored[head_of(model.cfg)].sum())
-    names = sorted(counts)
-    local_tokens = torch.tensor(sum(n for _, n in micro), device=counts[names[0]].device)
-    totals = all_reduce(torch.stack([*(counts[k] for k in names), local_tokens]), world)
-    n_tokens = int(totals[-1]) if world > 1 else int(local_tokens)
-    total = dict(zip(names, totals[:-1].clamp(min=1), strict=True))
-    sums = {k: torch.zeros((), device=totals.device) for k in names}
-    for i, (batch, _) in enumerate(micro):
-        sync = world == 1 or i == len(micro) - 1 or not hasattr(net, "no_sync")
-        with nullcontext() if sync else net.no_sync():  # type: ignore[operator]
-            torch.manual_seed(derived_seed(cfg.seed, "step", step, i * world + rank))
-            with amp:
-                outputs = net(batch)
-            losses = term_losses(outputs)
-            loss = sum(
-                (LOSS_WEIGHTS.get(k, 1.0) * v[0] / total[k] for k, v in losses.items()),
-                torch.zeros((), device=totals.device),
-            )
-            (loss * world).backward()  # DDP averages gradients over ranks; we want their sum
-        for k, (value, _) in losses.items():
-            sums[k] += value.detach()
-    grads = [p for p in model.parameters() if p.grad is not None]
-    norm = nn.utils.get_total_norm([p.grad for p in grads])  # type: ignore[misc]
-    if cfg.clip > 0:
-        nn.utils.clip_grads_with_norm_(grads, cfg.clip, norm)
-    lr = learning_rate()
-    for group in opt.param_groups:
-        group["lr"] = lr
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return Step({k: sums[k] / total[k] for k in names}, n_tokens, lr, norm, flops)  # type: ignore[arg-type]
-
-
-class NonFiniteLoss(ObjectivesError):
-    """The loss, gradients or weights became inf or NaN; the run stops and keeps its last good
-    checkpoint."""
-
-
-class Interrupted(ObjectivesError):
-    """SIGINT/SIGTERM: a checkpoint was saved (or, given `failed`, could not be), or with
-    `at_once` (a second signal: the step of the last checkpoint, -1 for none) nothing was;
-    exit status 128 + signal in every case, so a scheduler still sees the signal."""
-
-    def __init__(
-        self,
-        signum: int,
-        step: int,
-        run_dir: Path,
-        failed: checkpoints.WriteError | None = None,
-        at_once: int | None = None,
-    ) -> None:
-        resume = f"continue with: objectives train --resume {run_dir}"
-        if at_once is not None and at_once < 0:
-            super().__init__(
-                f"interrupted at step {step}, before any checkpoint was written",
-                "start the run again",
-            )
-        elif at_once is not None:
-            last = checkpoints.step_dir(run_dir, at_once).name
-            super().__init__(
-                f"stopped at once, without saving; the last checkpoint is {last}", resume
-            )
-        elif failed is None:
-            super().__init__(f"interrupted at step {step}; checkpoint saved in {run_dir}", resume)
-        else:
-            super().__init__(
-                f"interrupted at step {step}, but its checkpoint was not saved: {failed.message}",
-                failed.hint,
-            )
-        self.exit_code = 128 + signum

@@ -113,3 +113,30 @@ def duration(seconds: float) -> str:
 def clock_at(seconds: float) -> str:
     """The local time `seconds` from now, as HH:MM."""
     return time.strftime("%H:%M", time.localtime(time.time() + seconds))
+
+
+SLOW_SECONDS = 3600.0  # a forecast beyond this is a warning
+
+
+def forecast(cfg: Any, step: int, elapsed: float, device: Any, per_step: float) -> str:
+    """How long the run will take from `step`, at `per_step` seconds a step; a warning when that
+    is very long for the chosen size on this device."""
+    if cfg.budget > 0:
+        left = max(0.0, cfg.budget - elapsed)
+        return (
+            f"training for {duration(left)} more (--budget), until about {clock_at(left)}; "
+            f"{per_step:.2f} s per step"
+        )
+    n = cfg.steps - step
+    left, steps = n * per_step, f"{n:,} more step{'s' if n != 1 else ''}"
+    if left > SLOW_SECONDS:
+        return (
+            f"warning: {steps} of model {cfg.model} on {device.type} "
+            f"{'take' if n != 1 else 'takes'} about {duration(left)} ({per_step:.1f} s per "
+            "step); a smaller --model, fewer --steps, a --budget (e.g. 30m) or a GPU make it "
+            "shorter"
+        )
+    return (
+        f"about {duration(left)} to go for {steps} ({per_step:.2f} s per step), done "
+        f"around {clock_at(left)}"
+    )

@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import corruptions
-from objectives_cli.data import examples
+from objectives_cli.data import examples, tokenizer
 from objectives_cli.data.examples import corrupt_documents
 from objectives_cli.data.tokenizer import encode_documents, load_tokenizer, vocab_of
 from tests.cli.runner import INPUT, invoke
@@ -126,6 +127,47 @@ def test_a_long_document_gives_the_same_blocks_whatever_it_is_read_in(
     whole = rows(10**9)
     assert rows(40) == whole
     assert rows(333) == whole
+
+
+def test_examples_carry_the_text_they_were_cut_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Example.text` is the block's stretch of its document, as written, and `offsets` each
+    token's characters in it: the same whatever the text is read in (chunks, long sentences cut
+    into pieces), blocks cut mid-document included."""
+    documents = [
+        " ".join(f"Sentence {i} is unhappily long, isn't it?" for i in range(60)),
+        "A short one.\nWith  two lines,   and spaces.",
+    ]
+    tok = load_tokenizer()
+
+    def texts() -> list[tuple[str, list[tuple[int, int]]]]:
+        out = []
+        for rows in examples.text_blocks(tok, documents, 16, 0):
+            for b, (text, offsets) in enumerate(zip(rows.texts, rows.offsets, strict=True)):
+                n = int(rows.tokens.lengths[b])
+                ids = rows.tokens.ids[b, :n].tolist()
+                assert len(offsets) == n
+                assert any(text in doc for doc in documents)
+                for token, (start, end) in zip(ids, offsets, strict=True):
+                    piece = tok.id_to_token(token).removeprefix("##")
+                    assert text[start:end] == piece, (text, piece)
+                out.append((text, offsets))
+        return out
+
+    whole = texts()
+    monkeypatch.setattr(examples, "CHARS_PER_CHUNK", 40)
+    monkeypatch.setattr(tokenizer, "PIECE_CHARS", 12)
+    assert texts() == whole
+
+
+def test_examples_without_their_text_are_the_same_examples() -> None:
+    """JSONL rows need no text (`with_text=False`): the examples are the same but for it."""
+    tok = load_tokenizer()
+    documents = [INPUT.read_text(encoding="utf-8")]
+    corruption = corruptions.create("bert-mlm")
+    with_text = list(corrupt_documents(corruption, tok, vocab_of(tok), documents, 24, 0))
+    without = corrupt_documents(corruption, tok, vocab_of(tok), documents, 24, 0, with_text=False)
+    assert [replace(e, text="", offsets=None) for e in with_text] == list(without)
+    assert all(e.text and e.offsets for e in with_text)
 
 
 def test_a_sentence_too_long_to_encode_at_once_is_encoded_in_pieces_alike() -> None:

@@ -35,7 +35,7 @@ def test_spans_show_their_sentinel_and_what_it_stands_for() -> None:
     cells = views.input_cells(example, PIECES)
     spans = [c for c in cells if c.kind == "span"]
     assert [c.text for c in spans] == ["<extra_id_0>", "<extra_id_1>"]
-    assert spans[0].hidden == PIECES.text(example.source_ids[2:4])
+    assert spans[0].hidden == views.Source(example, PIECES).words(2, 4)
     assert "<extra_id_0>⟦" in plain("spans")
 
 
@@ -90,8 +90,9 @@ def test_a_mask_or_random_token_at_the_head_of_a_span_stands_for_the_whole_span(
     cells = [c for c in views.input_cells(example, PIECES) if c.hidden]
     assert [c.kind for c in cells] == ["mask", "random"]
     assert cells[0].text == "[MASK]"
-    assert cells[0].hidden == PIECES.text(example.source_ids[1:4])
-    assert cells[1].hidden == PIECES.text(example.source_ids[6:8])
+    source = views.Source(example, PIECES)
+    assert cells[0].hidden == source.words(1, 4)
+    assert cells[1].hidden == source.words(6, 8)
     assert "legend     [MASK] masked · «x» random token · S⟦x⟧ span" in plain("infill")
 
 
@@ -126,7 +127,8 @@ def test_rows_are_trimmed(name: str) -> None:
 
 def test_a_random_token_is_shown_where_its_source_token_stood() -> None:
     """NSP: A's one token became a random one and "." was cut from A to fit; B comes from the
-    other document, so it is inserted text, and the cut "." shows where it stood, after "One"."""
+    other document, so it is inserted text, and the cut "." shows where it stood, against the
+    random token that stands where "One" stood."""
     result = invoke("corrupt", "-o", "nsp", "-f", "text", "-", stdin="One.\r\n\r\nTwo.\r\n")
     assert result.code == 0
     first = result.stdout.split("── nsp · example 1")[0]
@@ -134,7 +136,8 @@ def test_a_random_token_is_shown_where_its_source_token_stood() -> None:
     cells = line.split()[1:]
     assert cells[0] == "[CLS]"
     assert cells[1].startswith("«")  # the random token, where "One" stood
-    assert cells[2:] == ["~~.~~", "[SEP]", "++Two++", "[SEP]"]
+    assert cells[1].endswith("»~~.~~")
+    assert cells[2:] == ["[SEP]", "++Two++", "[SEP]"]
 
 
 NAMES = [o.name for o in list_objectives()]
@@ -155,10 +158,10 @@ def test_every_input_token_shows_once_in_its_order(name: str) -> None:
 
 def test_deleted_tokens_show_where_they_stood() -> None:
     """bart-delete keeps every other token as it is: read in order, the cells are the framed
-    source text (a deleted last token stands before </s>, not after it)."""
+    source text as written (a deleted last token stands before </s>, not after it)."""
     for example in corrupt_documents(create("bart-delete"), TOK, VOCAB, SAMPLE_DOCUMENTS, 128, 0):
         cells = views.input_cells(example, PIECES)
-        assert views.join(cells) == PIECES.text([VOCAB.bos, *example.source_ids, VOCAB.eos])
+        assert views.join(cells) == f"[CLS] {example.text} [SEP]"
 
 
 def test_a_random_token_after_a_permutation_is_marked_random_and_moved_text_moved() -> None:
@@ -175,4 +178,4 @@ def test_a_random_token_after_a_permutation_is_marked_random_and_moved_text_move
         for o in example.origin or []
         if o >= 0 and example.ops[o] == Op.RANDOM
     ]  # type: ignore[index]
-    assert [PIECES.standalone(t) for t in stood_for] == ["."]
+    assert [PIECES.text([t]) for t in stood_for] == ["."]

@@ -16,7 +16,7 @@ import torch
 from corruptions import Corrupted
 from objectives_cli.model.config import ModelConfig, preset
 from objectives_cli.model.model import Model
-from objectives_cli.train import inference
+from objectives_cli.train import generation, inference
 from objectives_cli.train.loop import train
 from tests.train.conftest import QUIET, tiny
 
@@ -78,5 +78,5 @@ def test_a_decoder_overfit_on_a_fixed_sequence_continues_it(tmp_path: Path) -> N
     )
     train(cfg, QUIET)
     run = inference.load_run(Path(cfg.out), "cpu", warn=print)
-    out = inference.generate(run, "one two three", max_new=3)
+    out = generation.generate(run, "one two three", max_new=3)
     assert out["generated"] == "four five six"

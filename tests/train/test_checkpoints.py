@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from corruptions import UsageError
 from objectives_cli.train import checkpoints
-from objectives_cli.train import loop as train_module
+from objectives_cli.train import step as step_module
 from objectives_cli.train.loop import NonFiniteLoss, train
 from tests.train.conftest import QUIET, tiny
 
@@ -68,7 +68,7 @@ def test_a_fresh_run_refuses_an_existing_run_dir(run: Path) -> None:
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = train_module.term_losses
+    real = step_module.term_losses
     calls = {"n": 0}
 
     def poisoned(outputs, accuracy=False):  # type: ignore[no-untyped-def]
@@ -78,7 +78,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
             return {k: (v * float("nan"), c) for k, (v, c) in losses.items()}
         return losses
 
-    monkeypatch.setattr(train_module, "term_losses", poisoned)
+    monkeypatch.setattr(step_module, "term_losses", poisoned)
     cfg = tiny(tmp_path / "run", steps=8, save_every=2, log_every=4)
     with pytest.raises(NonFiniteLoss, match="diverged at step 4") as stopped:
         train(cfg, QUIET)

@@ -12,7 +12,8 @@ import torch
 
 from corruptions import IGNORE, Corrupted, ObjectivesError, UsageError
 from objectives_cli.train import export as export_module
-from objectives_cli.train import inference
+from objectives_cli.train import generation, hf_weights, inference
+from objectives_cli.train.decoding import Decoding
 from objectives_cli.train.embed import embed_texts
 from objectives_cli.train.export import export_run
 from objectives_cli.train.inference import LoadedRun, load_run
@@ -95,7 +96,7 @@ def test_fill_mask_pipeline_ranks_as_fill(exported: dict[str, tuple[LoadedRun, P
 def test_greedy_continuation_is_the_same(exported: dict[str, tuple[LoadedRun, Path]]) -> None:
     run, hf_dir = exported["decoder"]
     prompt = "The standard library"
-    ours = inference.generate(run, prompt, max_new=12)["generated"]
+    ours = generation.generate(run, prompt, max_new=12)["generated"]
     theirs = transformers.AutoModelForCausalLM.from_pretrained(hf_dir).eval()
     ids = [*run.info.frame_prefix, *run.tok.encode(prompt, add_special_tokens=False).ids]
     out = theirs.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False)[0, len(ids) :]
@@ -108,7 +109,7 @@ def test_greedy_continuation_is_the_same(exported: dict[str, tuple[LoadedRun, Pa
 def test_seq2seq_greedy_target_is_the_same(exported: dict[str, tuple[LoadedRun, Path]]) -> None:
     run, hf_dir = exported["encoder-decoder"]
     text = "The cat sat on [MASK] mat ."
-    ours = inference.generate(run, text, max_new=10)["generated"]
+    ours = generation.generate(run, text, max_new=10)["generated"]
     theirs = transformers.AutoModelForSeq2SeqLM.from_pretrained(hf_dir).eval()
     source = inference.encode_text(run, text)
     out = theirs.generate(torch.tensor([source]), max_new_tokens=10 + 1, do_sample=False)[0]
@@ -147,14 +148,14 @@ def test_every_shape_exports_exactly(
 def test_an_export_that_differs_is_refused_and_nothing_is_left(
     tmp_path: Path, exported: dict[str, tuple[LoadedRun, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = export_module.encoder_target
+    real = hf_weights.encoder_target
 
-    def wrong(run: inference.LoadedRun, s: dict[str, torch.Tensor]) -> export_module.Target:
+    def wrong(run: inference.LoadedRun, s: dict[str, torch.Tensor]) -> hf_weights.Target:
         spec = real(run, s)
         spec.weights["bert.encoder.ln.bias"] = spec.weights["bert.encoder.ln.bias"] + 0.1
         return spec
 
-    monkeypatch.setattr(export_module, "encoder_target", wrong)
+    monkeypatch.setattr(hf_weights, "encoder_target", wrong)
     with pytest.raises(ObjectivesError, match="differs from the run"):
         export_run(exported["encoder"][0].run_dir, tmp_path / "bad")
     assert list(tmp_path.iterdir()) == []
@@ -259,3 +260,57 @@ def test_embed_cli_jsonl_and_files(
     layer = invoke("embed", str(run_dir), "x", "--layer", "9")
     assert layer.code == 2
     assert "block 1..2" in layer.stderr
+
+
+SETTINGS = [
+    Decoding(temperature=0.8, seed=3),
+    Decoding(temperature=1.3, top_k=20, top_p=0.9, seed=5),
+    Decoding(beams=3),
+    Decoding(beams=4, length_penalty=0.6),
+]
+
+
+def hf_settings(how: Decoding) -> dict[str, object]:
+    """The same settings as transformers' generate arguments."""
+    if how.beams > 1:
+        return {"num_beams": how.beams, "length_penalty": how.length_penalty, "do_sample": False}
+    return {
+        "do_sample": True,
+        "temperature": how.temperature,
+        "top_k": how.top_k,
+        "top_p": how.top_p,
+    }
+
+
+@pytest.mark.parametrize("how", SETTINGS, ids=lambda h: h.mode)
+def test_decoder_sampling_and_beams_equal_generate(
+    how: Decoding, exported: dict[str, tuple[LoadedRun, Path]]
+) -> None:
+    run, hf_dir = exported["decoder"]
+    prompt = "The standard library"
+    ours = generation.generate(run, prompt, max_new=12, how=how)["generated"]
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+    ids = [*run.info.frame_prefix, *run.tok.encode(prompt, add_special_tokens=False).ids]
+    torch.manual_seed(how.seed)
+    out = theirs.generate(torch.tensor([ids]), max_new_tokens=12, **hf_settings(how))[0]
+    written = out.tolist()[len(ids) :]
+    written = written[: written.index(run.vocab.eos)] if run.vocab.eos in written else written
+    assert inference.decode(run, written) == ours
+    assert len(set(written)) > 2
+
+
+@pytest.mark.parametrize("how", SETTINGS, ids=lambda h: h.mode)
+def test_seq2seq_sampling_and_beams_equal_generate(
+    how: Decoding, exported: dict[str, tuple[LoadedRun, Path]]
+) -> None:
+    run, hf_dir = exported["encoder-decoder"]
+    text = "The cat sat on [MASK] mat ."
+    ours = generation.generate(run, text, max_new=10, how=how)["generated"]
+    theirs = transformers.AutoModelForSeq2SeqLM.from_pretrained(hf_dir).eval()
+    source = inference.encode_text(run, text)
+    forced = len(run.info.decoder_prefix or [0]) - 1
+    torch.manual_seed(how.seed)
+    out = theirs.generate(torch.tensor([source]), max_new_tokens=10 + forced, **hf_settings(how))
+    written = out[0].tolist()[1 + forced :]
+    written = written[: written.index(run.vocab.eos)] if run.vocab.eos in written else written
+    assert inference.decode(run, written) == ours

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from corruptions import Corrupted, UsageError
-from objectives_cli.train import inference
+from objectives_cli.train import generation, inference
 from objectives_cli.train.inference import LoadedRun, load_run
 from objectives_cli.train.loop import train
 from tests.cli.runner import invoke
@@ -56,23 +56,18 @@ class Spy:
             return decode(ids, memory, mask, positions)
 
         self.greedy: list[tuple[list[int], list[int]]] = []  # (decoder start, tokens written)
-        greedy = inference.greedy
+        search = generation.search
 
-        def spy_greedy(
-            run: LoadedRun,
-            memory: torch.Tensor,
-            mask: Any,
-            start: list[int],
-            *args: Any,
-            **kwargs: Any,
+        def spy_search(
+            step: Any, prompt: list[int], forced: list[int], *args: Any, **kwargs: Any
         ) -> list[int]:
-            tokens = greedy(run, memory, mask, start, *args, **kwargs)
-            self.greedy.append((start, tokens))
+            tokens = search(step, prompt, forced, *args, **kwargs)
+            self.greedy.append(([*prompt, *forced], tokens[len(forced) :]))
             return tokens
 
         monkeypatch.setattr(run.model, "encode", spy_encode)
         monkeypatch.setattr(run.model, "decode", spy_decode)
-        monkeypatch.setattr(inference, "greedy", spy_greedy)
+        monkeypatch.setattr(generation, "search", spy_search)
 
 
 @torch.no_grad()
@@ -115,7 +110,7 @@ def test_mass_writes_the_fragment_at_its_positions(
     run = load_run(runs["mass"], "cpu")
     spy = Spy(run, monkeypatch)
     before, after = "The cat sat on the", ". It was warm in the sun ."
-    result = inference.generate(run, f"{before} [MASK] [MASK] [MASK] {after}")
+    result = generation.generate(run, f"{before} [MASK] [MASK] [MASK] {after}")
     ids = spy.encoded[0]
     start = ids.index(run.vocab.mask)
     assert ids[0] == run.vocab.bos  # <s> x </s>, as MASS frames it
@@ -138,13 +133,13 @@ def test_mass_writes_the_fragment_at_its_positions(
 
 def test_mass_needs_a_mask(runs: dict[str, Path]) -> None:
     with pytest.raises(UsageError, match=r"no \[MASK\]"):
-        inference.generate(load_run(runs["mass"], "cpu"), "nothing to fill")
+        generation.generate(load_run(runs["mass"], "cpu"), "nothing to fill")
 
 
 def test_bart_decodes_after_eos_bos(runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     run = load_run(runs["bart"], "cpu")
     spy = Spy(run, monkeypatch)
-    result = inference.generate(run, "The cat <extra_id_0> the mat .", max_new=6)
+    result = generation.generate(run, "The cat <extra_id_0> the mat .", max_new=6)
     vocab = run.vocab
     assert spy.encoded[0][0] == vocab.bos
     assert spy.encoded[0][-1] == vocab.eos
@@ -152,7 +147,9 @@ def test_bart_decodes_after_eos_bos(runs: dict[str, Path], monkeypatch: pytest.M
     assert not set(spy.encoded[0]) & set(vocab.sentinels)
     ((start, written),) = spy.greedy
     assert start == [vocab.eos, vocab.bos]
-    assert spy.decoded[0][0] == start
+    # </s> first, its prediction forced to <s> (transformers' forced_bos_token_id), then both
+    assert spy.decoded[0][0] == start[:1]
+    assert spy.decoded[1][0] == start
     assert 1 <= len(written) <= 6
     assert teacher_forced(run, spy.encoded[0], [*start, *written[:-1]])[1:] == written
     assert "[CLS]" not in result["output"]
@@ -164,7 +161,7 @@ def test_t5_marks_spans_with_sentinels(
 ) -> None:
     run = load_run(runs["t5-span"], "cpu")
     spy = Spy(run, monkeypatch)
-    result = inference.generate(run, "The cat [MASK] [MASK] on the [MASK] .", max_new=4)
+    result = generation.generate(run, "The cat [MASK] [MASK] on the [MASK] .", max_new=4)
     vocab = run.vocab
     ids = spy.encoded[0]
     assert [t for t in ids if t in vocab.sentinels or t == vocab.mask] == list(vocab.sentinels[:2])
@@ -173,7 +170,7 @@ def test_t5_marks_spans_with_sentinels(
     assert spy.decoded[0][0] == [vocab.pad]
     assert "[MASK]" not in result["output"]
     with pytest.raises(UsageError, match="no span to fill"):
-        inference.generate(run, "nothing to fill")
+        generation.generate(run, "nothing to fill")
 
 
 @pytest.mark.parametrize(
@@ -189,7 +186,7 @@ def test_ul2_gets_a_paradigm_token(
 ) -> None:
     run = load_run(runs["ul2"], "cpu")
     spy = Spy(run, monkeypatch)
-    result = inference.generate(run, text, max_new=3)
+    result = generation.generate(run, text, max_new=3)
     assert spy.encoded[0][0] == run.vocab.extra[lead]
     assert run.vocab.extra[lead] not in spy.encoded[0][1:]
     assert lead not in result["output"]
@@ -199,7 +196,7 @@ def test_ul2_gets_a_paradigm_token(
 
 def test_splice_keeps_a_sentinel_left_unwritten() -> None:
     a, b = 900, 901
-    assert inference.splice([1, a, 2, b, 3], [a, 7, 8], (a, b)) == [1, 7, 8, 2, b, 3]
+    assert generation.splice([1, a, 2, b, 3], [a, 7, 8], (a, b)) == [1, 7, 8, 2, b, 3]
 
 
 def test_fill_a_mass_run_through_the_cli(runs: dict[str, Path]) -> None:

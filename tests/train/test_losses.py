@@ -13,8 +13,9 @@ from corruptions import create, make_generator
 from objectives_cli.model.config import ModelConfig, preset
 from objectives_cli.model.model import Model
 from objectives_cli.train import checkpoints
-from objectives_cli.train.loop import train, train_step
+from objectives_cli.train.loop import train
 from objectives_cli.train.runtime import derived_seed
+from objectives_cli.train.step import train_step
 from tests.helpers import TINY, random_batch
 from tests.train.conftest import QUIET, tiny
 

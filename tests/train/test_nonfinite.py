@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from objectives_cli.train import checkpoints
 from objectives_cli.train import loop as loop_module
+from objectives_cli.train import step as step_module
 from objectives_cli.train.loop import NonFiniteLoss, train
 from objectives_cli.train.report import PlainReporter
 from tests.cli.runner import invoke
@@ -95,7 +96,7 @@ def test_a_diverging_run_keeps_finite_checkpoints_and_resumes_at_a_lower_rate(
     diverges at a step that float rounding decides): from step 7 on the loss is NaN. The
     checkpoint whose next step diverges is set aside, the one before is named, and --resume with
     a lower --lr (the hint) continues from it."""
-    real, calls = loop_module.term_losses, {"n": 0}
+    real, calls = step_module.term_losses, {"n": 0}
 
     def poisoned(outputs: Any, accuracy: bool = False) -> Any:
         losses = real(outputs, accuracy)
@@ -104,7 +105,7 @@ def test_a_diverging_run_keeps_finite_checkpoints_and_resumes_at_a_lower_rate(
             return {k: (v * float("nan"), c) for k, (v, c) in losses.items()}
         return losses
 
-    monkeypatch.setattr(loop_module, "term_losses", poisoned)
+    monkeypatch.setattr(step_module, "term_losses", poisoned)
     run = tmp_path / "x"
     args = ("--seq-len", "32", "--batch-size", "4", "--eval-batches", "1", "--device", "cpu")
     result = invoke(

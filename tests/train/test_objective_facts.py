@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from corruptions import get
-from objectives_cli.train import inference
+from objectives_cli.train import generation
 from objectives_cli.train.inference import load_run
 from objectives_cli.train.loop import train
 from tests.train.conftest import QUIET, tiny
@@ -33,6 +33,6 @@ def test_sentinels_follow_the_registry(tmp_path: Path, data: Path, name: str) ->
     stored = json.loads((Path(cfg.out) / "config.json").read_text())["objective"]
     assert stored["sentinels"] is get(name).sentinels
     run = load_run(Path(cfg.out), "cpu")
-    result = inference.generate(run, "The cat [MASK] on the mat .", max_new=6)
+    result = generation.generate(run, "The cat [MASK] on the mat .", max_new=6)
     if not get(name).sentinels and run.model.cfg.cross_hide < 0:  # BART: the target is the text
         assert result["output"] == result["generated"]

@@ -13,6 +13,7 @@ import pytest
 
 from objectives_cli.train import batches, checkpoints
 from objectives_cli.train import loop as loop_module
+from objectives_cli.train import metrics as metrics_module
 from objectives_cli.train.config import TrainConfig
 from objectives_cli.train.loop import train
 from objectives_cli.train.report import PlainReporter
@@ -76,7 +77,7 @@ def test_a_very_long_run_is_a_warning_once_the_first_step_is_timed(
     forecast = [s for s in listen.said if "more steps" in s]
     assert forecast == ["about 50 s to go for 2 more steps (25.00 s per step), done around " +
                         forecast[0].rsplit(" ", 1)[1]]  # fmt: skip
-    monkeypatch.setattr(loop_module, "SLOW_SECONDS", 40.0)
+    monkeypatch.setattr(metrics_module, "SLOW_SECONDS", 40.0)
     listen = Listen()
     train(tiny(tmp_path / "slow", steps=4), listen)
     assert [s for s in listen.said if "more steps" in s] == [
