@@ -84,7 +84,7 @@ def prepare(
     """
     import time
 
-    from objectives_cli.data.prepare import default_workers
+    from objectives_cli.data.parallel import default_workers
     from objectives_cli.data.prepare import prepare as run_prepare
     from objectives_cli.data.tokenizer import load_tokenizer
     from objectives_cli.render.output import count

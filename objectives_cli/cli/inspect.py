@@ -7,8 +7,10 @@ errors exit 1 (see main.py).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -17,6 +19,13 @@ from objectives_cli.render import output
 
 from .app import app
 from .options import CorruptFormat, Format, at_least, complete_objective, parse_params
+
+if TYPE_CHECKING:
+    from objectives_cli.data.examples import UnknownCount
+    from objectives_cli.data.streams import Meter
+
+T = TypeVar("T")
+PROGRESS_EVERY = 256  # JSONL lines between two progress updates (shown at most ~5 a second)
 
 SHOW_LIMIT = 5  # examples show/text print unless --limit says otherwise
 # Every batch of 16 blocks is padded to --max-length columns (data/examples.py), so memory grows
@@ -172,6 +181,26 @@ def corrupt(
     show: Annotated[
         bool, typer.Option("--show", help="Same as --format show.", rich_help_panel=OUTPUT)
     ] = False,
+    fields: Annotated[
+        str | None,
+        typer.Option(
+            "--fields",
+            metavar="NAME,...",
+            show_default=False,
+            help="The JSONL fields to write, e.g. input_ids,labels (docs/jsonl.md). Default: "
+            "all; the text fields (source, input, target) cost the most.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            callback=at_least(1),
+            help="Processes that tokenise and corrupt, one thread each; the output is the same "
+            "for any number.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = 1,
 ) -> None:
     """Show what an objective does to text, or write it as JSONL.
 
@@ -181,9 +210,12 @@ def corrupt(
     """
     import corruptions
     from objectives_cli.data import examples as made
-    from objectives_cli.data.sources import Skipped, read_documents, read_piped_or_default
+    from objectives_cli.data.parallel import threads
+    from objectives_cli.data.sources import Skipped, iter_documents, iter_piped_or_default
+    from objectives_cli.data.streams import Meter
     from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
     from objectives_cli.render import views
+    from objectives_cli.render.progress import status
 
     if path is not None and data is not None:
         raise UsageError("give the text as PATH or with --data, not both")
@@ -199,6 +231,9 @@ def corrupt(
             )
         fmt = fmt or CorruptFormat.show  # a view, in a pipe too: JSONL is for one objective
     fmt = fmt or (CorruptFormat.show if output.is_terminal() else CorruptFormat.jsonl)
+    chosen = jsonl_fields(fields) if fields is not None else output.JSONL_FIELDS
+    if fields is not None and fmt is not CorruptFormat.jsonl:
+        raise UsageError(f"--fields is for --format jsonl, not {fmt.value}")
     if limit is None:
         limit = 1 if objective is None else None if fmt is CorruptFormat.jsonl else SHOW_LIMIT
     if objective is not None:
@@ -208,19 +243,21 @@ def corrupt(
     tok = load_tokenizer(tokenizer)
     vocab = vocab_of(tok)
     source = path if path is not None else data
-    skipped = Skipped()
-    documents = read_documents(source, skipped) if source is not None else read_piped_or_default()
-    if skipped.count:
-        output.print_warning(skipped.warning() or "")
+    skipped, meter = Skipped(), Meter()
+    documents = (
+        iter_documents(source, skipped, meter) if source is not None else iter_piped_or_default()
+    )
     rich = fmt is CorruptFormat.show and output.use_rich()
     pieces = views.Pieces(tok, vocab)
     unknown = made.UnknownCount(vocab.unk)
-    if objective is None:
-        for each, shown in made.zoo(tok, vocab, documents, max_length, seed, limit or None):
-            output.print_views((views.build(e, pieces) for e in unknown.watch(shown)), each, rich)
-    else:
-        examples = unknown.watch(
-            made.corrupt_documents(
+    with threads(1):  # CPU corruption: parallel by --workers processes, never by threads
+        if objective is None:
+            for each, shown in made.zoo(tok, vocab, documents, max_length, seed, limit or None):
+                examples = unknown.watch(shown)
+                output.print_views((views.build(e, pieces) for e in examples), each, rich)
+        elif fmt is CorruptFormat.jsonl:
+            line = output.JsonlLine(name, params, seed, tok, chosen)
+            lines = made.corrupt_documents(
                 corruption,
                 tok,
                 vocab,
@@ -228,13 +265,56 @@ def corrupt(
                 max_length,
                 seed,
                 limit or None,
-                with_text=fmt is not CorruptFormat.jsonl,  # the show view's text; JSONL has none
+                with_text=False,
+                workers=workers,
+                finish=line,
+                unknown=unknown,
             )
-        )
-        if fmt is CorruptFormat.jsonl:
-            output.write_jsonl(output.jsonl_row(e, name, params, seed, tok) for e in examples)
+            with status("corrupting") as say:
+                output.write_lines(progressed(lines, meter, unknown, say))
         else:
+            examples = made.corrupt_documents(
+                corruption,
+                tok,
+                vocab,
+                documents,
+                max_length,
+                seed,
+                limit or None,
+                workers=workers,
+                unknown=unknown,
+            )
             output.print_views((views.build(e, pieces) for e in examples), name, rich)
+    if skipped.count:
+        output.print_warning(skipped.warning() or "")
     warning = unknown.warning(source if source not in (None, "-") else None)
     if warning:
         output.print_warning(*warning)
+
+
+def progressed(
+    lines: Iterable[T], meter: Meter, unknown: UnknownCount, say: Callable[[str], None]
+) -> Iterator[T]:
+    """`lines`, telling `say` every PROGRESS_EVERY of them how far the reading is: bytes (of
+    the whole when known), examples, tokens and tokens per second."""
+    started = time.monotonic()
+    for n, line in enumerate(lines, start=1):
+        yield line
+        if n % PROGRESS_EVERY == 0:
+            seconds = time.monotonic() - started
+            read = f"{meter.read / 1e6:,.1f}"
+            share = f"{read} of {meter.total / 1e6:,.1f} MB" if meter.total else f"{read} MB"
+            rate = unknown.n_tokens / seconds / 1e3 if seconds else 0.0
+            say(f"{share} read, {n:,} examples, {unknown.n_tokens:,} tokens ({rate:,.0f} k/s)")
+
+
+def jsonl_fields(text: str) -> tuple[str, ...]:
+    """--fields NAME,...: the fields of docs/jsonl.md, in the schema's order."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in output.JSONL_FIELDS]
+    if unknown or not names:
+        raise UsageError(
+            f"--fields: {'unknown field ' + repr(unknown[0]) if unknown else 'no field given'}",
+            f"choose among {', '.join(output.JSONL_FIELDS)}",
+        )
+    return tuple(f for f in output.JSONL_FIELDS if f in names)

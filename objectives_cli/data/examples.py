@@ -14,7 +14,8 @@ offsets), for the show view (`Example.text`, `Example.offsets`); JSONL rows do w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,6 +27,7 @@ from corruptions import IGNORE, Corrupted, Corruption, Tokens, Vocab, make_gener
 from corruptions.errors import DataError
 
 from .packing import corpus_from, pack
+from .parallel import ordered
 from .sources import sentence_spans
 from .tokenizer import AFTER_SPACE, EncodedDoc, encode_pieces, pieces
 
@@ -81,13 +83,20 @@ class Part:
     """Pieces (`tokenizer.pieces`) of one document's sentences, to tokenise with others."""
 
     document: str
-    pieces: list[tuple[str, int]] = field(default_factory=list)
+    pieces: list[tuple[str, int]] | None = None  # None: all of the document's (`filled`)
     starts: list[int] = field(default_factory=list)  # where each piece starts in the document
     ends: bool = True  # the document ends with these pieces
 
+    def filled(self) -> Part:
+        """This part with its pieces found, when they were left to the worker."""
+        if self.pieces is not None:
+            return self
+        found = list(document_pieces(self.document))
+        return replace(self, pieces=[p for p, _ in found], starts=[s for _, s in found])
+
 
 def blocks(
-    tok: tokenizers.Tokenizer, documents: Sequence[str], max_length: int, pad: int
+    tok: tokenizers.Tokenizer, documents: Iterable[str], max_length: int, pad: int
 ) -> Iterator[Tokens]:
     """The tokens of `text_blocks`."""
     return (rows.tokens for rows in text_blocks(tok, documents, max_length, pad, False))
@@ -95,14 +104,35 @@ def blocks(
 
 def text_blocks(
     tok: tokenizers.Tokenizer,
-    documents: Sequence[str],
+    documents: Iterable[str],
     max_length: int,
     pad: int,
     with_text: bool = True,
 ) -> Iterator[Rows]:
     """The blocks of `documents` in order, a little text at a time (`chunks`), each group
     padded to `max_length` columns: so `--limit 3` tokenises the start of a 50 MB line, not
-    all of it. Each block comes with the text it covers (`with_text`).
+    all of it. Each block comes with the text it covers (`with_text`)."""
+    job = Job(None, tok, None, 0, with_text, None, max_length, pad)  # type: ignore[arg-type]
+    groups = ((group, job.encode(group, whole)) for group, whole in marked(chunks(documents)))
+    return pack_groups(groups, max_length, pad, with_text)
+
+
+def marked(groups: Iterable[list[Part]]) -> Iterator[tuple[list[Part], bool]]:
+    """Each group, and whether it holds whole documents only (nothing of one goes on from the
+    group before or to the next): those are packed where they are tokenised."""
+    open_before = False
+    for group in groups:
+        yield group, not open_before and all(part.ends for part in group)
+        open_before = not group[-1].ends
+
+
+def pack_groups(
+    groups: Iterable[tuple[list[Part], list[EncodedDoc] | Rows | None]],
+    max_length: int,
+    pad: int,
+    with_text: bool,
+) -> Iterator[Rows]:
+    """The blocks of tokenised groups (`Job.encode`: rows already, or tokens), in order.
 
     The rows of a document are cut greedily from its start (`packing.pack`), so every row but
     the last of the tokens seen so far is final: those are packed now, and the last row's
@@ -111,36 +141,50 @@ def text_blocks(
     """
     carry: EncodedDoc | None = None  # the tail of a document whose rest is still to come
     number = 0  # the input document being read: rows carry it (`Tokens.row_documents`)
-    for group in chunks(documents):
-        starts = [part.starts for part in group] if with_text else None
-        encoded = encode_pieces(tok, [part.pieces for part in group], starts)
+    for group, made in groups:
+        if not isinstance(made, list):  # whole documents, packed already (None: no token)
+            if made is not None:
+                assert made.tokens.row_documents is not None
+                numbers = made.tokens.row_documents + number
+                yield replace(made, tokens=replace(made.tokens, row_documents=numbers))
+            number += len(group)
+            continue
         ready = []
-        for doc, part in zip(encoded, group, strict=True):
+        for doc, part in zip(made, group, strict=True):
             if carry is not None:
                 doc, carry = join(carry, doc), None
             if not part.ends:
                 doc, carry = split_last_row(doc, max_length)
             ready.append((doc, part.document, number))
             number += part.ends
-        ready = [(doc, text, n) for doc, text, n in ready if doc.ids]
-        if ready:
-            docs = [doc for doc, _, _ in ready]
-            packed = pack(corpus_from(docs), max_length, "rows")  # `rows_of`, row starts kept
-            rows = packed.take(torch.arange(len(packed)), pad)
-            assert rows.row_documents is not None
-            which = rows.row_documents.tolist()
-            numbers = torch.tensor([n for _, _, n in ready], dtype=torch.long)
-            rows = replace(rows, row_documents=numbers[rows.row_documents])
-            if not with_text:
-                yield Rows(pad_to(rows, max_length, pad), [""] * len(which), [None] * len(which))
-                continue
-            flat = [span for doc in docs for span in doc.offsets or ()]
-            cut = zip(which, packed.starts.tolist(), packed.lengths.tolist(), strict=True)
-            texts, offsets = zip(
-                *(row_text(ready[d][1], flat[start : start + n]) for d, start, n in cut),
-                strict=True,
-            )
-            yield Rows(pad_to(rows, max_length, pad), list(texts), list(offsets))
+        rows = block_rows(ready, max_length, pad, with_text)
+        if rows is not None:
+            yield rows
+
+
+def block_rows(
+    ready: list[tuple[EncodedDoc, str, int]], max_length: int, pad: int, with_text: bool
+) -> Rows | None:
+    """The rows of documents' tokens ((tokens, text, number) each), padded to `max_length`;
+    None when they hold no token."""
+    ready = [(doc, text, n) for doc, text, n in ready if doc.ids]
+    if not ready:
+        return None
+    docs = [doc for doc, _, _ in ready]
+    packed = pack(corpus_from(docs), max_length, "rows")  # `rows_of`, row starts kept
+    rows = packed.take(torch.arange(len(packed)), pad)
+    assert rows.row_documents is not None
+    which = rows.row_documents.tolist()
+    numbers = torch.tensor([n for _, _, n in ready], dtype=torch.long)
+    rows = replace(rows, row_documents=numbers[rows.row_documents])
+    if not with_text:
+        return Rows(pad_to(rows, max_length, pad), [""] * len(which), [None] * len(which))
+    flat = [span for doc in docs for span in doc.offsets or ()]
+    cut = zip(which, packed.starts.tolist(), packed.lengths.tolist(), strict=True)
+    texts, offsets = zip(
+        *(row_text(ready[d][1], flat[start : start + n]) for d, start, n in cut), strict=True
+    )
+    return Rows(pad_to(rows, max_length, pad), list(texts), list(offsets))
 
 
 def row_text(document: str, spans: Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
@@ -160,31 +204,42 @@ def row_text(document: str, spans: Sequence[tuple[int, int]]) -> tuple[str, list
     return document[first:last], [(s - first, e - first) for s, e in trimmed]
 
 
-def chunks(documents: Sequence[str]) -> Iterator[list[Part]]:
+def chunks(documents: Iterable[str]) -> Iterator[list[Part]]:
     """The documents as groups to tokenise at once: up to DOCS_PER_CHUNK documents and about
-    CHARS_PER_CHUNK characters, as the `pieces` of their sentences; a longer document is split
-    between groups, at a sentence or a piece."""
+    CHARS_PER_CHUNK characters. A document longer than that is split between groups, at a
+    sentence or a piece, here; the others are split into sentences where they are tokenised
+    (`Part.pieces` None)."""
     group: list[Part] = []
     size = 0
     for document in documents:
-        part = Part(document)
-        for first, last in sentence_spans(document):
-            at = first
-            for piece, where in pieces(document[first:last]):
-                at += where == AFTER_SPACE  # the space the cut left out
-                part.pieces.append((piece, where))
-                part.starts.append(at)
-                at += len(piece)
-                size += len(piece)
+        if len(document) <= CHARS_PER_CHUNK:
+            group.append(Part(document, None))
+            size += len(document)
+        else:
+            part = Part(document, [], [])
+            for piece, start in document_pieces(document):
+                part.pieces.append(piece)  # type: ignore[union-attr]
+                part.starts.append(start)
+                size += len(piece[0])
                 if size >= CHARS_PER_CHUNK:
                     yield [*group, replace(part, ends=False)]
-                    group, part, size = [], Part(document), 0
-        group.append(part)
+                    group, part, size = [], Part(document, [], []), 0
+            group.append(part)
         if len(group) >= DOCS_PER_CHUNK or size >= CHARS_PER_CHUNK:
             yield group
             group, size = [], 0
     if group:
         yield group
+
+
+def document_pieces(document: str) -> Iterator[tuple[tuple[str, int], int]]:
+    """The `pieces` of a document's sentences, each with where it starts in the document."""
+    for first, last in sentence_spans(document):
+        at = first
+        for piece, where in pieces(document[first:last]):
+            at += where == AFTER_SPACE  # the space the cut left out
+            yield (piece, where), at
+            at += len(piece)
 
 
 def join(head: EncodedDoc, tail: EncodedDoc) -> EncodedDoc:
@@ -274,17 +329,114 @@ def corrupt_documents(
     corruption: Corruption,
     tok: tokenizers.Tokenizer,
     vocab: Vocab,
-    documents: Sequence[str],
+    documents: Iterable[str],
     max_length: int,
     seed: int,
     limit: int | None = None,
     with_text: bool = True,
-) -> Iterator[Example]:
+    workers: int = 1,
+    finish: Callable[[Example], Any] | None = None,
+    unknown: UnknownCount | None = None,
+) -> Iterator[Any]:
     """Examples 0, 1, ... (at most `limit`) of `documents` corrupted with `seed`, each with the
-    text it was cut from unless `with_text` is False; a DataError when the documents hold no
-    token at all (only characters the tokenizer drops)."""
-    source = batches(text_blocks(tok, documents, max_length, vocab.pad, with_text))
-    return corrupt_batches(corruption, vocab, source, seed, limit)
+    text it was cut from unless `with_text` is False, or what `finish` makes of each (a JSONL
+    line); a DataError when the documents hold no token at all (only characters the tokenizer
+    drops). `unknown` counts the [UNK] tokens of the examples given.
+
+    With `workers` > 1, forked processes (`parallel.ordered`) tokenise groups of documents and
+    corrupt (and `finish`) batches, while this one reads, packs and regroups: example i is made
+    from the same batch, with the same generator, so the output is the same, in the same order.
+    """
+    global _JOB
+    _JOB = Job(corruption, tok, vocab, seed, with_text, finish, max_length, vocab.pad)
+    sent: deque[list[Part]] = deque()  # groups sent to tokenise, in order
+
+    def groups() -> Iterator[tuple[list[Part], bool]]:
+        for group, whole in marked(chunks(documents)):
+            sent.append(group)
+            yield group, whole
+
+    def numbered(source: Iterable[Rows]) -> Iterator[tuple[int, Rows, int]]:
+        first = 0
+        for number, rows in enumerate(source):
+            yield number, rows, first
+            first += len(rows)
+
+    if limit == 0:
+        return
+    index = 0
+    try:
+        with ordered(workers) as run:
+            encoded = ((sent.popleft(), docs) for docs in run(_encode_task, groups()))
+            made = batches(pack_groups(encoded, max_length, vocab.pad, with_text))
+            for results in run(_corrupt_task, numbered(made)):
+                for payload, n_tokens, n_unknown in results:
+                    if unknown is not None:
+                        unknown.n_tokens += n_tokens
+                        unknown.n_unknown += n_unknown
+                    yield payload
+                    index += 1
+                    if limit is not None and index >= limit:
+                        return
+    finally:
+        _JOB = None
+    if index == 0:
+        raise DataError(
+            "the input holds no tokens: only spaces or characters the tokenizer "
+            "drops (zero-width or control characters)"
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the workers of one `corrupt_documents` need besides their task: set in this process
+    before they fork, so none of it is pickled."""
+
+    corruption: Corruption
+    tok: tokenizers.Tokenizer
+    vocab: Vocab
+    seed: int
+    with_text: bool
+    finish: Callable[[Example], Any] | None
+    max_length: int = 0
+    pad: int = 0
+
+    def encode(self, group: list[Part], whole: bool) -> list[EncodedDoc] | Rows | None:
+        """A group's tokens; its rows when it holds `whole` documents (`marked`): numbered
+        from 0, None when they hold no token."""
+        group = [part.filled() for part in group]
+        starts = [part.starts for part in group] if self.with_text else None
+        encoded = encode_pieces(self.tok, [part.pieces or [] for part in group], starts)
+        if not whole:
+            return encoded
+        pairs = zip(encoded, group, strict=True)
+        ready = [(doc, part.document, n) for n, (doc, part) in enumerate(pairs)]
+        return block_rows(ready, self.max_length, self.pad, self.with_text)
+
+
+_JOB: Job | None = None
+
+
+def _encode_task(task: tuple[list[Part], bool]) -> list[EncodedDoc] | Rows | None:
+    assert _JOB is not None
+    return _JOB.encode(*task)
+
+
+def _corrupt_task(task: tuple[int, Rows, int]) -> list[tuple[Any, int, int]]:
+    """Batch `number` corrupted: per example, (it or what `finish` makes of it, its tokens,
+    its [UNK] tokens)."""
+    assert _JOB is not None
+    number, rows, first = task
+    job = _JOB
+    out = job.corruption(rows.tokens, job.vocab, make_generator(job.seed, number), with_origin=True)
+    return [
+        (
+            example if job.finish is None else job.finish(example),
+            len(example.source_ids),
+            example.source_ids.count(job.vocab.unk),
+        )
+        for example in unbatch(rows, out, first)
+    ]
 
 
 def corrupt_batches(

@@ -25,7 +25,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -41,6 +40,7 @@ from corruptions.errors import DataError, UsageError
 
 from . import shards
 from .files import cache_dir, write_atomic
+from .parallel import one_thread, ordered
 from .sources import (
     HELDOUT_SHARE,
     HeldoutSplit,
@@ -57,15 +57,6 @@ UNIT_CHARS = 1 << 18  # characters tokenised at a time by one worker
 UNIT_DOCUMENTS = 2048  # and documents
 SHARD_TOKENS = 1 << 24  # tokens per shard (16.8 M: 38 MB with uint16 ids); whole documents each
 REPORT_SECONDS = 0.5  # progress, at most this often
-IN_FLIGHT = 3  # units queued per worker
-
-
-def default_workers() -> int:
-    """All the cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 @dataclass
@@ -115,15 +106,7 @@ class Unit:
 
 # ---- workers ------------------------------------------------------------------------------
 
-_TOKENIZER: Any = None
-
-
-def _start_worker(tokenizer_json: str) -> None:
-    global _TOKENIZER
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread: processes share the cores
-    from tokenizers import Tokenizer
-
-    _TOKENIZER = Tokenizer.from_str(tokenizer_json)
+_TOKENIZER: Any = None  # set before the workers fork: they inherit it
 
 
 def _encode(items: list[tuple[bool, Any]], dtype: str) -> EncodedArrays:
@@ -134,36 +117,38 @@ def _encode(items: list[tuple[bool, Any]], dtype: str) -> EncodedArrays:
     return encode_arrays(_TOKENIZER, per_doc, np.dtype(dtype).type)
 
 
+def _encode_task(task: tuple[list[tuple[bool, Any]], str]) -> EncodedArrays:
+    return _encode(*task)
+
+
 def encoded(
     units: Iterator[Unit], workers: int, tokenizer_json: str, dtype: str
 ) -> Iterator[tuple[Unit, EncodedArrays]]:
-    """(unit, its tokens) in input order; `workers` processes (in this one when 1), at most
-    IN_FLIGHT units queued per worker, so reading never runs far ahead of tokenising."""
-    if workers <= 1:
-        saved = os.environ.get("TOKENIZERS_PARALLELISM")
-        _start_worker(tokenizer_json)
-        try:
-            for unit in units:
-                yield unit, _encode(unit.items, dtype)
-        finally:
-            if saved is None:
-                os.environ.pop("TOKENIZERS_PARALLELISM", None)
-            else:
-                os.environ["TOKENIZERS_PARALLELISM"] = saved
-        return
-    # fork: a worker needs nothing the parent set up but the tokenizer (spawn would import the
-    # parent's __main__ again, which fails for `python -` and costs a second per worker)
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_start_worker, initargs=(tokenizer_json,)) as pool:
-        pending: deque[tuple[Unit, Any]] = deque()
+    """(unit, its tokens) in input order, tokenised by `workers` processes (this one when 1),
+    one thread each (`parallel.one_thread`)."""
+    global _TOKENIZER
+    from tokenizers import Tokenizer
+
+    _TOKENIZER = Tokenizer.from_str(tokenizer_json)
+    kept: deque[Unit] = deque()  # the units sent, whose tokens come back in the same order
+
+    def sent() -> Iterator[tuple[list[tuple[bool, Any]], str]]:
         for unit in units:
-            pending.append((unit, pool.apply_async(_encode, (unit.items, dtype))))
-            if len(pending) >= IN_FLIGHT * workers:
-                first, result = pending.popleft()
-                yield first, result.get()
-        while pending:
-            first, result = pending.popleft()
-            yield first, result.get()
+            kept.append(unit)
+            yield unit.items, dtype
+
+    saved = os.environ.get("TOKENIZERS_PARALLELISM")
+    try:
+        if workers <= 1:
+            one_thread()
+        with ordered(workers) as run:
+            for arrays in run(_encode_task, sent()):
+                yield kept.popleft(), arrays
+    finally:
+        if saved is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved
 
 
 # ---- reading ------------------------------------------------------------------------------

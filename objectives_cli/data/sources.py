@@ -24,7 +24,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from corruptions.errors import DataError
 
@@ -50,25 +50,47 @@ def read_documents(source: str | Path | None, skipped: Skipped | None = None) ->
     corruptions.DataError (CLI exit 1) naming the file and, for bad UTF-8, the byte offset; an
     empty result is an error too. Rows without a 'text' string are skipped and counted in
     `skipped` (see streams.py)."""
+    return list(iter_documents(source, skipped))
+
+
+def iter_documents(
+    source: str | Path | None, skipped: Skipped | None = None, meter: Meter | None = None
+) -> Iterator[str]:
+    """`read_documents` as a stream: a file (or stdin) is read a block at a time as the
+    documents are taken, so the first ones come at once from a file of any size. A missing file
+    or a closed stdin is an error at once; bad UTF-8 or an empty source when read that far.
+    `meter` counts the bytes read, for a progress line."""
     if source is None:
-        return default_corpus("train")
-    meter = Meter(skipped=skipped if skipped is not None else Skipped())
+        return iter(default_corpus("train"))
+    meter = meter if meter is not None else Meter()
+    meter.skipped = skipped if skipped is not None else meter.skipped
     text = str(source)
     if text == "-":
         if stdin_state() == "closed":
             raise DataError(
                 "standard input is closed", "pipe some text in, e.g. `echo 'the cat sat' | ...`"
             )
-        docs = list(text_documents(io.BytesIO(_read_stdin()), "<stdin>", meter))
+        docs = text_documents(_stdin_bytes(), "<stdin>", meter)
         return _nonempty(docs, "<stdin>", "pipe some text in, e.g. `echo 'the cat sat' | ...`")
     if text.startswith("hf:"):
-        docs = _read_hf(text[3:], meter.skipped)
+        docs = iter(_read_hf(text[3:], meter.skipped))
         return _nonempty(docs, text, "check the dataset has a 'text' column")
     path = existing(text)
-    docs = list(path_documents(path, meter))
-    if path.is_dir():
-        return _nonempty(docs, str(path), "the directory should hold UTF-8 text files", meter)
-    return _nonempty(docs, str(path), "documents are separated by blank lines", meter)
+    hint = "the directory should hold UTF-8 text files" if path.is_dir() else None
+    return _nonempty(
+        path_documents(path, meter),
+        str(path),
+        hint or "documents are separated by blank lines",
+        meter,
+    )
+
+
+def _stdin_bytes() -> BinaryIO:
+    """Standard input as a binary stream (a test runner's has no buffer: read whole)."""
+    stdin = sys.stdin
+    if hasattr(stdin, "buffer"):
+        return stdin.buffer
+    return io.BytesIO(stdin.read().encode())
 
 
 def existing(source: str | Path) -> Path:
@@ -83,23 +105,29 @@ def existing(source: str | Path) -> Path:
 
 
 def read_piped_or_default() -> list[str]:
+    """`iter_piped_or_default`, as a list."""
+    return list(iter_piped_or_default())
+
+
+def iter_piped_or_default() -> Iterator[str]:
     """What a command reads when given no source: what is piped into standard input
-    (`cat notes.txt | objectives corrupt ...`), else the default corpus (train split).
+    (`cat notes.txt | objectives corrupt ...`, read as a stream), else the default corpus
+    (train split).
 
     A pipe or a redirected file is read even when it turns out empty, which is then an error
     (`grep NOMATCH f | objectives ...` must not quietly corrupt the default corpus instead); a
     terminal, /dev/null or a closed stdin mean that nothing is piped. (A stream without a file
     descriptor, as a test runner's, counts as piped when it holds anything.)"""
     state = stdin_state()
-    if state in ("pipe", "stream"):
+    hint = "nothing came through the pipe; without one, the built-in corpus is read"
+    if state == "pipe":
+        return _nonempty(text_documents(_stdin_bytes(), "<stdin>", Meter()), "<stdin>", hint)
+    if state == "stream":
         raw = _read_stdin()
-        if state == "pipe" or raw.strip():
-            return _nonempty(
-                list(text_documents(io.BytesIO(raw), "<stdin>", Meter())),
-                "<stdin>",
-                "nothing came through the pipe; without one, the built-in corpus is read",
-            )
-    return default_corpus("train")
+        if raw.strip():
+            docs = text_documents(io.BytesIO(raw), "<stdin>", Meter())
+            return _nonempty(docs, "<stdin>", hint)
+    return iter(default_corpus("train"))
 
 
 def stdin_state() -> Literal["closed", "terminal", "nothing", "pipe", "stream"]:
@@ -319,13 +347,17 @@ def default_corpus(split: Literal["train", "heldout"] = "train") -> list[str]:
 
 
 def _nonempty(
-    docs: list[str], name: str, hint: str | None = None, meter: Meter | None = None
-) -> list[str]:
-    if not docs:
+    docs: Iterator[str], name: str, hint: str | None = None, meter: Meter | None = None
+) -> Iterator[str]:
+    """The documents, and an error at their end when there were none."""
+    empty = True
+    for doc in docs:
+        empty = False
+        yield doc
+    if empty:
         if meter is not None and meter.skipped.count:  # every row was skipped: say why
             raise DataError(f"{name} holds no text: {meter.skipped.warning()}", hint)
         raise DataError(f"{name} holds no text", hint)
-    return docs
 
 
 def _text_column(rows: object, name: str, skipped: Skipped) -> list[str]:

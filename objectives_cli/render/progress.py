@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 PLAIN_SECONDS = 5.0  # a plain progress line at most this often
+STATUS_SECONDS = 0.2  # a status on a terminal is rewritten at most this often
 
 
 def track(items: Iterable[T], total: int, label: str = "") -> Iterator[T]:
@@ -130,3 +131,37 @@ def preparing(label: str) -> Iterator[Callable[[PrepareProgress], None]]:
             progress.update(task, total=p.total, completed=p.read, stats=stats)
 
         yield bar
+
+
+@contextmanager
+def status(label: str) -> Iterator[Callable[[str], None]]:
+    """A one-line status on stderr that a long command updates (`say(text)`): rewritten in place
+    on a terminal, at most STATUS_SECONDS apart, and gone at the end; else printed as a line at
+    most PLAIN_SECONDS apart, so a log gets a few lines and a short run none."""
+    console = Console(stderr=True)
+    said = [time.monotonic()]
+    if not console.is_terminal or sys.stdout.isatty():  # a bar between lines of data: plain
+
+        def plain(text: str) -> None:
+            if time.monotonic() - said[0] >= PLAIN_SECONDS:
+                said[0] = time.monotonic()
+                print(f"{label}: {text}", file=sys.stderr, flush=True)
+
+        yield plain
+        return
+    with Progress(
+        TextColumn(label + ": {task.fields[text]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        redirect_stdout=False,  # the data goes to stdout's bytes, never through Rich
+        redirect_stderr=False,
+    ) as progress:
+        task = progress.add_task(label, total=None, text="starting")
+
+        def live(text: str) -> None:
+            if time.monotonic() - said[0] >= STATUS_SECONDS:
+                said[0] = time.monotonic()
+                progress.update(task, text=text)
+
+        yield live

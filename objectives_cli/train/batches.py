@@ -14,6 +14,7 @@ positions survive, which extras it emits), so the trainer needs no per-objective
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +36,8 @@ from corruptions import (
     make_generator,
 )
 from objectives_cli.data.packing import Blocks, TokenStore, encode_corpus, pack
-from objectives_cli.data.prepare import Progress, cached, default_workers
+from objectives_cli.data.parallel import default_workers, threads
+from objectives_cli.data.prepare import Progress, cached
 from objectives_cli.data.shards import TOKENIZER, is_prepared, open_prepared
 from objectives_cli.data.sources import (
     HELDOUT_SHARE,
@@ -355,6 +357,7 @@ def batch_fn(
     """
     n = len(blocks)
     perms: dict[int, Tensor] = {}
+    one_thread: Any = threads(1) if device.type == "cpu" else contextlib.nullcontext()
 
     def order(epoch: int) -> Tensor:
         if epoch not in perms:
@@ -371,9 +374,10 @@ def batch_fn(
         tokens = blocks.take(rows, vocab.pad)
         n_tokens = int(tokens.lengths.sum())
         tokens = tokens.to(device)
-        out = corruption(
-            tokens, vocab, make_generator(cfg.seed, "train", step, shard, device=device)
-        )
+        with one_thread:  # a batch's many small ops: a second thread only waits (parallel.py)
+            out = corruption(
+                tokens, vocab, make_generator(cfg.seed, "train", step, shard, device=device)
+            )
         if info.packing == "documents":
             out = attach_documents(out, tokens, info.offset)
         return out, n_tokens
