@@ -48,7 +48,9 @@ class NotEnoughSentinels(ObjectivesError):
     def __init__(self, needed: int, available: int) -> None:
         super().__init__(
             f"this batch needs {needed} sentinel tokens but the vocabulary has {available}",
-            "use a tokenizer with more <extra_id_N> tokens, shorter sequences, or fewer spans",
+            "train a tokenizer with more <extra_id_N> tokens (objectives tokenizer train CORPUS "
+            f"--sentinels {-(-needed // 100) * 100} --out tok.json), or use shorter sequences "
+            "or fewer spans",
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -55,6 +56,24 @@ def test_corruption_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
     table = out.read_text()
     assert "| bert-mlm | 32 | 1 |" in table
     assert "torch" in table.splitlines()[0]
+
+
+def test_corruption_benchmark_reports_a_failing_objective_and_goes_on(tmp_path: Path) -> None:
+    out = tmp_path / "perf.md"
+    args = ["--objectives", "t5-span", "--lengths", "2048", "32", "--batch", "2"]
+    args += ["--threads", "1", "--min-time", "0.01", "--rounds", "1", "--no-peers"]
+    script = str(ROOT / "benchmarks" / "corruptions.py")
+    done = subprocess.run(
+        [sys.executable, script, *args, "--markdown", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    table = out.read_text()
+    assert "| t5-span | 2048 | 1 | failed: this batch needs 102 sentinel tokens" in table
+    assert re.search(r"\| t5-span \| 32 \| 1 \| \d+\.\d+ \|", table)  # timed after the failure
+    assert "--sentinels" not in table  # the table keeps the one-line error, not the hint
 
 
 def throughput() -> ModuleType:

@@ -8,11 +8,11 @@ Three kinds, each set up the way its reference models are:
 * unigram: SentencePiece-style (T5, ALBERT, XLNet): NFKC, Metaspace `▁`, words split at spaces.
 
 Every tokenizer holds SPECIAL_TOKENS: `[PAD] [UNK] [CLS] [SEP] [MASK] [NLU] [NLG] [S2S]` as ids
-0..7, then the learned pieces, then T5's 100 sentinels as the LAST ids counting down
-(`<extra_id_0>` = V-1, as T5 and seqio). Word starts come from `Encoding.word_ids` (a token opens
-a word when its word id differs from the previous token's), so they follow each kind's own notion
-of a word without looking at `##` or `▁`. Training is deterministic: same corpus, same settings,
-same file.
+0..7, then the learned pieces, then T5's sentinels (100 unless `--sentinels` says otherwise) as
+the LAST ids counting down (`<extra_id_0>` = V-1, as T5 and seqio). Word starts come from
+`Encoding.word_ids` (a token opens a word when its word id differs from the previous token's), so
+they follow each kind's own notion of a word without looking at `##` or `▁`. Training is
+deterministic: same corpus, same settings, same file.
 
 The default tokenizer (`load_tokenizer()`) is a cased WordPiece of 8000 ids trained on the default
 corpus's train split, shipped in objectives_cli/assets/; rebuild it with
@@ -38,9 +38,17 @@ from corruptions.errors import DataError
 if TYPE_CHECKING:  # torch is imported where it is used: prepare's workers need none of it
     from corruptions import Vocab
 
-N_SENTINELS = 100
+N_SENTINELS = 100  # T5's; a 2048-token row of t5-span needs ~102 spans: `--sentinels`
 BASE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[NLU]", "[NLG]", "[S2S]")
-SENTINELS = tuple(f"<extra_id_{k}>" for k in range(N_SENTINELS - 1, -1, -1))  # 99 ... 0
+
+
+def sentinel_tokens(n: int = N_SENTINELS) -> tuple[str, ...]:
+    """T5's sentinels in the order they are added: <extra_id_{n-1}> ... <extra_id_0>, so that
+    <extra_id_0> is the last id."""
+    return tuple(f"<extra_id_{k}>" for k in range(n - 1, -1, -1))
+
+
+SENTINELS = sentinel_tokens()  # 99 ... 0
 SPECIAL_TOKENS: tuple[str, ...] = BASE_SPECIALS + SENTINELS
 KINDS = ("wordpiece", "bpe", "unigram")
 DEFAULT_TOKENIZER = Path(__file__).parents[1] / "assets" / "wordpiece-8k.json"
@@ -156,31 +164,34 @@ def train_tokenizer(
     kind: str = "wordpiece",
     vocab_size: int = 8000,
     progress: bool = False,
+    n_sentinels: int = N_SENTINELS,
 ) -> Tokenizer:
-    """Train a tokenizer of `kind` (wordpiece | bpe | unigram) with every SPECIAL_TOKENS entry.
+    """Train a tokenizer of `kind` (wordpiece | bpe | unigram) with the 8 BASE_SPECIALS and
+    `n_sentinels` sentinels.
 
-    `vocab_size` counts everything, the 108 special tokens included; a small corpus may yield
-    fewer ids. The sentinels are added after training, so they are the last ids. `progress`
-    shows the trainer's own progress bars on stderr (each phase; Unigram's EM steps take
-    seconds), when stderr is a terminal; it does not change the result.
+    `vocab_size` counts everything, the special tokens included; a small corpus may yield fewer
+    ids. The sentinels are added after training, so they are the last ids. `progress` shows the
+    trainer's own progress bars on stderr (each phase; Unigram's EM steps take seconds), when
+    stderr is a terminal; it does not change the result.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(KINDS)}")
-    least = len(SPECIAL_TOKENS) + 20 + (256 if kind == "bpe" else 0)  # bpe: all 256 bytes
+    n_special = len(BASE_SPECIALS) + n_sentinels
+    least = n_special + 20 + (256 if kind == "bpe" else 0)  # bpe: all 256 bytes
     if vocab_size < least:
         raise ValueError(
-            f"a {kind} vocab_size must be at least {least} ({len(SPECIAL_TOKENS)} "
+            f"a {kind} vocab_size must be at least {least} ({n_special} "
             f"special tokens{', 256 bytes' if kind == 'bpe' else ''} and some text), "
             f"not {vocab_size}"
         )
-    tok, trainer = _blank(kind, vocab_size - N_SENTINELS, progress)
+    tok, trainer = _blank(kind, vocab_size - n_sentinels, progress)
     # Lines, not documents: encode_documents encodes sentences, so no piece should hold a "\n".
     lines = [line for doc in documents for line in doc.splitlines() if line.strip()]
     tok.train_from_iterator(lines, trainer=trainer, length=len(lines))
     if kind == "wordpiece":
-        tok = _to_wordpiece(tok, vocab_size - N_SENTINELS)
+        tok = _to_wordpiece(tok, vocab_size - n_sentinels)
     _canonicalize(tok, kind)
-    tok.add_special_tokens(list(SENTINELS))
+    tok.add_special_tokens(list(sentinel_tokens(n_sentinels)))
     return tok
 
 
