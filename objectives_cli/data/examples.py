@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import tokenizers
 import torch
 import torch.nn.functional as F
@@ -26,10 +27,17 @@ import torch.nn.functional as F
 from corruptions import IGNORE, Corrupted, Corruption, Tokens, Vocab, make_generator
 from corruptions.errors import DataError
 
-from .packing import corpus_from, pack
+from .packing import corpus_from, corpus_of, pack
 from .parallel import ordered
 from .sources import sentence_spans
-from .tokenizer import AFTER_SPACE, EncodedDoc, encode_pieces, pieces
+from .tokenizer import (
+    AFTER_SPACE,
+    EncodedArrays,
+    EncodedDoc,
+    encode_arrays,
+    encode_pieces,
+    pieces,
+)
 
 BATCH = 16  # blocks per corruption call; part of what defines example i
 DOCS_PER_CHUNK = 64  # documents tokenised at a time, so `--limit 5` reads little of a big corpus
@@ -185,6 +193,19 @@ def block_rows(
         *(row_text(ready[d][1], flat[start : start + n]) for d, start, n in cut), strict=True
     )
     return Rows(pad_to(rows, max_length, pad), list(texts), list(offsets))
+
+
+def array_rows(arrays: EncodedArrays, max_length: int, pad: int) -> Rows | None:
+    """`block_rows` of whole documents tokenised by `encode_arrays`, without their text: the
+    same rows, numbered from 0, with no Python work per token."""
+    numbers = np.flatnonzero(arrays.lengths > 0)  # documents with tokens, as corpus_of keeps
+    if not len(numbers):
+        return None
+    packed = pack(corpus_of(arrays), max_length, "rows")
+    rows = packed.take(torch.arange(len(packed)), pad)
+    assert rows.row_documents is not None
+    rows = replace(rows, row_documents=torch.from_numpy(numbers)[rows.row_documents])
+    return Rows(pad_to(rows, max_length, pad), [""] * len(packed), [None] * len(packed))
 
 
 def row_text(document: str, spans: Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
@@ -405,6 +426,9 @@ class Job:
         """A group's tokens; its rows when it holds `whole` documents (`marked`): numbered
         from 0, None when they hold no token."""
         group = [part.filled() for part in group]
+        if whole and not self.with_text:  # no text to keep: whole-array numpy (tokenizer.py)
+            arrays = encode_arrays(self.tok, [part.pieces or [] for part in group], np.int32)
+            return array_rows(arrays, self.max_length, self.pad)
         starts = [part.starts for part in group] if self.with_text else None
         encoded = encode_pieces(self.tok, [part.pieces or [] for part in group], starts)
         if not whole:
