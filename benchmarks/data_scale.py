@@ -18,7 +18,8 @@ included) and CPU time (user + system, workers included) come from the kernel (`
   `DataCollatorForLanguageModeling`, writing the same fields (ids only, and with the three text
   fields), on the --corrupt-mb file;
 - a training step's tokens/s from memory-mapped shards against the in-memory path (a file under
-  the 32 MiB threshold), same text.
+  the 32 MiB threshold), same text;
+- one --long-line-mb MB line: seconds and peak RSS of `corrupt --limit 3` and of 3 `train` steps.
 """
 
 from __future__ import annotations
@@ -68,17 +69,23 @@ def measure(cmd: list[str], stdout: Path | None = None, env: dict | None = None)
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, text)
 
 
-def make_corpus(path: Path, megabytes: float) -> Path:
-    """The built-in corpus repeated to `megabytes` MB (documents separated by blank lines)."""
+def make_corpus(path: Path, megabytes: float, one_line: bool = False) -> Path:
+    """The built-in corpus repeated to `megabytes` MB: documents separated by blank lines, or
+    (`one_line`) every space run made one space, a single line. Written a copy at a time: this
+    process stays small, since a child's peak RSS counts this process's RSS when it started
+    (Linux keeps the high-water mark across exec)."""
     if path.exists() and path.stat().st_size >= megabytes * 1e6:
         return path
     sys.path.insert(0, str(ROOT))
     from objectives_cli.data.sources import default_corpus
 
-    block = ("\n\n".join(default_corpus("train")) + "\n\n").encode()
+    text = "\n\n".join(default_corpus("train")) + "\n\n"
+    block = (" ".join(text.split()) + " " if one_line else text).encode()
     with path.open("wb") as f:
         for _ in range(int(-(-megabytes * 1e6 // len(block)))):
             f.write(block)
+        if one_line:
+            f.write(b"\n")
     return path
 
 
@@ -198,8 +205,8 @@ def memory_rows(args: argparse.Namespace, work: Path) -> list[str]:
         cmd = [*OBJECTIVES, "corrupt", "-o", "bert-mlm", "--format", "jsonl"]
         corrupt = measure([*cmd, "--limit", str(args.corrupt_examples), str(path)])
         rows.append(
-            f"| {size:,} MB | {tokens / 1e6:,.0f} M | {run.rss_mb:,.0f} MB | {train.rss_mb:,.0f} MB"
-            f" | {corrupt.rss_mb:,.0f} MB |"
+            f"| {size:,g} MB | {tokens / 1e6:,.0f} M | {run.rss_mb:,.0f} MB "
+            f"| {train.rss_mb:,.0f} MB | {corrupt.rss_mb:,.0f} MB |"
         )
         print(rows[-1], file=sys.stderr, flush=True)
         shutil.rmtree(prepared)
@@ -223,7 +230,7 @@ def prepare_rows(args: argparse.Namespace, work: Path) -> list[str]:
     path.unlink()
     rate = {"one": tokens / one.wall, "two": tokens / two.wall, "hf": hf_tokens / hf.wall}
     return [
-        f"`data prepare` on {args.prepare_mb} MB ({tokens / 1e6:.1f} M tokens; datasets counts "
+        f"`data prepare` on {args.prepare_mb:g} MB ({tokens / 1e6:.1f} M tokens; datasets counts "
         f"{hf_tokens / 1e6:.1f} M):",
         "",
         "| pipeline | wall s | M tokens/s | vs datasets |",
@@ -246,7 +253,7 @@ def corrupt_rows(args: argparse.Namespace, work: Path) -> list[str]:
     _, tokens, _ = prepare(path, work / "count", 1)  # the file's token count, for both
     shutil.rmtree(work / "count")
     rows = [
-        f"`corrupt -o bert-mlm --format jsonl` on {args.corrupt_mb} MB ({tokens / 1e6:.1f} M "
+        f"`corrupt -o bert-mlm --format jsonl` on {args.corrupt_mb:g} MB ({tokens / 1e6:.1f} M "
         "tokens), k tokens per CPU-second (wall seconds):",
         "",
         "| fields written | ours, 1 worker | ours, 2 workers | datasets + collator | ratio |",
@@ -281,6 +288,25 @@ def step_rows(args: argparse.Namespace, work: Path) -> list[str]:
     ]
 
 
+def long_line_rows(args: argparse.Namespace, work: Path) -> list[str]:
+    """One document of --long-line-mb MB on one line: `corrupt --limit 3` and 3 `train` steps."""
+    path = make_corpus(work / "line.txt", args.long_line_mb, one_line=True)
+    cmd = [*OBJECTIVES, "corrupt", "-o", "t5-span", "--format", "jsonl", "--limit", "3"]
+    corrupt = measure([*cmd, str(path)])
+    env = {**ENV, "XDG_CACHE_HOME": str(work / "cache")}  # prepared into a cache of its own
+    out = work / "line-run"
+    cmd = [*OBJECTIVES, "train", "-o", "t5-span", "--data", str(path), "--steps", "3"]
+    train = measure([*cmd, "--seq-len", "64", "--out", str(out)], env=env)
+    shutil.rmtree(work / "cache")
+    shutil.rmtree(out)
+    path.unlink()
+    return [
+        f"One {args.long_line_mb:,.0f} MB line (a single document): `corrupt --limit 3` "
+        f"{corrupt.wall:.1f} s, peak RSS {corrupt.rss_mb:,.0f} MB; `train --seq-len 64 --steps 3` "
+        f"(prepared into the cache first) {train.wall:.1f} s, peak RSS {train.rss_mb:,.0f} MB.",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[50, 500], help="MB of text")
@@ -288,6 +314,7 @@ def main() -> None:
     parser.add_argument("--prepare-mb", type=float, default=50)
     parser.add_argument("--corrupt-mb", type=float, default=10)
     parser.add_argument("--corrupt-examples", type=int, default=20000)
+    parser.add_argument("--long-line-mb", type=float, default=50)
     parser.add_argument("--step-mb", type=float, default=20, help="under 32: read into memory")
     parser.add_argument("--steps", type=int, default=60, help="training steps timed per path")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()))
@@ -311,6 +338,8 @@ def main() -> None:
             *corrupt_rows(args, work),
             "",
             *step_rows(args, work),
+            "",
+            *long_line_rows(args, work),
             "",
             f"Load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}.",
         ]

@@ -76,6 +76,26 @@ def test_corruption_benchmark_reports_a_failing_objective_and_goes_on(tmp_path: 
     assert "--sentinels" not in table  # the table keeps the one-line error, not the hint
 
 
+@pytest.mark.slow  # about a minute: a dozen commands and two datasets pipelines
+def test_data_scale_benchmark_runs_and_writes_its_tables(tmp_path: Path) -> None:
+    out = tmp_path / "scale.md"
+    args = ["--sizes", "1", "--first-line-mb", "2", "--prepare-mb", "1", "--corrupt-mb", "1"]
+    args += ["--corrupt-examples", "50", "--step-mb", "1", "--steps", "3", "--long-line-mb", "1"]
+    script = str(ROOT / "benchmarks" / "data_scale.py")
+    subprocess.run(
+        [sys.executable, script, *args, "--work", str(tmp_path), "--markdown", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    text = out.read_text()
+    for words in ("First JSONL line", "| 1 MB |", "data prepare, 2 workers", "bytes per token"):
+        assert words in text
+    assert "datasets + collator" in text
+    assert "One 1 MB line" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["scale.md"]  # the corpora are deleted
+
+
 def throughput() -> ModuleType:
     """benchmarks/train_throughput.py as a module (benchmarks/ is not a package)."""
     path = ROOT / "benchmarks" / "train_throughput.py"

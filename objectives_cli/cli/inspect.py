@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from corruptions.errors import UsageError
-from objectives_cli.render import output
+from objectives_cli.render import jsonl, output
 
 from .app import app
 from .options import CorruptFormat, Format, at_least, complete_objective, parse_params
@@ -231,7 +231,7 @@ def corrupt(
             )
         fmt = fmt or CorruptFormat.show  # a view, in a pipe too: JSONL is for one objective
     fmt = fmt or (CorruptFormat.show if output.is_terminal() else CorruptFormat.jsonl)
-    chosen = jsonl_fields(fields) if fields is not None else output.JSONL_FIELDS
+    chosen = jsonl_fields(fields) if fields is not None else jsonl.JSONL_FIELDS
     if fields is not None and fmt is not CorruptFormat.jsonl:
         raise UsageError(f"--fields is for --format jsonl, not {fmt.value}")
     if limit is None:
@@ -256,7 +256,7 @@ def corrupt(
                 examples = unknown.watch(shown)
                 output.print_views((views.build(e, pieces) for e in examples), each, rich)
         elif fmt is CorruptFormat.jsonl:
-            line = output.JsonlLine(name, params, seed, tok, chosen)
+            line = jsonl.JsonlLine(name, params, seed, tok, chosen)
             lines = made.corrupt_documents(
                 corruption,
                 tok,
@@ -271,7 +271,7 @@ def corrupt(
                 unknown=unknown,
             )
             with status("corrupting") as say:
-                output.write_lines(progressed(lines, meter, unknown, say))
+                jsonl.write_lines(progressed(lines, meter, unknown, say))
         else:
             examples = made.corrupt_documents(
                 corruption,
@@ -311,10 +311,10 @@ def progressed(
 def jsonl_fields(text: str) -> tuple[str, ...]:
     """--fields NAME,...: the fields of docs/jsonl.md, in the schema's order."""
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in output.JSONL_FIELDS]
+    unknown = [n for n in names if n not in jsonl.JSONL_FIELDS]
     if unknown or not names:
         raise UsageError(
             f"--fields: {'unknown field ' + repr(unknown[0]) if unknown else 'no field given'}",
-            f"choose among {', '.join(output.JSONL_FIELDS)}",
+            f"choose among {', '.join(jsonl.JSONL_FIELDS)}",
         )
-    return tuple(f for f in output.JSONL_FIELDS if f in names)
+    return tuple(f for f in jsonl.JSONL_FIELDS if f in names)

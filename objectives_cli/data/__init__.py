@@ -13,7 +13,10 @@
                   through memory maps), every check before a directory is trusted
     prepare.py    `data prepare`: a source streamed, tokenised by worker processes, into shards;
                   resumable; the cache that `train --data` prepares large sources into
-    examples.py   text -> corrupted examples, in input order (`corrupt`, `describe`, the docs)
+    rows.py       documents -> padded blocks in input order, a little text at a time
+    examples.py   blocks -> corrupted examples, in input order (`corrupt`, `describe`, the docs),
+                  by worker processes with `--workers` (the same bytes for any number)
+    parallel.py   forked workers whose results come back in input order; one thread each
     files.py      the cache directory and the one atomic file writer
     catalog.py    the registry as plain data, cached, so `list` and completion need no torch
 

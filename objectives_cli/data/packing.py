@@ -17,7 +17,7 @@ A row's first token always opens a word and a sentence: a chunk cut from the mid
 starts fresh. A row that would end inside a word ends before it instead (unless the word alone is
 longer than a row), so whole-word objectives see whole words. This is the one packer: training
 reads `Blocks` by step, and `corrupt`, `describe` and the docs read the "rows" packing in input
-order (`examples.text_blocks`, which also finds each row's text; `rows_of` for a few documents).
+order (`rows.text_blocks`, which also finds each row's text; `rows_of` for a few documents).
 
 The packer reads its corpus only through `TokenStore`'s methods, which `Corpus` (in memory) and
 `shards.MappedCorpus` (a prepared directory, memory-mapped) both have: it walks the word starts a

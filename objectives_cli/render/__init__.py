@@ -1,9 +1,11 @@
 """Everything the user reads, and the only package that imports Rich.
 
-    output.py    JSON and JSONL on stdout; the show/text views; list and describe
+    output.py    JSON on stdout; the show/text views; list and describe
+    jsonl.py     corrupt's JSONL rows (docs/jsonl.md), encoded fast (orjson for the id lists)
     views.py     what the show view says of one corrupted example, before formatting
     text.py      how tokens read as text there: the input's own characters, marks dropped
-    progress.py  the Rich progress bar and summary of a training run
+    progress.py  the Rich progress bar and summary of a training run; prepare's and corrupt's
+                 progress on stderr
     tables.py    eval and fill results as tables
     docgen.py    docs/objectives/*.md, generated from the registry (python -m ...render.docgen)
 

@@ -14,13 +14,14 @@ import torch
 import corruptions
 from objectives_cli.cli import inspect
 from objectives_cli.data import examples as made
+from objectives_cli.data import rows
 from objectives_cli.data.sources import default_corpus
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
-from objectives_cli.render import output, progress
+from objectives_cli.render import jsonl, progress
 from tests.cli.runner import invoke
 from tests.cli.test_corrupt import NAMES
 
-LONG = " ".join(default_corpus("train"))[: 3 * made.CHARS_PER_CHUNK]  # split over chunks
+LONG = " ".join(default_corpus("train"))[: 3 * rows.CHARS_PER_CHUNK]  # split over chunks
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +60,9 @@ def test_the_fast_jsonl_line_is_json_dumps_of_the_row(name: str) -> None:
     tok = load_tokenizer()
     params = corruptions.resolve(name, {})[1]
     docs = [*default_corpus("train")[:20], "café naïve — “quoted” 東京 🙂 done."]
-    line = output.JsonlLine(name, params, 7, tok)
+    line = jsonl.JsonlLine(name, params, 7, tok)
     for example in rows_of(name, docs):
-        row = output.jsonl_row(example, name, params, 7, tok)
+        row = jsonl.jsonl_row(example, name, params, 7, tok)
         expected = json.dumps(row, ensure_ascii=False, default=list) + "\n"
         assert line(example).decode() == expected
 
@@ -104,32 +105,33 @@ def test_limit_stops_reading_a_long_stream() -> None:
         corruptions.create("bert-mlm"), tok, vocab_of(tok), documents(), 64, 0, 3
     )
     assert len(list(out)) == 3
-    assert taken[0] <= 4 * made.DOCS_PER_CHUNK
+    assert taken[0] <= 4 * rows.DOCS_PER_CHUNK
 
 
 def test_a_long_document_is_tokenised_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = [0]
-    real = made.document_pieces
+    real = rows.document_pieces
 
     def counted(document: str) -> Any:
         for piece in real(document):
             seen[0] += len(piece[0][0])
             yield piece
 
-    monkeypatch.setattr(made, "document_pieces", counted)
+    monkeypatch.setattr(rows, "document_pieces", counted)
     tok = load_tokenizer()
     document = LONG * 40  # ~8 M characters, one document
     out = made.corrupt_documents(
         corruptions.create("t5-span"), tok, vocab_of(tok), [document], 64, 0, 3
     )
     assert len(list(out)) == 3
-    assert seen[0] <= 2 * made.CHARS_PER_CHUNK
+    assert seen[0] <= 2 * rows.CHARS_PER_CHUNK
 
 
 def test_progress_goes_to_stderr_and_leaves_stdout_alone(
     mixed: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     args = ["corrupt", "-o", "t5-span", "--limit", "0", str(mixed)]
+    monkeypatch.setattr(progress, "PLAIN_SECONDS", 1e9)  # a log gets a line only this often
     quiet = invoke(*args)
     monkeypatch.setattr(progress, "PLAIN_SECONDS", 0.0)
     monkeypatch.setattr(inspect, "PROGRESS_EVERY", 8)
