@@ -13,9 +13,12 @@ the cores are shared out as processes.
 from __future__ import annotations
 
 import contextlib
+import copyreg
+import io
 import multiprocessing
 import os
 import pickle
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -87,7 +90,7 @@ def ordered(workers: int, start: Callable[[], None] = one_thread) -> Iterator[Ma
         def run(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
             pending: deque[Any] = deque()
             for item in items:
-                pending.append(pool.apply_async(_pickled, (fn, pickle.dumps(item, PROTOCOL))))
+                pending.append(pool.apply_async(_pickled, (fn, dumps(item))))
                 if len(pending) >= IN_FLIGHT * workers:
                     yield pickle.loads(pending.popleft().get())
             while pending:
@@ -97,7 +100,28 @@ def ordered(workers: int, start: Callable[[], None] = one_thread) -> Iterator[Ma
 
 
 def _pickled(fn: Callable[[Any], Any], item: bytes) -> bytes:
-    """`fn` on a task pickled by plain pickle, its result pickled the same way: tensors travel
-    as bytes, not as torch's shared-memory files (a file and a descriptor per tensor, which cost
-    more than the work of a small task)."""
-    return pickle.dumps(fn(pickle.loads(item)), PROTOCOL)
+    """`fn` on a task pickled by `dumps`, its result pickled the same way."""
+    return dumps(fn(pickle.loads(item)))
+
+
+def dumps(value: Any) -> bytes:
+    """`value` pickled, its CPU tensors as numpy arrays: as bytes in the pipe, not as torch's
+    shared-memory files (a file and a descriptor each) nor through torch.save (a zip archive
+    each), both of which cost more than the work of a small task."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, PROTOCOL)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        pickler.dispatch_table = {**copyreg.dispatch_table, torch.Tensor: _reduce_tensor}
+    pickler.dump(value)
+    return buffer.getvalue()
+
+
+def _reduce_tensor(tensor: Any) -> tuple[Callable[[Any], Any], tuple[Any]]:
+    return _tensor, (tensor.numpy(),)
+
+
+def _tensor(array: Any) -> Any:
+    import torch
+
+    return torch.from_numpy(array)
