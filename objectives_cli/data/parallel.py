@@ -43,8 +43,6 @@ def one_thread() -> None:
     call) and torch's intra-op threads, when torch is loaded. On a busy machine each of a batch's
     many small ops would wait for a second thread to be scheduled (10-250x slower)."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    import sys
-
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
 
@@ -57,21 +55,23 @@ class threads:  # lower case: used as a function, `with threads(1):`
 
     def __init__(self, n: int = 1) -> None:
         self.n = n
-        self.saved: list[tuple[str | None, int]] = []
+        self.saved: list[tuple[str | None, int | None]] = []
 
     def __enter__(self) -> None:
-        import torch
-
-        self.saved.append((os.environ.get("TOKENIZERS_PARALLELISM"), torch.get_num_threads()))
+        # torch is not imported for this (prepare needs none); where it is used, it is loaded
+        torch = sys.modules.get("torch")
+        count = torch.get_num_threads() if torch is not None else None
+        self.saved.append((os.environ.get("TOKENIZERS_PARALLELISM"), count))
         if self.n == 1:
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        torch.set_num_threads(self.n)
+        if torch is not None:
+            torch.set_num_threads(self.n)
 
     def __exit__(self, *exc: object) -> None:
-        import torch
-
-        env, n = self.saved.pop()
-        torch.set_num_threads(n)
+        env, count = self.saved.pop()
+        torch = sys.modules.get("torch")
+        if torch is not None and count is not None:
+            torch.set_num_threads(count)
         if env is None:
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
         else:

@@ -40,7 +40,7 @@ from corruptions.errors import DataError, UsageError
 
 from . import shards
 from .files import cache_dir, write_atomic
-from .parallel import one_thread, ordered
+from .parallel import ordered, threads
 from .sources import (
     HELDOUT_SHARE,
     HeldoutSplit,
@@ -125,7 +125,7 @@ def encoded(
     units: Iterator[Unit], workers: int, tokenizer_json: str, dtype: str
 ) -> Iterator[tuple[Unit, EncodedArrays]]:
     """(unit, its tokens) in input order, tokenised by `workers` processes (this one when 1),
-    one thread each (`parallel.one_thread`)."""
+    one thread each (`parallel.one_thread`, `parallel.threads`)."""
     global _TOKENIZER
     from tokenizers import Tokenizer
 
@@ -137,18 +137,9 @@ def encoded(
             kept.append(unit)
             yield unit.items, dtype
 
-    saved = os.environ.get("TOKENIZERS_PARALLELISM")
-    try:
-        if workers <= 1:
-            one_thread()
-        with ordered(workers) as run:
-            for arrays in run(_encode_task, sent()):
-                yield kept.popleft(), arrays
-    finally:
-        if saved is None:
-            os.environ.pop("TOKENIZERS_PARALLELISM", None)
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = saved
+    with threads(1) if workers <= 1 else contextlib.nullcontext(), ordered(workers) as run:
+        for arrays in run(_encode_task, sent()):
+            yield kept.popleft(), arrays
 
 
 # ---- reading ------------------------------------------------------------------------------

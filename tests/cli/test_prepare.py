@@ -95,6 +95,32 @@ def test_the_number_of_workers_changes_no_byte(tmp_path: Path) -> None:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
 
+def test_a_prepare_in_this_process_gives_its_threads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One worker tokenises in this process (as train's implicit prepare may): on one thread,
+    then the training that follows gets its torch threads and the tokenizers pool back."""
+    seen: list[tuple[str | None, int]] = []
+    real = prepare._encode
+
+    def noted(*args: Any) -> Any:
+        seen.append((os.environ.get("TOKENIZERS_PARALLELISM"), torch.get_num_threads()))
+        return real(*args)
+
+    monkeypatch.setattr(prepare, "_encode", noted)
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run(source(tmp_path), tmp_path / "out", workers=1)
+        assert seen
+        assert set(seen) == {("false", 1)}
+        assert torch.get_num_threads() == 2
+        assert "TOKENIZERS_PARALLELISM" not in os.environ
+    finally:
+        torch.set_num_threads(before)
+
+
 class Stop(Exception):
     pass
 
