@@ -219,21 +219,7 @@ def corrupt(
 
     if path is not None and data is not None:
         raise UsageError("give the text as PATH or with --data, not both")
-    if show and fmt not in (None, CorruptFormat.show):
-        raise UsageError(f"--show contradicts --format {fmt.value}")
-    fmt = CorruptFormat.show if show else fmt
-    if objective is None:  # the zoo at a glance
-        if fmt is CorruptFormat.jsonl or param:
-            raise UsageError(
-                f"{'--format jsonl' if param is None else '--param'} needs one objective: "
-                "give -o NAME",
-                "without -o, corrupt shows one example under every objective (show or text)",
-            )
-        fmt = fmt or CorruptFormat.show  # a view, in a pipe too: JSONL is for one objective
-    fmt = fmt or (CorruptFormat.show if output.is_terminal() else CorruptFormat.jsonl)
-    chosen = jsonl_fields(fields) if fields is not None else jsonl.JSONL_FIELDS
-    if fields is not None and fmt is not CorruptFormat.jsonl:
-        raise UsageError(f"--fields is for --format jsonl, not {fmt.value}")
+    fmt, chosen = corrupt_format(objective, fmt, show, bool(param), fields)
     if limit is None:
         limit = 1 if objective is None else None if fmt is CorruptFormat.jsonl else SHOW_LIMIT
     if objective is not None:
@@ -255,25 +241,9 @@ def corrupt(
             for each, shown in made.zoo(tok, vocab, documents, max_length, seed, limit or None):
                 examples = unknown.watch(shown)
                 output.print_views((views.build(e, pieces) for e in examples), each, rich)
-        elif fmt is CorruptFormat.jsonl:
-            line = jsonl.JsonlLine(name, params, seed, tok, chosen)
-            lines = made.corrupt_documents(
-                corruption,
-                tok,
-                vocab,
-                documents,
-                max_length,
-                seed,
-                limit or None,
-                with_text=False,
-                workers=workers,
-                finish=line,
-                unknown=unknown,
-            )
-            with status("corrupting") as say:
-                jsonl.write_lines(progressed(lines, meter, unknown, say))
         else:
-            examples = made.corrupt_documents(
+            as_jsonl = fmt is CorruptFormat.jsonl  # lines made by the workers; else views here
+            made_examples = made.corrupt_documents(
                 corruption,
                 tok,
                 vocab,
@@ -281,15 +251,47 @@ def corrupt(
                 max_length,
                 seed,
                 limit or None,
+                with_text=not as_jsonl,  # the show view's text; JSONL has none
                 workers=workers,
+                finish=jsonl.JsonlLine(name, params, seed, tok, chosen) if as_jsonl else None,
                 unknown=unknown,
             )
-            output.print_views((views.build(e, pieces) for e in examples), name, rich)
+            if as_jsonl:
+                with status("corrupting") as say:
+                    jsonl.write_lines(progressed(made_examples, meter, unknown, say))
+            else:
+                views_of = (views.build(e, pieces) for e in made_examples)
+                output.print_views(views_of, name, rich)
     if skipped.count:
         output.print_warning(skipped.warning() or "")
     warning = unknown.warning(source if source not in (None, "-") else None)
     if warning:
         output.print_warning(*warning)
+
+
+def corrupt_format(
+    objective: str | None,
+    fmt: CorruptFormat | None,
+    show: bool,
+    param: bool,
+    fields: str | None,
+) -> tuple[CorruptFormat, tuple[str, ...]]:
+    """The format corrupt writes (--format, --show, a terminal or not) and the JSONL fields
+    (--fields); a UsageError for options that contradict each other."""
+    if show and fmt not in (None, CorruptFormat.show):
+        raise UsageError(f"--show contradicts --format {fmt.value}")
+    fmt = CorruptFormat.show if show else fmt
+    if objective is None:  # the zoo at a glance
+        if fmt is CorruptFormat.jsonl or param:
+            raise UsageError(
+                f"{'--param' if param else '--format jsonl'} needs one objective: give -o NAME",
+                "without -o, corrupt shows one example under every objective (show or text)",
+            )
+        fmt = fmt or CorruptFormat.show  # a view, in a pipe too: JSONL is for one objective
+    fmt = fmt or (CorruptFormat.show if output.is_terminal() else CorruptFormat.jsonl)
+    if fields is not None and fmt is not CorruptFormat.jsonl:
+        raise UsageError(f"--fields is for --format jsonl, not {fmt.value}")
+    return fmt, jsonl_fields(fields) if fields is not None else jsonl.JSONL_FIELDS
 
 
 def progressed(
