@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import pickle
 import sys
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -100,8 +101,17 @@ def ordered(workers: int, start: Callable[[], None] = one_thread) -> Iterator[Ma
 
 
 def _pickled(fn: Callable[[Any], Any], item: bytes) -> bytes:
-    """`fn` on a task pickled by `dumps`, its result pickled the same way."""
-    return dumps(fn(pickle.loads(item)))
+    """`fn` on a task pickled by `dumps`, its result pickled the same way. An exception that
+    would not unpickle in the parent (which would stop the pool's result thread and leave the
+    parent waiting for ever) is raised as a RuntimeError with the worker's traceback."""
+    try:
+        return dumps(fn(pickle.loads(item)))
+    except Exception as exc:
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            raise RuntimeError(f"in a worker process:\n{traceback.format_exc()}") from None
+        raise
 
 
 def dumps(value: Any) -> bytes:

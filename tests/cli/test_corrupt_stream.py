@@ -5,6 +5,8 @@ intra-op thread while corrupting."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +164,25 @@ def test_corrupt_runs_on_one_thread_and_gives_the_count_back(
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_error_in_a_worker_is_one_line_and_the_same_as_with_one_worker(tmp_path: Path) -> None:
+    """NotEnoughSentinels raised in a worker comes back whole (it once stopped the pool's
+    result thread: the command then waited for ever)."""
+    text = tmp_path / "long.txt"
+    text.write_text(" ".join(default_corpus("train")[:60]) + "\n")  # rows of 2048 tokens
+    args = ["corrupt", "-o", "t5-span", "--max-length", "2048", "--format", "jsonl", str(text)]
+    results = [
+        subprocess.run(
+            [sys.executable, "-c", "from objectives_cli.cli.main import run; run()", *args, *more],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        for more in (["--workers", "1"], ["--workers", "2"])
+    ]
+    for done in results:
+        assert done.returncode == 1
+        assert done.stderr.startswith("error: this batch needs 102 sentinel tokens")
+        assert "Traceback" not in done.stderr
+    assert results[0].stderr == results[1].stderr
