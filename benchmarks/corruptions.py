@@ -40,6 +40,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 import corruptions  # noqa: E402
 from corruptions import Tokens, Vocab  # noqa: E402
+from corruptions.errors import ObjectivesError  # noqa: E402
 
 PEERS = {"bert-mlm": "hf-mlm", "whole-word": "hf-wwm", "xlnet-plm": "hf-plm"}
 
@@ -53,6 +54,7 @@ class Result:
     peer: str = ""
     peer_call: float = 0.0  # tokens/s of the collator called on a list of examples
     peer_core: float = 0.0  # tokens/s of its masking function on a tensor
+    error: str = ""  # why the objective failed at this length (it is then not timed)
 
     @property
     def ratio(self) -> float:
@@ -170,14 +172,19 @@ def run(args: argparse.Namespace) -> list[Result]:
             for name in names:
                 corrupt = corruptions.create(name)
                 gen = corruptions.make_generator(0)
-                rate = best_rate(
-                    lambda c=corrupt, g=gen, t=tokens, v=vocab, o=args.with_origin: c(
-                        t, v, g, with_origin=o
-                    ),
-                    n_tokens,
-                    args.min_time,
-                    args.rounds,
-                )
+                try:  # one objective that cannot run here (too few sentinels) stops no other
+                    rate = best_rate(
+                        lambda c=corrupt, g=gen, t=tokens, v=vocab, o=args.with_origin: c(
+                            t, v, g, with_origin=o
+                        ),
+                        n_tokens,
+                        args.min_time,
+                        args.rounds,
+                    )
+                except ObjectivesError as exc:
+                    results.append(Result(name, length, threads, 0.0, error=str(exc)))
+                    print(format_row(results[-1]), file=sys.stderr, flush=True)
+                    continue
                 result = Result(name, length, threads, rate)
                 peer = PEERS.get(name)
                 if peer in peers:
@@ -201,6 +208,8 @@ def format_row(r: Result) -> str:
         else ""
     )
     rate = mtok(r.tokens_per_s)
+    if r.error:
+        return f"L={r.length:<4} threads={r.threads}  {r.name:<24}   failed: {r.error}"
     return f"L={r.length:<4} threads={r.threads}  {r.name:<24} {rate:>8} M tok/s{peer}"
 
 
@@ -234,6 +243,9 @@ def markdown(results: list[Result], args: argparse.Namespace) -> str:
     ]
     for r in results:
         ratio = f"{r.ratio:.1f}x" if r.peer else ""
+        if r.error:
+            lines.append(f"| {r.name} | {r.length} | {r.threads} | failed: {r.error} | | | | |")
+            continue
         lines.append(
             f"| {r.name} | {r.length} | {r.threads} | {mtok(r.tokens_per_s)} | {r.peer} "
             f"| {mtok(r.peer_call)} | {mtok(r.peer_core)} | {ratio} |"
@@ -241,7 +253,9 @@ def markdown(results: list[Result], args: argparse.Namespace) -> str:
     rates = [
         r.tokens_per_s
         for r in results
-        if r.length == max(args.lengths) and r.threads == max(x.threads for x in results)
+        if not r.error
+        and r.length == max(args.lengths)
+        and r.threads == max(x.threads for x in results)
     ]
     if rates:
         lines += [

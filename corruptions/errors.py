@@ -21,6 +21,20 @@ class ObjectivesError(Exception):
         self.message = message
         self.hint = hint
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled as its message, hint and attributes, whatever the subclass's __init__ takes:
+        an error raised in a worker process reaches the parent whole."""
+        return _rebuild, (type(self), self.message, self.hint, self.__dict__)
+
+
+def _rebuild(
+    cls: type[ObjectivesError], message: str, hint: str | None, state: dict[str, object]
+) -> ObjectivesError:
+    error = cls.__new__(cls)
+    ObjectivesError.__init__(error, message, hint)
+    error.__dict__.update(state)
+    return error
+
 
 class UsageError(ObjectivesError):
     """The command was asked for something that does not exist or cannot be combined."""
@@ -48,7 +62,9 @@ class NotEnoughSentinels(ObjectivesError):
     def __init__(self, needed: int, available: int) -> None:
         super().__init__(
             f"this batch needs {needed} sentinel tokens but the vocabulary has {available}",
-            "use a tokenizer with more <extra_id_N> tokens, shorter sequences, or fewer spans",
+            "train a tokenizer with more <extra_id_N> tokens (objectives tokenizer train CORPUS "
+            f"--sentinels {-(-needed // 100) * 100} --out tok.json), or use shorter sequences "
+            "or fewer spans",
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -55,6 +56,44 @@ def test_corruption_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
     table = out.read_text()
     assert "| bert-mlm | 32 | 1 |" in table
     assert "torch" in table.splitlines()[0]
+
+
+def test_corruption_benchmark_reports_a_failing_objective_and_goes_on(tmp_path: Path) -> None:
+    out = tmp_path / "perf.md"
+    args = ["--objectives", "t5-span", "--lengths", "2048", "32", "--batch", "2"]
+    args += ["--threads", "1", "--min-time", "0.01", "--rounds", "1", "--no-peers"]
+    script = str(ROOT / "benchmarks" / "corruptions.py")
+    done = subprocess.run(
+        [sys.executable, script, *args, "--markdown", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    table = out.read_text()
+    assert "| t5-span | 2048 | 1 | failed: this batch needs 102 sentinel tokens" in table
+    assert re.search(r"\| t5-span \| 32 \| 1 \| \d+\.\d+ \|", table)  # timed after the failure
+    assert "--sentinels" not in table  # the table keeps the one-line error, not the hint
+
+
+@pytest.mark.slow  # about a minute: a dozen commands and two datasets pipelines
+def test_data_scale_benchmark_runs_and_writes_its_tables(tmp_path: Path) -> None:
+    out = tmp_path / "scale.md"
+    args = ["--sizes", "1", "--first-line-mb", "2", "--prepare-mb", "1", "--corrupt-mb", "1"]
+    args += ["--corrupt-examples", "50", "--step-mb", "1", "--steps", "3", "--long-line-mb", "1"]
+    script = str(ROOT / "benchmarks" / "data_scale.py")
+    subprocess.run(
+        [sys.executable, script, *args, "--work", str(tmp_path), "--markdown", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    text = out.read_text()
+    for words in ("First JSONL line", "| 1 MB |", "data prepare, 2 workers", "bytes per token"):
+        assert words in text
+    assert "datasets + collator" in text
+    assert "One 1 MB line" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["scale.md"]  # the corpora are deleted
 
 
 def throughput() -> ModuleType:

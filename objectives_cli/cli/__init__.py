@@ -6,6 +6,7 @@ function each, and hand its result to render/.
     options.py    what several commands share: formats, --param, --budget
     inspect.py    list, describe, corrupt
     tokenizer.py  tokenizer train
+    data.py       data prepare
     training.py   train (its options generated from TrainConfig), eval, fill
     downstream.py finetune, probe, compare
 

@@ -7,16 +7,25 @@ errors exit 1 (see main.py).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from corruptions.errors import UsageError
-from objectives_cli.render import output
+from objectives_cli.render import jsonl, output
 
 from .app import app
 from .options import CorruptFormat, Format, at_least, complete_objective, parse_params
+
+if TYPE_CHECKING:
+    from objectives_cli.data.examples import UnknownCount
+    from objectives_cli.data.streams import Meter
+
+T = TypeVar("T")
+PROGRESS_EVERY = 256  # JSONL lines between two progress updates (shown at most ~5 a second)
 
 SHOW_LIMIT = 5  # examples show/text print unless --limit says otherwise
 # Every batch of 16 blocks is padded to --max-length columns (data/examples.py), so memory grows
@@ -172,6 +181,26 @@ def corrupt(
     show: Annotated[
         bool, typer.Option("--show", help="Same as --format show.", rich_help_panel=OUTPUT)
     ] = False,
+    fields: Annotated[
+        str | None,
+        typer.Option(
+            "--fields",
+            metavar="NAME,...",
+            show_default=False,
+            help="The JSONL fields to write, e.g. input_ids,labels (docs/jsonl.md). Default: "
+            "all; the text fields (source, input, target) cost the most.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            callback=at_least(1),
+            help="Processes that tokenise and corrupt, one thread each; the output is the same "
+            "for any number.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = 1,
 ) -> None:
     """Show what an objective does to text, or write it as JSONL.
 
@@ -181,24 +210,16 @@ def corrupt(
     """
     import corruptions
     from objectives_cli.data import examples as made
-    from objectives_cli.data.sources import read_documents, read_piped_or_default
+    from objectives_cli.data.parallel import threads
+    from objectives_cli.data.sources import Skipped, iter_documents, iter_piped_or_default
+    from objectives_cli.data.streams import Meter
     from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
     from objectives_cli.render import views
+    from objectives_cli.render.progress import status
 
     if path is not None and data is not None:
         raise UsageError("give the text as PATH or with --data, not both")
-    if show and fmt not in (None, CorruptFormat.show):
-        raise UsageError(f"--show contradicts --format {fmt.value}")
-    fmt = CorruptFormat.show if show else fmt
-    if objective is None:  # the zoo at a glance
-        if fmt is CorruptFormat.jsonl or param:
-            raise UsageError(
-                f"{'--format jsonl' if param is None else '--param'} needs one objective: "
-                "give -o NAME",
-                "without -o, corrupt shows one example under every objective (show or text)",
-            )
-        fmt = fmt or CorruptFormat.show  # a view, in a pipe too: JSONL is for one objective
-    fmt = fmt or (CorruptFormat.show if output.is_terminal() else CorruptFormat.jsonl)
+    fmt, chosen = corrupt_format(objective, fmt, show, bool(param), fields)
     if limit is None:
         limit = 1 if objective is None else None if fmt is CorruptFormat.jsonl else SHOW_LIMIT
     if objective is not None:
@@ -208,16 +229,21 @@ def corrupt(
     tok = load_tokenizer(tokenizer)
     vocab = vocab_of(tok)
     source = path if path is not None else data
-    documents = read_documents(source) if source is not None else read_piped_or_default()
+    skipped, meter = Skipped(), Meter()
+    documents = (
+        iter_documents(source, skipped, meter) if source is not None else iter_piped_or_default()
+    )
     rich = fmt is CorruptFormat.show and output.use_rich()
     pieces = views.Pieces(tok, vocab)
     unknown = made.UnknownCount(vocab.unk)
-    if objective is None:
-        for each, shown in made.zoo(tok, vocab, documents, max_length, seed, limit or None):
-            output.print_views((views.build(e, pieces) for e in unknown.watch(shown)), each, rich)
-    else:
-        examples = unknown.watch(
-            made.corrupt_documents(
+    with threads(1):  # CPU corruption: parallel by --workers processes, never by threads
+        if objective is None:
+            for each, shown in made.zoo(tok, vocab, documents, max_length, seed, limit or None):
+                examples = unknown.watch(shown)
+                output.print_views((views.build(e, pieces) for e in examples), each, rich)
+        else:
+            as_jsonl = fmt is CorruptFormat.jsonl  # lines made by the workers; else views here
+            made_examples = made.corrupt_documents(
                 corruption,
                 tok,
                 vocab,
@@ -225,13 +251,72 @@ def corrupt(
                 max_length,
                 seed,
                 limit or None,
-                with_text=fmt is not CorruptFormat.jsonl,  # the show view's text; JSONL has none
+                with_text=not as_jsonl,  # the show view's text; JSONL has none
+                workers=workers,
+                finish=jsonl.JsonlLine(name, params, seed, tok, chosen) if as_jsonl else None,
+                unknown=unknown,
             )
-        )
-        if fmt is CorruptFormat.jsonl:
-            output.write_jsonl(output.jsonl_row(e, name, params, seed, tok) for e in examples)
-        else:
-            output.print_views((views.build(e, pieces) for e in examples), name, rich)
+            if as_jsonl:
+                with status("corrupting") as say:
+                    jsonl.write_lines(progressed(made_examples, meter, unknown, say))
+            else:
+                views_of = (views.build(e, pieces) for e in made_examples)
+                output.print_views(views_of, name, rich)
+    if skipped.count:
+        output.print_warning(skipped.warning() or "")
     warning = unknown.warning(source if source not in (None, "-") else None)
     if warning:
         output.print_warning(*warning)
+
+
+def corrupt_format(
+    objective: str | None,
+    fmt: CorruptFormat | None,
+    show: bool,
+    param: bool,
+    fields: str | None,
+) -> tuple[CorruptFormat, tuple[str, ...]]:
+    """The format corrupt writes (--format, --show, a terminal or not) and the JSONL fields
+    (--fields); a UsageError for options that contradict each other."""
+    if show and fmt not in (None, CorruptFormat.show):
+        raise UsageError(f"--show contradicts --format {fmt.value}")
+    fmt = CorruptFormat.show if show else fmt
+    if objective is None:  # the zoo at a glance
+        if fmt is CorruptFormat.jsonl or param:
+            raise UsageError(
+                f"{'--param' if param else '--format jsonl'} needs one objective: give -o NAME",
+                "without -o, corrupt shows one example under every objective (show or text)",
+            )
+        fmt = fmt or CorruptFormat.show  # a view, in a pipe too: JSONL is for one objective
+    fmt = fmt or (CorruptFormat.show if output.is_terminal() else CorruptFormat.jsonl)
+    if fields is not None and fmt is not CorruptFormat.jsonl:
+        raise UsageError(f"--fields is for --format jsonl, not {fmt.value}")
+    return fmt, jsonl_fields(fields) if fields is not None else jsonl.JSONL_FIELDS
+
+
+def progressed(
+    lines: Iterable[T], meter: Meter, unknown: UnknownCount, say: Callable[[str], None]
+) -> Iterator[T]:
+    """`lines`, telling `say` every PROGRESS_EVERY of them how far the reading is: bytes (of
+    the whole when known), examples, tokens and tokens per second."""
+    started = time.monotonic()
+    for n, line in enumerate(lines, start=1):
+        yield line
+        if n % PROGRESS_EVERY == 0:
+            seconds = time.monotonic() - started
+            read = f"{meter.read / 1e6:,.1f}"
+            share = f"{read} of {meter.total / 1e6:,.1f} MB" if meter.total else f"{read} MB"
+            rate = unknown.n_tokens / seconds / 1e3 if seconds else 0.0
+            say(f"{share} read, {n:,} examples, {unknown.n_tokens:,} tokens ({rate:,.0f} k/s)")
+
+
+def jsonl_fields(text: str) -> tuple[str, ...]:
+    """--fields NAME,...: the fields of docs/jsonl.md, in the schema's order."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in jsonl.JSONL_FIELDS]
+    if unknown or not names:
+        raise UsageError(
+            f"--fields: {'unknown field ' + repr(unknown[0]) if unknown else 'no field given'}",
+            f"choose among {', '.join(jsonl.JSONL_FIELDS)}",
+        )
+    return tuple(f for f in jsonl.JSONL_FIELDS if f in names)

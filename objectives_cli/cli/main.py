@@ -15,6 +15,7 @@ from corruptions.errors import ObjectivesError
 
 # command modules: importing one registers its commands on `app`
 from . import (
+    data,  # noqa: F401
     downstream,  # noqa: F401
     export,  # noqa: F401
     inspect,  # noqa: F401

@@ -15,6 +15,8 @@ from corruptions.errors import DataError
 from .app import app
 from .options import at_least
 
+N_SENTINELS = 100  # data/tokenizer.py's (not imported here: `--help` stays light)
+
 tokenizer_app = typer.Typer(
     help="Train a tokenizer (WordPiece, BPE, Unigram).", no_args_is_help=True
 )
@@ -50,8 +52,19 @@ def train(
     ] = Kind.wordpiece,
     vocab_size: Annotated[
         int,
-        typer.Option(callback=at_least(228), help="Ids in all, the 108 special tokens included."),
+        typer.Option(
+            callback=at_least(28),
+            help="Ids in all, the special tokens (8 and the sentinels) included.",
+        ),
     ] = 8000,
+    sentinels: Annotated[
+        int,
+        typer.Option(
+            callback=at_least(1),
+            help="T5 sentinels <extra_id_0> ... : t5-span and ul2 need about one per 20 tokens "
+            "of --seq-len (2048 needs ~103), as many as spans cut in a row.",
+        ),
+    ] = N_SENTINELS,
 ) -> None:
     """Train a tokenizer on CORPUS and write it to --out.
 
@@ -61,12 +74,15 @@ def train(
     objectives tokenizer train notes.txt --kind unigram --out tok.json
     """
     from objectives_cli.data.files import check_output_file, write_output_file
-    from objectives_cli.data.sources import read_documents
-    from objectives_cli.render.output import count
+    from objectives_cli.data.sources import Skipped, read_documents
+    from objectives_cli.render.output import count, print_warning
 
     check_output_file(out)  # before the training, not after it
     start = time.perf_counter()
-    documents = read_documents(None if corpus == "default" else corpus)
+    skipped = Skipped()
+    documents = read_documents(None if corpus == "default" else corpus, skipped)
+    if skipped.count:
+        print_warning(skipped.warning() or "")
     print(  # before importing the trainer (and torch): a second or two
         f"training a {kind.value} tokenizer ({vocab_size} ids) on "
         f"{count(len(documents), 'document')} ({count(sum(map(len, documents)), 'character')})",
@@ -76,7 +92,9 @@ def train(
     from objectives_cli.data.tokenizer import train_tokenizer
 
     try:  # the trainer's own progress bars, on a terminal
-        tok = train_tokenizer(documents, kind.value, vocab_size, progress=sys.stderr.isatty())
+        tok = train_tokenizer(
+            documents, kind.value, vocab_size, sys.stderr.isatty(), n_sentinels=sentinels
+        )
     except ValueError as exc:  # a vocabulary too small for the kind
         raise typer.BadParameter(str(exc), param_hint="--vocab-size") from None
     try:

@@ -14,24 +14,22 @@ offsets), for the show view (`Example.text`, `Example.offsets`); JSONL rows do w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import tokenizers
 import torch
-import torch.nn.functional as F
 
-from corruptions import IGNORE, Corrupted, Corruption, Tokens, Vocab, make_generator
+from corruptions import IGNORE, Corrupted, Corruption, Vocab, make_generator
 from corruptions.errors import DataError
 
-from .packing import corpus_from, pack
-from .sources import sentence_spans
-from .tokenizer import AFTER_SPACE, EncodedDoc, encode_pieces, pieces
+from .parallel import ordered
+from .rows import Part, Rows, batches, chunks, encode_group, marked, pack_groups, text_blocks
+from .tokenizer import EncodedDoc
 
 BATCH = 16  # blocks per corruption call; part of what defines example i
-DOCS_PER_CHUNK = 64  # documents tokenised at a time, so `--limit 5` reads little of a big corpus
-CHARS_PER_CHUNK = 1 << 16  # and characters: one huge document is tokenised a chunk at a time
 
 SAMPLE_DOCUMENTS: tuple[str, ...] = (
     "The quick brown fox jumps over the lazy dog. The dog does not move. "
@@ -63,234 +61,115 @@ class Example:
         return self.decoder_input_ids is not None
 
 
-@dataclass(frozen=True)
-class Rows:
-    """Consecutive blocks: their tokens, and per block the text it covers (`Example.text`,
-    `Example.offsets`; "" and None when not asked for)."""
-
-    tokens: Tokens
-    texts: list[str]
-    offsets: list[list[tuple[int, int]] | None]
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-
-@dataclass(frozen=True)
-class Part:
-    """Pieces (`tokenizer.pieces`) of one document's sentences, to tokenise with others."""
-
-    document: str
-    pieces: list[tuple[str, int]] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)  # where each piece starts in the document
-    ends: bool = True  # the document ends with these pieces
-
-
-def blocks(
-    tok: tokenizers.Tokenizer, documents: Sequence[str], max_length: int, pad: int
-) -> Iterator[Tokens]:
-    """The tokens of `text_blocks`."""
-    return (rows.tokens for rows in text_blocks(tok, documents, max_length, pad, False))
-
-
-def text_blocks(
-    tok: tokenizers.Tokenizer,
-    documents: Sequence[str],
-    max_length: int,
-    pad: int,
-    with_text: bool = True,
-) -> Iterator[Rows]:
-    """The blocks of `documents` in order, a little text at a time (`chunks`), each group
-    padded to `max_length` columns: so `--limit 3` tokenises the start of a 50 MB line, not
-    all of it. Each block comes with the text it covers (`with_text`).
-
-    The rows of a document are cut greedily from its start (`packing.pack`), so every row but
-    the last of the tokens seen so far is final: those are packed now, and the last row's
-    tokens wait for the rest of the document. The blocks are the same however the text is
-    chunked.
-    """
-    carry: EncodedDoc | None = None  # the tail of a document whose rest is still to come
-    number = 0  # the input document being read: rows carry it (`Tokens.row_documents`)
-    for group in chunks(documents):
-        starts = [part.starts for part in group] if with_text else None
-        encoded = encode_pieces(tok, [part.pieces for part in group], starts)
-        ready = []
-        for doc, part in zip(encoded, group, strict=True):
-            if carry is not None:
-                doc, carry = join(carry, doc), None
-            if not part.ends:
-                doc, carry = split_last_row(doc, max_length)
-            ready.append((doc, part.document, number))
-            number += part.ends
-        ready = [(doc, text, n) for doc, text, n in ready if doc.ids]
-        if ready:
-            docs = [doc for doc, _, _ in ready]
-            packed = pack(corpus_from(docs), max_length, "rows")  # `rows_of`, row starts kept
-            rows = packed.take(torch.arange(len(packed)), pad)
-            assert rows.row_documents is not None
-            which = rows.row_documents.tolist()
-            numbers = torch.tensor([n for _, _, n in ready], dtype=torch.long)
-            rows = replace(rows, row_documents=numbers[rows.row_documents])
-            if not with_text:
-                yield Rows(pad_to(rows, max_length, pad), [""] * len(which), [None] * len(which))
-                continue
-            flat = [span for doc in docs for span in doc.offsets or ()]
-            cut = zip(which, packed.starts.tolist(), packed.lengths.tolist(), strict=True)
-            texts, offsets = zip(
-                *(row_text(ready[d][1], flat[start : start + n]) for d, start, n in cut),
-                strict=True,
-            )
-            yield Rows(pad_to(rows, max_length, pad), list(texts), list(offsets))
-
-
-def row_text(document: str, spans: Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
-    """The text of `document` that a row's tokens cover, and their spans in it, each without
-    the whitespace around it (the tokenizers' offsets include a `Ġ`'s or `▁`'s space)."""
-    trimmed = []
-    for start, end in spans:
-        chars = document[start:end]
-        inner = chars.strip()
-        if not inner:
-            trimmed.append((end, end))
-            continue
-        start += len(chars) - len(chars.lstrip())
-        trimmed.append((start, start + len(inner)))
-    first = trimmed[0][0] if trimmed else 0
-    last = max((end for _, end in trimmed), default=first)
-    return document[first:last], [(s - first, e - first) for s, e in trimmed]
-
-
-def chunks(documents: Sequence[str]) -> Iterator[list[Part]]:
-    """The documents as groups to tokenise at once: up to DOCS_PER_CHUNK documents and about
-    CHARS_PER_CHUNK characters, as the `pieces` of their sentences; a longer document is split
-    between groups, at a sentence or a piece."""
-    group: list[Part] = []
-    size = 0
-    for document in documents:
-        part = Part(document)
-        for first, last in sentence_spans(document):
-            at = first
-            for piece, where in pieces(document[first:last]):
-                at += where == AFTER_SPACE  # the space the cut left out
-                part.pieces.append((piece, where))
-                part.starts.append(at)
-                at += len(piece)
-                size += len(piece)
-                if size >= CHARS_PER_CHUNK:
-                    yield [*group, replace(part, ends=False)]
-                    group, part, size = [], Part(document), 0
-        group.append(part)
-        if len(group) >= DOCS_PER_CHUNK or size >= CHARS_PER_CHUNK:
-            yield group
-            group, size = [], 0
-    if group:
-        yield group
-
-
-def join(head: EncodedDoc, tail: EncodedDoc) -> EncodedDoc:
-    return EncodedDoc(
-        head.ids + tail.ids,
-        head.word_starts + tail.word_starts,
-        head.sentence_starts + tail.sentence_starts,
-        None if head.offsets is None or tail.offsets is None else head.offsets + tail.offsets,
-    )
-
-
-def split_last_row(doc: EncodedDoc, max_length: int) -> tuple[EncodedDoc, EncodedDoc]:
-    """(the tokens of `doc`'s final rows, the tokens of its last row): `pack` cuts the same rows
-    from the first part alone, and the last row may still grow."""
-    starts = pack(corpus_from([doc]), max_length, "rows").starts if doc.ids else None
-    cut = int(starts[-1]) if starts is not None and len(starts) else 0
-    offsets = doc.offsets
-    return (
-        EncodedDoc(
-            doc.ids[:cut],
-            doc.word_starts[:cut],
-            doc.sentence_starts[:cut],
-            None if offsets is None else offsets[:cut],
-        ),
-        EncodedDoc(
-            doc.ids[cut:],
-            doc.word_starts[cut:],
-            doc.sentence_starts[cut:],
-            None if offsets is None else offsets[cut:],
-        ),
-    )
-
-
-def pad_to(batch: Tokens, width: int, pad: int) -> Tokens:
-    """`batch` with exactly `width` columns (random draws depend on the shape)."""
-    extra = width - batch.ids.size(1)
-
-    def widen(t: torch.Tensor | None, fill: int | bool) -> torch.Tensor | None:
-        return None if t is None else F.pad(t, (0, extra), value=fill)
-
-    return Tokens(
-        widen(batch.ids, pad),
-        batch.lengths,
-        widen(batch.word_starts, False),
-        widen(batch.sentence_starts, False),
-        row_documents=batch.row_documents,
-    )
-
-
-def batches(chunks: Iterable[Rows], size: int = BATCH) -> Iterator[Rows]:
-    """Regroup a stream of blocks into batches of `size` consecutive blocks (the last may be
-    smaller)."""
-    held: list[Rows] = []
-    n_held = 0
-    for chunk in chunks:
-        held.append(chunk)
-        n_held += len(chunk)
-        while n_held >= size:
-            merged = concat(held)
-            yield take(merged, 0, size)
-            rest = take(merged, size, n_held)
-            held, n_held = ([rest] if n_held > size else []), n_held - size
-    if n_held:
-        yield concat(held)
-
-
-def concat(parts: list[Rows]) -> Rows:
-    if len(parts) == 1:
-        return parts[0]
-    columns = zip(*(p.tokens._tensors() for p in parts), strict=True)
-    return Rows(
-        Tokens(*(None if any(t is None for t in c) else torch.cat(c) for c in columns)),
-        [text for p in parts for text in p.texts],
-        [spans for p in parts for spans in p.offsets],
-    )
-
-
-def take(rows: Rows, start: int, stop: int) -> Rows:
-    return Rows(
-        Tokens(*(None if t is None else t[start:stop] for t in rows.tokens._tensors())),
-        rows.texts[start:stop],
-        rows.offsets[start:stop],
-    )
-
-
 def corrupt_documents(
     corruption: Corruption,
     tok: tokenizers.Tokenizer,
     vocab: Vocab,
-    documents: Sequence[str],
+    documents: Iterable[str],
     max_length: int,
     seed: int,
     limit: int | None = None,
     with_text: bool = True,
-) -> Iterator[Example]:
+    workers: int = 1,
+    finish: Callable[[Example], Any] | None = None,
+    unknown: UnknownCount | None = None,
+) -> Iterator[Any]:
     """Examples 0, 1, ... (at most `limit`) of `documents` corrupted with `seed`, each with the
-    text it was cut from unless `with_text` is False; a DataError when the documents hold no
-    token at all (only characters the tokenizer drops)."""
-    source = batches(text_blocks(tok, documents, max_length, vocab.pad, with_text))
-    return corrupt_batches(corruption, vocab, source, seed, limit)
+    text it was cut from unless `with_text` is False, or what `finish` makes of each (a JSONL
+    line); a DataError when the documents hold no token at all (only characters the tokenizer
+    drops). `unknown` counts the [UNK] tokens of the examples given.
+
+    With `workers` > 1, forked processes (`parallel.ordered`) tokenise groups of documents and
+    corrupt (and `finish`) batches, while this one reads, packs and regroups: example i is made
+    from the same batch, with the same generator, so the output is the same, in the same order.
+    """
+    global _JOB
+    _JOB = Job(corruption, tok, vocab, seed, with_text, finish, max_length, vocab.pad)
+    sent: deque[list[Part]] = deque()  # groups sent to tokenise, in order
+
+    def groups() -> Iterator[tuple[list[Part], bool]]:
+        for group, whole in marked(chunks(documents)):
+            sent.append(group)
+            yield group, whole
+
+    def numbered(source: Iterable[Rows]) -> Iterator[tuple[int, Rows, int]]:
+        first = 0
+        for number, rows in enumerate(source):
+            yield number, rows, first
+            first += len(rows)
+
+    if limit == 0:
+        return
+    index = 0
+    try:
+        with ordered(workers) as run:
+            encoded = ((sent.popleft(), docs) for docs in run(_encode_task, groups()))
+            made = batches(pack_groups(encoded, max_length, vocab.pad, with_text), BATCH)
+            for results in run(_corrupt_task, numbered(made)):
+                for payload, n_tokens, n_unknown in results:
+                    if unknown is not None:
+                        unknown.n_tokens += n_tokens
+                        unknown.n_unknown += n_unknown
+                    yield payload
+                    index += 1
+                    if limit is not None and index >= limit:
+                        return
+    finally:
+        _JOB = None
+    if index == 0:
+        raise DataError(
+            "the input holds no tokens: only spaces or characters the tokenizer "
+            "drops (zero-width or control characters)"
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the workers of one `corrupt_documents` need besides their task: set in this process
+    before they fork, so none of it is pickled."""
+
+    corruption: Corruption
+    tok: tokenizers.Tokenizer
+    vocab: Vocab
+    seed: int
+    with_text: bool
+    finish: Callable[[Example], Any] | None
+    max_length: int = 0
+    pad: int = 0
+
+    def encode(self, group: list[Part], whole: bool) -> list[EncodedDoc] | Rows | None:
+        return encode_group(self.tok, group, whole, self.with_text, self.max_length, self.pad)
+
+
+_JOB: Job | None = None
+
+
+def _encode_task(task: tuple[list[Part], bool]) -> list[EncodedDoc] | Rows | None:
+    assert _JOB is not None
+    return _JOB.encode(*task)
+
+
+def _corrupt_task(task: tuple[int, Rows, int]) -> list[tuple[Any, int, int]]:
+    """Batch `number` corrupted: per example, (it or what `finish` makes of it, its tokens,
+    its [UNK] tokens)."""
+    assert _JOB is not None
+    number, rows, first = task
+    job = _JOB
+    out = job.corruption(rows.tokens, job.vocab, make_generator(job.seed, number), with_origin=True)
+    return [
+        (
+            example if job.finish is None else job.finish(example),
+            len(example.source_ids),
+            example.source_ids.count(job.vocab.unk),
+        )
+        for example in unbatch(rows, out, first)
+    ]
 
 
 def corrupt_batches(
     corruption: Corruption, vocab: Vocab, source: Iterable[Rows], seed: int, limit: int | None
 ) -> Iterator[Example]:
-    """`corrupt_documents` on batches already made (`batches(text_blocks(...))`)."""
+    """`corrupt_documents` on batches already made (`batches(text_blocks(...), BATCH)`)."""
     index = 0
     for number, rows in enumerate(source):
         if limit is not None and index >= limit:
@@ -322,7 +201,7 @@ def zoo(
     import corruptions
 
     made: list[Rows] = []  # the batches read so far, shared by every objective
-    source = batches(text_blocks(tok, documents, max_length, vocab.pad))
+    source = batches(text_blocks(tok, documents, max_length, vocab.pad), BATCH)
 
     def replay() -> Iterator[Rows]:
         yield from made

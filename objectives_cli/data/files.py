@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from corruptions.errors import DataError, UsageError
@@ -42,11 +43,15 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-def write_file(path: Path, data: bytes | memoryview) -> None:
+Data = bytes | memoryview | Sequence[bytes | memoryview]  # one buffer, or several in order
+
+
+def write_file(path: Path, data: Data) -> None:
     """Create `path` holding `data`, flushed to disk; raises OSError (errno kept) on failure."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        write_all(fd, data)
+        for part in [data] if isinstance(data, (bytes, memoryview)) else data:
+            write_all(fd, part)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -89,8 +94,9 @@ def write_output_file(path: Path, data: bytes | str) -> None:
     write_atomic(path, data)
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Replace `path` by `data` whole or not at all (parent directories are created).
+def write_atomic(path: Path, data: Data | str) -> None:
+    """Replace `path` by `data` (several buffers are written one after the other, never joined
+    in memory) whole or not at all (parent directories are created).
 
     Raises:
         OSError: the file could not be written; nothing is left behind.

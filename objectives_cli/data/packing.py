@@ -17,7 +17,12 @@ A row's first token always opens a word and a sentence: a chunk cut from the mid
 starts fresh. A row that would end inside a word ends before it instead (unless the word alone is
 longer than a row), so whole-word objectives see whole words. This is the one packer: training
 reads `Blocks` by step, and `corrupt`, `describe` and the docs read the "rows" packing in input
-order (`examples.text_blocks`, which also finds each row's text; `rows_of` for a few documents).
+order (`rows.text_blocks`, which also finds each row's text; `rows_of` for a few documents).
+
+The packer reads its corpus only through `TokenStore`'s methods, which `Corpus` (in memory) and
+`shards.MappedCorpus` (a prepared directory, memory-mapped) both have: it walks the word starts a
+million tokens at a time and the document offsets a million documents at a time, so packing a
+corpus larger than memory holds only the rows' starts and lengths (16 bytes a row).
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ import contextlib
 import hashlib
 import io
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer
 from torch import Tensor
@@ -40,9 +47,33 @@ from corruptions import Tokens
 from . import PACKINGS
 from .files import cache_dir as root_cache_dir
 from .files import write_atomic
-from .tokenizer import EncodedDoc, encode_documents
+from .tokenizer import EncodedArrays, EncodedDoc, encode_texts
 
-ENCODE_CHUNK = 2000  # documents tokenised at once (bounds the Python lists encode_documents makes)
+ENCODE_CHUNK = 2000  # documents tokenised at once (bounds the arrays encode_arrays makes)
+WALK_TOKENS = 1 << 20  # word starts the packer reads at a time
+WALK_DOCUMENTS = 1 << 20  # document offsets the packer reads at a time
+
+
+class TokenStore(Protocol):
+    """What the packer and `Blocks.take` read of a tokenised corpus (`Corpus`, in memory, or
+    `shards.MappedCorpus`, mapped): arrays in, arrays (numpy or torch) out."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def n_documents(self) -> int: ...
+
+    def gather(self, at: Any) -> tuple[Any, Any, Any]:
+        """(ids as int64, word starts, sentence starts) of the tokens at positions `at`."""
+
+    def document_of(self, at: Any) -> Any:
+        """The document of each token position in `at`."""
+
+    def word_starts_in(self, lo: int, hi: int) -> np.ndarray:
+        """Word starts of tokens [lo, hi) as a bool array."""
+
+    def document_offsets(self, chunk: int) -> Iterator[np.ndarray]:
+        """Document bounds, `chunk` documents at a time (each array ends where the next begins)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,6 +100,20 @@ class Corpus:
             "offsets": self.offsets,
         }
 
+    def gather(self, at: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.ids[at].long(), self.word_starts[at], self.sentence_starts[at]
+
+    def document_of(self, at: Tensor) -> Tensor:
+        return torch.searchsorted(self.offsets, at, right=True) - 1
+
+    def word_starts_in(self, lo: int, hi: int) -> np.ndarray:
+        return self.word_starts[lo:hi].numpy()
+
+    def document_offsets(self, chunk: int) -> Iterator[np.ndarray]:
+        offsets = self.offsets.numpy()
+        for lo in range(0, self.n_documents, chunk):
+            yield offsets[lo : lo + chunk + 1]
+
     @staticmethod
     def concat(parts: Sequence[Corpus]) -> Corpus:
         sizes = torch.tensor([0] + [len(p) for p in parts[:-1]]).cumsum(0)
@@ -91,6 +136,17 @@ def corpus_from(docs: Iterable[EncodedDoc]) -> Corpus:
         _flat(docs, "word_starts", "b", torch.int8).bool(),
         _flat(docs, "sentence_starts", "b", torch.int8).bool(),
         lengths.cumsum(0),
+    )
+
+
+def corpus_of(arrays: EncodedArrays) -> Corpus:
+    """A `Corpus` from `encode_arrays`' output; documents without tokens are dropped."""
+    lengths = arrays.lengths[arrays.lengths > 0]
+    return Corpus(
+        torch.from_numpy(arrays.ids.astype(np.int32)),
+        torch.from_numpy(arrays.word_starts),
+        torch.from_numpy(arrays.sentence_starts),
+        torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)),
     )
 
 
@@ -137,7 +193,7 @@ def encode_corpus(
             path.unlink(missing_ok=True)
     parts = []
     for i in range(0, len(documents), ENCODE_CHUNK):
-        parts.append(corpus_from(encode_documents(tok, documents[i : i + ENCODE_CHUNK])))
+        parts.append(corpus_of(encode_texts(tok, documents[i : i + ENCODE_CHUNK])))
         if progress is not None:
             progress(min(i + ENCODE_CHUNK, len(documents)), len(documents))
     corpus = Corpus.concat(parts) if parts else corpus_from([])
@@ -157,9 +213,9 @@ def store(path: Path, corpus: Corpus) -> None:
 
 @dataclass(frozen=True, eq=False)
 class Blocks:
-    """Training rows over a `Corpus`: row r is corpus tokens [starts[r], starts[r] + lengths[r])."""
+    """Training rows over a corpus: row r is corpus tokens [starts[r], starts[r] + lengths[r])."""
 
-    corpus: Corpus
+    corpus: TokenStore
     starts: Tensor  # (R,) int64
     lengths: Tensor  # (R,) int64
     width: int  # the longest row
@@ -180,22 +236,23 @@ class Blocks:
         real = col < lengths[:, None]
         last = (starts + lengths - 1).clamp(min=0)[:, None]
         at = torch.minimum(starts[:, None] + col, last)  # padding repeats the last token's index
-        c = self.corpus
-        ids = c.ids[at].long().masked_fill(~real, pad)
-        words = c.word_starts[at] & real
-        sents = c.sentence_starts[at] & real
+        ids, words, sents = map(torch.as_tensor, self.corpus.gather(at))
+        ids = ids.masked_fill(~real, pad)
+        words = words & real
+        sents = sents & real
         words[:, :1] |= real[:, :1]  # a row opens a word and a sentence
         sents[:, :1] |= real[:, :1]
         docs = None
         if self.with_documents:
-            doc = torch.searchsorted(c.offsets, at, right=True) - 1
+            doc = torch.as_tensor(self.corpus.document_of(at))
             docs = doc - doc[:, :1]
-        first = torch.searchsorted(c.offsets, starts, right=True) - 1  # the document of each row
+        first = torch.as_tensor(self.corpus.document_of(starts))  # the document of each row
         return Tokens(ids, lengths.clone(), words, sents, docs, row_documents=first)
 
 
-def pack(corpus: Corpus, max_length: int, mode: str) -> Blocks:
-    """Rows of at most `max_length` tokens over `corpus` (see the module docstring for `mode`).
+def pack(corpus: TokenStore, max_length: int, mode: str, most: int | None = None) -> Blocks:
+    """Rows of at most `max_length` tokens over `corpus` (see the module docstring for `mode`);
+    only the first `most` when given (they are the same: rows are cut from the start).
 
     A row that would end inside a word ends before that word instead (unless the word alone is
     longer than a row), so whole-word objectives see whole words.
@@ -204,29 +261,77 @@ def pack(corpus: Corpus, max_length: int, mode: str) -> Blocks:
         raise ValueError(f"packing must be one of {', '.join(PACKINGS)}, not {mode!r}")
     if max_length < 1:
         raise ValueError(f"max_length must be positive, not {max_length}")
-    n = len(corpus)
-    # last_word[i]: the last word start at or before token i
-    last_word = torch.where(corpus.word_starts, torch.arange(n), 0).cummax(0).values
-    starts: list[int] = []
-    bounds = corpus.offsets.tolist() if mode == "rows" else [0, n]
-    for begin, end in itertools.pairwise(bounds):
-        pos = begin
-        while end - pos > max_length:
-            cut = int(last_word[pos + max_length])  # the word that would straddle the row's end
+    cutter = RowCutter(corpus, max_length, most)
+    if mode == "rows":  # a row never runs past its document
+        for bounds in corpus.document_offsets(WALK_DOCUMENTS):
+            if cutter.done:
+                break
+            cutter.documents(bounds)
+    else:
+        cutter.walk(0, len(corpus))
+    starts, ends = (t[:most] for t in cutter.rows())
+    lengths = ends - starts
+    width = int(lengths.max()) if lengths.numel() else 0
+    return Blocks(corpus, starts, lengths, width, with_documents=mode == "documents")
+
+
+class RowCutter:
+    """Cuts token ranges into rows greedily from their start: a row ends before the word that
+    would straddle its end (`walk`). Rows are kept as two arrays of int64, 16 bytes a row."""
+
+    def __init__(self, corpus: TokenStore, max_length: int, most: int | None = None) -> None:
+        self.corpus, self.max_length, self.most = corpus, max_length, most
+        self.starts, self.ends = array.array("q"), array.array("q")
+        # last_word[i]: the last word start at or before token base + i, and base when there is
+        # none after it: for a row from pos >= base, any value <= pos means "none in the row"
+        self.base, self.last_word = 0, np.zeros(0, dtype=np.int64)
+
+    @property
+    def done(self) -> bool:
+        return self.most is not None and len(self.starts) >= self.most
+
+    def rows(self) -> tuple[Tensor, Tensor]:
+        as_tensor = lambda a: torch.from_numpy(np.frombuffer(a, dtype=np.int64).copy())  # noqa: E731
+        return as_tensor(self.starts), as_tensor(self.ends)
+
+    def _last_word(self, i: int, pos: int) -> int:
+        """The last word start in (pos, i], or a value <= pos when there is none."""
+        if i - self.base >= len(self.last_word):
+            hi = min(len(self.corpus), max(i + 1, pos + WALK_TOKENS))
+            words = self.corpus.word_starts_in(pos, hi)
+            self.base = pos
+            self.last_word = np.maximum.accumulate(np.where(words, np.arange(pos, hi), pos))
+        return int(self.last_word[i - self.base])
+
+    def walk(self, begin: int, end: int) -> None:
+        """The rows of tokens [begin, end)."""
+        pos, n = begin, self.max_length
+        while end - pos > n and not self.done:
+            cut = self._last_word(pos + n, pos)  # the word that would straddle the row's end
             if cut <= pos:  # one word longer than a row: cut it
-                cut = pos + max_length
-            starts.append(pos)
+                cut = pos + n
+            self.starts.append(pos)
+            self.ends.append(cut)
             pos = cut
         if end > pos:
-            starts.append(pos)
-    start_t = torch.tensor(starts, dtype=torch.long)
-    ends = torch.tensor([*starts[1:], n], dtype=torch.long)
-    if mode == "rows":  # a row never runs past its document
-        doc = torch.searchsorted(corpus.offsets, start_t, right=True) - 1
-        ends = torch.minimum(ends, corpus.offsets[doc + 1])
-    lengths = ends - start_t
-    width = int(lengths.max()) if lengths.numel() else 0
-    return Blocks(corpus, start_t, lengths, width, with_documents=mode == "documents")
+            self.starts.append(pos)
+            self.ends.append(end)
+
+    def documents(self, bounds: np.ndarray) -> None:
+        """The rows of each document between consecutive `bounds`: a document that fits in a
+        row is one row (done for all of them at once), a longer one is walked."""
+        begins, ends = bounds[:-1].astype(np.int64), bounds[1:].astype(np.int64)
+        sizes = ends - begins
+        done = 0
+        for d in [*np.flatnonzero(sizes > self.max_length).tolist(), len(sizes)]:
+            if self.done:
+                return
+            keep = sizes[done:d] > 0
+            self.starts.frombytes(begins[done:d][keep].tobytes())
+            self.ends.frombytes(ends[done:d][keep].tobytes())
+            if d < len(sizes):
+                self.walk(int(begins[d]), int(ends[d]))
+            done = d + 1
 
 
 def rows_of(docs: Sequence[EncodedDoc], max_length: int, pad: int) -> Tokens:

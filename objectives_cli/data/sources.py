@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
+import io
 import os
 import re
 import socket
@@ -24,110 +24,110 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, BinaryIO, Literal
 
 from corruptions.errors import DataError
 
-# Extensions that are never text; anything else in a directory is tried as UTF-8.
-BINARY_SUFFIXES = frozenset(
-    {
-        ".7z",
-        ".a",
-        ".arrow",
-        ".bin",
-        ".bmp",
-        ".bz2",
-        ".class",
-        ".db",
-        ".dll",
-        ".dylib",
-        ".exe",
-        ".gif",
-        ".gz",
-        ".ico",
-        ".jar",
-        ".jpeg",
-        ".jpg",
-        ".lz4",
-        ".mo",
-        ".mp3",
-        ".mp4",
-        ".npy",
-        ".npz",
-        ".o",
-        ".pdf",
-        ".pkl",
-        ".png",
-        ".pt",
-        ".pth",
-        ".pyc",
-        ".pyd",
-        ".pyo",
-        ".safetensors",
-        ".so",
-        ".sqlite",
-        ".tar",
-        ".tgz",
-        ".wav",
-        ".webp",
-        ".whl",
-        ".xz",
-        ".zip",
-        ".zst",
-    }
+from .streams import (  # noqa: F401 - split_documents and the suffixes are part of this API
+    BINARY_SUFFIXES,
+    JSONL_SUFFIXES,
+    Meter,
+    Skipped,
+    path_documents,
+    split_documents,
+    text_documents,
+    what,
 )
-JSONL_SUFFIXES = frozenset({".jsonl", ".json-lines", ".ndjson"})
+
 HELDOUT_SHARE = 0.01  # documents held out of --data when no --eval-data is given
 
 
-def read_documents(source: str | Path | None) -> list[str]:
+def read_documents(source: str | Path | None, skipped: Skipped | None = None) -> list[str]:
     """Documents from: a text file (documents separated by blank lines), a directory of text
     files (recursively, *.txt and other text files, sorted), '-' (stdin), a .jsonl/.json-lines
     or .parquet file with a 'text' column, or 'hf:NAME[:CONFIG]' through datasets.load_dataset
     (split 'train'). None = the embedded default corpus, train split. Errors raise
     corruptions.DataError (CLI exit 1) naming the file and, for bad UTF-8, the byte offset; an
-    empty result is an error too."""
+    empty result is an error too. Rows without a 'text' string are skipped and counted in
+    `skipped` (see streams.py)."""
+    return list(iter_documents(source, skipped))
+
+
+def iter_documents(
+    source: str | Path | None, skipped: Skipped | None = None, meter: Meter | None = None
+) -> Iterator[str]:
+    """`read_documents` as a stream: a file (or stdin) is read a block at a time as the
+    documents are taken, so the first ones come at once from a file of any size. A missing file
+    or a closed stdin is an error at once; bad UTF-8 or an empty source when read that far.
+    `meter` counts the bytes read, for a progress line."""
     if source is None:
-        return default_corpus("train")
+        return iter(default_corpus("train"))
+    meter = meter if meter is not None else Meter()
+    meter.skipped = skipped if skipped is not None else meter.skipped
     text = str(source)
     if text == "-":
         if stdin_state() == "closed":
             raise DataError(
                 "standard input is closed", "pipe some text in, e.g. `echo 'the cat sat' | ...`"
             )
-        docs = split_documents(_decode(_read_stdin(), "<stdin>"))
+        docs = text_documents(_stdin_bytes(), "<stdin>", meter)
         return _nonempty(docs, "<stdin>", "pipe some text in, e.g. `echo 'the cat sat' | ...`")
     if text.startswith("hf:"):
-        return _nonempty(_read_hf(text[3:]), text, "check the dataset has a 'text' column")
-    path = Path(text)
+        docs = iter(_read_hf(text[3:], meter.skipped))
+        return _nonempty(docs, text, "check the dataset has a 'text' column")
+    path = existing(text)
+    hint = "the directory should hold UTF-8 text files" if path.is_dir() else None
+    return _nonempty(
+        path_documents(path, meter),
+        str(path),
+        hint or "documents are separated by blank lines",
+        meter,
+    )
+
+
+def _stdin_bytes() -> BinaryIO:
+    """Standard input as a binary stream (a test runner's has no buffer: read whole)."""
+    stdin = sys.stdin
+    if hasattr(stdin, "buffer"):
+        return stdin.buffer
+    return io.BytesIO(stdin.read().encode())
+
+
+def existing(source: str | Path) -> Path:
+    """`source` as a path that exists, else the one-line error."""
+    path = Path(source)
     if not path.exists():
         raise DataError(
             f"no such file or directory: {path}",
             "pass a text file, a directory, '-' for stdin, or hf:NAME",
         )
-    if path.is_dir():
-        return _nonempty(_read_dir(path), str(path), "the directory should hold UTF-8 text files")
-    return _nonempty(_read_file(path), str(path), "documents are separated by blank lines")
+    return path
 
 
 def read_piped_or_default() -> list[str]:
+    """`iter_piped_or_default`, as a list."""
+    return list(iter_piped_or_default())
+
+
+def iter_piped_or_default() -> Iterator[str]:
     """What a command reads when given no source: what is piped into standard input
-    (`cat notes.txt | objectives corrupt ...`), else the default corpus (train split).
+    (`cat notes.txt | objectives corrupt ...`, read as a stream), else the default corpus
+    (train split).
 
     A pipe or a redirected file is read even when it turns out empty, which is then an error
     (`grep NOMATCH f | objectives ...` must not quietly corrupt the default corpus instead); a
     terminal, /dev/null or a closed stdin mean that nothing is piped. (A stream without a file
     descriptor, as a test runner's, counts as piped when it holds anything.)"""
     state = stdin_state()
-    if state in ("pipe", "stream"):
+    hint = "nothing came through the pipe; without one, the built-in corpus is read"
+    if state == "pipe":
+        return _nonempty(text_documents(_stdin_bytes(), "<stdin>", Meter()), "<stdin>", hint)
+    if state == "stream":
         raw = _read_stdin()
-        if state == "pipe" or raw.strip():
-            return _nonempty(
-                split_documents(_decode(raw, "<stdin>")),
-                "<stdin>",
-                "nothing came through the pipe; without one, the built-in corpus is read",
-            )
-    return default_corpus("train")
+        if raw.strip():
+            docs = text_documents(io.BytesIO(raw), "<stdin>", Meter())
+            return _nonempty(docs, "<stdin>", hint)
+    return iter(default_corpus("train"))
 
 
 def stdin_state() -> Literal["closed", "terminal", "nothing", "pipe", "stream"]:
@@ -156,18 +156,6 @@ def _read_stdin() -> bytes:
     return stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode()
 
 
-def split_documents(text: str) -> list[str]:
-    """Documents of a text: separated by blank lines; lines inside one are kept, trimmed."""
-    docs = []
-    for block in _BLANK_LINES.split(text):
-        lines = [line.strip() for line in block.splitlines()]
-        doc = "\n".join(line for line in lines if line)
-        if doc:
-            docs.append(doc)
-    return docs
-
-
-_BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
 # A sentence ends at ., ! or ? (closing quotes and brackets may follow) before whitespace, unless
 # the next word starts in lowercase ("e.g. the", "approx. value") or the word is an abbreviation.
 _SENTENCE_END = re.compile(r"""[.!?]+["'”’)\]]*\s+(?=[^\s])""")
@@ -243,33 +231,110 @@ def _stripped(line: str, start: int, end: int, base: int) -> Iterator[tuple[int,
 def split_heldout(
     documents: list[str], share: float = HELDOUT_SHARE
 ) -> tuple[list[str], list[str]]:
-    """(train, held-out). A document is held out when the hash of its text falls in the first
-    `share`, so the split stays put when documents are added or reordered. At least one document
-    each way; a single document gives its last 10% of sentences (of words, when it reads as one
-    sentence), never text it also trains on."""
-    if len(documents) == 1:
-        parts = split_sentences(documents[0])
-        if len(parts) < 2:
-            parts = documents[0].split()
-        if len(parts) < 2:
-            raise DataError(
-                "the data is a single word, so none of it can be held out",
-                "give more text, or held-out text with --eval-data",
-            )
-        cut = min(len(parts) - 1, max(1, round(len(parts) * 0.9)))
-        return [" ".join(parts[:cut])], [" ".join(parts[cut:])]
+    """(train, held-out) by `HeldoutSplit` (see there): a document is held out when the hash of
+    its text falls in the first `share`, at least one document each way, and a single document
+    gives its last 10% of sentences."""
+    split = HeldoutSplit(share)
+    routed = [r for doc in documents for r in split.push(doc)] + list(split.finish())
+    return [d for held, d in routed if not held], [d for held, d in routed if held]
 
-    def bucket(doc: str) -> float:
-        digest = hashlib.blake2b(doc.encode("utf-8", "surrogatepass"), digest_size=4).digest()
-        return int.from_bytes(digest, "little") / 2**32
 
-    held = [bucket(d) < share for d in documents]
-    if not any(held):
-        held[-1] = True
-    if all(held):
-        held[0] = False
-    pairs = list(zip(documents, held, strict=True))
-    return [d for d, h in pairs if not h], [d for d, h in pairs if h]
+def heldout_bucket(document: str) -> float:
+    """Where the hash of a document's text falls in [0, 1): below the share, it is held out."""
+    digest = hashlib.blake2b(document.encode("utf-8", "surrogatepass"), digest_size=4).digest()
+    return int.from_bytes(digest, "little") / 2**32
+
+
+class HeldoutSplit:
+    """The held-out split of a stream of documents: `push` each document and then `finish`, and
+    (held out, document) pairs come out, each side in input order.
+
+    A document is held out when the hash of its text falls in the first `share`, so the split
+    stays put when documents are added or reordered. At least one document goes each way: when
+    none is held out the last one is, and when all are the first one trains. A single document
+    gives its last 10% of sentences (of words, when it reads as one sentence), never text it
+    also trains on. So the stream holds back at most the first document (until a second one
+    comes), the last training document (until one is held out) and the held-out ones (until
+    one trains): the last two only at the start of a real corpus. `share` 0 holds nothing out.
+    """
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.n = 0  # documents pushed
+        self.first: str | None = None  # the first document, until a second one comes
+        self.back: str | None = None  # the last training document, while none is held out
+        self.waiting: list[str] = []  # held-out documents, while none trains
+        self.trained = self.held = False
+
+    @property
+    def holding(self) -> bool:
+        """Whether documents pushed have not come out yet."""
+        return self.first is not None or self.back is not None or bool(self.waiting)
+
+    def resume(self, n: int, trained: bool, held: bool) -> None:
+        """Go on after `n` documents whose split came out whole (`holding` was False)."""
+        self.n, self.trained, self.held = n, trained, held
+
+    def push(self, document: str) -> Iterator[tuple[bool, str]]:
+        self.n += 1
+        if self.n == 1:
+            self.first = document
+            return
+        if self.first is not None:
+            yield from self._route(self.first)
+            self.first = None
+        yield from self._route(document)
+
+    def _route(self, document: str) -> Iterator[tuple[bool, str]]:
+        if self.share <= 0:
+            yield False, document
+        elif heldout_bucket(document) < self.share:
+            if not self.trained:
+                self.waiting.append(document)
+                return
+            if self.back is not None:
+                yield False, self.back
+                self.back = None
+            self.held = True
+            yield True, document
+        else:
+            if not self.trained:
+                self.trained = True
+                self.held = bool(self.waiting)
+                yield from ((True, d) for d in self.waiting)
+                self.waiting = []
+            if self.held:
+                yield False, document
+            else:
+                if self.back is not None:
+                    yield False, self.back
+                self.back = document
+
+    def finish(self) -> Iterator[tuple[bool, str]]:
+        if self.first is not None:
+            if self.share <= 0:
+                yield False, self.first
+            else:
+                yield from _split_one(self.first)
+        elif not self.trained and self.waiting:  # everything was held out: the first trains
+            yield False, self.waiting[0]
+            yield from ((True, d) for d in self.waiting[1:])
+        elif self.back is not None:  # nothing was held out: the last document is
+            yield True, self.back
+
+
+def _split_one(document: str) -> Iterator[tuple[bool, str]]:
+    parts = split_sentences(document)
+    if len(parts) < 2:
+        parts = document.split()
+    if len(parts) < 2:
+        raise DataError(
+            "the data is a single word, so none of it can be held out",
+            "give more text, or held-out text with --eval-data",
+        )
+    cut = min(len(parts) - 1, max(1, round(len(parts) * 0.9)))
+    yield False, " ".join(parts[:cut])
+    yield True, " ".join(parts[cut:])
 
 
 def default_corpus(split: Literal["train", "heldout"] = "train") -> list[str]:
@@ -281,80 +346,21 @@ def default_corpus(split: Literal["train", "heldout"] = "train") -> list[str]:
     return corpus_split(split)
 
 
-def _decode(data: bytes, name: str) -> str:
-    """UTF-8 text (a BOM is dropped); DataError naming the file and the first bad byte."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{name} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
-            f"({exc.reason})",
-            "convert it, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8`",
-        ) from None
-
-
-def _nonempty(docs: list[str], name: str, hint: str | None = None) -> list[str]:
-    if not docs:
+def _nonempty(
+    docs: Iterator[str], name: str, hint: str | None = None, meter: Meter | None = None
+) -> Iterator[str]:
+    """The documents, and an error at their end when there were none."""
+    empty = True
+    for doc in docs:
+        empty = False
+        yield doc
+    if empty:
+        if meter is not None and meter.skipped.count:  # every row was skipped: say why
+            raise DataError(f"{name} holds no text: {meter.skipped.warning()}", hint)
         raise DataError(f"{name} holds no text", hint)
-    return docs
 
 
-def _read_file(path: Path) -> list[str]:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".parquet":
-        return _read_parquet(path)
-    if suffixes and suffixes[-1] in JSONL_SUFFIXES:
-        return _read_jsonl(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
-    return split_documents(_decode(data, str(path)))
-
-
-def _text_files(root: Path) -> Iterator[Path]:
-    for path in sorted(root.rglob("*")):
-        if (
-            path.is_file()
-            and not any(p.startswith(".") for p in path.relative_to(root).parts)
-            and path.suffix.lower() not in BINARY_SUFFIXES
-        ):
-            yield path
-
-
-def _read_dir(root: Path) -> list[str]:
-    docs: list[str] = []
-    for path in _text_files(root):
-        docs.extend(_read_file(path))
-    return docs
-
-
-def _read_jsonl(path: Path) -> list[str]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
-    docs = []
-    for number, line in enumerate(_decode(data, str(path)).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{path}, line {number}: not JSON ({exc.msg})",
-                "each line must be one JSON object with a 'text' field",
-            ) from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise DataError(
-                f"{path}, line {number}: no 'text' string field",
-                "each line must be one JSON object with a 'text' field",
-            )
-        docs.extend(split_documents(row["text"]))
-    return docs
-
-
-def _text_column(rows: object, name: str) -> list[str]:
+def _text_column(rows: object, name: str, skipped: Skipped) -> list[str]:
     """The 'text' column of an Arrow table or a datasets.Dataset, as documents."""
     names = getattr(rows, "column_names", [])
     if "text" not in names:
@@ -365,28 +371,27 @@ def _text_column(rows: object, name: str) -> list[str]:
     column = rows["text"]  # type: ignore[index]
     values = column.to_pylist() if hasattr(column, "to_pylist") else list(column)
     docs = []
-    for value in values:
+    for number, value in enumerate(values):
         if isinstance(value, str):
             docs.extend(split_documents(value))
+        else:
+            skipped.add(f"{name}, row {number}: the text is {what(value)}")
     return docs
-
-
-def _read_parquet(path: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
-        raise DataError(f"cannot read {path} as Parquet: {exc}") from None
-    return _text_column(table, str(path))
 
 
 HUB_TIMEOUT = 3.0  # seconds the Hub may take to accept a connection before we call it offline
 TRUE = ("1", "ON", "YES", "TRUE")
 
 
-def _read_hf(spec: str) -> list[str]:
-    """'NAME[:CONFIG]' through datasets.load_dataset, split 'train'.
+def _read_hf(spec: str, skipped: Skipped) -> list[str]:
+    """The documents of 'NAME[:CONFIG]', split 'train' (`load_hf`)."""
+    return _text_column(load_hf(spec), f"hf:{spec}", skipped)
+
+
+def load_hf(spec: str, streaming: bool = False) -> Any:
+    """'NAME[:CONFIG]' through datasets.load_dataset, split 'train' (`streaming`: rows come as
+    they are downloaded, nothing is stored, unless the Hub cannot be reached: then from the
+    local cache).
 
     Offline, `datasets` would spend half a minute in retries before failing; so unless
     HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) says so already, a connection to the Hub is tried
@@ -404,7 +409,9 @@ def _read_hf(spec: str) -> list[str]:
         import datasets
 
         try:
-            dataset = datasets.load_dataset(name, config or None, split="train")
+            if streaming and not (offline or unreachable):
+                return datasets.load_dataset(name, config or None, split="train", streaming=True)
+            return datasets.load_dataset(name, config or None, split="train")
         except Exception as exc:  # network, missing dataset, bad config: all user-fixable
             if unreachable:
                 raise DataError(
@@ -417,7 +424,6 @@ def _read_hf(spec: str) -> list[str]:
                 f"cannot load dataset hf:{spec}: {first}",
                 "check the name and config, and that the Hub (or its cache) is reachable",
             ) from None
-    return _text_column(dataset, f"hf:{spec}")
 
 
 def hub_endpoint() -> str:

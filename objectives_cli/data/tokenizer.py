@@ -8,11 +8,11 @@ Three kinds, each set up the way its reference models are:
 * unigram: SentencePiece-style (T5, ALBERT, XLNet): NFKC, Metaspace `▁`, words split at spaces.
 
 Every tokenizer holds SPECIAL_TOKENS: `[PAD] [UNK] [CLS] [SEP] [MASK] [NLU] [NLG] [S2S]` as ids
-0..7, then the learned pieces, then T5's 100 sentinels as the LAST ids counting down
-(`<extra_id_0>` = V-1, as T5 and seqio). Word starts come from `Encoding.word_ids` (a token opens
-a word when its word id differs from the previous token's), so they follow each kind's own notion
-of a word without looking at `##` or `▁`. Training is deterministic: same corpus, same settings,
-same file.
+0..7, then the learned pieces, then T5's sentinels (100 unless `--sentinels` says otherwise) as
+the LAST ids counting down (`<extra_id_0>` = V-1, as T5 and seqio). Word starts come from
+`Encoding.word_ids` (a token opens a word when its word id differs from the previous token's), so
+they follow each kind's own notion of a word without looking at `##` or `▁`. Training is
+deterministic: same corpus, same settings, same file.
 
 The default tokenizer (`load_tokenizer()`) is a cased WordPiece of 8000 ids trained on the default
 corpus's train split, shipped in objectives_cli/assets/; rebuild it with
@@ -28,16 +28,27 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from corruptions import Vocab
 from corruptions.errors import DataError
 
-N_SENTINELS = 100
+if TYPE_CHECKING:  # torch is imported where it is used: prepare's workers need none of it
+    from corruptions import Vocab
+
+N_SENTINELS = 100  # T5's; a 2048-token row of t5-span needs ~102 spans: `--sentinels`
 BASE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[NLU]", "[NLG]", "[S2S]")
-SENTINELS = tuple(f"<extra_id_{k}>" for k in range(N_SENTINELS - 1, -1, -1))  # 99 ... 0
+
+
+def sentinel_tokens(n: int = N_SENTINELS) -> tuple[str, ...]:
+    """T5's sentinels in the order they are added: <extra_id_{n-1}> ... <extra_id_0>, so that
+    <extra_id_0> is the last id."""
+    return tuple(f"<extra_id_{k}>" for k in range(n - 1, -1, -1))
+
+
+SENTINELS = sentinel_tokens()  # 99 ... 0
 SPECIAL_TOKENS: tuple[str, ...] = BASE_SPECIALS + SENTINELS
 KINDS = ("wordpiece", "bpe", "unigram")
 DEFAULT_TOKENIZER = Path(__file__).parents[1] / "assets" / "wordpiece-8k.json"
@@ -153,31 +164,34 @@ def train_tokenizer(
     kind: str = "wordpiece",
     vocab_size: int = 8000,
     progress: bool = False,
+    n_sentinels: int = N_SENTINELS,
 ) -> Tokenizer:
-    """Train a tokenizer of `kind` (wordpiece | bpe | unigram) with every SPECIAL_TOKENS entry.
+    """Train a tokenizer of `kind` (wordpiece | bpe | unigram) with the 8 BASE_SPECIALS and
+    `n_sentinels` sentinels.
 
-    `vocab_size` counts everything, the 108 special tokens included; a small corpus may yield
-    fewer ids. The sentinels are added after training, so they are the last ids. `progress`
-    shows the trainer's own progress bars on stderr (each phase; Unigram's EM steps take
-    seconds), when stderr is a terminal; it does not change the result.
+    `vocab_size` counts everything, the special tokens included; a small corpus may yield fewer
+    ids. The sentinels are added after training, so they are the last ids. `progress` shows the
+    trainer's own progress bars on stderr (each phase; Unigram's EM steps take seconds), when
+    stderr is a terminal; it does not change the result.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(KINDS)}")
-    least = len(SPECIAL_TOKENS) + 20 + (256 if kind == "bpe" else 0)  # bpe: all 256 bytes
+    n_special = len(BASE_SPECIALS) + n_sentinels
+    least = n_special + 20 + (256 if kind == "bpe" else 0)  # bpe: all 256 bytes
     if vocab_size < least:
         raise ValueError(
-            f"a {kind} vocab_size must be at least {least} ({len(SPECIAL_TOKENS)} "
+            f"a {kind} vocab_size must be at least {least} ({n_special} "
             f"special tokens{', 256 bytes' if kind == 'bpe' else ''} and some text), "
             f"not {vocab_size}"
         )
-    tok, trainer = _blank(kind, vocab_size - N_SENTINELS, progress)
+    tok, trainer = _blank(kind, vocab_size - n_sentinels, progress)
     # Lines, not documents: encode_documents encodes sentences, so no piece should hold a "\n".
     lines = [line for doc in documents for line in doc.splitlines() if line.strip()]
     tok.train_from_iterator(lines, trainer=trainer, length=len(lines))
     if kind == "wordpiece":
-        tok = _to_wordpiece(tok, vocab_size - N_SENTINELS)
+        tok = _to_wordpiece(tok, vocab_size - n_sentinels)
     _canonicalize(tok, kind)
-    tok.add_special_tokens(list(SENTINELS))
+    tok.add_special_tokens(list(sentinel_tokens(n_sentinels)))
     return tok
 
 
@@ -259,6 +273,10 @@ _ROLES = {
 def vocab_of(tok: Tokenizer) -> Vocab:
     """pad, unk, bos=[CLS], eos=[SEP], mask, sentinels (<extra_id_k> at index k), extra={'[NLU]':..,
     '[NLG]':.., '[S2S]':..}."""
+    import torch
+
+    from corruptions import Vocab
+
     ids = {}
     for role, names in _ROLES.items():
         found = [i for i in map(tok.token_to_id, names) if i is not None]
@@ -391,6 +409,73 @@ def encode_pieces(
 
 
 _FALSE = [False] * 4096
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedArrays:
+    """Documents tokenised into flat arrays: what `encode_pieces` gives, concatenated, in numpy
+    (the training corpus and the prepared shards are built from these)."""
+
+    ids: np.ndarray  # (N,) of the dtype asked for
+    word_starts: np.ndarray  # (N,) bool
+    sentence_starts: np.ndarray  # (N,) bool
+    lengths: np.ndarray  # (D,) int64: tokens of each document, 0 for one that yields none
+    # a sentence of the last document opened after its last token (its pieces yielded none
+    # yet): the next piece of that document, tokenised apart, opens a sentence
+    trailing_open: bool = False
+
+
+def encode_texts(tok: Tokenizer, documents: Sequence[str], dtype: type = np.int32) -> EncodedArrays:
+    """`encode_documents` as arrays: each sentence tokenised on its own."""
+    from .sources import split_sentences
+
+    return encode_arrays(
+        tok, [[p for s in split_sentences(d) for p in pieces(s)] for d in documents], dtype
+    )
+
+
+def encode_arrays(
+    tok: Tokenizer, per_doc: Sequence[Sequence[tuple[str, int]]], dtype: type = np.int64
+) -> EncodedArrays:
+    """`encode_pieces`, the same tokens and flags, as flat arrays built by whole-array numpy
+    operations: the Python work is per piece, not per token."""
+    flat = [text for doc in per_doc for text, _ in doc]
+    where = np.fromiter((w for doc in per_doc for _, w in doc), np.int8, len(flat))
+    encodings = tok.encode_batch(flat, add_special_tokens=False)
+    piece_lens = np.fromiter(map(len, encodings), np.int64, len(encodings))
+    total = int(piece_lens.sum())
+    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype, total)
+    # word ids, None (an added token such as a literal [MASK]) as -2: equal to itself, as None is
+    word = np.array(
+        list(itertools.chain.from_iterable(e.word_ids for e in encodings)), dtype=np.float64
+    )
+    word = np.nan_to_num(word, nan=-2.0)
+    first = np.cumsum(piece_lens) - piece_lens  # (P,) the token each piece starts at
+    full = np.flatnonzero(piece_lens > 0)  # pieces that yield tokens
+    before = np.empty_like(word)
+    before[1:] = word[:-1]
+    before[first[full]] = -1  # a piece's first token is compared with -1, as in encode_pieces
+    word_starts = word != before
+    word_starts[first[full[where[full] == INSIDE_WORD]]] = False
+    # a piece opens a sentence when an OPENS piece came since the previous piece with tokens of
+    # its document (pieces without tokens pass the opening on)
+    n_pieces = np.fromiter(map(len, per_doc), np.int64, len(per_doc))
+    doc_first = np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces)  # (P,) its document's first
+    opens = np.concatenate([[0], np.cumsum(where == OPENS)])
+    previous = np.concatenate([[-1], full[:-1]])
+    since = np.maximum(previous, doc_first[full] - 1)
+    sentence_starts = np.zeros(total, dtype=bool)
+    sentence_starts[first[full]] = opens[full + 1] > opens[since + 1]
+    piece_ends = np.concatenate([[0], np.cumsum(piece_lens)])
+    doc_ends = np.concatenate([[0], np.cumsum(n_pieces)])
+    lengths = piece_ends[doc_ends[1:]] - piece_ends[doc_ends[:-1]]
+    trailing_open = False
+    if len(n_pieces) and n_pieces[-1]:  # the last document's pieces after its last token
+        begin = len(flat) - int(n_pieces[-1])
+        tail = full[full >= begin]
+        after = int(tail[-1]) + 1 if len(tail) else begin
+        trailing_open = bool(opens[len(flat)] > opens[after])
+    return EncodedArrays(ids, word_starts, sentence_starts, lengths, trailing_open)
 
 
 def _rebuild_default() -> None:

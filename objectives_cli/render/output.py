@@ -34,10 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # imported where used: `list`, `--help` and errors need no torch
-    import tokenizers
-
     from corruptions import Objective
-    from objectives_cli.data.examples import Example
 
     from .views import Cell, View
 
@@ -126,32 +123,6 @@ def print_warning(message: str, hint: str | None = None) -> None:
 
 
 # ---- JSON ---------------------------------------------------------------------------------
-
-
-def jsonl_row(
-    example: Example, objective: str, params: dict[str, Any], seed: int, tok: tokenizers.Tokenizer
-) -> dict[str, Any]:
-    """One JSONL row; the schema is documented in docs/jsonl.md."""
-    from corruptions import IGNORE
-
-    target = [t for t in example.labels if t != IGNORE]
-    row: dict[str, Any] = {
-        "objective": objective,
-        "params": params,
-        "seed": seed,
-        "index": example.index,
-        "source_ids": example.source_ids,
-        "input_ids": example.input_ids,
-        "labels": example.labels,
-    }
-    if example.decoder_input_ids is not None:
-        row["decoder_input_ids"] = example.decoder_input_ids
-    row["extras"] = example.extras
-    row["ops"] = example.ops
-    row["source"] = tok.decode(example.source_ids, skip_special_tokens=False)
-    row["input"] = tok.decode(example.input_ids, skip_special_tokens=False)
-    row["target"] = tok.decode(target, skip_special_tokens=False)
-    return row
 
 
 @contextmanager

@@ -3,14 +3,22 @@ the `train.report.Reporter` protocol (the plain, one-line-per-interval form live
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any, TypeVar
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from objectives_cli.data.prepare import Progress as PrepareProgress
+
 T = TypeVar("T")
+PLAIN_SECONDS = 5.0  # a plain progress line at most this often
+STATUS_SECONDS = 0.2  # a status on a terminal is rewritten at most this often
 
 
 def track(items: Iterable[T], total: int, label: str = "") -> Iterator[T]:
@@ -89,3 +97,71 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for key, value in summary.items():
         table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
     return table
+
+
+@contextmanager
+def preparing(label: str) -> Iterator[Callable[[PrepareProgress], None]]:
+    """A prepare's progress on stderr: a Rich bar of the bytes read with documents, tokens and
+    tokens per second on a terminal; else a line every PLAIN_SECONDS."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        said = [time.monotonic()]
+
+        def plain(p: PrepareProgress) -> None:
+            if time.monotonic() - said[0] >= PLAIN_SECONDS:
+                said[0] = time.monotonic()
+                print(f"{label}: {p.line()}", file=sys.stderr, flush=True)
+
+        yield plain
+        return
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=None, stats="")
+
+        def bar(p: PrepareProgress) -> None:
+            rate = p.tokens / p.seconds / 1e6 if p.seconds else 0.0
+            stats = f"{p.read / 1e6:,.0f} MB  {p.documents:,} docs  {rate:.2f} M tok/s"
+            progress.update(task, total=p.total, completed=p.read, stats=stats)
+
+        yield bar
+
+
+@contextmanager
+def status(label: str) -> Iterator[Callable[[str], None]]:
+    """A one-line status on stderr that a long command updates (`say(text)`): rewritten in place
+    on a terminal, at most STATUS_SECONDS apart, and gone at the end; else printed as a line at
+    most PLAIN_SECONDS apart, so a log gets a few lines and a short run none."""
+    console = Console(stderr=True)
+    said = [time.monotonic()]
+    if not console.is_terminal or sys.stdout.isatty():  # a bar between lines of data: plain
+
+        def plain(text: str) -> None:
+            if time.monotonic() - said[0] >= PLAIN_SECONDS:
+                said[0] = time.monotonic()
+                print(f"{label}: {text}", file=sys.stderr, flush=True)
+
+        yield plain
+        return
+    with Progress(
+        TextColumn(label + ": {task.fields[text]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        redirect_stdout=False,  # the data goes to stdout's bytes, never through Rich
+        redirect_stderr=False,
+    ) as progress:
+        task = progress.add_task(label, total=None, text="starting")
+
+        def live(text: str) -> None:
+            if time.monotonic() - said[0] >= STATUS_SECONDS:
+                said[0] = time.monotonic()
+                progress.update(task, text=text)
+
+        yield live

@@ -14,9 +14,12 @@ positions survive, which extras it emits), so the trainer needs no per-objective
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,8 +35,18 @@ from corruptions import (
     get,
     make_generator,
 )
-from objectives_cli.data.packing import Blocks, Corpus, encode_corpus, pack
-from objectives_cli.data.sources import default_corpus, read_documents, split_heldout
+from objectives_cli.data.packing import Blocks, TokenStore, encode_corpus, pack
+from objectives_cli.data.parallel import default_workers, threads
+from objectives_cli.data.prepare import Progress, cached
+from objectives_cli.data.shards import TOKENIZER, is_prepared, open_prepared
+from objectives_cli.data.sources import (
+    HELDOUT_SHARE,
+    Skipped,
+    default_corpus,
+    read_documents,
+    split_heldout,
+)
+from objectives_cli.data.streams import source_size
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
 
 from .config import TrainConfig
@@ -46,27 +59,38 @@ IN_PLACE = (int(Op.KEEP), int(Op.PREDICT), int(Op.CONTEXT))
 class Data:
     tok: Any  # tokenizers.Tokenizer
     vocab: Any  # corruptions.Vocab
-    train: Corpus
-    heldout: Corpus
+    train: TokenStore  # packing.Corpus in memory, or a prepared directory's shards.MappedCorpus
+    heldout: TokenStore
 
 
 def load_data(
     cfg: TrainConfig, tokenizer: str | None, say: Callable[[str], None] = lambda text: None
 ) -> Data:
-    """Read, split and tokenise the documents (the tokenised corpus is cached on disk), saying
-    what it does through `say`: reading, then tokenising with its progress every few seconds."""
+    """Read, split and tokenise the documents, saying what it does through `say`.
+
+    Three ways, one result: a prepared directory (`objectives data prepare`) is mapped; a large
+    source (PREPARE_BYTES or more, or hf:) is prepared into the cache the first time (streamed,
+    tokenised by every core) and mapped; the built-in corpus, stdin and smaller files are read
+    into memory (their tokens cached on disk). Each gives the same rows for the same text.
+    """
+    if cfg.data is not None and is_prepared(cfg.data):
+        return from_prepared(cfg, cfg.data, tokenizer, say)
     tok = load_tokenizer(tokenizer)
     say(f"reading {cfg.data or 'the built-in corpus'}")
+    if cfg.data is not None and large(cfg.data):
+        return from_prepared(cfg, prepare_cached(cfg, tok, say), tokenizer, say)
+    skipped = Skipped()
     if cfg.eval_data is not None:
-        train_docs, held_docs = read_documents(cfg.data), read_documents(cfg.eval_data)
+        train_docs = read_documents(cfg.data, skipped)
+        held_docs = read_documents(cfg.eval_data, skipped)
     elif cfg.data is None:
         train_docs, held_docs = default_corpus("train"), default_corpus("heldout")
     else:
-        train_docs, held_docs = split_heldout(read_documents(cfg.data))
+        train_docs, held_docs = split_heldout(read_documents(cfg.data, skipped))
+    if skipped.count:
+        say(f"warning: {skipped.warning()}")
     size = sum(len(d) for d in train_docs) + sum(len(d) for d in held_docs)
-    chars = f"{size:,}" if size < 1e6 else f"{size / 1e6:.1f} M"
-    n_docs = f"{len(train_docs):,} training and {len(held_docs):,} held-out documents"
-    say(f"{n_docs}, {chars} characters")
+    say(f"{documents_line(len(train_docs), len(held_docs))}, {characters(size)} characters")
     started, said = time.monotonic(), [time.monotonic()]
 
     def progress(done: int, total: int) -> None:
@@ -81,6 +105,94 @@ def load_data(
     if len(train) == 0:
         raise ObjectivesError("the training documents hold no tokens", "check --data")
     return Data(tok, vocab_of(tok), train, heldout)
+
+
+PREPARE_BYTES = 1 << 25  # sources this large (32 MiB) are prepared into shards, not read whole
+
+
+def large(source: str) -> bool:
+    """Whether `train --data source` prepares it into shards: hf: datasets (of unknown size)
+    and files or directories of PREPARE_BYTES or more."""
+    if source.startswith("hf:"):
+        return True
+    if source == "-" or not Path(source).exists():
+        return False
+    return source_size(Path(source)) >= PREPARE_BYTES
+
+
+def documents_line(n_train: int, n_held: int) -> str:
+    return f"{n_train:,} training and {n_held:,} held-out documents"
+
+
+def characters(n: int) -> str:
+    return f"{n:,}" if n < 1e6 else f"{n / 1e6:.1f} M"
+
+
+def prepare_cached(cfg: TrainConfig, tok: Any, say: Callable[[str], None]) -> Path:
+    """Prepare --data into the cache (or find it there), saying how it goes."""
+    assert cfg.data is not None
+    said = [time.monotonic()]
+
+    def report(p: Progress) -> None:
+        if time.monotonic() - said[0] >= PROGRESS_SECONDS:
+            said[0] = time.monotonic()
+            say(f"preparing: {p.line()}")
+
+    result = cached(
+        cfg.data,
+        tok.to_str(),
+        tok.get_vocab_size(),
+        heldout=0.0 if cfg.eval_data is not None else HELDOUT_SHARE,
+        workers=default_workers(),
+        report=report,
+        nodes=node_share(),
+    )
+    if result.restarted:
+        say(f"preparing it again from the start: {result.restarted}")
+    if not result.done_before:
+        p = result.progress
+        say(f"prepared {p.tokens:,} tokens in {p.seconds:.0f} s into {result.root} (kept)")
+    return result.root
+
+
+def node_share() -> tuple[int, int] | None:
+    """(this machine, machines) under a torchrun of several machines: hf: sources are split
+    between them (`datasets.distributed.split_dataset_by_node`)."""
+    world, local = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_WORLD_SIZE", 0))
+    if local <= 0 or world <= local:
+        return None
+    return int(os.environ.get("GROUP_RANK", 0)), world // local
+
+
+def from_prepared(
+    cfg: TrainConfig, root: str | Path, tokenizer: str | None, say: Callable[[str], None]
+) -> Data:
+    """A prepared directory, mapped: its tokenizer unless --tokenizer names one, which must be
+    the same; --eval-data replaces its held-out split."""
+    tok_json = None if tokenizer is None else load_tokenizer(tokenizer).to_str()
+    prepared = open_prepared(root, tok_json)
+    tok = load_tokenizer(Path(root) / TOKENIZER)
+    heldout: TokenStore = prepared.heldout
+    if cfg.eval_data is not None:
+        heldout = eval_corpus(cfg.eval_data, tok)
+    train = prepared.train
+    say(
+        f"{documents_line(train.n_documents, heldout.n_documents)}, "
+        f"{len(train) + len(heldout):,} tokens (mapped from {root})"
+    )
+    skipped = prepared.index.get("skipped", {})
+    if skipped.get("count"):
+        say(f"warning: {Skipped(skipped['count'], skipped['first']).warning()}")
+    return Data(tok, vocab_of(tok), train, heldout)
+
+
+def eval_corpus(source: str, tok: Any) -> TokenStore:
+    """Held-out text: a prepared directory's held-out split (its train split when it has none),
+    else the documents of `source`, tokenised in memory."""
+    if is_prepared(source):
+        prepared = open_prepared(source, tok.to_str())
+        return prepared.heldout if len(prepared.heldout) else prepared.train
+    return encode_corpus(tok, read_documents(source))
 
 
 PROGRESS_SECONDS = 5.0  # tokenising progress, at most this often
@@ -153,8 +265,8 @@ def is_electra(name: str) -> bool:
 def probe(cfg: TrainConfig, data: Data, corruption: Any) -> tuple[ObjectiveInfo, Corrupted]:
     """Corrupt a few packed rows to learn the objective's framing, packing and extras."""
     objective = get(cfg.objective.split("+")[0])
-    blocks = pack(data.train, cfg.seq_len, "documents")
-    batch = blocks.take(torch.arange(min(len(blocks), 8)), data.vocab.pad)
+    blocks = pack(data.train, cfg.seq_len, "documents", most=8)  # the first rows are enough
+    batch = blocks.take(torch.arange(len(blocks)), data.vocab.pad)
     outs = [corruption(batch, data.vocab, make_generator(cfg.seed, "probe", i)) for i in range(3)]
     offsets = {alignment(o, batch) for o in outs}
     offset = offsets.pop() if len(offsets) == 1 else None
@@ -245,6 +357,7 @@ def batch_fn(
     """
     n = len(blocks)
     perms: dict[int, Tensor] = {}
+    one_thread: Any = threads(1) if device.type == "cpu" else contextlib.nullcontext()
 
     def order(epoch: int) -> Tensor:
         if epoch not in perms:
@@ -261,9 +374,10 @@ def batch_fn(
         tokens = blocks.take(rows, vocab.pad)
         n_tokens = int(tokens.lengths.sum())
         tokens = tokens.to(device)
-        out = corruption(
-            tokens, vocab, make_generator(cfg.seed, "train", step, shard, device=device)
-        )
+        with one_thread:  # a batch's many small ops: a second thread only waits (parallel.py)
+            out = corruption(
+                tokens, vocab, make_generator(cfg.seed, "train", step, shard, device=device)
+            )
         if info.packing == "documents":
             out = attach_documents(out, tokens, info.offset)
         return out, n_tokens

@@ -24,13 +24,12 @@ from corruptions import (
     UsageError,
     create,
 )
-from objectives_cli.data.packing import encode_corpus, pack
-from objectives_cli.data.sources import read_documents
+from objectives_cli.data.packing import pack
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
 from objectives_cli.model.model import Model
 
 from . import checkpoints
-from .batches import ObjectiveInfo, eval_batches, load_data, packed
+from .batches import ObjectiveInfo, eval_batches, eval_corpus, load_data, packed
 from .config import TrainConfig
 from .losses import evaluate
 from .runtime import amp_context, resolve_device
@@ -112,7 +111,7 @@ def evaluate_run(
     if data is None:
         blocks = packed(load_data(cfg, str(run.run_dir / "tokenizer.json")), cfg, run.info)[1]
     else:
-        blocks = pack(encode_corpus(run.tok, read_documents(data)), cfg.seq_len, run.info.packing)
+        blocks = pack(eval_corpus(data, run.tok), cfg.seq_len, run.info.packing)
     if len(blocks) == 0:
         raise UsageError("the evaluation data holds no tokens")
     result = evaluate(

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from corruptions.errors import DataError
 from objectives_cli.data import corpus, sources
 from objectives_cli.data.sources import (
+    Skipped,
     default_corpus,
     read_documents,
     split_documents,
@@ -74,13 +75,19 @@ def test_jsonl_reads_the_text_field(tmp_path: Path) -> None:
         ('["text"]', "line 2: no 'text' string field"),
     ],
 )
-def test_bad_jsonl_line_names_the_line(tmp_path: Path, line: str, message: str) -> None:
+def test_a_jsonl_line_without_text_is_skipped_counted_and_named(
+    tmp_path: Path, line: str, message: str
+) -> None:
     path = tmp_path / "d.jsonl"
-    path.write_text('{"text": "fine"}\n' + line + "\n", encoding="utf-8")
-    with pytest.raises(DataError, match=message) as info:
+    path.write_text('{"text": "fine"}\n' + line + '\n{"text": "after"}\n' + line + "\n")
+    skipped = Skipped()
+    assert read_documents(path, skipped) == ["fine", "after"]  # the rest is not lost
+    assert skipped.count == 2
+    assert (skipped.first or "").startswith(f"{path}, {message}")
+    assert (skipped.warning() or "").startswith("skipped 2 rows without a 'text' string")
+    path.write_text(line + "\n")
+    with pytest.raises(DataError, match=r"holds no text: skipped 1 row .*line 1: n"):
         read_documents(path)
-    assert str(path) in info.value.message
-    assert info.value.hint
 
 
 def test_parquet_reads_the_text_column(tmp_path: Path) -> None:

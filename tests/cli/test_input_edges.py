@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import corruptions
-from objectives_cli.data import examples, tokenizer
+from objectives_cli.data import rows as blocks_module
+from objectives_cli.data import tokenizer
 from objectives_cli.data.examples import corrupt_documents
 from objectives_cli.data.tokenizer import encode_documents, load_tokenizer, vocab_of
 from tests.cli.runner import INPUT, invoke
@@ -95,7 +96,7 @@ def test_a_few_examples_of_one_huge_line_tokenise_only_its_start() -> None:
     corruption, vocab = corruptions.create("bert-mlm"), vocab_of(tok)
     few = list(corrupt_documents(corruption, counting, vocab, [line], 128, 0, limit=3))  # type: ignore[arg-type]
     assert len(few) == 3
-    assert counting.characters <= 2 * examples.CHARS_PER_CHUNK < len(line) // 4
+    assert counting.characters <= 2 * blocks_module.CHARS_PER_CHUNK < len(line) // 4
     everything = corrupt_documents(corruption, tok, vocab, [line], 128, 0)
     assert few == [next(everything) for _ in range(3)]
 
@@ -109,9 +110,9 @@ def test_a_long_document_gives_the_same_blocks_whatever_it_is_read_in(
     tok = load_tokenizer()
 
     def rows(chunk: int) -> list[tuple[list[int], list[int], list[bool], list[bool]]]:
-        monkeypatch.setattr(examples, "CHARS_PER_CHUNK", chunk)
+        monkeypatch.setattr(blocks_module, "CHARS_PER_CHUNK", chunk)
         out = []
-        for block in examples.blocks(tok, documents, max_length, 0):
+        for block in blocks_module.blocks(tok, documents, max_length, 0):
             for r in range(block.ids.size(0)):
                 n = int(block.lengths[r])
                 out.append(
@@ -141,7 +142,7 @@ def test_examples_carry_the_text_they_were_cut_from(monkeypatch: pytest.MonkeyPa
 
     def texts() -> list[tuple[str, list[tuple[int, int]]]]:
         out = []
-        for rows in examples.text_blocks(tok, documents, 16, 0):
+        for rows in blocks_module.text_blocks(tok, documents, 16, 0):
             for b, (text, offsets) in enumerate(zip(rows.texts, rows.offsets, strict=True)):
                 n = int(rows.tokens.lengths[b])
                 ids = rows.tokens.ids[b, :n].tolist()
@@ -154,7 +155,7 @@ def test_examples_carry_the_text_they_were_cut_from(monkeypatch: pytest.MonkeyPa
         return out
 
     whole = texts()
-    monkeypatch.setattr(examples, "CHARS_PER_CHUNK", 40)
+    monkeypatch.setattr(blocks_module, "CHARS_PER_CHUNK", 40)
     monkeypatch.setattr(tokenizer, "PIECE_CHARS", 12)
     assert texts() == whole
 

@@ -602,3 +602,48 @@ def test_training_shows_progress_on_a_terminal(tmp_path: Path) -> None:
     os.close(leader)
     assert process.wait(timeout=300) == 0
     assert b"EM training" in shown
+
+
+# --- more sentinels ------------------------------------------------------------------------------
+
+
+def test_the_cli_default_sentinel_count_is_the_library_one() -> None:
+    from objectives_cli.cli import tokenizer as cli_tokenizer
+
+    assert cli_tokenizer.N_SENTINELS == tk.N_SENTINELS == len(tk.SENTINELS)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_more_sentinels_keep_t5s_layout(kind: str) -> None:
+    tok = train_tokenizer(small_corpus(), kind, SMALL_VOCAB + 50, n_sentinels=150)
+    vocab = vocab_of(tok)
+    size = tok.get_vocab_size(with_added_tokens=True)
+    assert vocab.sentinels == tuple(range(size - 1, size - 151, -1))  # <extra_id_0> = V-1
+    assert tok.id_to_token(size - 150) == "<extra_id_149>"
+    assert [tok.id_to_token(i) for i in range(8)] == list(tk.BASE_SPECIALS)
+    assert vocab.special is not None
+    assert vocab.special[-150:].all()
+    assert not vocab.special[8 : size - 150].any()
+
+
+def test_a_long_row_needs_more_sentinels_and_the_error_says_how(tmp_path: Path) -> None:
+    text = tmp_path / "long.txt"
+    text.write_text(" ".join(default_corpus()[:60]) + "\n")  # one document of 4000+ tokens
+    args = ["corrupt", "-o", "t5-span", "--max-length", "2048", "--limit", "1", str(text)]
+    short = invoke(*args, "--format", "jsonl")
+    assert short.code == 1
+    assert "needs 102 sentinel tokens but the vocabulary has 100" in short.stderr
+    assert "objectives tokenizer train CORPUS --sentinels 200 --out tok.json" in short.stderr
+    assert "Traceback" not in short.stderr
+    tok = tmp_path / "tok.json"
+    made = invoke(
+        "tokenizer", "train", "default", "--out", str(tok), "--vocab-size", "2000",
+        "--sentinels", "200",
+    )  # fmt: skip
+    assert made.code == 0, made.stderr
+    assert vocab_of(load_tokenizer(tok)).sentinels[-1] == Tokenizer.from_file(str(tok)).token_to_id(
+        "<extra_id_199>"
+    )
+    long = invoke(*args, "--format", "jsonl", "--tokenizer", str(tok))
+    assert long.code == 0, long.stderr
+    assert "<extra_id_101>" in json.loads(long.stdout)["input"]

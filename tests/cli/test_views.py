@@ -13,7 +13,7 @@ from corruptions import IGNORE, Op, create, list_objectives
 from objectives_cli.data.examples import SAMPLE_DOCUMENTS, Example, corrupt_documents
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
 from objectives_cli.render import cells as view_cells
-from objectives_cli.render import output, views
+from objectives_cli.render import jsonl, output, views
 from objectives_cli.render import text as text_of
 from tests.cli.fakes import FAKES
 from tests.cli.runner import invoke
@@ -114,7 +114,7 @@ def test_views_fit_80_columns_plain_and_rich(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(FAKES))
 def test_rows_are_trimmed(name: str) -> None:
     for example in examples(name, max_length=16):
-        row = output.jsonl_row(example, name, {}, 0, TOK)
+        row = jsonl.jsonl_row(example, name, {}, 0, TOK)
         assert VOCAB.pad not in row["input_ids"]
         assert len(row["ops"]) == len(row["source_ids"]) <= 16
         if "decoder_input_ids" in row:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from corruptions import (
     UsageError,
     available,
     create,
+    errors,
     get,
     list_objectives,
     make_generator,
@@ -125,3 +128,23 @@ def test_every_80_10_10_objective_checks_its_shares_alike(
 
 def test_the_80_10_10_objectives() -> None:
     assert set(REPLACING) == {"bert-mlm", "whole-word", "spanbert", "mass", "nsp", "sop", "unilm"}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.ObjectivesError("a message", "a hint"),
+        errors.UsageError("bad usage"),
+        errors.UnknownObjective("bret", ["bert", "bart"]),
+        errors.NotEnoughSentinels(needed=102, available=100),
+        errors.DataError("no text", "give some"),
+    ],
+)
+def test_errors_pickle_whole(error: errors.ObjectivesError) -> None:
+    """A worker process (corrupt --workers) sends its error to the parent pickled."""
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error)
+    assert (again.message, again.hint) == (error.message, error.hint)
+    assert again.exit_code == error.exit_code
+    assert str(again) == str(error)
+    assert again.__dict__ == error.__dict__

@@ -60,3 +60,34 @@ def test_a_step_reads_the_same_rows_whatever_the_process_count() -> None:
     two = read(grad_accum=2, world=2, steps=3)
     for a, b in zip(one, two, strict=True):
         assert sorted(map(sorted, a)) == sorted(map(sorted, b))
+
+
+class ThreadCounter(Recorder):
+    """A corruption that notes torch's intra-op thread count when it is called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def __call__(self, batch: Tokens, vocab: Any, gen: Any, **kw: Any) -> Corrupted:
+        self.threads.append(torch.get_num_threads())
+        return super().__call__(batch, vocab, gen, **kw)
+
+
+def test_cpu_batches_are_corrupted_on_one_thread_and_the_model_keeps_its_threads() -> None:
+    docs = [EncodedDoc([r + 11] * 4, [True] * 4, [True, False, False, False]) for r in range(8)]
+    blocks = pack(corpus_from(docs), 4, "rows")
+    info = ObjectiveInfo("fake", "encoder", "rows", 0, [], [], None, False, False)
+    corruption = ThreadCounter()
+    get = batch_fn(
+        tiny("unused", batch_size=4), blocks, corruption, TINY, info, torch.device("cpu"), 1
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        get(0, 0, 0)
+        get(1, 0, 0)
+        assert corruption.threads == [1, 1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from corruptions.errors import DataError
+from objectives_cli.data import packing
 from objectives_cli.data.packing import Corpus, corpus_from, encode_corpus, pack
 from objectives_cli.data.sources import split_heldout
 from objectives_cli.data.tokenizer import EncodedDoc, load_tokenizer
@@ -97,3 +102,50 @@ def test_held_out_text_is_never_trained_on() -> None:
     assert len(held[0].split()) == 5
     with pytest.raises(DataError, match="single word"):
         split_heldout(["alone"])
+
+
+def reference_pack(corpus: Corpus, max_length: int, mode: str) -> tuple[list[int], list[int]]:
+    """The packer as it was written first, whole-corpus tensors and all: (starts, lengths)."""
+    n = len(corpus)
+    last_word = torch.where(corpus.word_starts, torch.arange(n), 0).cummax(0).values
+    starts: list[int] = []
+    bounds = corpus.offsets.tolist() if mode == "rows" else [0, n]
+    for begin, end in itertools.pairwise(bounds):
+        pos = begin
+        while end - pos > max_length:
+            cut = int(last_word[pos + max_length])
+            if cut <= pos:
+                cut = pos + max_length
+            starts.append(pos)
+            pos = cut
+        if end > pos:
+            starts.append(pos)
+    start_t = torch.tensor(starts, dtype=torch.long)
+    ends = torch.tensor([*starts[1:], n], dtype=torch.long)
+    if mode == "rows":
+        doc = torch.searchsorted(corpus.offsets, start_t, right=True) - 1
+        ends = torch.minimum(ends, corpus.offsets[doc + 1])
+    return starts, (ends - start_t).tolist()
+
+
+@given(
+    sizes=st.lists(st.integers(0, 40), min_size=1, max_size=30),
+    word_every=st.integers(1, 9),
+    max_length=st.integers(1, 12),
+    walk=st.sampled_from([3, 16, 1 << 20]),
+)
+def test_the_packer_reads_a_little_at_a_time_and_cuts_the_rows_it_always_did(
+    sizes: list[int], word_every: int, max_length: int, walk: int
+) -> None:
+    corpus = corpus_from([doc(n, 10 * i, word_every) for i, n in enumerate(sizes)])
+    saved = packing.WALK_TOKENS, packing.WALK_DOCUMENTS
+    packing.WALK_TOKENS, packing.WALK_DOCUMENTS = walk, walk  # buffers refilled mid-walk
+    try:
+        for mode in ("documents", "rows", "concat"):
+            blocks = pack(corpus, max_length, mode)
+            starts, lengths = reference_pack(corpus, max_length, mode)
+            assert blocks.starts.tolist() == starts
+            assert blocks.lengths.tolist() == lengths
+            assert pack(corpus, max_length, mode, most=3).starts.tolist() == starts[:3]
+    finally:
+        packing.WALK_TOKENS, packing.WALK_DOCUMENTS = saved

@@ -1,0 +1,636 @@
+"""`objectives data prepare`: a source read as a stream, tokenised in parallel, into shards.
+
+    source --(streams.py, a block at a time)--> documents --(sources.HeldoutSplit)--> units of
+    about UNIT_CHARS characters --(workers: tokenise)--> arrays --(in input order)--> a
+    `shards.ShardWriter` per split --> DIR/train-*.bin, DIR/heldout-*.bin, then DIR/index.json
+
+The main process reads, splits and writes; `workers` processes tokenise (`--workers`, all cores
+by default), each with one thread (`TOKENIZERS_PARALLELISM=false`: processes, not threads,
+share out the cores). Units are written in input order whatever finishes first, so the shards
+depend on the source, the tokenizer and the settings only, not on the number of workers. A
+document longer than a unit (one 50 MB line) is cut into units at its sentence pieces
+(`tokenizer.pieces`) and tokenised a unit at a time, with progress, in bounded memory.
+
+Interrupted (Ctrl-C, a crash, a full disk), a prepare leaves its complete shards and
+DIR/progress.json, which lists them and how many documents of the source they hold: the same
+command goes on after them, reading the source again up to there without tokenising it. A source
+that changed meanwhile (its size or time, `streams.identity`) is prepared again from the start.
+Shards are written under a temporary name and renamed when whole, and DIR/index.json, written
+last, is what makes DIR a corpus: a reader never trusts a half-written shard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from corruptions.errors import DataError, UsageError
+
+from . import shards
+from .files import cache_dir, write_atomic
+from .parallel import ordered, threads
+from .sources import (
+    HELDOUT_SHARE,
+    HeldoutSplit,
+    Meter,
+    existing,
+    iter_sentences,
+    load_hf,
+    path_documents,
+)
+from .streams import changed, identity, row_documents, text_documents
+from .tokenizer import EncodedArrays, encode_arrays, pieces
+
+UNIT_CHARS = 1 << 18  # characters tokenised at a time by one worker
+UNIT_DOCUMENTS = 2048  # and documents
+SHARD_TOKENS = 1 << 24  # tokens per shard (16.8 M: 38 MB with uint16 ids); whole documents each
+REPORT_SECONDS = 0.5  # progress, at most this often
+
+
+@dataclass
+class Progress:
+    """How far a prepare is: bytes read (of `total` when known), documents, tokens written."""
+
+    read: int = 0
+    total: int | None = None
+    documents: int = 0
+    tokens: int = 0
+    shards: int = 0
+    seconds: float = 0.0
+    resumed: int = 0  # documents that an earlier, interrupted prepare had done
+
+    def line(self) -> str:
+        """How far it is, in one line: bytes, documents, tokens and tokens per second."""
+        read = f"{self.read / 1e6:,.1f}"
+        share = f"{read} of {self.total / 1e6:,.1f} MB" if self.total else f"{read} MB"
+        rate = self.tokens / self.seconds / 1e6 if self.seconds else 0.0
+        return (
+            f"{share} read, {self.documents:,} documents, {self.tokens:,} tokens "
+            f"({rate:.2f} M tokens/s)"
+        )
+
+
+@dataclass
+class Result:
+    """What `prepare` did: the directory, its index, and whether there was anything to do."""
+
+    root: Path
+    index: dict[str, Any]
+    progress: Progress
+    done_before: bool = False  # the directory held this corpus already
+    restarted: str | None = None  # why an unfinished prepare was started again
+
+
+@dataclass
+class Unit:
+    """Documents to tokenise at once: (held out, text or its pieces) each."""
+
+    items: list[tuple[bool, Any]]
+    ends: bool = True  # False: the last document goes on in the next unit
+    pushed: int = 0  # source documents read when the unit was cut
+    resumable: bool = False  # nothing held back: a prepare may resume after this unit
+    state: tuple[bool, bool] = (False, False)  # the held-out split's (trained, held)
+
+
+# ---- workers ------------------------------------------------------------------------------
+
+_TOKENIZER: Any = None  # set before the workers fork: they inherit it
+
+
+def _encode(items: list[tuple[bool, Any]], dtype: str) -> EncodedArrays:
+    per_doc = [
+        [p for s in iter_sentences(x) for p in pieces(s)] if isinstance(x, str) else x
+        for _, x in items
+    ]
+    return encode_arrays(_TOKENIZER, per_doc, np.dtype(dtype).type)
+
+
+def _encode_task(task: tuple[list[tuple[bool, Any]], str]) -> EncodedArrays:
+    return _encode(*task)
+
+
+def encoded(
+    units: Iterator[Unit], workers: int, tokenizer_json: str, dtype: str
+) -> Iterator[tuple[Unit, EncodedArrays]]:
+    """(unit, its tokens) in input order, tokenised by `workers` processes (this one when 1),
+    one thread each (`parallel.one_thread`, `parallel.threads`)."""
+    global _TOKENIZER
+    from tokenizers import Tokenizer
+
+    _TOKENIZER = Tokenizer.from_str(tokenizer_json)
+    kept: deque[Unit] = deque()  # the units sent, whose tokens come back in the same order
+
+    def sent() -> Iterator[tuple[list[tuple[bool, Any]], str]]:
+        for unit in units:
+            kept.append(unit)
+            yield unit.items, dtype
+
+    with threads(1) if workers <= 1 else contextlib.nullcontext(), ordered(workers) as run:
+        for arrays in run(_encode_task, sent()):
+            yield kept.popleft(), arrays
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+
+def read_source(source: str, meter: Meter, nodes: tuple[int, int] | None = None) -> Iterator[str]:
+    """The documents of `source` as a stream: a file, a directory, '-' (stdin), or hf:NAME
+    (streamed; `nodes` = (this node, nodes): only this node's share of the rows)."""
+    if source == "-":
+        return text_documents(sys.stdin.buffer, "<stdin>", meter)
+    if source.startswith("hf:"):
+        dataset = load_hf(source[3:], streaming=True)
+        if nodes is not None and nodes[1] > 1:
+            from datasets.distributed import split_dataset_by_node
+
+            dataset = split_dataset_by_node(dataset, rank=nodes[0], world_size=nodes[1])
+        return row_documents(dataset, source, meter)
+    return path_documents(existing(source), meter)
+
+
+def source_identity(source: str, nodes: tuple[int, int] | None = None) -> dict[str, Any]:
+    """What names the source's content: a path's size and times, a dataset's name (and this
+    node's share; a dataset changed on the Hub is not noticed), or the time for stdin."""
+    if source == "-":  # read once: never the same as before, so never resumed or reused
+        return {"stdin": time.time_ns()}
+    if source.startswith("hf:"):
+        return {"dataset": source, "nodes": list(nodes) if nodes else None}
+    return identity(existing(source))
+
+
+def units(documents: Iterator[str], split: HeldoutSplit) -> Iterator[Unit]:
+    """The documents, held-out ones marked, as units of about UNIT_CHARS characters."""
+    items: list[tuple[bool, Any]] = []
+    size = pushed = 0
+
+    def cut() -> Unit:
+        nonlocal items, size
+        unit = Unit(items, True, pushed, not split.holding, (split.trained, split.held))
+        items, size = [], 0
+        return unit
+
+    def add(routed: Iterator[tuple[bool, str]]) -> Iterator[Unit]:
+        nonlocal size
+        for held, text in routed:
+            if len(text) > UNIT_CHARS:
+                if items:
+                    yield cut()
+                yield from long_document(held, text, pushed)
+            else:
+                items.append((held, text))
+                size += len(text)
+
+    for document in documents:
+        pushed += 1
+        yield from add(split.push(document))
+        if size >= UNIT_CHARS or len(items) >= UNIT_DOCUMENTS:  # after all of one push
+            yield cut()
+    yield from add(split.finish())
+    if items:
+        yield cut()
+
+
+def long_document(held: bool, text: str, pushed: int) -> Iterator[Unit]:
+    """A document longer than a unit, as units of its sentence pieces (the last one ends it)."""
+    group: list[tuple[str, int]] = []
+    size = 0
+    for piece in (p for s in iter_sentences(text) for p in pieces(s)):
+        group.append(piece)
+        size += len(piece[0])
+        if size >= UNIT_CHARS:
+            yield Unit([(held, group)], False, pushed)
+            group, size = [], 0
+    yield Unit([(held, group)], True, pushed)
+
+
+# ---- writing ------------------------------------------------------------------------------
+
+
+@dataclass
+class Writers:
+    """The two splits' shard writers, and a sentence opening carried between the units of one
+    long document (a unit whose last sentence yielded no token yet)."""
+
+    train: shards.ShardWriter
+    heldout: shards.ShardWriter
+    opening: bool = False
+    written: dict[str, list[shards.ShardInfo]] = field(default_factory=dict)
+
+    def add(self, unit: Unit, arrays: EncodedArrays) -> None:
+        held = np.array([h for h, _ in unit.items], dtype=bool)
+        if self.opening and len(arrays.ids):  # a sentence opened in the unit before
+            arrays.sentence_starts[0] = True
+        self.opening = (self.opening and not len(arrays.ids)) or arrays.trailing_open
+        if unit.ends:
+            self.opening = False
+        per_token = np.repeat(held, arrays.lengths)
+        for writer, mine, tokens in (
+            (self.train, ~held, ~per_token),
+            (self.heldout, held, per_token),
+        ):
+            lengths = arrays.lengths[mine]
+            if len(lengths):
+                writer.add(
+                    arrays.ids[tokens],
+                    arrays.word_starts[tokens],
+                    arrays.sentence_starts[tokens],
+                    lengths,
+                    ends=unit.ends or not mine[-1],
+                )
+
+    @property
+    def full(self) -> bool:
+        return self.train.full or self.heldout.full
+
+    def flush(self) -> None:
+        for split, writer in (("train", self.train), ("heldout", self.heldout)):
+            info = writer.flush()
+            if info is not None:
+                self.written.setdefault(split, []).append(info)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the shards of a directory depend on; a prepare resumes only with the same."""
+
+    source: str
+    identity: dict[str, Any]
+    tokenizer_sha256: str
+    dtype: str
+    heldout: float
+    shard_tokens: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "identity": self.identity,
+            "tokenizer_sha256": self.tokenizer_sha256,
+            "dtype": self.dtype,
+            "heldout": self.heldout,
+            "shard_tokens": self.shard_tokens,
+        }
+
+
+def prepare(
+    source: str,
+    out: str | Path,
+    tokenizer_json: str,
+    vocab_size: int,
+    workers: int = 1,
+    heldout: float = HELDOUT_SHARE,
+    shard_tokens: int = SHARD_TOKENS,
+    report: Callable[[Progress], None] | None = None,
+    nodes: tuple[int, int] | None = None,
+    wait: bool = False,
+) -> Result:
+    """Tokenise `source` into shards in `out` (see the module docstring): resumed where an
+    interrupted prepare of the same source and settings stopped, nothing done when `out` holds
+    this corpus already. `report` is called with the progress every REPORT_SECONDS. `wait`: for
+    another process preparing `out` (else that is an error).
+
+    Raises:
+        DataError: bad input, a source that changed while read, a full disk.
+        UsageError: `out` holds something else.
+    """
+    root = Path(out)
+    started = time.monotonic()
+    if source != "-" and not source.startswith("hf:"):
+        source = str(existing(source).resolve())  # the same file from another directory
+    settings = Settings(
+        source,
+        source_identity(source, nodes),
+        shards.sha256_text(tokenizer_json),
+        shards.id_type(vocab_size),
+        heldout,
+        shard_tokens,
+    )
+    check_out(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with lock(root, wait):
+        done = finished(root, settings)
+        if done is not None:
+            return Result(root, done, Progress(), done_before=True)
+        state, restarted = resume_state(root, settings)
+        shards.remove_leftovers(root, {s.file for split in state["shards"].values() for s in split})
+        return run(
+            root, settings, tokenizer_json, state, workers, nodes, report, started, restarted
+        )
+
+
+def run(
+    root: Path,
+    settings: Settings,
+    tokenizer_json: str,
+    state: dict[str, Any],
+    workers: int,
+    nodes: tuple[int, int] | None,
+    report: Callable[[Progress], None] | None,
+    started: float,
+    restarted: str | None,
+) -> Result:
+    meter = Meter()
+    done: dict[str, list[shards.ShardInfo]] = state["shards"]
+    progress = Progress(
+        tokens=sum(s.tokens for split in done.values() for s in split),
+        shards=sum(map(len, done.values())),
+        resumed=state["documents"],
+    )
+    characters = 0
+
+    def counting(documents: Iterator[str]) -> Iterator[str]:
+        nonlocal characters
+        for doc in documents:
+            progress.documents += 1
+            characters += len(doc)
+            yield doc
+
+    stream = counting(read_source(settings.source, meter, nodes))
+    for _ in range(state["documents"]):  # what the shards hold already: read, not tokenised
+        if next(stream, None) is None:
+            raise DataError(
+                f"{settings.source} holds fewer documents than its interrupted prepare read",
+                f"delete {root} and prepare it again",
+            )
+    split = HeldoutSplit(settings.heldout)
+    if state["documents"]:
+        split.resume(state["documents"], *state["split"])
+    writers = Writers(
+        shards.ShardWriter(
+            root, "train", settings.dtype, settings.shard_tokens, len(done["train"])
+        ),
+        shards.ShardWriter(
+            root, "heldout", settings.dtype, settings.shard_tokens, len(done["heldout"])
+        ),
+        written={k: list(v) for k, v in done.items()},
+    )
+    said = time.monotonic()
+
+    def tell(force: bool = False) -> None:
+        nonlocal said
+        if report is not None and (force or time.monotonic() - said >= REPORT_SECONDS):
+            said = time.monotonic()
+            progress.read, progress.total = meter.read, meter.total
+            progress.seconds = time.monotonic() - started
+            report(progress)
+
+    unsaved = False  # shards written since progress.json was
+    for unit, arrays in encoded(units(stream, split), workers, tokenizer_json, settings.dtype):
+        writers.add(unit, arrays)
+        progress.tokens += len(arrays.ids)
+        if writers.full and unit.ends:
+            writers.flush()
+            progress.shards = sum(map(len, writers.written.values()))
+            check_source(settings)
+            unsaved = True
+        if unsaved and unit.resumable:  # nothing held back: a place to go on from
+            save_progress(root, settings, writers.written, unit)
+            unsaved = False
+        tell()
+    writers.flush()
+    check_source(settings)
+    index = write_index(
+        root, settings, tokenizer_json, writers.written, progress, characters, meter
+    )
+    progress.shards = sum(map(len, writers.written.values()))
+    tell(force=True)
+    return Result(root, index, progress, restarted=restarted)
+
+
+def check_source(settings: Settings) -> None:
+    """Stop when the source changed or disappeared while it was read."""
+    if "path" not in settings.identity:
+        return
+    how = changed(Path(settings.source), settings.identity)
+    if how is not None:
+        raise DataError(
+            f"{settings.source} changed while it was being prepared: {how}",
+            "run the same command again when it no longer changes: it starts over",
+        )
+
+
+def save_progress(
+    root: Path,
+    settings: Settings,
+    written: dict[str, list[shards.ShardInfo]],
+    unit: Unit,
+) -> None:
+    data = {
+        "settings": settings.to_json(),
+        "documents": unit.pushed,
+        "split": list(unit.state),
+        "shards": {k: [s.to_json() for s in v] for k, v in written.items()},
+    }
+    try:
+        write_atomic(root / shards.PROGRESS, json.dumps(data, indent=1) + "\n")
+    except OSError as exc:
+        raise DataError(f"cannot write {root / shards.PROGRESS}: {exc.strerror}") from None
+
+
+def write_index(
+    root: Path,
+    settings: Settings,
+    tokenizer_json: str,
+    written: dict[str, list[shards.ShardInfo]],
+    progress: Progress,
+    characters: int,
+    meter: Meter,
+) -> dict[str, Any]:
+    """tokenizer.json, then index.json (what makes the directory a corpus), then progress.json
+    goes."""
+    splits = {}
+    for split in shards.SPLITS:
+        infos = written.get(split, [])
+        splits[split] = {
+            "tokens": sum(s.tokens for s in infos),
+            "documents": sum(s.documents for s in infos),
+            "shards": [s.to_json() for s in infos],
+        }
+    if not splits["train"]["tokens"]:
+        raise DataError(
+            f"{settings.source} holds no text that the tokenizer turns into tokens",
+            "check the source" + (f" ({meter.skipped.warning()})" if meter.skipped.count else ""),
+        )
+    index = {
+        "format": shards.FORMAT,
+        "version": shards.VERSION,
+        "tokenizer": {"sha256": settings.tokenizer_sha256},
+        "dtype": settings.dtype,
+        "settings": settings.to_json(),
+        "documents": progress.documents,
+        "characters": characters,
+        "splits": splits,
+        "skipped": {"count": meter.skipped.count, "first": meter.skipped.first},
+    }
+    try:
+        write_atomic(root / shards.TOKENIZER, tokenizer_json)
+        write_atomic(root / shards.INDEX, json.dumps(index, indent=1) + "\n")
+    except OSError as exc:
+        raise DataError(f"cannot write the index of {root}: {exc.strerror}") from None
+    (root / shards.PROGRESS).unlink(missing_ok=True)
+    return index
+
+
+def check_out(root: Path) -> None:
+    """`out` must be new, empty, or a prepare's directory."""
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--out {root} is a file", "give a directory for the prepared corpus")
+    if root.is_dir() and not shards.is_prepared(root):
+        others = [p.name for p in root.iterdir() if p.name != LOCK]
+        if others:
+            raise UsageError(
+                f"{root} holds files that are not a prepared corpus ({others[0]}, ...)",
+                "pick another --out (a new or empty directory)",
+            )
+
+
+def finished(root: Path, settings: Settings) -> dict[str, Any] | None:
+    """The index of `root` when it holds this corpus already; an error when it holds another."""
+    if not (root / shards.INDEX).is_file():
+        return None
+    index = shards.read_index(root)
+    before = index.get("settings", {})
+    if before == settings.to_json():
+        return index
+    what = differs(before, settings)
+    raise UsageError(
+        f"{root} holds a corpus prepared with another {what}",
+        "pick another --out, or delete it to prepare it again",
+    )
+
+
+def differs(before: dict[str, Any], settings: Settings, but: str = "") -> str:
+    names = {
+        "source": "source",
+        "identity": "version of the source (it changed since)",
+        "tokenizer_sha256": "tokenizer",
+        "dtype": "tokenizer",
+        "heldout": "--heldout",
+        "shard_tokens": "shard size",
+    }
+    now = settings.to_json()
+    return next((names[k] for k in names if k != but and before.get(k) != now[k]), "format")
+
+
+def resume_state(root: Path, settings: Settings) -> tuple[dict[str, Any], str | None]:
+    """Where to start: after the shards an interrupted prepare left (when its settings are
+    these and its shards are whole), else from the start (and why, when there was one)."""
+    fresh: dict[str, Any] = {
+        "documents": 0,
+        "split": [False, False],
+        "shards": {"train": [], "heldout": []},
+    }
+    path = root / shards.PROGRESS
+    if not path.is_file():
+        return fresh, None
+    try:
+        saved = json.loads(path.read_bytes())
+        before = saved["settings"]
+        done = {
+            k: [shards.ShardInfo(**s) for s in saved["shards"].get(k, [])] for k in shards.SPLITS
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)
+        return fresh, "its progress file could not be read"
+    if before != settings.to_json():
+        if {**before, "identity": None} != {**settings.to_json(), "identity": None}:
+            raise UsageError(
+                f"{root} holds an unfinished prepare with another "
+                f"{differs(before, settings, but='identity')}",
+                "run it with the settings it was started with, or delete it to start again",
+            )
+        path.unlink()
+        return fresh, f"{settings.source} changed since it was interrupted"
+    for split in done.values():
+        for info in split:
+            shard = shards.Shard(root / info.file, info, settings.dtype)
+            whole = shard.path.is_file() and shard.path.stat().st_size == info.bytes
+            if not whole or shards.file_sha256(shard.path) != info.sha256:
+                path.unlink()
+                return fresh, f"its shard {info.file} is damaged"
+    return {"documents": saved["documents"], "split": saved["split"], "shards": done}, None
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def lock(root: Path, wait: bool) -> Iterator[None]:
+    """One prepare per directory at a time (flock on DIR/.lock)."""
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise DataError(
+                f"{root} is being prepared by another process",
+                "wait for it to finish, or pick another --out",
+            ) from None
+        except OSError:  # a file system without flock: go on unlocked
+            pass
+        yield
+    finally:
+        os.close(fd)
+
+
+def cached(
+    source: str,
+    tokenizer_json: str,
+    vocab_size: int,
+    heldout: float,
+    workers: int,
+    report: Callable[[Progress], None] | None = None,
+    nodes: tuple[int, int] | None = None,
+) -> Result:
+    """`prepare` into the cache (`prepared/` in the cache directory), keyed by the source's
+    identity, the tokenizer and the settings: what `train --data` does with a large raw source.
+    The first run prepares (or finishes an interrupted prepare), later ones find it at once;
+    when a source changes, the directory of its older version is removed."""
+    key = json.dumps(
+        [
+            source_identity(source, nodes),
+            shards.sha256_text(tokenizer_json),
+            heldout,
+            shards.VERSION,
+        ]
+    )
+    name = hashlib.sha256(key.encode()).hexdigest()[:24]
+    root = cache_dir() / "prepared" / name
+    result = prepare(
+        source,
+        root,
+        tokenizer_json,
+        vocab_size,
+        workers,
+        heldout,
+        report=report,
+        nodes=nodes,
+        wait=True,
+    )
+    if not result.done_before:
+        remove_older(root, source)
+    return result
+
+
+def remove_older(root: Path, source: str) -> None:
+    """Remove cached corpora of an earlier version of `source` (not `root`)."""
+    for other in root.parent.iterdir():
+        if other == root or not (other / shards.INDEX).is_file():
+            continue
+        with contextlib.suppress(OSError, ValueError, DataError):
+            index = shards.read_index(other)
+            if index["settings"]["source"] == source:
+                for path in other.iterdir():
+                    path.unlink()
+                other.rmdir()
