@@ -27,7 +27,7 @@ from typing import Any
 
 from corruptions.errors import DataError, UsageError
 
-from .sources import _decode
+from .streams import not_utf8
 
 SPLITS = ("train", "validation", "test")
 SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation"}
@@ -122,7 +122,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
             raise DataError(f"cannot read {path} as parquet: {exc}") from None
     try:
-        text = _decode(path.read_bytes(), str(path))
+        text = utf8_text(path.read_bytes(), str(path))
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None
     if suffix in (".jsonl", ".json-lines", ".ndjson"):
@@ -273,3 +273,12 @@ def read_hf_task(spec: str) -> Task:
     if not rows:
         raise DataError(f"{spec} has no labelled rows", "the dataset needs a 'label' column")
     return task_from_rows(f"hf-{name}-{config}".strip("-").replace("/", "-"), rows, spec)
+
+
+def utf8_text(data: bytes, name: str) -> str:
+    """UTF-8 text, a BOM dropped; a DataError naming the first bad byte at its file offset."""
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        return data[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise not_utf8(name, data[bom:], exc, bom) from None

@@ -101,6 +101,16 @@ def test_bad_task_files(tmp_path: Path, rows: list[dict[str, Any]], says: str) -
         read_task(str(path))
 
 
+def test_a_task_file_that_is_not_utf8_names_the_byte_at_its_file_offset(tmp_path: Path) -> None:
+    good = "\ufefftext,label\ncaf\u00e9,a\n".encode()
+    path = tmp_path / "latin.csv"
+    path.write_bytes(good + "na\u00efve,b\n".encode("latin-1"))
+    with pytest.raises(DataError, match=rf"not UTF-8 text: byte 0xef at offset {len(good) + 2}"):
+        read_task(str(path))
+    path.write_bytes(good + b"x,b\n" * 30 + b"y,a\n" * 30)
+    assert read_task(str(path)).classes == ["a", "b"]
+
+
 def test_unknown_task_is_a_usage_error_and_a_missing_file_a_data_error() -> None:
     with pytest.raises(UsageError, match="unknown task 'topik'") as found:
         read_task("topik")
