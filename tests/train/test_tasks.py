@@ -107,7 +107,7 @@ def test_a_task_file_that_is_not_utf8_names_the_byte_at_its_file_offset(tmp_path
     path.write_bytes(good + "na\u00efve,b\n".encode("latin-1"))
     with pytest.raises(DataError, match=rf"not UTF-8 text: byte 0xef at offset {len(good) + 2}"):
         read_task(str(path))
-    path.write_bytes(good + b"x,b\n" * 30 + b"y,a\n" * 30)
+    path.write_bytes(good + "".join(f"x{i},{'ab'[i % 2]}\n" for i in range(60)).encode())
     assert read_task(str(path)).classes == ["a", "b"]
 
 
