@@ -108,7 +108,7 @@ def test_a_task_file_that_is_not_utf8_names_the_byte_at_its_file_offset(tmp_path
     with pytest.raises(DataError, match=rf"not UTF-8 text: byte 0xef at offset {len(good) + 2}"):
         read_task(str(path))
     path.write_bytes(good + "".join(f"x{i},{'ab'[i % 2]}\n" for i in range(60)).encode())
-    assert read_task(str(path)).classes == ["a", "b"]
+    assert list(read_task(str(path)).classes) == ["a", "b"]
 
 
 def test_unknown_task_is_a_usage_error_and_a_missing_file_a_data_error() -> None:
