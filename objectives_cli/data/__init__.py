@@ -13,6 +13,7 @@
                   through memory maps), every check before a directory is trusted
     prepare.py    `data prepare`: a source streamed, tokenised by worker processes, into shards;
                   resumable; the cache that `train --data` prepares large sources into
+    prepared.py   a prepare's directory: its settings, progress file, index, lock, resume point
     rows.py       documents -> padded blocks in input order, a little text at a time
     examples.py   blocks -> corrupted examples, in input order (`corrupt`, `describe`, the docs),
                   by worker processes with `--workers` (the same bytes for any number)

@@ -22,10 +22,8 @@ last, is what makes DIR a corpus: a reader never trusts a half-written shard.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import sys
 import time
 from collections import deque
@@ -36,11 +34,22 @@ from typing import Any
 
 import numpy as np
 
-from corruptions.errors import DataError, UsageError
+from corruptions.errors import DataError
 
 from . import shards
-from .files import cache_dir, write_atomic
+from .files import cache_dir
 from .parallel import ordered, threads
+from .prepared import (
+    Settings,
+    check_out,
+    check_source,
+    finished,
+    lock,
+    remove_older,
+    resume_state,
+    save_progress,
+    write_index,
+)
 from .sources import (
     HELDOUT_SHARE,
     HeldoutSplit,
@@ -50,7 +59,7 @@ from .sources import (
     load_hf,
     path_documents,
 )
-from .streams import changed, identity, row_documents, text_documents
+from .streams import identity, row_documents, text_documents
 from .tokenizer import EncodedArrays, encode_arrays, pieces
 
 UNIT_CHARS = 1 << 18  # characters tokenised at a time by one worker
@@ -261,28 +270,6 @@ class Writers:
                 self.written.setdefault(split, []).append(info)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What the shards of a directory depend on; a prepare resumes only with the same."""
-
-    source: str
-    identity: dict[str, Any]
-    tokenizer_sha256: str
-    dtype: str
-    heldout: float
-    shard_tokens: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "identity": self.identity,
-            "tokenizer_sha256": self.tokenizer_sha256,
-            "dtype": self.dtype,
-            "heldout": self.heldout,
-            "shard_tokens": self.shard_tokens,
-        }
-
-
 def prepare(
     source: str,
     out: str | Path,
@@ -395,193 +382,17 @@ def run(
             check_source(settings)
             unsaved = True
         if unsaved and unit.resumable:  # nothing held back: a place to go on from
-            save_progress(root, settings, writers.written, unit)
+            save_progress(root, settings, writers.written, unit.pushed, unit.state)
             unsaved = False
         tell()
     writers.flush()
     check_source(settings)
     index = write_index(
-        root, settings, tokenizer_json, writers.written, progress, characters, meter
+        root, settings, tokenizer_json, writers.written, progress.documents, characters, meter
     )
     progress.shards = sum(map(len, writers.written.values()))
     tell(force=True)
     return Result(root, index, progress, restarted=restarted)
-
-
-def check_source(settings: Settings) -> None:
-    """Stop when the source changed or disappeared while it was read."""
-    if "path" not in settings.identity:
-        return
-    how = changed(Path(settings.source), settings.identity)
-    if how is not None:
-        raise DataError(
-            f"{settings.source} changed while it was being prepared: {how}",
-            "run the same command again when it no longer changes: it starts over",
-        )
-
-
-def save_progress(
-    root: Path,
-    settings: Settings,
-    written: dict[str, list[shards.ShardInfo]],
-    unit: Unit,
-) -> None:
-    data = {
-        "settings": settings.to_json(),
-        "documents": unit.pushed,
-        "split": list(unit.state),
-        "shards": {k: [s.to_json() for s in v] for k, v in written.items()},
-    }
-    try:
-        write_atomic(root / shards.PROGRESS, json.dumps(data, indent=1) + "\n")
-    except OSError as exc:
-        raise DataError(f"cannot write {root / shards.PROGRESS}: {exc.strerror}") from None
-
-
-def write_index(
-    root: Path,
-    settings: Settings,
-    tokenizer_json: str,
-    written: dict[str, list[shards.ShardInfo]],
-    progress: Progress,
-    characters: int,
-    meter: Meter,
-) -> dict[str, Any]:
-    """tokenizer.json, then index.json (what makes the directory a corpus), then progress.json
-    goes."""
-    splits = {}
-    for split in shards.SPLITS:
-        infos = written.get(split, [])
-        splits[split] = {
-            "tokens": sum(s.tokens for s in infos),
-            "documents": sum(s.documents for s in infos),
-            "shards": [s.to_json() for s in infos],
-        }
-    if not splits["train"]["tokens"]:
-        raise DataError(
-            f"{settings.source} holds no text that the tokenizer turns into tokens",
-            "check the source" + (f" ({meter.skipped.warning()})" if meter.skipped.count else ""),
-        )
-    index = {
-        "format": shards.FORMAT,
-        "version": shards.VERSION,
-        "tokenizer": {"sha256": settings.tokenizer_sha256},
-        "dtype": settings.dtype,
-        "settings": settings.to_json(),
-        "documents": progress.documents,
-        "characters": characters,
-        "splits": splits,
-        "skipped": {"count": meter.skipped.count, "first": meter.skipped.first},
-    }
-    try:
-        write_atomic(root / shards.TOKENIZER, tokenizer_json)
-        write_atomic(root / shards.INDEX, json.dumps(index, indent=1) + "\n")
-    except OSError as exc:
-        raise DataError(f"cannot write the index of {root}: {exc.strerror}") from None
-    (root / shards.PROGRESS).unlink(missing_ok=True)
-    return index
-
-
-def check_out(root: Path) -> None:
-    """`out` must be new, empty, or a prepare's directory."""
-    if root.exists() and not root.is_dir():
-        raise UsageError(f"--out {root} is a file", "give a directory for the prepared corpus")
-    if root.is_dir() and not shards.is_prepared(root):
-        others = [p.name for p in root.iterdir() if p.name != LOCK]
-        if others:
-            raise UsageError(
-                f"{root} holds files that are not a prepared corpus ({others[0]}, ...)",
-                "pick another --out (a new or empty directory)",
-            )
-
-
-def finished(root: Path, settings: Settings) -> dict[str, Any] | None:
-    """The index of `root` when it holds this corpus already; an error when it holds another."""
-    if not (root / shards.INDEX).is_file():
-        return None
-    index = shards.read_index(root)
-    before = index.get("settings", {})
-    if before == settings.to_json():
-        return index
-    what = differs(before, settings)
-    raise UsageError(
-        f"{root} holds a corpus prepared with another {what}",
-        "pick another --out, or delete it to prepare it again",
-    )
-
-
-def differs(before: dict[str, Any], settings: Settings, but: str = "") -> str:
-    names = {
-        "source": "source",
-        "identity": "version of the source (it changed since)",
-        "tokenizer_sha256": "tokenizer",
-        "dtype": "tokenizer",
-        "heldout": "--heldout",
-        "shard_tokens": "shard size",
-    }
-    now = settings.to_json()
-    return next((names[k] for k in names if k != but and before.get(k) != now[k]), "format")
-
-
-def resume_state(root: Path, settings: Settings) -> tuple[dict[str, Any], str | None]:
-    """Where to start: after the shards an interrupted prepare left (when its settings are
-    these and its shards are whole), else from the start (and why, when there was one)."""
-    fresh: dict[str, Any] = {
-        "documents": 0,
-        "split": [False, False],
-        "shards": {"train": [], "heldout": []},
-    }
-    path = root / shards.PROGRESS
-    if not path.is_file():
-        return fresh, None
-    try:
-        saved = json.loads(path.read_bytes())
-        before = saved["settings"]
-        done = {
-            k: [shards.ShardInfo(**s) for s in saved["shards"].get(k, [])] for k in shards.SPLITS
-        }
-    except (OSError, ValueError, KeyError, TypeError):
-        path.unlink(missing_ok=True)
-        return fresh, "its progress file could not be read"
-    if before != settings.to_json():
-        if {**before, "identity": None} != {**settings.to_json(), "identity": None}:
-            raise UsageError(
-                f"{root} holds an unfinished prepare with another "
-                f"{differs(before, settings, but='identity')}",
-                "run it with the settings it was started with, or delete it to start again",
-            )
-        path.unlink()
-        return fresh, f"{settings.source} changed since it was interrupted"
-    for split in done.values():
-        for info in split:
-            shard = shards.Shard(root / info.file, info, settings.dtype)
-            whole = shard.path.is_file() and shard.path.stat().st_size == info.bytes
-            if not whole or shards.file_sha256(shard.path) != info.sha256:
-                path.unlink()
-                return fresh, f"its shard {info.file} is damaged"
-    return {"documents": saved["documents"], "split": saved["split"], "shards": done}, None
-
-
-LOCK = ".lock"
-
-
-@contextlib.contextmanager
-def lock(root: Path, wait: bool) -> Iterator[None]:
-    """One prepare per directory at a time (flock on DIR/.lock)."""
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise DataError(
-                f"{root} is being prepared by another process",
-                "wait for it to finish, or pick another --out",
-            ) from None
-        except OSError:  # a file system without flock: go on unlocked
-            pass
-        yield
-    finally:
-        os.close(fd)
 
 
 def cached(
@@ -621,16 +432,3 @@ def cached(
     if not result.done_before:
         remove_older(root, source)
     return result
-
-
-def remove_older(root: Path, source: str) -> None:
-    """Remove cached corpora of an earlier version of `source` (not `root`)."""
-    for other in root.parent.iterdir():
-        if other == root or not (other / shards.INDEX).is_file():
-            continue
-        with contextlib.suppress(OSError, ValueError, DataError):
-            index = shards.read_index(other)
-            if index["settings"]["source"] == source:
-                for path in other.iterdir():
-                    path.unlink()
-                other.rmdir()
