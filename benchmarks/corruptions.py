@@ -64,8 +64,9 @@ class Result:
 
 def packed_blocks(batch: int, length: int) -> tuple[Tokens, Vocab, object]:
     """`batch` full rows of `length` tokens of the default corpus, with word/sentence starts."""
+    from objectives_cli.data.encoding import encode_documents
     from objectives_cli.data.sources import default_corpus
-    from objectives_cli.data.tokenizer import encode_documents, load_tokenizer, vocab_of
+    from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
 
     tok = load_tokenizer()
     vocab = vocab_of(tok)

@@ -62,8 +62,9 @@ _ENCODED: dict[str, list] = {}  # split -> EncodedDoc prefix of the default corp
 
 def _encoded_prefix(split: str, n_tokens: int) -> list:
     """The shortest prefix of the split's documents, encoded, that holds n_tokens (or all)."""
+    from objectives_cli.data.encoding import encode_documents
     from objectives_cli.data.sources import default_corpus
-    from objectives_cli.data.tokenizer import encode_documents, load_tokenizer
+    from objectives_cli.data.tokenizer import load_tokenizer
 
     done = _ENCODED.setdefault(split, [])
     documents = default_corpus(split)  # type: ignore[arg-type]

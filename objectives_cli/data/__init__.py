@@ -7,6 +7,7 @@
     corpus.py     the built-in corpus (Python's own documentation), gathered once and cached
     tokenizer.py  WordPiece / byte-level BPE / Unigram tokenizers with the project's special
                   tokens, and the `Vocab` the corruptions read
+    encoding.py   text -> ids with word and sentence starts (`encode_documents`, numpy arrays)
     packing.py    the one packer: tokenised documents -> a flat `Corpus` (cached on disk) ->
                   fixed-length rows (`Blocks`, for training and for `corrupt`)
     shards.py     a prepared corpus on disk: the shard format, its writer, `MappedCorpus` (read

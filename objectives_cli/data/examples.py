@@ -25,9 +25,9 @@ import torch
 from corruptions import IGNORE, Corrupted, Corruption, Vocab, make_generator
 from corruptions.errors import DataError
 
+from .encoding import EncodedDoc
 from .parallel import ordered
 from .rows import Part, Rows, batches, chunks, encode_group, marked, pack_groups, text_blocks
-from .tokenizer import EncodedDoc
 
 BATCH = 16  # blocks per corruption call; part of what defines example i
 

@@ -45,9 +45,9 @@ from torch import Tensor
 from corruptions import Tokens
 
 from . import PACKINGS
+from .encoding import EncodedArrays, EncodedDoc, encode_texts
 from .files import cache_dir as root_cache_dir
 from .files import write_atomic
-from .tokenizer import EncodedArrays, EncodedDoc, encode_texts
 
 ENCODE_CHUNK = 2000  # documents tokenised at once (bounds the arrays encode_arrays makes)
 WALK_TOKENS = 1 << 20  # word starts the packer reads at a time

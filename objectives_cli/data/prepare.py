@@ -9,7 +9,7 @@ by default), each with one thread (`TOKENIZERS_PARALLELISM=false`: processes, no
 share out the cores). Units are written in input order whatever finishes first, so the shards
 depend on the source, the tokenizer and the settings only, not on the number of workers. A
 document longer than a unit (one 50 MB line) is cut into units at its sentence pieces
-(`tokenizer.pieces`) and tokenised a unit at a time, with progress, in bounded memory.
+(`encoding.pieces`) and tokenised a unit at a time, with progress, in bounded memory.
 
 Interrupted (Ctrl-C, a crash, a full disk), a prepare leaves its complete shards and
 DIR/progress.json, which lists them and how many documents of the source they hold: the same
@@ -37,6 +37,7 @@ import numpy as np
 from corruptions.errors import DataError
 
 from . import shards
+from .encoding import EncodedArrays, encode_arrays, pieces
 from .files import cache_dir
 from .parallel import ordered, threads
 from .prepared import (
@@ -60,7 +61,6 @@ from .sources import (
     path_documents,
 )
 from .streams import identity, row_documents, text_documents
-from .tokenizer import EncodedArrays, encode_arrays, pieces
 
 UNIT_CHARS = 1 << 18  # characters tokenised at a time by one worker
 UNIT_DOCUMENTS = 2048  # and documents

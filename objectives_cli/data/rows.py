@@ -21,9 +21,7 @@ import torch.nn.functional as F
 
 from corruptions import Tokens
 
-from .packing import corpus_from, corpus_of, pack
-from .sources import sentence_spans
-from .tokenizer import (
+from .encoding import (
     AFTER_SPACE,
     EncodedArrays,
     EncodedDoc,
@@ -31,6 +29,8 @@ from .tokenizer import (
     encode_pieces,
     pieces,
 )
+from .packing import corpus_from, corpus_of, pack
+from .sources import sentence_spans
 
 DOCS_PER_CHUNK = 64  # documents tokenised at a time, so `--limit 5` reads little of a big corpus
 CHARS_PER_CHUNK = 1 << 16  # and characters: one huge document is tokenised a chunk at a time
@@ -51,7 +51,7 @@ class Rows:
 
 @dataclass(frozen=True)
 class Part:
-    """Pieces (`tokenizer.pieces`) of one document's sentences, to tokenise with others."""
+    """Pieces (`encoding.pieces`) of one document's sentences, to tokenise with others."""
 
     document: str
     pieces: list[tuple[str, int]] | None = None  # None: all of the document's (`filled`)
@@ -110,7 +110,7 @@ def encode_group(
     """A group's tokens; its rows when it holds `whole` documents (`marked`): numbered from 0,
     None when they hold no token. (What a worker of `corrupt --workers` does with a group.)"""
     group = [part.filled() for part in group]
-    if whole and not with_text:  # no text to keep: whole-array numpy (tokenizer.encode_arrays)
+    if whole and not with_text:  # no text to keep: whole-array numpy (encoding.encode_arrays)
         arrays = encode_arrays(tok, [part.pieces or [] for part in group], np.int32)
         return array_rows(arrays, max_length, pad)
     starts = [part.starts for part in group] if with_text else None

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 import corruptions
+from objectives_cli.data import encoding
 from objectives_cli.data import rows as blocks_module
-from objectives_cli.data import tokenizer
+from objectives_cli.data.encoding import encode_documents
 from objectives_cli.data.examples import corrupt_documents
-from objectives_cli.data.tokenizer import encode_documents, load_tokenizer, vocab_of
+from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
 from tests.cli.runner import INPUT, invoke
 from tests.cli.test_commands import one_error
 
@@ -156,7 +157,7 @@ def test_examples_carry_the_text_they_were_cut_from(monkeypatch: pytest.MonkeyPa
 
     whole = texts()
     monkeypatch.setattr(blocks_module, "CHARS_PER_CHUNK", 40)
-    monkeypatch.setattr(tokenizer, "PIECE_CHARS", 12)
+    monkeypatch.setattr(encoding, "PIECE_CHARS", 12)
     assert texts() == whole
 
 

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corruptions.errors import DataError, UsageError
-from objectives_cli.data import files, prepare, shards, tokenizer
+from objectives_cli.data import encoding, files, prepare, shards
 from objectives_cli.data.packing import Corpus, encode_corpus
 from objectives_cli.data.shards import MappedCorpus, open_prepared
 from objectives_cli.data.sources import read_documents, split_heldout, split_sentences
@@ -312,14 +312,14 @@ def test_arrays_hold_the_tokens_and_flags_of_encode_pieces(
 ) -> None:
     """Pieces cut inside words, pieces and sentences without tokens (zero-width spaces), literal
     special tokens: the whole-array encoder gives encode_pieces' lists exactly."""
-    saved = tokenizer.PIECE_CHARS
-    tokenizer.PIECE_CHARS = piece_chars
+    saved = encoding.PIECE_CHARS
+    encoding.PIECE_CHARS = piece_chars
     try:
-        per_doc = [[p for s in split_sentences(d) for p in tokenizer.pieces(s)] for d in docs]
+        per_doc = [[p for s in split_sentences(d) for p in encoding.pieces(s)] for d in docs]
     finally:
-        tokenizer.PIECE_CHARS = saved
-    lists = tokenizer.encode_pieces(TOK, per_doc)
-    arrays = tokenizer.encode_arrays(TOK, per_doc)
+        encoding.PIECE_CHARS = saved
+    lists = encoding.encode_pieces(TOK, per_doc)
+    arrays = encoding.encode_arrays(TOK, per_doc)
     assert arrays.ids.tolist() == [i for d in lists for i in d.ids]
     assert arrays.word_starts.tolist() == [w for d in lists for w in d.word_starts]
     assert arrays.sentence_starts.tolist() == [s for d in lists for s in d.sentence_starts]

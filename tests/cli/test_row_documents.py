@@ -8,9 +8,10 @@ import re
 
 import torch
 
+from objectives_cli.data.encoding import EncodedDoc
 from objectives_cli.data.packing import corpus_from, pack
 from objectives_cli.data.rows import blocks
-from objectives_cli.data.tokenizer import EncodedDoc, load_tokenizer
+from objectives_cli.data.tokenizer import load_tokenizer
 from tests.cli.runner import invoke
 
 

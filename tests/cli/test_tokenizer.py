@@ -22,12 +22,11 @@ from typer.testing import CliRunner
 from corruptions.errors import DataError
 from objectives_cli.cli.main import app, run
 from objectives_cli.data import tokenizer as tk
+from objectives_cli.data.encoding import EncodedDoc, encode_documents
 from objectives_cli.data.packing import rows_of
 from objectives_cli.data.sources import default_corpus, split_sentences
 from objectives_cli.data.tokenizer import (
     SPECIAL_TOKENS,
-    EncodedDoc,
-    encode_documents,
     load_tokenizer,
     train_tokenizer,
     vocab_of,

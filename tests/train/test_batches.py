@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from corruptions import IGNORE, Corrupted, Tokens
+from objectives_cli.data.encoding import EncodedDoc
 from objectives_cli.data.packing import corpus_from, pack
-from objectives_cli.data.tokenizer import EncodedDoc
 from objectives_cli.train.batches import ObjectiveInfo, batch_fn
 from tests.helpers import TINY
 from tests.train.conftest import tiny

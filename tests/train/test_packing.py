@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from corruptions.errors import DataError
 from objectives_cli.data import packing
+from objectives_cli.data.encoding import EncodedDoc
 from objectives_cli.data.packing import Corpus, corpus_from, encode_corpus, pack
 from objectives_cli.data.sources import split_heldout
-from objectives_cli.data.tokenizer import EncodedDoc, load_tokenizer
+from objectives_cli.data.tokenizer import load_tokenizer
 
 
 def doc(n: int, start: int, word_every: int = 2) -> EncodedDoc:
