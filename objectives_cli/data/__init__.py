@@ -1,7 +1,8 @@
 """Text in, `Tokens` out: the data layer.
 
     sources.py    documents from files, directories, stdin, jsonl, parquet and hf: datasets;
-                  sentence splitting; the held-out split (also as a stream)
+                  the default corpus
+    splits.py     a document into sentences; documents into training and held-out (by hash)
     streams.py    the readers: a file a block at a time, JSON lines, Parquet batches, rows;
                   rows without text skipped and counted; a source's identity
     corpus.py     the built-in corpus (Python's own documentation), gathered once and cached

@@ -36,7 +36,8 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 
-from .sources import default_corpus, split_sentences
+from .sources import default_corpus
+from .splits import split_sentences
 from .tasks import Task, task_from_rows
 
 SIZE = 4000  # examples per task (the corpus holds ~16k usable sentences and ~5k pairs)

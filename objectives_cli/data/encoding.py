@@ -31,7 +31,7 @@ def encode_documents(tok: Tokenizer, documents: Sequence[str]) -> list[EncodedDo
     Each sentence (`data.split_sentences`) is encoded on its own, so its first token opens a
     sentence and a word; sentences that yield no tokens are skipped.
     """
-    from .sources import split_sentences
+    from .splits import split_sentences
 
     return encode_pieces(
         tok, [[p for s in split_sentences(d) for p in pieces(s)] for d in documents]
@@ -135,7 +135,7 @@ class EncodedArrays:
 
 def encode_texts(tok: Tokenizer, documents: Sequence[str], dtype: type = np.int32) -> EncodedArrays:
     """`encode_documents` as arrays: each sentence tokenised on its own."""
-    from .sources import split_sentences
+    from .splits import split_sentences
 
     return encode_arrays(
         tok, [[p for s in split_sentences(d) for p in pieces(s)] for d in documents], dtype

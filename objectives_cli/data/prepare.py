@@ -1,6 +1,6 @@
 """`objectives data prepare`: a source read as a stream, tokenised in parallel, into shards.
 
-    source --(streams.py, a block at a time)--> documents --(sources.HeldoutSplit)--> units of
+    source --(streams.py, a block at a time)--> documents --(splits.HeldoutSplit)--> units of
     about UNIT_CHARS characters --(workers: tokenise)--> arrays --(in input order)--> a
     `shards.ShardWriter` per split --> DIR/train-*.bin, DIR/heldout-*.bin, then DIR/index.json
 
@@ -51,15 +51,8 @@ from .prepared import (
     save_progress,
     write_index,
 )
-from .sources import (
-    HELDOUT_SHARE,
-    HeldoutSplit,
-    Meter,
-    existing,
-    iter_sentences,
-    load_hf,
-    path_documents,
-)
+from .sources import Meter, existing, load_hf, path_documents
+from .splits import HELDOUT_SHARE, HeldoutSplit, iter_sentences
 from .streams import identity, row_documents, text_documents
 
 UNIT_CHARS = 1 << 18  # characters tokenised at a time by one worker

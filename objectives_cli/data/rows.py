@@ -30,7 +30,7 @@ from .encoding import (
     pieces,
 )
 from .packing import corpus_from, corpus_of, pack
-from .sources import sentence_spans
+from .splits import sentence_spans
 
 DOCS_PER_CHUNK = 64  # documents tokenised at a time, so `--limit 5` reads little of a big corpus
 CHARS_PER_CHUNK = 1 << 16  # and characters: one huge document is tokenised a chunk at a time

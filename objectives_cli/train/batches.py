@@ -39,13 +39,8 @@ from objectives_cli.data.packing import Blocks, TokenStore, encode_corpus, pack
 from objectives_cli.data.parallel import default_workers, threads
 from objectives_cli.data.prepare import Progress, cached
 from objectives_cli.data.shards import TOKENIZER, is_prepared, open_prepared
-from objectives_cli.data.sources import (
-    HELDOUT_SHARE,
-    Skipped,
-    default_corpus,
-    read_documents,
-    split_heldout,
-)
+from objectives_cli.data.sources import Skipped, default_corpus, read_documents
+from objectives_cli.data.splits import HELDOUT_SHARE, split_heldout
 from objectives_cli.data.streams import source_size
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
 

@@ -23,8 +23,8 @@ from objectives_cli.data.sources import (
     default_corpus,
     read_documents,
     split_documents,
-    split_sentences,
 )
+from objectives_cli.data.splits import split_sentences
 
 TEXT = "The cat sat.\nIt purred.\n\n\nA dog barked. Then it slept.\n  \nLast one\n"
 DOCS = ["The cat sat.\nIt purred.", "A dog barked. Then it slept.", "Last one"]

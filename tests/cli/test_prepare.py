@@ -21,7 +21,8 @@ from corruptions.errors import DataError, UsageError
 from objectives_cli.data import encoding, files, prepare, shards
 from objectives_cli.data.packing import Corpus, encode_corpus
 from objectives_cli.data.shards import MappedCorpus, open_prepared
-from objectives_cli.data.sources import read_documents, split_heldout, split_sentences
+from objectives_cli.data.sources import read_documents
+from objectives_cli.data.splits import split_heldout, split_sentences
 from objectives_cli.data.tokenizer import load_tokenizer
 from tests.cli.runner import INPUT, invoke
 

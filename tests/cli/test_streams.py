@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from corruptions.errors import DataError
 from objectives_cli.data import streams
-from objectives_cli.data.sources import HeldoutSplit, heldout_bucket, split_heldout
+from objectives_cli.data.splits import HeldoutSplit, heldout_bucket, split_heldout
 from objectives_cli.data.streams import Meter, split_documents, text_documents
 
 # the characters where line and document splitting differ between methods

@@ -24,7 +24,8 @@ from objectives_cli.cli.main import app, run
 from objectives_cli.data import tokenizer as tk
 from objectives_cli.data.encoding import EncodedDoc, encode_documents
 from objectives_cli.data.packing import rows_of
-from objectives_cli.data.sources import default_corpus, split_sentences
+from objectives_cli.data.sources import default_corpus
+from objectives_cli.data.splits import split_sentences
 from objectives_cli.data.tokenizer import (
     SPECIAL_TOKENS,
     load_tokenizer,

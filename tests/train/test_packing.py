@@ -13,7 +13,7 @@ from corruptions.errors import DataError
 from objectives_cli.data import packing
 from objectives_cli.data.encoding import EncodedDoc
 from objectives_cli.data.packing import Corpus, corpus_from, encode_corpus, pack
-from objectives_cli.data.sources import split_heldout
+from objectives_cli.data.splits import split_heldout
 from objectives_cli.data.tokenizer import load_tokenizer
 
 

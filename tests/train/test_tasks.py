@@ -14,7 +14,8 @@ import pytest
 from corruptions.errors import DataError, UsageError
 from objectives_cli.data import tasks as tasks_module
 from objectives_cli.data.builtin_tasks import MAX_WORDS, MIN_WORDS, builtin_task, sentences
-from objectives_cli.data.sources import default_corpus, split_sentences
+from objectives_cli.data.sources import default_corpus
+from objectives_cli.data.splits import split_sentences
 from objectives_cli.data.tasks import read_task, task_from_rows
 
 
