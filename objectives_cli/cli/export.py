@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -89,11 +90,21 @@ def embed(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per forward pass.")] = 32,
+    fmt: Annotated[
+        VectorFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            show_default=False,
+            help="jsonl on stdout, or npy / safetensors into --out. Default: jsonl, or the "
+            "--out file's suffix.",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Contextual embeddings of texts from a trained run: JSONL on stdout, one line per text.
 
-    objectives embed runs/sb notes.txt --pool mean > vectors.jsonl
+    objectives embed runs/sb notes.txt --pool mean --format jsonl > vectors.jsonl
     """
     from objectives_cli.render import output
     from objectives_cli.render.progress import track
@@ -103,8 +114,7 @@ def embed(
     texts = read_texts(text)
     run = load_run(run_dir, device, warn=tables.warn)
     embedding.check_options(run, pool, layer)
-    if out is not None and out.suffix not in (".npy", ".safetensors"):
-        raise UsageError(f"cannot write {out}: use a .npy or .safetensors file")
+    check_vector_format(fmt, out)
     cut = []
 
     def rows() -> Iterator[Embedded]:
@@ -123,6 +133,27 @@ def embed(
         tables.warn(
             f"warning: {len(cut)} text(s) were longer than the model's "
             f"{run.model.cfg.max_len} positions and were cut (the first: line {cut[0] + 1})"
+        )
+
+
+class VectorFormat(str, Enum):
+    jsonl = "jsonl"
+    npy = "npy"
+    safetensors = "safetensors"
+
+
+def check_vector_format(fmt: VectorFormat | None, out: Path | None) -> None:
+    """--format and --out agree: JSONL goes to stdout, .npy and .safetensors into --out."""
+    if out is None:
+        if fmt not in (None, VectorFormat.jsonl):
+            raise UsageError(f"--format {fmt.value} needs --out FILE.{fmt.value}")
+        return
+    if out.suffix not in (".npy", ".safetensors"):
+        raise UsageError(f"cannot write {out}: use a .npy or .safetensors file")
+    if fmt is not None and out.suffix != f".{fmt.value}":
+        raise UsageError(
+            f"--format {fmt.value} does not match --out {out}",
+            "give an --out file ending in .npy or .safetensors, or leave out --format",
         )
 
 

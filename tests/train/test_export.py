@@ -254,6 +254,12 @@ def test_embed_cli_jsonl_and_files(
     import numpy as np
 
     assert np.load(tmp_path / "v.npy").shape == (2, 64)
+    same = invoke("embed", str(run_dir), str(tmp_path / "in.txt"), "--format", "jsonl")
+    assert (same.code, same.stdout) == (0, rows.stdout)
+    for wrong in (("--format", "npy"), ("-f", "npy", "--out", str(tmp_path / "v.safetensors"))):
+        refused = invoke("embed", str(run_dir), "x", *wrong)
+        assert refused.code == 2, refused.stderr
+        assert "--format npy" in refused.stderr
     bad = invoke("embed", str(run_dir), "x", "--pool", "max")
     assert bad.code == 2
     assert "unknown pooling" in bad.stderr
