@@ -203,10 +203,10 @@ def _read_hf(spec: str, skipped: Skipped) -> list[str]:
     return _text_column(load_hf(spec), f"hf:{spec}", skipped)
 
 
-def load_hf(spec: str, streaming: bool = False) -> Any:
-    """'NAME[:CONFIG]' through datasets.load_dataset, split 'train' (`streaming`: rows come as
-    they are downloaded, nothing is stored, unless the Hub cannot be reached: then from the
-    local cache).
+def load_hf(spec: str, streaming: bool = False, split: str | None = "train") -> Any:
+    """'NAME[:CONFIG]' through datasets.load_dataset, split `split` (None: every split, as a
+    DatasetDict) (`streaming`: rows come as they are downloaded, nothing is stored, unless the
+    Hub cannot be reached: then from the local cache).
 
     Offline, `datasets` would spend half a minute in retries before failing; so unless
     HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE) says so already, a connection to the Hub is tried
@@ -225,8 +225,8 @@ def load_hf(spec: str, streaming: bool = False) -> Any:
 
         try:
             if streaming and not (offline or unreachable):
-                return datasets.load_dataset(name, config or None, split="train", streaming=True)
-            return datasets.load_dataset(name, config or None, split="train")
+                return datasets.load_dataset(name, config or None, split=split, streaming=True)
+            return datasets.load_dataset(name, config or None, split=split)
         except Exception as exc:  # network, missing dataset, bad config: all user-fixable
             if unreachable:
                 raise DataError(

@@ -27,6 +27,7 @@ from typing import Any
 
 from corruptions.errors import DataError, UsageError
 
+from .sources import load_hf
 from .streams import not_utf8
 
 SPLITS = ("train", "validation", "test")
@@ -248,16 +249,7 @@ def read_hf_task(spec: str) -> Task:
     name, _, config = spec[3:].partition(":")
     if not name:
         raise UsageError("hf: needs a dataset name", "e.g. hf:glue:sst2")
-    import datasets
-
-    try:
-        splits = datasets.load_dataset(name, config or None)
-    except Exception as exc:  # network, missing dataset, bad config: all user-fixable
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            f"cannot load dataset {spec}: {first}",
-            "check the name and config, and that the Hub (or its cache) is reachable",
-        ) from None
+    splits = load_hf(spec[3:], split=None)  # offline: the local cache or one error at once
     rows: list[dict[str, Any]] = []
     for split, data in splits.items():
         labels = getattr(data.features.get("label"), "names", None)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 from corruptions.errors import DataError, UsageError
+from objectives_cli.data import sources
 from objectives_cli.data import tasks as tasks_module
 from objectives_cli.data.builtin_tasks import MAX_WORDS, MIN_WORDS, builtin_task, sentences
 from objectives_cli.data.sources import default_corpus
@@ -133,12 +134,29 @@ def test_hf_task_hidden_test_labels(monkeypatch: pytest.MonkeyPatch) -> None:
     }
     import datasets
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, config: data)
+    asked = []
+    monkeypatch.setattr(sources, "hub_reachable", lambda: True)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: asked.append((a, k)) or data)
     task = read_task("hf:glue:sst2")
+    assert asked == [(("glue", "sst2"), {"split": None})]
     assert task.name == "hf-glue-sst2"
     assert task.classes == ("negative", "positive")
     assert task.sizes()["test"] == 10
     assert all(e.text.startswith("v") for e in task.of("test"))
+
+
+def test_hf_task_offline_is_one_error_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, the task loader goes straight to the local cache (as `--data hf:` does) instead
+    of datasets' half a minute of retries, and a dataset not cached is one error."""
+    import datasets
+
+    def missing(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("not cached")
+
+    monkeypatch.setattr(sources, "hub_reachable", lambda: False)
+    monkeypatch.setattr(datasets, "load_dataset", missing)
+    with pytest.raises(DataError, match="cannot be reached, and the dataset is not in the local"):
+        read_task("hf:glue:sst2")
 
 
 # --- built-in tasks -----------------------------------------------------------------------------
