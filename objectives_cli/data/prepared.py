@@ -8,7 +8,7 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,7 @@ class Settings:
     shard_tokens: int
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "identity": self.identity,
-            "tokenizer_sha256": self.tokenizer_sha256,
-            "dtype": self.dtype,
-            "heldout": self.heldout,
-            "shard_tokens": self.shard_tokens,
-        }
+        return asdict(self)
 
 
 def check_source(settings: Settings) -> None:

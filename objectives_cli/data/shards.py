@@ -36,7 +36,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +115,7 @@ class ShardInfo:
     sha256: str
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "tokens": self.tokens,
-            "documents": self.documents,
-            "bytes": self.bytes,
-            "sha256": self.sha256,
-        }
+        return asdict(self)
 
 
 class ShardWriter:

@@ -12,7 +12,8 @@ empty. That is `split_documents`' regular expression (`\\n[ \\t\\r\\f\\v]*\\n`) 
 
 A JSON line or a Parquet row without a 'text' string (not JSON, no such field, null, a number)
 is skipped and counted in `Skipped`, its position kept for the warning: one bad row in the middle
-of a 100 GB file costs that row, not the file.
+of a 100 GB file costs that row, not the file. (`throttled` paces the progress lines that
+reading a large source says.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -52,6 +54,20 @@ def not_utf8(name: str, data: bytes, exc: UnicodeDecodeError, base: int = 0) -> 
         f"({exc.reason})",
         NOT_UTF8_HINT,
     )
+
+
+def throttled(seconds: float, say: Callable[[str], None]) -> Callable[[str], None]:
+    """`say`, passing a text on at most once per `seconds` (the first after `seconds`): a
+    progress line that a long job updates often and a log gets only now and then."""
+    said = time.monotonic()
+
+    def maybe(text: str) -> None:
+        nonlocal said
+        if time.monotonic() - said >= seconds:
+            said = time.monotonic()
+            say(text)
+
+    return maybe
 
 
 @dataclass

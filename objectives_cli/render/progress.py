@@ -4,7 +4,6 @@ the `train.report.Reporter` protocol (the plain, one-line-per-interval form live
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -12,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from objectives_cli.data.streams import throttled
 
 if TYPE_CHECKING:
     from objectives_cli.data.prepare import Progress as PrepareProgress
@@ -99,20 +100,22 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def plain_lines(label: str) -> Callable[[str], None]:
+    """`say(text)` that prints "label: text" on stderr at most PLAIN_SECONDS apart, so a log
+    gets a few lines and a short run none."""
+    return throttled(
+        PLAIN_SECONDS, lambda text: print(f"{label}: {text}", file=sys.stderr, flush=True)
+    )
+
+
 @contextmanager
 def preparing(label: str) -> Iterator[Callable[[PrepareProgress], None]]:
     """A prepare's progress on stderr: a Rich bar of the bytes read with documents, tokens and
     tokens per second on a terminal; else a line every PLAIN_SECONDS."""
     console = Console(stderr=True)
     if not console.is_terminal:
-        said = [time.monotonic()]
-
-        def plain(p: PrepareProgress) -> None:
-            if time.monotonic() - said[0] >= PLAIN_SECONDS:
-                said[0] = time.monotonic()
-                print(f"{label}: {p.line()}", file=sys.stderr, flush=True)
-
-        yield plain
+        say = plain_lines(label)
+        yield lambda p: say(p.line())
         return
     with Progress(
         TextColumn(label),
@@ -139,15 +142,8 @@ def status(label: str) -> Iterator[Callable[[str], None]]:
     on a terminal, at most STATUS_SECONDS apart, and gone at the end; else printed as a line at
     most PLAIN_SECONDS apart, so a log gets a few lines and a short run none."""
     console = Console(stderr=True)
-    said = [time.monotonic()]
     if not console.is_terminal or sys.stdout.isatty():  # a bar between lines of data: plain
-
-        def plain(text: str) -> None:
-            if time.monotonic() - said[0] >= PLAIN_SECONDS:
-                said[0] = time.monotonic()
-                print(f"{label}: {text}", file=sys.stderr, flush=True)
-
-        yield plain
+        yield plain_lines(label)
         return
     with Progress(
         TextColumn(label + ": {task.fields[text]}"),
@@ -158,10 +154,4 @@ def status(label: str) -> Iterator[Callable[[str], None]]:
         redirect_stderr=False,
     ) as progress:
         task = progress.add_task(label, total=None, text="starting")
-
-        def live(text: str) -> None:
-            if time.monotonic() - said[0] >= STATUS_SECONDS:
-                said[0] = time.monotonic()
-                progress.update(task, text=text)
-
-        yield live
+        yield throttled(STATUS_SECONDS, lambda text: progress.update(task, text=text))

@@ -37,11 +37,11 @@ from corruptions import (
 )
 from objectives_cli.data.packing import Blocks, TokenStore, encode_corpus, pack
 from objectives_cli.data.parallel import default_workers, threads
-from objectives_cli.data.prepare import Progress, cached
+from objectives_cli.data.prepare import cached
 from objectives_cli.data.shards import TOKENIZER, is_prepared, open_prepared
 from objectives_cli.data.sources import Skipped, default_corpus, read_documents
 from objectives_cli.data.splits import HELDOUT_SHARE, split_heldout
-from objectives_cli.data.streams import source_size
+from objectives_cli.data.streams import source_size, throttled
 from objectives_cli.data.tokenizer import load_tokenizer, vocab_of
 
 from .config import TrainConfig
@@ -86,12 +86,10 @@ def load_data(
         say(f"warning: {skipped.warning()}")
     size = sum(len(d) for d in train_docs) + sum(len(d) for d in held_docs)
     say(f"{documents_line(len(train_docs), len(held_docs))}, {characters(size)} characters")
-    started, said = time.monotonic(), [time.monotonic()]
+    started, tell = time.monotonic(), throttled(PROGRESS_SECONDS, say)
 
     def progress(done: int, total: int) -> None:
-        if time.monotonic() - said[0] >= PROGRESS_SECONDS:
-            said[0] = time.monotonic()
-            say(f"tokenising: {done:,} of {total:,} documents")
+        tell(f"tokenising: {done:,} of {total:,} documents")
 
     train = encode_corpus(tok, train_docs, progress=progress)
     heldout = encode_corpus(tok, held_docs, progress=progress)
@@ -126,20 +124,14 @@ def characters(n: int) -> str:
 def prepare_cached(cfg: TrainConfig, tok: Any, say: Callable[[str], None]) -> Path:
     """Prepare --data into the cache (or find it there), saying how it goes."""
     assert cfg.data is not None
-    said = [time.monotonic()]
-
-    def report(p: Progress) -> None:
-        if time.monotonic() - said[0] >= PROGRESS_SECONDS:
-            said[0] = time.monotonic()
-            say(f"preparing: {p.line()}")
-
+    tell = throttled(PROGRESS_SECONDS, say)
     result = cached(
         cfg.data,
         tok.to_str(),
         tok.get_vocab_size(),
         heldout=0.0 if cfg.eval_data is not None else HELDOUT_SHARE,
         workers=default_workers(),
-        report=report,
+        report=lambda p: tell(f"preparing: {p.line()}"),
         nodes=node_share(),
     )
     if result.restarted:
