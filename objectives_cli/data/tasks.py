@@ -28,7 +28,7 @@ from typing import Any
 from corruptions.errors import DataError, UsageError
 
 from .sources import load_hf
-from .streams import not_utf8
+from .streams import BOM, not_utf8
 
 SPLITS = ("train", "validation", "test")
 SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation"}
@@ -269,7 +269,7 @@ def read_hf_task(spec: str) -> Task:
 
 def utf8_text(data: bytes, name: str) -> str:
     """UTF-8 text, a BOM dropped; a DataError naming the first bad byte at its file offset."""
-    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    bom = len(BOM) if data.startswith(BOM) else 0
     try:
         return data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
